@@ -1,0 +1,145 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "onnx/loader.h"
+#include "tensor/blas.h"
+
+int cli_report(cs_status st, const cs_err *err)
+{
+    fprintf(stderr, "curvscope: error: %s\n", err && err->msg[0] ? err->msg : cs_status_name(st));
+    return cs_status_exit_code(st);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "curvscope %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'curvscope %s --help')\n", cmd);
+    return 2;
+}
+
+int cli_option_error(const char *cmd, int c, char **argv, int optind_now)
+{
+    const char *arg = argv[optind_now - 1];
+    if (c == ':')
+        return cli_usage_error(cmd, "option '%s' needs a value", arg);
+    if (strncmp(arg, "--", 2) == 0 && strchr(arg, '='))
+        return cli_usage_error(cmd, "option '%s' does not take a value", arg);
+    return cli_usage_error(cmd, "unknown option '%s'", arg);
+}
+
+void cli_data_opts_init(cli_data_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    cs_norm_init(&o->norm);
+    o->batch = 128;
+    o->threads = 0;
+    o->loss = CS_LOSS_CE;
+}
+
+int cli_parse_count(const char *cmd, const char *name, const char *value, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end || v <= 0) {
+        cli_usage_error(cmd, "--%s needs a positive integer, got '%s'", name, value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_data_opt(cli_data_opts *o, const char *cmd, const char *name, const char *value)
+{
+    cs_err err = {0};
+    cs_status st = CS_OK;
+    int64_t n;
+    if (strcmp(name, "data") == 0)
+        o->data = value;
+    else if (strcmp(name, "labels") == 0)
+        o->labels = value;
+    else if (strcmp(name, "scale") == 0)
+        st = cs_norm_parse_scale(&o->norm, value, &err);
+    else if (strcmp(name, "mean") == 0)
+        st = cs_norm_parse_mean(&o->norm, value, &err);
+    else if (strcmp(name, "std") == 0)
+        st = cs_norm_parse_std(&o->norm, value, &err);
+    else if (strcmp(name, "samples") == 0) {
+        if (cli_parse_count(cmd, name, value, &o->samples))
+            return -1;
+    } else if (strcmp(name, "batch") == 0) {
+        if (cli_parse_count(cmd, name, value, &o->batch))
+            return -1;
+    } else if (strcmp(name, "threads") == 0) {
+        if (cli_parse_count(cmd, name, value, &n))
+            return -1;
+        o->threads = (int)(n > 256 ? 256 : n);
+        cs_blas_set_threads(o->threads);
+    } else if (strcmp(name, "seed") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || end == value || *end) {
+            cli_usage_error(cmd, "--seed needs a non-negative integer, got '%s'", value);
+            return -1;
+        }
+        o->seed = v;
+    } else if (strcmp(name, "loss") == 0)
+        st = cs_loss_parse(value, &o->loss, &err);
+    else
+        return 0;
+    if (st) {
+        cli_usage_error(cmd, "%s", err.msg);
+        return -1;
+    }
+    return 1;
+}
+
+void cli_data_opts_usage(FILE *f)
+{
+    fprintf(f,
+            "  --data SPEC        inputs: idx:PATH, npy:PATH, csv:PATH[#label=K], pb:PATH\n"
+            "  --labels SPEC      labels, same forms (integer classes or real targets)\n"
+            "  --scale S          multiply raw values by S (a fraction like 1/255 is fine)\n"
+            "  --mean M           subtract M after scaling (one value, or one per channel: a,b,c)\n"
+            "  --std D            then divide by D (one value or one per channel)\n"
+            "  --samples N        use the first N samples (default: all)\n"
+            "  --batch B          samples per forward pass (default 128)\n"
+            "  --loss ce|mse      loss on the first graph output (default ce)\n"
+            "  --seed S           random seed (default 0)\n"
+            "  --threads T        BLAS threads (default: the library's)\n"
+            "  --json             print one JSON object instead of text\n");
+}
+
+cs_graph *cli_load_model(const char *path, int *code)
+{
+    cs_err err = {0};
+    cs_graph *g = NULL;
+    cs_status st = cs_onnx_load_file(path, &g, &err);
+    if (st) {
+        *code = cli_report(st, &err);
+        return NULL;
+    }
+    return g;
+}
+
+void cli_progress(void *ctx, int64_t done, int64_t total)
+{
+    const char *what = ctx ? ctx : "samples";
+    if (!isatty(STDERR_FILENO))
+        return;
+    fprintf(stderr, "\r%s: %" PRId64 " / %" PRId64 " (%.0f%%)", what, done, total,
+            total ? 100.0 * (double)done / (double)total : 100.0);
+    if (done >= total)
+        fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+}

@@ -1,0 +1,105 @@
+/* curvscope eval MODEL.onnx --data SPEC --labels SPEC [options] */
+#include <getopt.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "interp/evaluate.h"
+
+void cmd_eval_usage(FILE *f)
+{
+    fprintf(f, "usage: curvscope eval MODEL.onnx --data SPEC --labels SPEC [options]\n\n"
+               "Mean loss (DESIGN.md's definition) and accuracy over a dataset.\n\n");
+    cli_data_opts_usage(f);
+    fprintf(f, "  --help             this text\n\n"
+               "JSON keys: model, loss_kind, loss, accuracy (null without integer labels),\n"
+               "samples, classes, seconds, samples_per_sec, logits.\n");
+}
+
+/* Options of every dataset command, for getopt_long; ids index the table. */
+#define DATA_LONG_OPTS                                                                    \
+    {"data", required_argument, NULL, 0}, {"labels", required_argument, NULL, 0},        \
+    {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},         \
+    {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},        \
+    {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},         \
+    {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        DATA_LONG_OPTS,
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    cli_data_opts o;
+    cli_data_opts_init(&o);
+    int c, idx;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
+        if (c == 0) {
+            if (cli_data_opt(&o, "eval", opts[idx].name, optarg) < 0)
+                return 2;
+        } else if (c == 'j') {
+            o.json = true;
+        } else if (c == 'h') {
+            cmd_eval_usage(stdout);
+            return 0;
+        } else {
+            return cli_option_error("eval", c, argv, optind);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("eval", "missing MODEL.onnx");
+    if (optind + 1 < argc)
+        return cli_usage_error("eval", "unexpected argument '%s'", argv[optind + 1]);
+    if (!o.data)
+        return cli_usage_error("eval", "missing --data SPEC");
+    if (!o.labels)
+        return cli_usage_error("eval", "missing --labels SPEC (the loss needs them)");
+
+    const char *model = argv[optind];
+    int code = 0;
+    cs_graph *g = cli_load_model(model, &code);
+    if (!g)
+        return code;
+    cs_err err = {0};
+    cs_dataset ds;
+    cs_status st = cs_dataset_load(&ds, o.data, o.labels, o.samples, &err);
+    if (st) {
+        cs_graph_free(g);
+        return cli_report(st, &err);
+    }
+    cs_eval_opts eo = {.loss = o.loss, .batch = o.batch, .norm = &o.norm,
+                       .progress = cli_progress, .progress_ctx = "eval"};
+    cs_eval_result r;
+    st = cs_evaluate(g, &ds, &eo, &r, &err);
+    if (st) {
+        code = cli_report(st, &err);
+    } else if (o.json) {
+        printf("{\"model\": ");
+        json_string(stdout, model);
+        printf(", \"loss_kind\": \"%s\", \"loss\": %.17g, \"accuracy\": ", cs_loss_name(o.loss), r.loss);
+        if (r.has_accuracy)
+            printf("%.17g", r.accuracy);
+        else
+            printf("null");
+        printf(", \"samples\": %lld, \"classes\": %lld, \"seconds\": %.6f, \"samples_per_sec\": %.1f, "
+               "\"logits\": ",
+               (long long)r.samples, (long long)r.classes, r.seconds,
+               r.seconds > 0 ? (double)r.samples / r.seconds : 0.0);
+        json_string(stdout, g->values[r.head.logits_value].name);
+        printf("}\n");
+    } else {
+        if (r.head.through)
+            printf("logits     input of %s node '%s'\n", r.head.through_op, r.head.through);
+        printf("samples    %lld\n", (long long)r.samples);
+        printf("loss       %.6f (%s, mean over samples)\n", r.loss, cs_loss_name(o.loss));
+        if (r.has_accuracy)
+            printf("accuracy   %.4f\n", r.accuracy);
+        printf("speed      %.0f samples/s (%.3f s)\n",
+               r.seconds > 0 ? (double)r.samples / r.seconds : 0.0, r.seconds);
+    }
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+    return code;
+}

@@ -1,0 +1,175 @@
+/* curvscope info MODEL.onnx [--json] */
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "interp/loss.h"
+
+void cmd_info_usage(FILE *f)
+{
+    fprintf(f, "usage: curvscope info MODEL.onnx [--json]\n\n"
+               "Show the model's opsets, inputs and outputs, its layers (the nodes that own\n"
+               "trainable parameters) with parameter tensors and counts, and any operator\n"
+               "curvscope does not support.\n\n"
+               "  --json    one JSON object: model, ir_version, opset, producer, nodes,\n"
+               "            inputs, outputs, params, layers, unsupported, loss_logits\n"
+               "  --help    this text\n");
+}
+
+static void print_shape(FILE *f, const cs_tensor *t)
+{
+    if (t->ndim < 0) {
+        fputs("(unknown shape)", f);
+        return;
+    }
+    fputc('[', f);
+    for (int i = 0; i < t->ndim; i++)
+        t->dims[i] < 0 ? fprintf(f, "%sN", i ? ", " : "")
+                       : fprintf(f, "%s%lld", i ? ", " : "", (long long)t->dims[i]);
+    fputc(']', f);
+}
+
+static void print_text(const cs_graph *g, const char *path, const cs_loss_head *head)
+{
+    printf("model      %s\n", path);
+    printf("format     ONNX IR %lld, opset %d, producer %s %s\n", (long long)g->ir_version, g->opset,
+           g->producer_name[0] ? g->producer_name : "(none)", g->producer_version);
+    printf("nodes      %d\n", g->n_nodes);
+    for (int i = 0; i < g->n_inputs; i++) {
+        const cs_value *v = &g->values[g->inputs[i]];
+        printf("input      %s  %s ", v->name, cs_dtype_name(v->decl.dtype));
+        print_shape(stdout, &v->decl);
+        printf("\n");
+    }
+    for (int i = 0; i < g->n_outputs; i++) {
+        const cs_value *v = &g->values[g->outputs[i]];
+        printf("output     %s  %s ", v->name, cs_dtype_name(v->decl.dtype));
+        print_shape(stdout, &v->decl);
+        printf("\n");
+    }
+    if (head && head->through)
+        printf("logits     input of %s node '%s' (the loss is taken on it)\n", head->through_op,
+               head->through);
+    printf("\nlayers     %d, parameters %lld\n", g->n_layers, (long long)g->n_param_scalars);
+    printf("  %-3s %-28s %-20s %10s  %s\n", "#", "node", "op", "params", "tensors");
+    for (int l = 0; l < g->n_layers; l++) {
+        const cs_layer *L = &g->layers[l];
+        printf("  %-3d %-28s %-20s %10lld  ", l, L->name,
+               L->bias_node >= 0 ? "MatMul+Add" : L->op_type, (long long)L->numel);
+        for (int p = 0; p < L->n_params; p++) {
+            const cs_value *v = &g->values[g->params[L->first_param + p].value];
+            printf("%s%s ", p ? ", " : "", v->name);
+            print_shape(stdout, &v->init);
+        }
+        printf("\n");
+    }
+    char buf[2048];
+    int n = cs_graph_unsupported(g, buf, sizeof buf);
+    printf("\nunsupported operators: %s\n", n ? buf : "none");
+}
+
+static void print_json(const cs_graph *g, const char *path, const cs_loss_head *head)
+{
+    printf("{\"model\": ");
+    json_string(stdout, path);
+    printf(", \"ir_version\": %lld, \"opset\": %d, \"producer\": ", (long long)g->ir_version, g->opset);
+    json_string(stdout, g->producer_name);
+    printf(", \"nodes\": %d, \"inputs\": [", g->n_nodes);
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass ? g->n_outputs : g->n_inputs;
+        const int *idx = pass ? g->outputs : g->inputs;
+        if (pass)
+            printf("], \"outputs\": [");
+        for (int i = 0; i < n; i++) {
+            const cs_value *v = &g->values[idx[i]];
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_string(stdout, v->name);
+            printf(", \"dtype\": \"%s\", \"shape\": ", cs_dtype_name(v->decl.dtype));
+            if (v->decl.ndim < 0)
+                printf("null");
+            else
+                json_shape(stdout, &v->decl);
+            printf("}");
+        }
+    }
+    printf("], \"params\": %lld, \"layers\": [", (long long)g->n_param_scalars);
+    for (int l = 0; l < g->n_layers; l++) {
+        const cs_layer *L = &g->layers[l];
+        printf("%s{\"name\": ", l ? ", " : "");
+        json_string(stdout, L->name);
+        printf(", \"op_type\": ");
+        json_string(stdout, L->op_type);
+        printf(", \"fused_add\": %s, \"n_params\": %lld, \"tensors\": [",
+               L->bias_node >= 0 ? "true" : "false", (long long)L->numel);
+        for (int p = 0; p < L->n_params; p++) {
+            const cs_value *v = &g->values[g->params[L->first_param + p].value];
+            printf("%s{\"name\": ", p ? ", " : "");
+            json_string(stdout, v->name);
+            printf(", \"shape\": ");
+            json_shape(stdout, &v->init);
+            printf(", \"numel\": %lld}", (long long)cs_tensor_numel(&v->init));
+        }
+        printf("]}");
+    }
+    printf("], \"unsupported\": [");
+    int first = 1;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const cs_node *n = &g->nodes[k];
+        if (n->op)
+            continue;
+        printf("%s{\"node\": ", first ? "" : ", ");
+        json_string(stdout, n->name);
+        printf(", \"op_type\": ");
+        json_string(stdout, n->op_type);
+        printf(", \"domain\": ");
+        json_string(stdout, n->domain);
+        printf("}");
+        first = 0;
+    }
+    printf("], \"loss_logits\": ");
+    if (head && head->through) {
+        printf("{\"value\": ");
+        json_string(stdout, g->values[head->logits_value].name);
+        printf(", \"skipped_node\": ");
+        json_string(stdout, head->through);
+        printf("}");
+    } else {
+        printf("null");
+    }
+    printf("}\n");
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+    bool json = false;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 'h': cmd_info_usage(stdout); return 0;
+        default: return cli_option_error("info", c, argv, optind);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("info", "missing MODEL.onnx");
+    if (optind + 1 < argc)
+        return cli_usage_error("info", "unexpected argument '%s'", argv[optind + 1]);
+    int code = 0;
+    cs_graph *g = cli_load_model(argv[optind], &code);
+    if (!g)
+        return code;
+    cs_loss_head head;
+    cs_err err = {0};
+    bool have_head = g->n_outputs > 0 && cs_loss_head_init(&head, g, CS_LOSS_CE, &err) == CS_OK;
+    if (json)
+        print_json(g, argv[optind], have_head ? &head : NULL);
+    else
+        print_text(g, argv[optind], have_head ? &head : NULL);
+    cs_graph_free(g);
+    return 0;
+}

@@ -1,0 +1,143 @@
+/* curvscope run MODEL.onnx --input NAME=SPEC ... --out DIR */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "interp/run.h"
+#include "onnx/tensor_proto.h"
+
+void cmd_run_usage(FILE *f)
+{
+    fprintf(f, "usage: curvscope run MODEL.onnx --input NAME=SPEC [--input ...] --out DIR\n\n"
+               "Run the model once on the given inputs and write every graph output k as\n"
+               "DIR/output_k.pb (an ONNX TensorProto), to check an export against another\n"
+               "runtime.  SPEC is pb:PATH, npy:PATH, idx:PATH or csv:PATH; the array is\n"
+               "converted to the input's declared element type and used with its own shape.\n"
+               "With a single graph input, NAME= may be left out.\n\n"
+               "  --input NAME=SPEC  value of graph input NAME\n"
+               "  --out DIR          folder for the outputs (created if missing)\n"
+               "  --threads T        BLAS threads\n"
+               "  --help             this text\n");
+}
+
+#define MAX_INPUTS 64
+
+int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"input", required_argument, NULL, 'i'}, {"out", required_argument, NULL, 'o'},
+        {"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0}};
+    const char *specs[MAX_INPUTS];
+    int n_specs = 0;
+    const char *out_dir = NULL;
+    cli_data_opts dopts;
+    cli_data_opts_init(&dopts);
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            if (n_specs == MAX_INPUTS)
+                return cli_usage_error("run", "too many --input options");
+            specs[n_specs++] = optarg;
+            break;
+        case 'o': out_dir = optarg; break;
+        case 't':
+            if (cli_data_opt(&dopts, "run", "threads", optarg) < 0)
+                return 2;
+            break;
+        case 'h': cmd_run_usage(stdout); return 0;
+        default: return cli_option_error("run", c, argv, optind);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("run", "missing MODEL.onnx");
+    if (optind + 1 < argc)
+        return cli_usage_error("run", "unexpected argument '%s'", argv[optind + 1]);
+    if (!out_dir)
+        return cli_usage_error("run", "missing --out DIR");
+
+    int code = 0;
+    cs_graph *g = cli_load_model(argv[optind], &code);
+    if (!g)
+        return code;
+    cs_err err = {0};
+    cs_status st = CS_OK;
+    cs_tensor *inputs = calloc((size_t)g->n_inputs + 1, sizeof *inputs);
+    cs_tensor *outputs = calloc((size_t)g->n_outputs + 1, sizeof *outputs);
+    if (!inputs || !outputs) {
+        st = cs_fail(&err, CS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int s = 0; s < n_specs && !st; s++) {
+        const char *eq = strchr(specs[s], '=');
+        const char *colon = strchr(specs[s], ':');
+        int i = -1;
+        const char *spec = specs[s];
+        if (eq && (!colon || eq < colon)) {
+            char name[512];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - specs[s]), specs[s]);
+            for (int k = 0; k < g->n_inputs; k++)
+                if (strcmp(g->values[g->inputs[k]].name, name) == 0)
+                    i = k;
+            if (i < 0) {
+                st = cs_fail(&err, CS_ERR_USAGE, "the model has no input named '%s'", name);
+                break;
+            }
+            spec = eq + 1;
+        } else if (g->n_inputs == 1) {
+            i = 0;
+        } else {
+            st = cs_fail(&err, CS_ERR_USAGE, "--input '%s' must say NAME=SPEC: the model has %d inputs",
+                         specs[s], g->n_inputs);
+            break;
+        }
+        if (inputs[i].data) {
+            st = cs_fail(&err, CS_ERR_USAGE, "input '%s' is given twice", g->values[g->inputs[i]].name);
+            break;
+        }
+        cs_tensor raw = {0};
+        if ((st = cs_data_read_spec(spec, "data", &raw, &err)))
+            break;
+        cs_dtype want = g->values[g->inputs[i]].decl.dtype;
+        if (raw.dtype == want) {
+            inputs[i] = raw;
+        } else {
+            cs_tensor_set_shape(&inputs[i], want, raw.ndim, raw.dims);
+            if ((st = cs_tensor_alloc(&inputs[i], &err)) == CS_OK)
+                cs_convert(inputs[i].data, want, raw.data, raw.dtype, cs_tensor_numel(&raw));
+            cs_tensor_free(&raw);
+        }
+    }
+    for (int i = 0; i < g->n_inputs && !st; i++)
+        if (!inputs[i].data)
+            st = cs_fail(&err, CS_ERR_USAGE, "no value for input '%s' (--input %s=SPEC)",
+                         g->values[g->inputs[i]].name, g->values[g->inputs[i]].name);
+    if (!st)
+        st = cs_run_model(g, inputs, outputs, &err);
+    if (!st && mkdir(out_dir, 0777) != 0 && errno != EEXIST)
+        st = cs_fail(&err, CS_ERR_IO, "cannot create '%s': %s", out_dir, strerror(errno));
+    for (int k = 0; k < g->n_outputs && !st; k++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/output_%d.pb", out_dir, k);
+        st = cs_tensor_proto_write_file(path, &outputs[k], g->values[g->outputs[k]].name, &err);
+        if (!st)
+            printf("%s -> %s\n", g->values[g->outputs[k]].name, path);
+    }
+done:
+    if (st)
+        code = cli_report(st, &err);
+    for (int i = 0; inputs && i < g->n_inputs; i++)
+        cs_tensor_free(&inputs[i]);
+    for (int k = 0; outputs && k < g->n_outputs; k++)
+        cs_tensor_free(&outputs[k]);
+    free(inputs);
+    free(outputs);
+    cs_graph_free(g);
+    return code;
+}

@@ -1,0 +1,21 @@
+/* File readers behind cs_data_read_spec (one per format file). Each reads
+ * the whole file into an owned tensor whose first dimension is samples. */
+#ifndef CS_DATA_READERS_H
+#define CS_DATA_READERS_H
+
+#include "base/status.h"
+#include "tensor/tensor.h"
+
+/* Most elements one data file may hold (16 Gi): generous for real datasets,
+ * and a bound on what a corrupt header can make us allocate. */
+#define CS_DATA_MAX_NUMEL ((int64_t)1 << 34)
+
+cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
+cs_status cs_read_npy(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
+/* label_col: column index or header name, NULL for none; as_labels selects
+ * that column only, else every column except it. */
+cs_status cs_read_csv(const char *path, const char *label_col, int as_labels, cs_tensor *out,
+                      cs_err *err) CS_MUST_CHECK;
+cs_status cs_read_pb(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,76 @@
+/* Operator definitions: one cs_op_def per ONNX operator, registered in the
+ * single table of interp/op_table.c.  Each family file in interp/ops/ holds
+ * the forward rule and (with the autodiff work) the vjp / jvp rules of its
+ * operators side by side.
+ *
+ * Phases (prepare -> compute): the plan calls infer once per input shape
+ * configuration to fix output dtypes and shapes and the scratch size; then
+ * forward runs once per batch on preallocated buffers.  Kernels never
+ * allocate. */
+#ifndef CS_INTERP_OP_H
+#define CS_INTERP_OP_H
+
+#include <stddef.h>
+
+#include "base/status.h"
+#include "graph/graph.h"
+#include "tensor/tensor.h"
+
+/* One invocation of an operator on concrete tensors.
+ *
+ * in[i] is NULL for an omitted optional input (n_in == node->n_inputs);
+ * out[k] is NULL for an omitted optional output.  During infer, inputs carry
+ * dtype and shape, and data only when the value is known at prepare time
+ * (initializers, constants, folded values); an operator that needs an input's
+ * contents to know its output shape (Reshape's shape, for instance) returns
+ * CS_ERR_UNSUPPORTED when that data is NULL.  infer sets dtype, ndim and dims
+ * of every non-NULL output and, if the kernel needs workspace, scratch_bytes.
+ * During forward, every output has data of the inferred shape (contents
+ * undefined) and scratch points to at least scratch_bytes bytes (contents
+ * undefined). */
+typedef struct cs_op_call {
+    const cs_node *node;
+    int n_in;
+    cs_tensor **in;
+    int n_out;
+    cs_tensor **out;
+    void *scratch;
+    size_t scratch_bytes;
+} cs_op_call;
+
+enum {
+    /* Outputs depend on input shapes only (Shape): always folded at prepare. */
+    CS_OP_SHAPE_ONLY = 1u << 0,
+    /* Never fold at prepare even with known inputs. */
+    CS_OP_NO_FOLD = 1u << 1,
+};
+
+typedef struct cs_op_def {
+    const char *name;      /* ONNX op_type */
+    int min_opset;         /* oldest default-domain opset whose semantics forward implements */
+    unsigned flags;
+    cs_status (*infer)(cs_op_call *c, cs_err *err);
+    cs_status (*forward)(cs_op_call *c, cs_err *err);
+} cs_op_def;
+
+/* Definition for an op_type in the default domain, or NULL. */
+const cs_op_def *cs_op_find(const char *op_type, const char *domain);
+
+/* The registered operators, for listings. */
+int cs_op_count(void);
+const cs_op_def *cs_op_at(int i);
+
+/* Helpers shared by operator files. */
+
+/* Normalise a possibly negative axis against rank; error names the node. */
+cs_status cs_op_axis(const cs_op_call *c, int64_t axis, int rank, int *out, cs_err *err)
+    CS_MUST_CHECK;
+/* Fail unless input i is present and of a float type (float32 / float64). */
+cs_status cs_op_need_float(const cs_op_call *c, int i, cs_err *err) CS_MUST_CHECK;
+/* Fail unless inputs i and j have the same dtype. */
+cs_status cs_op_same_dtype(const cs_op_call *c, int i, int j, cs_err *err) CS_MUST_CHECK;
+/* cs_fail with the node's op type and name in front of the message. */
+cs_status cs_op_fail(const cs_op_call *c, cs_err *err, cs_status code, const char *fmt, ...)
+    CS_PRINTF(4, 5);
+
+#endif

@@ -1,0 +1,100 @@
+/* The one table of supported operators.  Adding an operator: write its
+ * cs_op_def in the family file under interp/ops/ and list it here. */
+#include "interp/op.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* interp/ops/gemm.c, matmul.c */
+extern const cs_op_def cs_op_Gemm, cs_op_MatMul;
+/* interp/ops/conv.c */
+extern const cs_op_def cs_op_Conv;
+/* interp/ops/pool.c */
+extern const cs_op_def cs_op_MaxPool, cs_op_AveragePool, cs_op_GlobalAveragePool;
+/* interp/ops/norm.c */
+extern const cs_op_def cs_op_BatchNormalization, cs_op_LayerNormalization;
+/* interp/ops/act.c: unary elementwise */
+extern const cs_op_def cs_op_Relu, cs_op_LeakyRelu, cs_op_Sigmoid, cs_op_Tanh, cs_op_Erf,
+    cs_op_Exp, cs_op_Log, cs_op_Sqrt, cs_op_Neg, cs_op_Clip;
+/* interp/ops/elementwise.c: broadcasting binary */
+extern const cs_op_def cs_op_Add, cs_op_Sub, cs_op_Mul, cs_op_Div, cs_op_Pow;
+/* interp/ops/softmax.c */
+extern const cs_op_def cs_op_Softmax, cs_op_LogSoftmax;
+/* interp/ops/reduce.c */
+extern const cs_op_def cs_op_ReduceMean, cs_op_ReduceSum;
+/* interp/ops/shape_ops.c */
+extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Transpose, cs_op_Concat,
+    cs_op_Gather, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape, cs_op_Constant,
+    cs_op_Identity, cs_op_Dropout, cs_op_Cast;
+
+static const cs_op_def *const op_table[] = {
+    &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv,
+    &cs_op_MaxPool, &cs_op_AveragePool, &cs_op_GlobalAveragePool,
+    &cs_op_BatchNormalization, &cs_op_LayerNormalization,
+    &cs_op_Relu, &cs_op_LeakyRelu, &cs_op_Sigmoid, &cs_op_Tanh, &cs_op_Erf,
+    &cs_op_Exp, &cs_op_Log, &cs_op_Sqrt, &cs_op_Neg, &cs_op_Clip,
+    &cs_op_Add, &cs_op_Sub, &cs_op_Mul, &cs_op_Div, &cs_op_Pow,
+    &cs_op_Softmax, &cs_op_LogSoftmax,
+    &cs_op_ReduceMean, &cs_op_ReduceSum,
+    &cs_op_Flatten, &cs_op_Reshape, &cs_op_Transpose, &cs_op_Concat,
+    &cs_op_Gather, &cs_op_Unsqueeze, &cs_op_Squeeze, &cs_op_Shape, &cs_op_Constant,
+    &cs_op_Identity, &cs_op_Dropout, &cs_op_Cast,
+};
+
+const cs_op_def *cs_op_find(const char *op_type, const char *domain)
+{
+    if (domain && domain[0] && strcmp(domain, "ai.onnx") != 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (strcmp(op_table[i]->name, op_type) == 0)
+            return op_table[i];
+    return NULL;
+}
+
+int cs_op_count(void)
+{
+    return (int)(sizeof op_table / sizeof op_table[0]);
+}
+
+const cs_op_def *cs_op_at(int i)
+{
+    return op_table[i];
+}
+
+cs_status cs_op_fail(const cs_op_call *c, cs_err *err, cs_status code, const char *fmt, ...)
+{
+    char msg[CS_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cs_fail(err, code, "%s node '%s': %s", c->node->op_type, c->node->name, msg);
+}
+
+cs_status cs_op_axis(const cs_op_call *c, int64_t axis, int rank, int *out, cs_err *err)
+{
+    if (axis < -(int64_t)rank || axis >= (int64_t)(rank > 0 ? rank : 1))
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "axis %lld is out of range for rank %d",
+                          (long long)axis, rank);
+    *out = (int)(axis < 0 ? axis + rank : axis);
+    return CS_OK;
+}
+
+cs_status cs_op_need_float(const cs_op_call *c, int i, cs_err *err)
+{
+    if (i >= c->n_in || !c->in[i])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "input %d is missing", i);
+    if (!cs_dtype_is_float(c->in[i]->dtype))
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "input %d has type %s (float or double expected)",
+                          i, cs_dtype_name(c->in[i]->dtype));
+    return CS_OK;
+}
+
+cs_status cs_op_same_dtype(const cs_op_call *c, int i, int j, cs_err *err)
+{
+    if (c->in[i]->dtype != c->in[j]->dtype)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "inputs %d and %d differ in type (%s, %s)", i, j,
+                          cs_dtype_name(c->in[i]->dtype), cs_dtype_name(c->in[j]->dtype));
+    return CS_OK;
+}

@@ -1,0 +1,510 @@
+/* Conv (1-D, 2-D, 3-D), lowered to im2col + GEMM; and the sliding-window
+ * geometry that the pooling operators share (conv_im2col.h).
+ *
+ * Y[n, m, o] = B[m] + sum_{c in group(m), k} W[m, c - c0(m), k] * X[n, c, o*s - p + k*d]
+ * for output channel m of group g = m / (M/group), c0 = g * (C/group)
+ * (ONNX Conv, opsets 1 to 22: the attributes did not change meaning).
+ *
+ * Lowering.  The patches of Cg = C/group channels form a K x T matrix
+ * (K = Cg * prod(kernel), T = prod(out)) whose rows follow the weight's
+ * (c, k_1, ..., k_d) order, so group g is one GEMM
+ *     Y_g [Mg, T] = W_g [Mg, K] * col_g [K, T].
+ * With T large (early layers) that GEMM is already well shaped and writes
+ * straight into Y (row-major [M, T] per sample is NCHW), so we run one GEMM
+ * per (sample, group).  With T small (late layers: 7x7 = 49 positions) the
+ * per-sample GEMMs are thin, and BLAS spends its time on call and threading
+ * overhead; there we unfold a chunk of samples side by side into one
+ * K x (nb*T) matrix, run one GEMM per group over the chunk and scatter the
+ * [Mg, nb*T] result back to NCHW.  The scatter is a copy of the output, cheap
+ * next to the GEMM's K multiply-adds per output element.  The chunk holds
+ * about CONV_GEMM_COLS columns, which bounds the scratch.  A 1x1 kernel with
+ * stride 1 and no padding needs no unfolding at all: X's [C, T] rows are the
+ * patch matrix, and GEMMs straight on X beat copying samples side by side
+ * (measured on 7x7 inputs), so that case always runs per sample. */
+#include "interp/ops/conv_im2col.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "tensor/blas.h"
+
+/* Columns per GEMM that the chunking aims for (see above); -D overrides it
+ * for tuning. */
+#ifndef CONV_GEMM_COLS
+#define CONV_GEMM_COLS 1024
+#endif
+
+/* ---- geometry ---- */
+
+static int64_t ceil_div_nonneg(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+cs_status cs_window_geom(const cs_op_call *c, int rank, const int64_t *in, const int64_t *kernel,
+                         bool ceil_mode, cs_conv_geom *g, cs_err *err)
+{
+    const cs_node *node = c->node;
+    if (rank < 1 || rank > CS_CONV_AXES)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED,
+                          "%d spatial axes (1 to %d are supported)", rank, CS_CONV_AXES);
+    int n_strides, n_pads, n_dil;
+    const int64_t *strides = cs_node_attr_ints(node, "strides", &n_strides);
+    const int64_t *pads = cs_node_attr_ints(node, "pads", &n_pads);
+    const int64_t *dil = cs_node_attr_ints(node, "dilations", &n_dil);
+    if (strides && n_strides != rank)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "strides has %d values for %d spatial axes",
+                          n_strides, rank);
+    if (dil && n_dil != rank)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "dilations has %d values for %d spatial axes",
+                          n_dil, rank);
+    if (pads && n_pads != 2 * rank)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "pads has %d values for %d spatial axes",
+                          n_pads, rank);
+
+    enum { PAD_NOTSET, PAD_VALID, PAD_SAME_UPPER, PAD_SAME_LOWER } mode;
+    const char *auto_pad = cs_node_attr_string(node, "auto_pad", "NOTSET");
+    if (strcmp(auto_pad, "NOTSET") == 0 || auto_pad[0] == '\0')
+        mode = PAD_NOTSET;
+    else if (strcmp(auto_pad, "VALID") == 0)
+        mode = PAD_VALID;
+    else if (strcmp(auto_pad, "SAME_UPPER") == 0)
+        mode = PAD_SAME_UPPER;
+    else if (strcmp(auto_pad, "SAME_LOWER") == 0)
+        mode = PAD_SAME_LOWER;
+    else
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "unknown auto_pad '%s'", auto_pad);
+
+    memset(g, 0, sizeof *g);
+    g->spatial_rank = rank;
+    g->channels = 1;
+    int lead = CS_CONV_AXES - rank; /* normalised axes added in front */
+    for (int i = 0; i < lead; i++) {
+        g->in[i] = g->out[i] = g->kernel[i] = g->stride[i] = g->dilation[i] = 1;
+        g->pad_begin[i] = g->pad_end[i] = 0;
+    }
+    for (int i = 0; i < rank; i++) {
+        int64_t n_in = in[i], k = kernel[i];
+        int64_t s = strides ? strides[i] : 1;
+        int64_t d = dil ? dil[i] : 1;
+        if (n_in < 0)
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "spatial axis %d has extent %lld", i,
+                              (long long)n_in);
+        if (k < 1 || s < 1 || d < 1)
+            return cs_op_fail(c, err, CS_ERR_FORMAT,
+                              "axis %d: kernel %lld, stride %lld, dilation %lld (all must be >= 1)",
+                              i, (long long)k, (long long)s, (long long)d);
+        long long ext_ll;
+        if (cs_mul_overflow_i64(k - 1, d, &ext_ll) || ext_ll > INT64_MAX / 4)
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "axis %d: kernel extent overflows", i);
+        int64_t ext = (int64_t)ext_ll + 1; /* (k-1)d + 1: span of one window */
+        int64_t pb = 0, pe = 0, n_out;
+        switch (mode) {
+        case PAD_NOTSET: {
+            pb = pads ? pads[i] : 0;
+            pe = pads ? pads[i + rank] : 0;
+            if (pb < 0 || pe < 0 || pb > INT64_MAX / 4 || pe > INT64_MAX / 4)
+                return cs_op_fail(c, err, CS_ERR_FORMAT, "axis %d: pads %lld, %lld out of range",
+                                  i, (long long)pb, (long long)pe);
+            int64_t span = n_in + pb + pe - ext;
+            if (span < 0)
+                return cs_op_fail(c, err, CS_ERR_SHAPE,
+                                  "axis %d: window of extent %lld is larger than the padded "
+                                  "input (%lld)", i, (long long)ext, (long long)(n_in + pb + pe));
+            if (ceil_mode) {
+                n_out = ceil_div_nonneg(span, s) + 1;
+                /* A last window that starts in the end padding is dropped
+                 * (PyTorch, onnxruntime): it would see no input. */
+                if ((n_out - 1) * s >= n_in + pb)
+                    n_out--;
+            } else {
+                n_out = span / s + 1;
+            }
+            break;
+        }
+        case PAD_VALID:
+            if (n_in < ext)
+                return cs_op_fail(c, err, CS_ERR_SHAPE,
+                                  "axis %d: window of extent %lld is larger than the input (%lld)",
+                                  i, (long long)ext, (long long)n_in);
+            n_out = (n_in - ext) / s + 1;
+            break;
+        default: { /* SAME_UPPER, SAME_LOWER */
+            n_out = ceil_div_nonneg(n_in, s);
+            int64_t total = n_out > 0 ? (n_out - 1) * s + ext - n_in : 0;
+            if (total < 0)
+                total = 0;
+            if (mode == PAD_SAME_UPPER) {
+                pb = total / 2;
+                pe = total - pb;
+            } else {
+                pe = total / 2;
+                pb = total - pe;
+            }
+            break;
+        }
+        }
+        int j = lead + i;
+        g->in[j] = n_in;
+        g->out[j] = n_out;
+        g->kernel[j] = k;
+        g->stride[j] = s;
+        g->dilation[j] = d;
+        g->pad_begin[j] = pb;
+        g->pad_end[j] = pe;
+    }
+    long long in_size = 1, out_size = 1, k_size = 1;
+    for (int i = 0; i < CS_CONV_AXES; i++) {
+        if (cs_mul_overflow_i64(in_size, g->in[i], &in_size) ||
+            cs_mul_overflow_i64(out_size, g->out[i], &out_size) ||
+            cs_mul_overflow_i64(k_size, g->kernel[i], &k_size))
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "window geometry overflows");
+    }
+    g->in_size = in_size;
+    g->out_size = out_size;
+    g->kernel_size = k_size;
+    return CS_OK;
+}
+
+/* Checks X [N, C, *spatial], W [M, C/group, *kernel] and fills the geometry. */
+static cs_status conv_geometry_call(const cs_op_call *c, const cs_tensor *x, const cs_tensor *w,
+                                    cs_conv_geom *g, int64_t *group_out, cs_err *err)
+{
+    char bx[96], bw[96];
+    if (x->ndim < 3 || x->ndim > 2 + CS_CONV_AXES)
+        return cs_op_fail(c, err, x->ndim < 3 ? CS_ERR_SHAPE : CS_ERR_UNSUPPORTED,
+                          "X has shape %s; [N, C, D1 (, D2 (, D3))] expected",
+                          cs_shape_str(x, bx, sizeof bx));
+    if (w->ndim != x->ndim)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "W of shape %s does not match X of shape %s",
+                          cs_shape_str(w, bw, sizeof bw), cs_shape_str(x, bx, sizeof bx));
+    int rank = x->ndim - 2;
+    int64_t group = cs_node_attr_int(c->node, "group", 1);
+    if (group < 1)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "group is %lld", (long long)group);
+    int64_t n_chan = x->dims[1], m = w->dims[0], cg = w->dims[1];
+    if (cg < 1 || n_chan != cg * group)
+        return cs_op_fail(c, err, CS_ERR_SHAPE,
+                          "X has %lld channels but W of shape %s with group %lld expects %lld",
+                          (long long)n_chan, cs_shape_str(w, bw, sizeof bw), (long long)group,
+                          (long long)(cg * group));
+    if (m < 1 || m % group != 0)
+        return cs_op_fail(c, err, CS_ERR_SHAPE,
+                          "W has %lld output channels, not a positive multiple of group %lld",
+                          (long long)m, (long long)group);
+    int n_ks;
+    const int64_t *ks = cs_node_attr_ints(c->node, "kernel_shape", &n_ks);
+    if (ks) {
+        if (n_ks != rank)
+            return cs_op_fail(c, err, CS_ERR_FORMAT,
+                              "kernel_shape has %d values for %d spatial axes", n_ks, rank);
+        for (int i = 0; i < rank; i++)
+            if (ks[i] != w->dims[2 + i])
+                return cs_op_fail(c, err, CS_ERR_SHAPE, "kernel_shape does not match W of shape %s",
+                                  cs_shape_str(w, bw, sizeof bw));
+    }
+    cs_status st = cs_window_geom(c, rank, x->dims + 2, w->dims + 2, false, g, err);
+    if (st)
+        return st;
+    g->channels = cg;
+    *group_out = group;
+    return CS_OK;
+}
+
+cs_status cs_conv_geometry(const cs_node *node, const cs_tensor *x, const cs_tensor *w,
+                           cs_conv_geom *g, int64_t *group, cs_err *err)
+{
+    cs_op_call c = {.node = node};
+    return conv_geometry_call(&c, x, w, g, group, err);
+}
+
+/* ---- im2col / col2im ---- */
+
+/* Output indices o in [lo, hi) whose input index o*s + off lies in [0, n_in). */
+static void valid_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo,
+                        int64_t *hi)
+{
+    int64_t a = off >= 0 ? 0 : ceil_div_nonneg(-off, s);
+    int64_t b = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / s + 1;
+    if (b > n_out)
+        b = n_out;
+    if (a > b)
+        a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* Both directions walk the patch matrix row by row: row (c, a, b, e) and,
+ * along it, output positions (o0, o1, o2); the innermost axis is a strided
+ * run of one input row, bounded by valid_range so the loop has no tests. */
+#define DEFINE_IM2COL(T, SUF)                                                                    \
+    void cs_im2col_##SUF(const cs_conv_geom *g, const T *x, T *col, int64_t ldcol)              \
+    {                                                                                            \
+        const int64_t i1n = g->in[1], i2n = g->in[2];                                            \
+        const int64_t o0n = g->out[0], o1n = g->out[1], o2n = g->out[2];                         \
+        const int64_t s0 = g->stride[0], s1 = g->stride[1], s2 = g->stride[2];                   \
+        int64_t row = 0;                                                                         \
+        for (int64_t ch = 0; ch < g->channels; ch++) {                                           \
+            const T *xc = x + ch * g->in_size; /* [in0, in1, in2] */                             \
+            for (int64_t a = 0; a < g->kernel[0]; a++)                                           \
+                for (int64_t b = 0; b < g->kernel[1]; b++)                                       \
+                    for (int64_t e = 0; e < g->kernel[2]; e++, row++) {                          \
+                        T *dst = col + row * ldcol; /* [out0, out1, out2] */                     \
+                        int64_t off0 = a * g->dilation[0] - g->pad_begin[0];                     \
+                        int64_t off1 = b * g->dilation[1] - g->pad_begin[1];                     \
+                        int64_t off2 = e * g->dilation[2] - g->pad_begin[2];                     \
+                        int64_t lo, hi;                                                          \
+                        valid_range(off2, s2, i2n, o2n, &lo, &hi);                               \
+                        for (int64_t o0 = 0; o0 < o0n; o0++) {                                   \
+                            int64_t i0 = o0 * s0 + off0;                                         \
+                            for (int64_t o1 = 0; o1 < o1n; o1++) {                               \
+                                int64_t i1 = o1 * s1 + off1;                                     \
+                                T *d = dst + (o0 * o1n + o1) * o2n;                              \
+                                if (i0 < 0 || i0 >= g->in[0] || i1 < 0 || i1 >= i1n) {          \
+                                    for (int64_t o2 = 0; o2 < o2n; o2++)                         \
+                                        d[o2] = 0;                                               \
+                                    continue;                                                    \
+                                }                                                                \
+                                const T *xr = xc + (i0 * i1n + i1) * i2n;                        \
+                                /* Rows are short (7 to 56): loops and fixed-size copies     \
+                                 * beat memset / memcpy calls (measured). */                     \
+                                for (int64_t o2 = 0; o2 < lo; o2++)                              \
+                                    d[o2] = 0;                                                   \
+                                if (s2 == 1 && hi > lo) {                                        \
+                                    const T *xs = xr + off2 + lo;                                \
+                                    T *ds = d + lo;                                              \
+                                    int64_t len = hi - lo, j = 0;                                \
+                                    /* fixed-size memcpy: inlined as vector moves */             \
+                                    for (; j + 8 <= len; j += 8)                                 \
+                                        memcpy(ds + j, xs + j, 8 * sizeof(T));                   \
+                                    for (; j < len; j++)                                         \
+                                        ds[j] = xs[j];                                           \
+                                } else {                                                         \
+                                    for (int64_t o2 = lo; o2 < hi; o2++)                         \
+                                        d[o2] = xr[o2 * s2 + off2];                              \
+                                }                                                                \
+                                for (int64_t o2 = hi; o2 < o2n; o2++)                            \
+                                    d[o2] = 0;                                                   \
+                            }                                                                    \
+                        }                                                                        \
+                    }                                                                            \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
+    void cs_col2im_##SUF(const cs_conv_geom *g, const T *col, int64_t ldcol, T *x)              \
+    {                                                                                            \
+        const int64_t i1n = g->in[1], i2n = g->in[2];                                            \
+        const int64_t o0n = g->out[0], o1n = g->out[1], o2n = g->out[2];                         \
+        const int64_t s0 = g->stride[0], s1 = g->stride[1], s2 = g->stride[2];                   \
+        int64_t row = 0;                                                                         \
+        for (int64_t ch = 0; ch < g->channels; ch++) {                                           \
+            T *xc = x + ch * g->in_size;                                                         \
+            for (int64_t a = 0; a < g->kernel[0]; a++)                                           \
+                for (int64_t b = 0; b < g->kernel[1]; b++)                                       \
+                    for (int64_t e = 0; e < g->kernel[2]; e++, row++) {                          \
+                        const T *src = col + row * ldcol;                                        \
+                        int64_t off0 = a * g->dilation[0] - g->pad_begin[0];                     \
+                        int64_t off1 = b * g->dilation[1] - g->pad_begin[1];                     \
+                        int64_t off2 = e * g->dilation[2] - g->pad_begin[2];                     \
+                        int64_t lo, hi;                                                          \
+                        valid_range(off2, s2, i2n, o2n, &lo, &hi);                               \
+                        for (int64_t o0 = 0; o0 < o0n; o0++) {                                   \
+                            int64_t i0 = o0 * s0 + off0;                                         \
+                            if (i0 < 0 || i0 >= g->in[0])                                        \
+                                continue;                                                        \
+                            for (int64_t o1 = 0; o1 < o1n; o1++) {                               \
+                                int64_t i1 = o1 * s1 + off1;                                     \
+                                if (i1 < 0 || i1 >= i1n)                                         \
+                                    continue;                                                    \
+                                const T *s = src + (o0 * o1n + o1) * o2n;                        \
+                                T *xr = xc + (i0 * i1n + i1) * i2n;                              \
+                                for (int64_t o2 = lo; o2 < hi; o2++)                             \
+                                    xr[o2 * s2 + off2] += s[o2];                                 \
+                            }                                                                    \
+                        }                                                                        \
+                    }                                                                            \
+        }                                                                                        \
+    }
+
+DEFINE_IM2COL(float, f32)
+DEFINE_IM2COL(double, f64)
+
+/* ---- Conv ---- */
+
+typedef struct conv_plan {
+    cs_conv_geom g;        /* channels = C (all groups: one unfolding serves every group) */
+    int64_t batch;         /* N */
+    int64_t group;
+    int64_t c_group;       /* Cg = C / group */
+    int64_t m_total;       /* M */
+    int64_t m_group;       /* Mg = M / group */
+    int64_t k_rows;        /* K = Cg * prod(kernel): patch rows per group */
+    int64_t chunk;         /* samples per GEMM */
+    bool direct;           /* 1x1, stride 1, no padding (chunk 1): X is the patch matrix */
+    int64_t col_elems;     /* scratch: patch matrix [C * prod(kernel), chunk * T] */
+    int64_t tmp_elems;     /* scratch: GEMM result [M, chunk * T] when chunk > 1 */
+} conv_plan;
+
+static const cs_tensor *conv_bias(const cs_op_call *c)
+{
+    return c->n_in > 2 ? c->in[2] : NULL;
+}
+
+/* Validates the call and decides the lowering; infer and forward both call
+ * it, so the scratch layout cannot drift between them. */
+static cs_status conv_make_plan(const cs_op_call *c, conv_plan *p, cs_err *err)
+{
+    if (c->n_in < 2 || c->n_in > 3)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 2 or 3 inputs, got %d", c->n_in);
+    if (c->n_out != 1 || !c->out[0])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 1 output");
+    cs_status st = cs_op_need_float(c, 0, err);
+    if (!st)
+        st = cs_op_need_float(c, 1, err);
+    if (!st)
+        st = cs_op_same_dtype(c, 0, 1, err);
+    if (st)
+        return st;
+    const cs_tensor *x = c->in[0], *w = c->in[1], *bias = conv_bias(c);
+
+    memset(p, 0, sizeof *p);
+    st = conv_geometry_call(c, x, w, &p->g, &p->group, err);
+    if (st)
+        return st;
+    p->batch = x->dims[0];
+    p->c_group = p->g.channels;
+    p->g.channels = x->dims[1];
+    p->m_total = w->dims[0];
+    p->m_group = p->m_total / p->group;
+    p->k_rows = p->c_group * p->g.kernel_size;
+
+    if (bias) {
+        char bb[96];
+        if (bias->dtype != x->dtype)
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "B has type %s, X has type %s",
+                              cs_dtype_name(bias->dtype), cs_dtype_name(x->dtype));
+        if (bias->ndim != 1 || bias->dims[0] != p->m_total)
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "B has shape %s; [%lld] expected",
+                              cs_shape_str(bias, bb, sizeof bb), (long long)p->m_total);
+    }
+
+    const int64_t t = p->g.out_size;
+    bool pointwise = p->g.kernel_size == 1;
+    for (int i = 0; i < CS_CONV_AXES; i++)
+        pointwise = pointwise && p->g.stride[i] == 1 && p->g.pad_begin[i] == 0 &&
+                    p->g.pad_end[i] == 0;
+    p->chunk = 1;
+    if (!pointwise && t > 0 && t < CONV_GEMM_COLS && p->batch > 1) {
+        p->chunk = ceil_div_nonneg(CONV_GEMM_COLS, t);
+        if (p->chunk > p->batch)
+            p->chunk = p->batch;
+    }
+    p->direct = pointwise;
+
+    long long cols, col_elems = 0, tmp_elems = 0;
+    if (cs_mul_overflow_i64(p->chunk, t, &cols) || cols > INT_MAX || p->m_group > INT_MAX ||
+        p->k_rows > INT_MAX)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "GEMM dimensions exceed the BLAS int range");
+    if (!p->direct && (cs_mul_overflow_i64(p->g.channels * p->g.kernel_size, cols, &col_elems) ||
+                       col_elems > INT64_MAX / 16))
+        return cs_op_fail(c, err, CS_ERR_NOMEM, "im2col workspace size overflows");
+    if (p->chunk > 1 && cs_mul_overflow_i64(p->m_total, cols, &tmp_elems))
+        return cs_op_fail(c, err, CS_ERR_NOMEM, "GEMM workspace size overflows");
+    p->col_elems = col_elems;
+    p->tmp_elems = tmp_elems;
+    return CS_OK;
+}
+
+static cs_status conv_infer(cs_op_call *c, cs_err *err)
+{
+    conv_plan p;
+    cs_status st = conv_make_plan(c, &p, err);
+    if (st)
+        return st;
+    int64_t dims[2 + CS_CONV_AXES];
+    int rank = p.g.spatial_rank;
+    dims[0] = p.batch;
+    dims[1] = p.m_total;
+    for (int i = 0; i < rank; i++)
+        dims[2 + i] = p.g.out[CS_CONV_AXES - rank + i];
+    cs_tensor_set_shape(c->out[0], c->in[0]->dtype, 2 + rank, dims);
+    c->scratch_bytes = (size_t)(p.col_elems + p.tmp_elems) * cs_dtype_size(c->in[0]->dtype);
+    return CS_OK;
+}
+
+/* Shapes: x [N, C, in], w [M, Cg, kernel] = per group [Mg, K], bias [M] or
+ * NULL, y [N, M, out]; scratch as conv_plan says. */
+#define DEFINE_CONV_FORWARD(T, SUF, GEMM)                                                        \
+    static void conv_forward_##SUF(const conv_plan *p, const T *x, const T *w, const T *bias,    \
+                                   T *y, T *scratch)                                             \
+    {                                                                                            \
+        const int64_t n_pos = p->g.out_size, m_all = p->m_total, mg = p->m_group;               \
+        const int64_t kr = p->k_rows, x_sample = p->g.channels * p->g.in_size;                  \
+        T *col = scratch;                    /* [C * prod(kernel), chunk * T] */                 \
+        T *tmp = scratch + p->col_elems;     /* [M, chunk * T] */                                \
+        if (p->chunk == 1) {                                                                     \
+            for (int64_t n = 0; n < p->batch; n++) {                                             \
+                T *yn = y + n * m_all * n_pos; /* [M, T] */                                      \
+                const T *pm = x + n * x_sample;                                                  \
+                if (!p->direct) {                                                                \
+                    cs_im2col_##SUF(&p->g, pm, col, n_pos);                                      \
+                    pm = col;                                                                    \
+                }                                                                                \
+                if (bias)                                                                        \
+                    for (int64_t m = 0; m < m_all; m++)                                          \
+                        for (int64_t t = 0; t < n_pos; t++)                                      \
+                            yn[m * n_pos + t] = bias[m];                                         \
+                for (int64_t gi = 0; gi < p->group; gi++)                                        \
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)n_pos,        \
+                         (int)kr, 1, w + gi * mg * kr, (int)kr, pm + gi * kr * n_pos,           \
+                         (int)n_pos, bias ? 1 : 0, yn + gi * mg * n_pos, (int)n_pos);            \
+            }                                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        for (int64_t n0 = 0; n0 < p->batch; n0 += p->chunk) {                                    \
+            int64_t nb = p->batch - n0 < p->chunk ? p->batch - n0 : p->chunk;                    \
+            int64_t ld = nb * n_pos;                                                             \
+            for (int64_t j = 0; j < nb; j++)                                                     \
+                cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);           \
+            for (int64_t gi = 0; gi < p->group; gi++)                                            \
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)ld, (int)kr, 1,   \
+                     w + gi * mg * kr, (int)kr, col + gi * kr * ld, (int)ld, 0,                  \
+                     tmp + gi * mg * ld, (int)ld);                                               \
+            /* tmp [M, nb, T] -> y [nb, M, T], adding the bias */                                \
+            for (int64_t j = 0; j < nb; j++)                                                     \
+                for (int64_t m = 0; m < m_all; m++) {                                            \
+                    const T *src = tmp + m * ld + j * n_pos;                                     \
+                    T *dst = y + ((n0 + j) * m_all + m) * n_pos;                                 \
+                    T b = bias ? bias[m] : 0;                                                    \
+                    for (int64_t t = 0; t < n_pos; t++)                                          \
+                        dst[t] = src[t] + b;                                                     \
+                }                                                                                \
+        }                                                                                        \
+    }
+
+DEFINE_CONV_FORWARD(float, f32, cblas_sgemm)
+DEFINE_CONV_FORWARD(double, f64, cblas_dgemm)
+
+static cs_status conv_forward(cs_op_call *c, cs_err *err)
+{
+    conv_plan p;
+    cs_status st = conv_make_plan(c, &p, err);
+    if (st)
+        return st;
+    if (p.batch == 0 || p.g.out_size == 0)
+        return CS_OK;
+    const cs_tensor *bias = conv_bias(c);
+    const void *b = bias ? bias->data : NULL;
+    if (c->in[0]->dtype == CS_DT_FLOAT)
+        conv_forward_f32(&p, c->in[0]->data, c->in[1]->data, b, c->out[0]->data, c->scratch);
+    else
+        conv_forward_f64(&p, c->in[0]->data, c->in[1]->data, b, c->out[0]->data, c->scratch);
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Conv = {
+    .name = "Conv",
+    .min_opset = 1,
+    .infer = conv_infer,
+    .forward = conv_forward,
+};

@@ -1,0 +1,359 @@
+/* MaxPool, AveragePool, GlobalAveragePool over 1 to 3 spatial axes.
+ *
+ * Windows use the geometry Conv uses (conv_im2col.h: cs_window_geom), with
+ * ceil_mode.  Each (sample, channel) plane is pooled on its own; per output
+ * position the taps that fall inside the input are found per axis in closed
+ * form (tap_range), so the window loops carry no bounds tests.
+ *
+ * MaxPool (opset 1 to 22 semantics; Indices from 8, ceil_mode and dilations
+ * from 10, int8/uint8 from 12):
+ *   Y[n, c, o] = max over taps k inside the input of X[n, c, o*s - p + k*d].
+ *   Padding never wins (it acts as -inf).  Ties go to the first maximal tap
+ *   in row-major window order (strict >), the element PyTorch's backward
+ *   sends the gradient to (DESIGN.md); a NaN tap wins and stays, so NaN
+ *   propagates as in PyTorch.  Indices (int64) flatten the input position:
+ *   storage_order 0 is row-major over [N, C, D1, ..., Dd]; storage_order 1 is
+ *   (n*C + c) * prod(D) + column-major offset over (D1, ..., Dd), i.e.
+ *   i1 + i2*D1 + i3*D1*D2.  A window with no tap inside the input (only
+ *   possible with padding >= window extent) gives the type's lowest value
+ *   and index -1: a backward must skip it.
+ *
+ * AveragePool (opsets 1 to 22; dilations, from opset 19, are honoured):
+ *   Y = sum of the taps inside the input / divisor, where the divisor counts
+ *   taps inside the input (count_include_pad = 0) or inside the padded input
+ *   [-pad_begin, in + pad_end) (count_include_pad = 1: padding counts, the
+ *   overhang that ceil_mode adds does not, as in PyTorch and onnxruntime).
+ *   A window with divisor 0 gives 0.  Sums accumulate in double.
+ *
+ * GlobalAveragePool: mean over every axis after the first two. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "interp/ops/conv_im2col.h"
+
+/* Taps k in [lo, hi) of a window starting at input index start (stride d
+ * between taps, n_k taps) that fall inside [0, n_in). */
+static void tap_range(int64_t start, int64_t d, int64_t n_k, int64_t n_in, int64_t *lo,
+                      int64_t *hi)
+{
+    int64_t a = start >= 0 ? 0 : (-start + d - 1) / d;
+    int64_t b = n_in - start <= 0 ? 0 : (n_in - start + d - 1) / d;
+    if (b > n_k)
+        b = n_k;
+    if (a > b)
+        a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* Checks X [N, C, *spatial] and reads kernel_shape and the window
+ * attributes; *out_dims receives Y's shape. */
+static cs_status pool_geometry(const cs_op_call *c, cs_conv_geom *g, int64_t *out_dims,
+                               cs_err *err)
+{
+    const cs_tensor *x = c->in[0];
+    char bx[96];
+    if (x->ndim < 3 || x->ndim > 2 + CS_CONV_AXES)
+        return cs_op_fail(c, err, x->ndim < 3 ? CS_ERR_SHAPE : CS_ERR_UNSUPPORTED,
+                          "X has shape %s; [N, C, D1 (, D2 (, D3))] expected",
+                          cs_shape_str(x, bx, sizeof bx));
+    int rank = x->ndim - 2, n_ks;
+    const int64_t *ks = cs_node_attr_ints(c->node, "kernel_shape", &n_ks);
+    if (!ks)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "kernel_shape attribute is missing");
+    if (n_ks != rank)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "kernel_shape has %d values for %d spatial axes",
+                          n_ks, rank);
+    bool ceil_mode = cs_node_attr_int(c->node, "ceil_mode", 0) != 0;
+    cs_status st = cs_window_geom(c, rank, x->dims + 2, ks, ceil_mode, g, err);
+    if (st)
+        return st;
+    out_dims[0] = x->dims[0];
+    out_dims[1] = x->dims[1];
+    for (int i = 0; i < rank; i++)
+        out_dims[2 + i] = g->out[CS_CONV_AXES - rank + i];
+    return CS_OK;
+}
+
+static cs_status pool_check_io(const cs_op_call *c, int max_out, cs_err *err)
+{
+    if (c->n_in != 1 || !c->in[0])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 1 input, got %d", c->n_in);
+    if (c->n_out < 1 || c->n_out > max_out || !c->out[0])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %s output%s",
+                          max_out == 1 ? "1" : "1 or 2", max_out == 1 ? "" : "s");
+    return CS_OK;
+}
+
+/* ---- MaxPool ---- */
+
+static bool maxpool_dtype_ok(cs_dtype t)
+{
+    return t == CS_DT_FLOAT || t == CS_DT_DOUBLE || t == CS_DT_UINT8 || t == CS_DT_INT8;
+}
+
+static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = pool_check_io(c, 2, err);
+    if (st)
+        return st;
+    const cs_tensor *x = c->in[0];
+    if (!maxpool_dtype_ok(x->dtype))
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED,
+                          "X has type %s (float, double, int8 or uint8 expected)",
+                          cs_dtype_name(x->dtype));
+    int64_t order = cs_node_attr_int(c->node, "storage_order", 0);
+    if (order != 0 && order != 1)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "storage_order is %lld (0 or 1 expected)",
+                          (long long)order);
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    st = pool_geometry(c, &g, dims, err);
+    if (st)
+        return st;
+    cs_tensor_set_shape(c->out[0], x->dtype, x->ndim, dims);
+    if (c->n_out > 1 && c->out[1])
+        cs_tensor_set_shape(c->out[1], CS_DT_INT64, x->ndim, dims);
+    return CS_OK;
+}
+
+/* x [planes, in], y [planes, out], idx [planes, out] or NULL; planes = N*C,
+ * so plane pl starts at flat input index pl * in_size. */
+#define DEFINE_MAXPOOL(T, SUF, LOWEST)                                                          \
+    static void maxpool_##SUF(const cs_conv_geom *g, int64_t planes, bool col_major,           \
+                              const T *x, T *y, int64_t *idx)                                   \
+    {                                                                                           \
+        const int64_t i1n = g->in[1], i2n = g->in[2];                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            const T *xp = x + pl * g->in_size;                                                  \
+            T *yp = y + pl * g->out_size;                                                       \
+            int64_t *ip = idx ? idx + pl * g->out_size : NULL;                                  \
+            int64_t q = 0; /* flat output position */                                           \
+            for (int64_t o0 = 0; o0 < g->out[0]; o0++) {                                        \
+                int64_t st0 = o0 * g->stride[0] - g->pad_begin[0], lo0, hi0;                    \
+                tap_range(st0, g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);             \
+                for (int64_t o1 = 0; o1 < g->out[1]; o1++) {                                    \
+                    int64_t st1 = o1 * g->stride[1] - g->pad_begin[1], lo1, hi1;                \
+                    tap_range(st1, g->dilation[1], g->kernel[1], i1n, &lo1, &hi1);              \
+                    for (int64_t o2 = 0; o2 < g->out[2]; o2++, q++) {                           \
+                        int64_t st2 = o2 * g->stride[2] - g->pad_begin[2], lo2, hi2;            \
+                        tap_range(st2, g->dilation[2], g->kernel[2], i2n, &lo2, &hi2);          \
+                        T best = LOWEST;                                                        \
+                        int64_t bi0 = -1, bi1 = 0, bi2 = 0;                                     \
+                        for (int64_t a = lo0; a < hi0; a++) {                                   \
+                            int64_t i0 = st0 + a * g->dilation[0];                              \
+                            for (int64_t b = lo1; b < hi1; b++) {                               \
+                                int64_t i1 = st1 + b * g->dilation[1];                          \
+                                const T *xr = xp + (i0 * i1n + i1) * i2n;                       \
+                                for (int64_t e = lo2; e < hi2; e++) {                           \
+                                    int64_t i2 = st2 + e * g->dilation[2];                      \
+                                    T v = xr[i2];                                               \
+                                    /* strict >: first maximum wins; v != v: NaN wins */        \
+                                    if (bi0 < 0 || v > best || (v != v && best == best)) {      \
+                                        best = v;                                               \
+                                        bi0 = i0;                                               \
+                                        bi1 = i1;                                               \
+                                        bi2 = i2;                                               \
+                                    }                                                           \
+                                }                                                               \
+                            }                                                                   \
+                        }                                                                       \
+                        yp[q] = best;                                                           \
+                        if (ip) {                                                               \
+                            int64_t off = col_major ? bi0 + (bi1 + bi2 * i1n) * g->in[0]        \
+                                                    : (bi0 * i1n + bi1) * i2n + bi2;            \
+                            ip[q] = bi0 < 0 ? -1 : pl * g->in_size + off;                       \
+                        }                                                                       \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_MAXPOOL(float, f32, -INFINITY)
+DEFINE_MAXPOOL(double, f64, -INFINITY)
+DEFINE_MAXPOOL(uint8_t, u8, 0)
+DEFINE_MAXPOOL(int8_t, i8, INT8_MIN)
+
+static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
+{
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, &g, dims, err);
+    if (st)
+        return st;
+    const cs_tensor *x = c->in[0];
+    /* Column-major over the model's spatial axes: the axes that
+     * normalisation adds in front have extent 1 and index 0, so the
+     * column-major offset over all three normalised axes is the same. */
+    bool col_major = cs_node_attr_int(c->node, "storage_order", 0) == 1;
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t *idx = c->n_out > 1 && c->out[1] ? c->out[1]->data : NULL;
+    void *y = c->out[0]->data;
+    switch (x->dtype) {
+    case CS_DT_FLOAT: maxpool_f32(&g, planes, col_major, x->data, y, idx); break;
+    case CS_DT_DOUBLE: maxpool_f64(&g, planes, col_major, x->data, y, idx); break;
+    case CS_DT_UINT8: maxpool_u8(&g, planes, col_major, x->data, y, idx); break;
+    case CS_DT_INT8: maxpool_i8(&g, planes, col_major, x->data, y, idx); break;
+    default:
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "X has type %s", cs_dtype_name(x->dtype));
+    }
+    return CS_OK;
+}
+
+const cs_op_def cs_op_MaxPool = {
+    .name = "MaxPool",
+    .min_opset = 1,
+    .infer = maxpool_infer,
+    .forward = maxpool_forward,
+};
+
+/* ---- AveragePool ---- */
+
+static cs_status avgpool_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = pool_check_io(c, 1, err);
+    if (!st)
+        st = cs_op_need_float(c, 0, err);
+    if (st)
+        return st;
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    st = pool_geometry(c, &g, dims, err);
+    if (st)
+        return st;
+    cs_tensor_set_shape(c->out[0], c->in[0]->dtype, c->in[0]->ndim, dims);
+    return CS_OK;
+}
+
+#define DEFINE_AVGPOOL(T, SUF)                                                                  \
+    static void avgpool_##SUF(const cs_conv_geom *g, int64_t planes, bool include_pad,         \
+                              const T *x, T *y)                                                 \
+    {                                                                                           \
+        const int64_t i1n = g->in[1], i2n = g->in[2];                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            const T *xp = x + pl * g->in_size;                                                  \
+            T *yp = y + pl * g->out_size;                                                       \
+            int64_t q = 0;                                                                      \
+            for (int64_t o0 = 0; o0 < g->out[0]; o0++) {                                        \
+                int64_t st0 = o0 * g->stride[0] - g->pad_begin[0], lo0, hi0, plo0, phi0;        \
+                tap_range(st0, g->dilation[0], g->kernel[0], g->in[0], &lo0, &hi0);             \
+                /* taps inside the padded input: shift the origin by pad_begin */               \
+                tap_range(st0 + g->pad_begin[0], g->dilation[0], g->kernel[0],                  \
+                          g->in[0] + g->pad_begin[0] + g->pad_end[0], &plo0, &phi0);            \
+                for (int64_t o1 = 0; o1 < g->out[1]; o1++) {                                    \
+                    int64_t st1 = o1 * g->stride[1] - g->pad_begin[1], lo1, hi1, plo1, phi1;    \
+                    tap_range(st1, g->dilation[1], g->kernel[1], i1n, &lo1, &hi1);              \
+                    tap_range(st1 + g->pad_begin[1], g->dilation[1], g->kernel[1],              \
+                              i1n + g->pad_begin[1] + g->pad_end[1], &plo1, &phi1);             \
+                    for (int64_t o2 = 0; o2 < g->out[2]; o2++, q++) {                           \
+                        int64_t st2 = o2 * g->stride[2] - g->pad_begin[2], lo2, hi2, plo2, phi2; \
+                        tap_range(st2, g->dilation[2], g->kernel[2], i2n, &lo2, &hi2);          \
+                        tap_range(st2 + g->pad_begin[2], g->dilation[2], g->kernel[2],          \
+                                  i2n + g->pad_begin[2] + g->pad_end[2], &plo2, &phi2);         \
+                        double sum = 0;                                                         \
+                        for (int64_t a = lo0; a < hi0; a++) {                                   \
+                            int64_t i0 = st0 + a * g->dilation[0];                              \
+                            for (int64_t b = lo1; b < hi1; b++) {                               \
+                                int64_t i1 = st1 + b * g->dilation[1];                          \
+                                const T *xr = xp + (i0 * i1n + i1) * i2n;                       \
+                                for (int64_t e = lo2; e < hi2; e++)                             \
+                                    sum += xr[st2 + e * g->dilation[2]];                        \
+                            }                                                                   \
+                        }                                                                       \
+                        int64_t count = include_pad                                             \
+                                            ? (phi0 - plo0) * (phi1 - plo1) * (phi2 - plo2)     \
+                                            : (hi0 - lo0) * (hi1 - lo1) * (hi2 - lo2);          \
+                        yp[q] = count > 0 ? (T)(sum / (double)count) : (T)0;                    \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_AVGPOOL(float, f32)
+DEFINE_AVGPOOL(double, f64)
+
+static cs_status avgpool_forward(cs_op_call *c, cs_err *err)
+{
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, &g, dims, err);
+    if (st)
+        return st;
+    const cs_tensor *x = c->in[0];
+    bool include_pad = cs_node_attr_int(c->node, "count_include_pad", 0) != 0;
+    int64_t planes = x->dims[0] * x->dims[1];
+    if (x->dtype == CS_DT_FLOAT)
+        avgpool_f32(&g, planes, include_pad, x->data, c->out[0]->data);
+    else
+        avgpool_f64(&g, planes, include_pad, x->data, c->out[0]->data);
+    return CS_OK;
+}
+
+const cs_op_def cs_op_AveragePool = {
+    .name = "AveragePool",
+    .min_opset = 1,
+    .infer = avgpool_infer,
+    .forward = avgpool_forward,
+};
+
+/* ---- GlobalAveragePool ---- */
+
+static cs_status gap_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = pool_check_io(c, 1, err);
+    if (!st)
+        st = cs_op_need_float(c, 0, err);
+    if (st)
+        return st;
+    const cs_tensor *x = c->in[0];
+    char bx[96];
+    if (x->ndim < 3)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "X has shape %s; [N, C, D1, ...] expected",
+                          cs_shape_str(x, bx, sizeof bx));
+    int64_t dims[CS_MAX_DIMS];
+    dims[0] = x->dims[0];
+    dims[1] = x->dims[1];
+    for (int i = 2; i < x->ndim; i++)
+        dims[i] = 1;
+    cs_tensor_set_shape(c->out[0], x->dtype, x->ndim, dims);
+    return CS_OK;
+}
+
+#define DEFINE_GAP(T, SUF)                                                                      \
+    static void gap_##SUF(int64_t planes, int64_t plane_size, const T *x, T *y)                 \
+    {                                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            const T *xp = x + pl * plane_size;                                                  \
+            double sum = 0;                                                                     \
+            for (int64_t i = 0; i < plane_size; i++)                                            \
+                sum += xp[i];                                                                   \
+            y[pl] = plane_size > 0 ? (T)(sum / (double)plane_size) : (T)0;                      \
+        }                                                                                       \
+    }
+
+DEFINE_GAP(float, f32)
+DEFINE_GAP(double, f64)
+
+static cs_status gap_forward(cs_op_call *c, cs_err *err)
+{
+    (void)err; /* validated by gap_infer; nothing can fail here */
+    const cs_tensor *x = c->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t plane_size = planes > 0 ? cs_tensor_numel(x) / planes : 0;
+    if (x->dtype == CS_DT_FLOAT)
+        gap_f32(planes, plane_size, x->data, c->out[0]->data);
+    else
+        gap_f64(planes, plane_size, x->data, c->out[0]->data);
+    return CS_OK;
+}
+
+const cs_op_def cs_op_GlobalAveragePool = {
+    .name = "GlobalAveragePool",
+    .min_opset = 1,
+    .infer = gap_infer,
+    .forward = gap_forward,
+};

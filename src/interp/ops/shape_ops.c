@@ -1,0 +1,771 @@
+/* Shape and data-movement operators: Flatten, Reshape, Transpose, Concat,
+ * Gather, Unsqueeze, Squeeze, Shape, Constant, Identity, Dropout, Cast.
+ *
+ * Except Cast, these move elements without looking at them, so they copy
+ * bytes by element size and work for every dtype that has one (float,
+ * int64 shape tensors, bool masks, ...).  Operators whose output shape
+ * depends on an input's contents (Reshape's shape, Squeeze / Unsqueeze axes
+ * from opset 13) need that input known at prepare time. */
+#include <stdbool.h>
+#include <string.h>
+
+#include "interp/op.h"
+
+/* ---- shared helpers ---- */
+
+static cs_status need_counts(const cs_op_call *c, int min_in, int max_in, int min_out, int max_out,
+                             cs_err *err)
+{
+    if (c->n_in < min_in || c->n_in > max_in) {
+        if (min_in == max_in)
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %d input(s), got %d", min_in, c->n_in);
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %d to %d inputs, got %d", min_in, max_in,
+                          c->n_in);
+    }
+    for (int i = 0; i < min_in; i++)
+        if (!c->in[i])
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "input %d is missing", i);
+    if (c->n_out < min_out || c->n_out > max_out)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %d to %d outputs, got %d", min_out,
+                          max_out, c->n_out);
+    if (!c->out[0])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "output 0 is missing");
+    return CS_OK;
+}
+
+/* Fail unless input i has a dtype with a fixed element size (not string). */
+static cs_status need_sized(const cs_op_call *c, int i, cs_err *err)
+{
+    if (cs_dtype_size(c->in[i]->dtype) == 0)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "input %d has unsupported type %s", i,
+                          cs_dtype_name(c->in[i]->dtype));
+    return CS_OK;
+}
+
+/* Copy src's bytes into dst (same byte size, by infer's construction). */
+static void copy_bytes(cs_tensor *dst, const cs_tensor *src)
+{
+    if (dst->data != src->data)
+        memcpy(dst->data, src->data, cs_tensor_bytes(src));
+}
+
+/* The contents of a 1-D (or scalar) int32 / int64 input i, which must be
+ * known at prepare time: up to max values into vals, count in *n. */
+static cs_status read_int_input(const cs_op_call *c, int i, const char *what, int64_t *vals,
+                                int max, int *n, cs_err *err)
+{
+    const cs_tensor *t = c->in[i];
+    if (t->dtype != CS_DT_INT64 && t->dtype != CS_DT_INT32)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "%s input has type %s (int64 expected)", what,
+                          cs_dtype_name(t->dtype));
+    if (t->ndim > 1)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "%s input must be 1-D, has rank %d", what, t->ndim);
+    int64_t count = cs_tensor_numel(t);
+    if (!t->data && count > 0)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "%s input must be a constant", what);
+    if (count > max)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "%s input has %lld values (at most %d)", what,
+                          (long long)count, max);
+    for (int64_t k = 0; k < count; k++)
+        vals[k] = cs_tensor_get_i64(t, k);
+    *n = (int)count;
+    return CS_OK;
+}
+
+static int64_t dims_product(const int64_t *dims, int from, int to)
+{
+    int64_t p = 1;
+    for (int i = from; i < to; i++)
+        p *= dims[i];
+    return p;
+}
+
+/* Set output 0 to input 0's dtype with the given shape. */
+static cs_status set_reshaped(cs_op_call *c, int rank, const int64_t *dims, cs_err *err)
+{
+    if (rank > CS_MAX_DIMS)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "result rank %d exceeds %d", rank, CS_MAX_DIMS);
+    cs_tensor_set_shape(c->out[0], c->in[0]->dtype, rank, dims);
+    return CS_OK;
+}
+
+/* Forward of every operator whose output is input 0 under another shape. */
+static cs_status copy_forward(cs_op_call *c, cs_err *err)
+{
+    copy_bytes(c->out[0], c->in[0]);
+    return CS_OK;
+}
+
+/* ---- Flatten ---- */
+
+static cs_status flatten_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 1, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    int rank = c->in[0]->ndim;
+    int64_t axis = cs_node_attr_int(c->node, "axis", 1);
+    if (axis < 0)
+        axis += rank;
+    if (axis < 0 || axis > rank) /* axis == rank is allowed: [numel, 1] */
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "axis %lld is out of range for rank %d",
+                          (long long)cs_node_attr_int(c->node, "axis", 1), rank);
+    const int64_t *d = c->in[0]->dims;
+    int64_t dims[2] = {dims_product(d, 0, (int)axis), dims_product(d, (int)axis, rank)};
+    return set_reshaped(c, 2, dims, err);
+}
+
+const cs_op_def cs_op_Flatten = {
+    .name = "Flatten", .min_opset = 1, .infer = flatten_infer, .forward = copy_forward,
+};
+
+/* ---- Reshape (shape from input 1, opset 5 on; allowzero from 14) ---- */
+
+static cs_status reshape_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 2, 2, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    const cs_tensor *x = c->in[0];
+    int64_t dims[CS_MAX_DIMS];
+    int rank = 0;
+    st = read_int_input(c, 1, "shape", dims, CS_MAX_DIMS, &rank, err);
+    if (st)
+        return st;
+    bool allowzero = cs_node_attr_int(c->node, "allowzero", 0) != 0;
+
+    int infer_at = -1;
+    int64_t known = 1; /* product of the dims other than the -1 */
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0 && !allowzero) {
+            if (i >= x->ndim)
+                return cs_op_fail(c, err, CS_ERR_SHAPE,
+                                  "shape[%d] = 0 copies a dimension the input (rank %d) lacks", i,
+                                  x->ndim);
+            dims[i] = x->dims[i];
+        }
+        if (dims[i] == -1) {
+            if (infer_at >= 0)
+                return cs_op_fail(c, err, CS_ERR_SHAPE, "shape has more than one -1");
+            infer_at = i;
+            continue;
+        }
+        if (dims[i] < 0)
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "shape[%d] = %lld is negative", i,
+                              (long long)dims[i]);
+        long long p;
+        if (cs_mul_overflow_i64(known, dims[i], &p))
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "shape overflows");
+        known = p;
+    }
+    int64_t numel = cs_tensor_numel(x);
+    if (infer_at >= 0) {
+        if (known == 0 || numel % known != 0)
+            return cs_op_fail(c, err, CS_ERR_SHAPE,
+                              "cannot infer the -1 dimension: %lld elements, %lld in the other dims",
+                              (long long)numel, (long long)known);
+        dims[infer_at] = numel / known;
+        known = numel;
+    }
+    if (known != numel) {
+        char buf[96];
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "cannot reshape %s (%lld elements) to %lld elements",
+                          cs_shape_str(x, buf, sizeof buf), (long long)numel, (long long)known);
+    }
+    return set_reshaped(c, rank, dims, err);
+}
+
+const cs_op_def cs_op_Reshape = {
+    .name = "Reshape", .min_opset = 5, .infer = reshape_infer, .forward = copy_forward,
+};
+
+/* ---- Transpose ---- */
+
+static cs_status transpose_perm(const cs_op_call *c, int *perm, cs_err *err)
+{
+    int rank = c->in[0]->ndim;
+    int n = 0;
+    const int64_t *p = cs_node_attr_ints(c->node, "perm", &n);
+    if (!p) {
+        for (int i = 0; i < rank; i++)
+            perm[i] = rank - 1 - i;
+        return CS_OK;
+    }
+    if (n != rank)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "perm has %d entries for rank %d", n, rank);
+    bool seen[CS_MAX_DIMS] = {false};
+    for (int i = 0; i < n; i++) {
+        if (p[i] < 0 || p[i] >= rank || seen[p[i]])
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "perm is not a permutation of 0..%d", rank - 1);
+        seen[p[i]] = true;
+        perm[i] = (int)p[i];
+    }
+    return CS_OK;
+}
+
+static cs_status transpose_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 1, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    int perm[CS_MAX_DIMS];
+    if ((st = transpose_perm(c, perm, err)))
+        return st;
+    int64_t dims[CS_MAX_DIMS];
+    for (int i = 0; i < c->in[0]->ndim; i++)
+        dims[i] = c->in[0]->dims[perm[i]];
+    return set_reshaped(c, c->in[0]->ndim, dims, err);
+}
+
+/* dst[i] = src[i * stride] for n elements of esize bytes. */
+static void gather_strided(char *dst, const char *src, int64_t n, int64_t stride, size_t esize)
+{
+    if (stride == 1) { /* the last axis stays last: a plain row copy */
+        memcpy(dst, src, (size_t)n * esize);
+        return;
+    }
+    switch (esize) {
+    case 1:
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = src[i * stride];
+        break;
+    case 2:
+        for (int64_t i = 0; i < n; i++)
+            memcpy(dst + 2 * i, src + 2 * i * stride, 2);
+        break;
+    case 4:
+        for (int64_t i = 0; i < n; i++)
+            memcpy(dst + 4 * i, src + 4 * i * stride, 4);
+        break;
+    case 8:
+        for (int64_t i = 0; i < n; i++)
+            memcpy(dst + 8 * i, src + 8 * i * stride, 8);
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++)
+            memcpy(dst + esize * (size_t)i, src + esize * (size_t)(i * stride), esize);
+        break;
+    }
+}
+
+static cs_status transpose_forward(cs_op_call *c, cs_err *err)
+{
+    const cs_tensor *x = c->in[0];
+    cs_tensor *y = c->out[0];
+    int perm[CS_MAX_DIMS];
+    cs_status st = transpose_perm(c, perm, err);
+    if (st)
+        return st;
+    int rank = x->ndim;
+    size_t esize = cs_dtype_size(x->dtype);
+    if (cs_tensor_numel(y) == 0)
+        return CS_OK;
+    if (rank == 0) {
+        copy_bytes(y, x);
+        return CS_OK;
+    }
+    /* Walk Y row-major; in_stride[i] is X's element stride along Y's dim i. */
+    int64_t x_stride[CS_MAX_DIMS], in_stride[CS_MAX_DIMS], idx[CS_MAX_DIMS] = {0};
+    int64_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        x_stride[i] = s;
+        s *= x->dims[i];
+    }
+    for (int i = 0; i < rank; i++)
+        in_stride[i] = x_stride[perm[i]];
+    int64_t row = y->dims[rank - 1], n_rows = cs_tensor_numel(y) / row;
+    const char *xd = x->data;
+    char *yd = y->data;
+    for (int64_t r = 0; r < n_rows; r++) {
+        int64_t off = 0;
+        for (int i = 0; i < rank - 1; i++)
+            off += idx[i] * in_stride[i];
+        gather_strided(yd + (size_t)(r * row) * esize, xd + (size_t)off * esize, row,
+                       in_stride[rank - 1], esize);
+        for (int i = rank - 2; i >= 0; i--) {
+            if (++idx[i] < y->dims[i])
+                break;
+            idx[i] = 0;
+        }
+    }
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Transpose = {
+    .name = "Transpose", .min_opset = 1, .infer = transpose_infer, .forward = transpose_forward,
+};
+
+/* ---- Concat ---- */
+
+static cs_status concat_axis(const cs_op_call *c, int *axis, cs_err *err)
+{
+    const cs_attr *a = cs_node_attr(c->node, "axis");
+    if (!a && c->node->opset >= 4)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "attribute axis is required");
+    int64_t v = a ? a->i : 1; /* opsets 1-3 default to axis 1 */
+    int rank = c->in[0]->ndim;
+    if (rank == 0)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "cannot concatenate scalars");
+    return cs_op_axis(c, v, rank, axis, err);
+}
+
+static cs_status concat_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 1 << 20, 1, 1, err);
+    if (st)
+        return st;
+    for (int i = 0; i < c->n_in; i++)
+        if (!c->in[i])
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "input %d is missing", i);
+    if ((st = need_sized(c, 0, err)))
+        return st;
+    int axis;
+    if ((st = concat_axis(c, &axis, err)))
+        return st;
+    const cs_tensor *x0 = c->in[0];
+    int64_t dims[CS_MAX_DIMS];
+    memcpy(dims, x0->dims, sizeof dims);
+    for (int i = 1; i < c->n_in; i++) {
+        const cs_tensor *x = c->in[i];
+        if ((st = cs_op_same_dtype(c, 0, i, err)))
+            return st;
+        bool fits = x->ndim == x0->ndim;
+        for (int d = 0; fits && d < x->ndim; d++)
+            fits = d == axis || x->dims[d] == x0->dims[d];
+        if (!fits) {
+            char s0[96], si[96];
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "input %d shape %s does not fit input 0 shape %s"
+                              " outside axis %d", i, cs_shape_str(x, si, sizeof si),
+                              cs_shape_str(x0, s0, sizeof s0), axis);
+        }
+        dims[axis] += x->dims[axis];
+    }
+    return set_reshaped(c, x0->ndim, dims, err);
+}
+
+static cs_status concat_forward(cs_op_call *c, cs_err *err)
+{
+    int axis;
+    cs_status st = concat_axis(c, &axis, err);
+    if (st)
+        return st;
+    const cs_tensor *x0 = c->in[0];
+    size_t esize = cs_dtype_size(x0->dtype);
+    int64_t outer = dims_product(x0->dims, 0, axis);
+    size_t inner_bytes = (size_t)dims_product(x0->dims, axis + 1, x0->ndim) * esize;
+    char *yd = c->out[0]->data;
+    /* Y viewed as [outer, sum of axis dims, inner]: each input contributes a
+     * contiguous [axis_i, inner] block per outer index. */
+    for (int64_t o = 0; o < outer; o++) {
+        for (int i = 0; i < c->n_in; i++) {
+            size_t block = (size_t)c->in[i]->dims[axis] * inner_bytes;
+            memcpy(yd, (const char *)c->in[i]->data + (size_t)o * block, block);
+            yd += block;
+        }
+    }
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Concat = {
+    .name = "Concat", .min_opset = 1, .infer = concat_infer, .forward = concat_forward,
+};
+
+/* ---- Gather ---- */
+
+static cs_status gather_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 2, 2, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    const cs_tensor *x = c->in[0], *ind = c->in[1];
+    if (ind->dtype != CS_DT_INT64 && ind->dtype != CS_DT_INT32)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "indices have type %s (int32 or int64 expected)",
+                          cs_dtype_name(ind->dtype));
+    if (x->ndim == 0)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "data must have rank >= 1");
+    int axis;
+    if ((st = cs_op_axis(c, cs_node_attr_int(c->node, "axis", 0), x->ndim, &axis, err)))
+        return st;
+    int rank = x->ndim - 1 + ind->ndim;
+    if (rank > CS_MAX_DIMS)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "result rank %d exceeds %d", rank, CS_MAX_DIMS);
+    int64_t dims[CS_MAX_DIMS]; /* data.shape[:axis] + indices.shape + data.shape[axis+1:] */
+    int r = 0;
+    for (int i = 0; i < axis; i++)
+        dims[r++] = x->dims[i];
+    for (int i = 0; i < ind->ndim; i++)
+        dims[r++] = ind->dims[i];
+    for (int i = axis + 1; i < x->ndim; i++)
+        dims[r++] = x->dims[i];
+    return set_reshaped(c, rank, dims, err);
+}
+
+static cs_status gather_forward(cs_op_call *c, cs_err *err)
+{
+    const cs_tensor *x = c->in[0], *ind = c->in[1];
+    int axis;
+    cs_status st = cs_op_axis(c, cs_node_attr_int(c->node, "axis", 0), x->ndim, &axis, err);
+    if (st)
+        return st;
+    int64_t n_ind = cs_tensor_numel(ind), axis_dim = x->dims[axis];
+    for (int64_t j = 0; j < n_ind; j++) {
+        int64_t k = cs_tensor_get_i64(ind, j);
+        if (k < -axis_dim || k >= axis_dim)
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "index %lld is out of range for axis %d of size %lld",
+                              (long long)k, axis, (long long)axis_dim);
+    }
+    int64_t outer = dims_product(x->dims, 0, axis);
+    size_t inner_bytes = (size_t)dims_product(x->dims, axis + 1, x->ndim) * cs_dtype_size(x->dtype);
+    const char *xd = x->data; /* [outer, axis_dim, inner] */
+    char *yd = c->out[0]->data; /* [outer, n_ind, inner] */
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t j = 0; j < n_ind; j++) {
+            int64_t k = cs_tensor_get_i64(ind, j);
+            if (k < 0)
+                k += axis_dim;
+            memcpy(yd, xd + (size_t)(o * axis_dim + k) * inner_bytes, inner_bytes);
+            yd += inner_bytes;
+        }
+    }
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Gather = {
+    .name = "Gather", .min_opset = 1, .infer = gather_infer, .forward = gather_forward,
+};
+
+/* ---- Unsqueeze / Squeeze (axes attribute before opset 13, input from 13) ---- */
+
+/* The axes list: *present false when the node has none. */
+static cs_status read_axes(const cs_op_call *c, int64_t *axes, int *n, bool *present, cs_err *err)
+{
+    *n = 0;
+    *present = false;
+    if (c->node->opset >= 13) {
+        if (c->n_in < 2 || !c->in[1])
+            return CS_OK;
+        *present = true;
+        return read_int_input(c, 1, "axes", axes, CS_MAX_DIMS, n, err);
+    }
+    int count = 0;
+    const int64_t *a = cs_node_attr_ints(c->node, "axes", &count);
+    if (!a)
+        return CS_OK;
+    if (count > CS_MAX_DIMS)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "%d axes (at most %d)", count, CS_MAX_DIMS);
+    memcpy(axes, a, (size_t)count * sizeof *axes);
+    *n = count;
+    *present = true;
+    return CS_OK;
+}
+
+/* Normalise axes against rank into a mask; repeated axes are an error. */
+static cs_status axes_mask(const cs_op_call *c, const int64_t *axes, int n, int rank, bool *mask,
+                           cs_err *err)
+{
+    for (int i = 0; i < rank; i++)
+        mask[i] = false;
+    for (int i = 0; i < n; i++) {
+        int a;
+        if (rank == 0)
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "axis %lld is out of range for rank 0",
+                              (long long)axes[i]);
+        cs_status st = cs_op_axis(c, axes[i], rank, &a, err);
+        if (st)
+            return st;
+        if (mask[a])
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "axis %lld is repeated", (long long)axes[i]);
+        mask[a] = true;
+    }
+    return CS_OK;
+}
+
+static cs_status unsqueeze_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 2, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    int64_t axes[CS_MAX_DIMS];
+    int n;
+    bool present;
+    if ((st = read_axes(c, axes, &n, &present, err)))
+        return st;
+    if (!present)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "axes are required");
+    const cs_tensor *x = c->in[0];
+    int rank = x->ndim + n;
+    if (rank > CS_MAX_DIMS)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "result rank %d exceeds %d", rank, CS_MAX_DIMS);
+    bool mask[CS_MAX_DIMS];
+    if ((st = axes_mask(c, axes, n, rank, mask, err)))
+        return st;
+    int64_t dims[CS_MAX_DIMS];
+    for (int i = 0, src = 0; i < rank; i++)
+        dims[i] = mask[i] ? 1 : x->dims[src++];
+    return set_reshaped(c, rank, dims, err);
+}
+
+const cs_op_def cs_op_Unsqueeze = {
+    .name = "Unsqueeze", .min_opset = 1, .infer = unsqueeze_infer, .forward = copy_forward,
+};
+
+static cs_status squeeze_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 2, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    int64_t axes[CS_MAX_DIMS];
+    int n;
+    bool present;
+    if ((st = read_axes(c, axes, &n, &present, err)))
+        return st;
+    const cs_tensor *x = c->in[0];
+    bool mask[CS_MAX_DIMS];
+    if (present) {
+        if ((st = axes_mask(c, axes, n, x->ndim, mask, err)))
+            return st;
+        for (int i = 0; i < x->ndim; i++)
+            if (mask[i] && x->dims[i] != 1)
+                return cs_op_fail(c, err, CS_ERR_SHAPE, "cannot squeeze axis %d of size %lld", i,
+                                  (long long)x->dims[i]);
+    } else {
+        for (int i = 0; i < x->ndim; i++)
+            mask[i] = x->dims[i] == 1;
+    }
+    int64_t dims[CS_MAX_DIMS];
+    int rank = 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (!mask[i])
+            dims[rank++] = x->dims[i];
+    return set_reshaped(c, rank, dims, err);
+}
+
+const cs_op_def cs_op_Squeeze = {
+    .name = "Squeeze", .min_opset = 1, .infer = squeeze_infer, .forward = copy_forward,
+};
+
+/* ---- Shape (start / end from opset 15) ---- */
+
+static void shape_range(const cs_op_call *c, int *start, int *end)
+{
+    int64_t rank = c->in[0]->ndim;
+    int64_t s = cs_node_attr_int(c->node, "start", 0);
+    int64_t e = cs_node_attr_int(c->node, "end", rank);
+    if (s < 0)
+        s += rank;
+    if (e < 0)
+        e += rank;
+    s = s < 0 ? 0 : s > rank ? rank : s; /* clamped, as the operator defines */
+    e = e < 0 ? 0 : e > rank ? rank : e;
+    *start = (int)s;
+    *end = (int)(e > s ? e : s);
+}
+
+static cs_status shape_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 1, 1, 1, err);
+    if (st)
+        return st;
+    int start, end;
+    shape_range(c, &start, &end);
+    int64_t n = end - start;
+    cs_tensor_set_shape(c->out[0], CS_DT_INT64, 1, &n);
+    return CS_OK;
+}
+
+static cs_status shape_forward(cs_op_call *c, cs_err *err)
+{
+    int start, end;
+    shape_range(c, &start, &end);
+    int64_t *yd = c->out[0]->data;
+    for (int i = start; i < end; i++)
+        yd[i - start] = c->in[0]->dims[i];
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Shape = {
+    .name = "Shape", .min_opset = 1, .flags = CS_OP_SHAPE_ONLY,
+    .infer = shape_infer, .forward = shape_forward,
+};
+
+/* ---- Constant ---- */
+
+/* The node's one value attribute; n_found counts how many are set. */
+static const cs_attr *constant_attr(const cs_op_call *c, int *n_found)
+{
+    static const char *const names[] = {"value", "value_float", "value_floats", "value_int",
+                                        "value_ints", "value_string", "value_strings",
+                                        "sparse_value"};
+    const cs_attr *found = NULL;
+    *n_found = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const cs_attr *a = cs_node_attr(c->node, names[i]);
+        if (a) {
+            found = a;
+            ++*n_found;
+        }
+    }
+    return found;
+}
+
+static cs_status constant_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 0, 0, 1, 1, err);
+    if (st)
+        return st;
+    int n_found;
+    const cs_attr *a = constant_attr(c, &n_found);
+    if (n_found != 1)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "needs exactly one value attribute, has %d", n_found);
+    cs_tensor *y = c->out[0];
+    if (strcmp(a->name, "value") == 0) {
+        if (a->type != CS_ATTR_TENSOR)
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "attribute value is not a tensor");
+        if (cs_dtype_size(a->t.dtype) == 0)
+            return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "value has unsupported type %s",
+                              cs_dtype_name(a->t.dtype));
+        if (!a->t.data && cs_tensor_numel(&a->t) > 0)
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "value tensor has no data");
+        cs_tensor_set_shape(y, a->t.dtype, a->t.ndim, a->t.dims);
+    } else if (strcmp(a->name, "value_float") == 0 && a->type == CS_ATTR_FLOAT) {
+        cs_tensor_set_shape(y, CS_DT_FLOAT, 0, NULL);
+    } else if (strcmp(a->name, "value_int") == 0 && a->type == CS_ATTR_INT) {
+        cs_tensor_set_shape(y, CS_DT_INT64, 0, NULL);
+    } else if (strcmp(a->name, "value_floats") == 0 && a->type == CS_ATTR_FLOATS) {
+        int64_t n = a->n;
+        cs_tensor_set_shape(y, CS_DT_FLOAT, 1, &n);
+    } else if (strcmp(a->name, "value_ints") == 0 && a->type == CS_ATTR_INTS) {
+        int64_t n = a->n;
+        cs_tensor_set_shape(y, CS_DT_INT64, 1, &n);
+    } else {
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "attribute %s is not supported", a->name);
+    }
+    return CS_OK;
+}
+
+static cs_status constant_forward(cs_op_call *c, cs_err *err)
+{
+    int n_found;
+    const cs_attr *a = constant_attr(c, &n_found);
+    cs_tensor *y = c->out[0];
+    if (strcmp(a->name, "value") == 0)
+        copy_bytes(y, &a->t);
+    else if (a->type == CS_ATTR_FLOAT)
+        *(float *)y->data = a->f;
+    else if (a->type == CS_ATTR_INT)
+        *(int64_t *)y->data = a->i;
+    else if (a->type == CS_ATTR_FLOATS && a->n > 0)
+        memcpy(y->data, a->floats, (size_t)a->n * sizeof(float));
+    else if (a->type == CS_ATTR_INTS && a->n > 0)
+        memcpy(y->data, a->ints, (size_t)a->n * sizeof(int64_t));
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Constant = {
+    .name = "Constant", .min_opset = 1, .infer = constant_infer, .forward = constant_forward,
+};
+
+/* ---- Identity ---- */
+
+static cs_status identity_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 1, 1, 1, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    return set_reshaped(c, c->in[0]->ndim, c->in[0]->dims, err);
+}
+
+const cs_op_def cs_op_Identity = {
+    .name = "Identity", .min_opset = 1, .infer = identity_infer, .forward = copy_forward,
+};
+
+/* ---- Dropout (inference only: identity) ----
+ * Opset 7 on: no is_test attribute, so inference is the default.  From
+ * opset 12 the ratio and training_mode are inputs; ratio is irrelevant at
+ * inference and training_mode must be absent or false.  The mask is bool
+ * from opset 10, the data type before. */
+
+static cs_status dropout_check_mode(const cs_op_call *c, cs_err *err)
+{
+    if (c->n_in < 3 || !c->in[2] || !c->in[2]->data)
+        return CS_OK;
+    const cs_tensor *mode = c->in[2];
+    for (int64_t i = 0; i < cs_tensor_numel(mode); i++)
+        if (cs_tensor_get_i64(mode, i) != 0)
+            return cs_op_fail(c, err, CS_ERR_UNSUPPORTED,
+                              "training_mode is true (curvscope runs Dropout as identity)");
+    return CS_OK;
+}
+
+static cs_status dropout_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 3, 1, 2, err);
+    if (st || (st = need_sized(c, 0, err)))
+        return st;
+    if (c->n_in >= 3 && c->in[2] && c->in[2]->dtype != CS_DT_BOOL)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "training_mode has type %s (bool expected)",
+                          cs_dtype_name(c->in[2]->dtype));
+    if ((st = dropout_check_mode(c, err)))
+        return st;
+    const cs_tensor *x = c->in[0];
+    cs_tensor_set_shape(c->out[0], x->dtype, x->ndim, x->dims);
+    if (c->n_out > 1 && c->out[1])
+        cs_tensor_set_shape(c->out[1], c->node->opset >= 10 ? CS_DT_BOOL : x->dtype, x->ndim,
+                            x->dims);
+    return CS_OK;
+}
+
+static cs_status dropout_forward(cs_op_call *c, cs_err *err)
+{
+    /* training_mode may only become known now (a runtime input). */
+    cs_status st = dropout_check_mode(c, err);
+    if (st)
+        return st;
+    copy_bytes(c->out[0], c->in[0]);
+    if (c->n_out > 1 && c->out[1]) {
+        cs_tensor *mask = c->out[1]; /* everything kept */
+        int64_t n = cs_tensor_numel(mask);
+        if (mask->dtype == CS_DT_BOOL)
+            memset(mask->data, 1, (size_t)n);
+        else
+            for (int64_t i = 0; i < n; i++)
+                cs_tensor_set_f64(mask, i, 1.0);
+    }
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Dropout = {
+    .name = "Dropout", .min_opset = 7, .infer = dropout_infer, .forward = dropout_forward,
+};
+
+/* ---- Cast (integer `to` from opset 6) ---- */
+
+static cs_status cast_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_counts(c, 1, 1, 1, 1, err);
+    if (st)
+        return st;
+    const cs_attr *to = cs_node_attr(c->node, "to");
+    if (!to || to->type != CS_ATTR_INT)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "integer attribute 'to' is required");
+    if (to->i <= CS_DT_UNDEFINED || to->i >= CS_DT_COUNT_ || cs_dtype_size((cs_dtype)to->i) == 0)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "cast to ONNX type %lld (%s) is not supported",
+                          (long long)to->i, to->i == 16 ? "bfloat16" : cs_dtype_name((int)to->i));
+    if (cs_dtype_size(c->in[0]->dtype) == 0)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "cast from type %s is not supported",
+                          cs_dtype_name(c->in[0]->dtype));
+    cs_tensor_set_shape(c->out[0], (cs_dtype)to->i, c->in[0]->ndim, c->in[0]->dims);
+    return CS_OK;
+}
+
+static cs_status cast_forward(cs_op_call *c, cs_err *err)
+{
+    const cs_tensor *x = c->in[0];
+    cs_tensor *y = c->out[0];
+    cs_convert(y->data, y->dtype, x->data, x->dtype, cs_tensor_numel(x));
+    return CS_OK;
+}
+
+const cs_op_def cs_op_Cast = {
+    .name = "Cast", .min_opset = 6, .infer = cast_infer, .forward = cast_forward,
+};
