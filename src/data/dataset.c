@@ -114,8 +114,8 @@ cs_status cs_norm_parse_std(cs_norm *norm, const char *text, cs_err *err)
     for (int i = 0; i < n; i++)
         /* A negative std only flips signs, which is never what was meant. */
         if (!(vals[i] > 0))
-            return cs_fail(err, CS_ERR_USAGE, "--std: value %d (%g) must be positive", i + 1,
-                           vals[i]);
+            return cs_fail(err, CS_ERR_USAGE, "--std %s: every value must be positive (item %d is %g)",
+                           text, i + 1, vals[i]);
     memcpy(norm->std, vals, (size_t)n * sizeof vals[0]);
     norm->n_std = n;
     return CS_OK;
@@ -220,6 +220,7 @@ cs_status cs_dataset_load(cs_dataset *ds, const char *data_spec, const char *lab
     if (max_samples < 0)
         return cs_fail(err, CS_ERR_USAGE, "--samples %lld: must be 0 (all) or positive",
                        (long long)max_samples);
+    snprintf(ds->source, sizeof ds->source, "%s", data_spec);
     cs_status st = cs_data_read_spec(data_spec, "data", &ds->x, err);
     if (st)
         return st;
@@ -314,8 +315,8 @@ cs_status cs_dataset_check_input(const cs_dataset *ds, const cs_tensor *input, c
     if (have != need)
         return cs_fail(
             err, CS_ERR_SHAPE,
-            "data sample shape %s (%lld values) does not fit model input %s (%lld values)",
-            data_shape, (long long)have, model_shape, (long long)need);
+            "--data %s: sample shape %s (%lld values) does not fit model input %s (%lld values)",
+            ds->source, data_shape, (long long)have, model_shape, (long long)need);
     if (norm) {
         int counts[2] = {norm->n_mean, norm->n_std};
         const char *opts[2] = {"--mean", "--std"};

@@ -38,6 +38,7 @@ typedef struct cs_dataset {
     cs_tensor y;        /* [n] integer labels or [n, K] real targets, owned; empty when none */
     bool has_labels;
     bool int_labels;    /* y is an integer type with shape [n] (or [n, 1]) */
+    char source[256];   /* the data SPEC, for messages */
 } cs_dataset;
 
 /* Identity normalisation. */

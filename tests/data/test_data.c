@@ -749,7 +749,7 @@ static void test_load_and_fill(void)
     cs_tensor_set_shape(&in, CS_DT_FLOAT, 4, in_bad);
     st = cs_dataset_check_input(&ds, &in, &norm, &err);
     expect_err("shape does not fit the model input", st, CS_ERR_SHAPE, &err,
-               "data sample shape [3, 2] (6 values)", "model input [N, 1, 28, 28] (784 values)");
+               "sample shape [3, 2] (6 values)", "model input [N, 1, 28, 28] (784 values)");
     cs_tensor_set_shape(&in, CS_DT_INT64, 3, in_ok);
     st = cs_dataset_check_input(&ds, &in, &norm, &err);
     expect_err("integer model input", st, CS_ERR_UNSUPPORTED, &err, "int64", "[N, 3, 2]");
