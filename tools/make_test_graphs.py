@@ -45,3 +45,104 @@ def shape_chain():
 
 if __name__ == "__main__":
     shape_chain()
+
+
+# ---- tiny float64 models for the derivative tests ----
+# Float64 throughout so that finite differences of the loss and of its
+# gradient are accurate to ~1e-9: the tests compare exact products (H v,
+# J^T Lambda J v) against them.
+
+def f64(rng, *shape, scale=0.5):
+    return (rng.standard_normal(shape) * scale).astype(np.float64)
+
+
+def tiny_mlp64():
+    rng = np.random.default_rng(11)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 5, 4), "fc1.weight"),
+             numpy_helper.from_array(f64(rng, 5), "fc1.bias"),
+             numpy_helper.from_array(f64(rng, 5, 3), "fc2.weight"),  # [in, out]: transB = 0
+             numpy_helper.from_array(f64(rng, 3), "fc2.bias")]
+    nodes = [helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], name="fc1", transB=1),
+             helper.make_node("Tanh", ["h"], ["a"], name="tanh"),
+             helper.make_node("Gemm", ["a", "fc2.weight", "fc2.bias"], ["y"], name="fc2")]
+    save(nodes, "tiny_mlp64", [x], [y], inits, 13)
+
+
+def tiny_cnn64():
+    rng = np.random.default_rng(12)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 2, 5, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 4, 1, 3, 3), "conv.weight"),
+             numpy_helper.from_array(f64(rng, 4), "conv.bias"),
+             numpy_helper.from_array(1.0 + f64(rng, 4, scale=0.1), "bn.weight"),
+             numpy_helper.from_array(f64(rng, 4, scale=0.1), "bn.bias"),
+             numpy_helper.from_array(f64(rng, 4, scale=0.1), "bn.running_mean"),
+             numpy_helper.from_array(1.0 + np.abs(f64(rng, 4, scale=0.2)), "bn.running_var"),
+             numpy_helper.from_array(f64(rng, 3, 16), "fc.weight"),
+             numpy_helper.from_array(f64(rng, 3), "fc.bias")]
+    nodes = [helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], name="conv",
+                              group=2, pads=[1, 1, 1, 1], strides=[1, 1]),
+             helper.make_node("BatchNormalization", ["c", "bn.weight", "bn.bias", "bn.running_mean",
+                                                     "bn.running_var"], ["b"], name="bn"),
+             helper.make_node("Sigmoid", ["b"], ["s"], name="act"),
+             helper.make_node("MaxPool", ["s"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], name="fc", transB=1)]
+    save(nodes, "tiny_cnn64", [x], [y], inits, 13)
+
+
+def tiny_attn64():
+    """Sequence model: MatMul+Add on 3-D input, LayerNorm, self-attention with
+    Softmax, Erf GELU, ReduceMean over the sequence, Gemm head."""
+    rng = np.random.default_rng(13)
+    T, D = 3, 4
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, D])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])
+    inits = [numpy_helper.from_array(f64(rng, D, D), "emb.w"),
+             numpy_helper.from_array(f64(rng, D), "emb.b"),
+             numpy_helper.from_array(1.0 + f64(rng, D, scale=0.1), "ln.weight"),
+             numpy_helper.from_array(f64(rng, D, scale=0.1), "ln.bias"),
+             numpy_helper.from_array(f64(rng, D, D), "q.w"),
+             numpy_helper.from_array(f64(rng, D, D), "k.w"),
+             numpy_helper.from_array(np.array(0.5, dtype=np.float64), "half"),
+             numpy_helper.from_array(np.array(1.0, dtype=np.float64), "one"),
+             numpy_helper.from_array(np.array(np.sqrt(2.0), dtype=np.float64), "sqrt2"),
+             numpy_helper.from_array(f64(rng, 2, D), "head.weight"),
+             numpy_helper.from_array(f64(rng, 2), "head.bias")]
+    nodes = [helper.make_node("MatMul", ["x", "emb.w"], ["e0"], name="emb"),
+             helper.make_node("Add", ["e0", "emb.b"], ["e"], name="emb_bias"),
+             helper.make_node("LayerNormalization", ["e", "ln.weight", "ln.bias"], ["n"], name="ln",
+                              axis=-1),
+             helper.make_node("MatMul", ["n", "q.w"], ["q"], name="q"),
+             helper.make_node("MatMul", ["n", "k.w"], ["k"], name="k"),
+             helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
+             helper.make_node("Softmax", ["s"], ["att"], name="softmax", axis=-1),
+             helper.make_node("MatMul", ["att", "n"], ["ctx"], name="mix"),
+             helper.make_node("Div", ["ctx", "sqrt2"], ["u"], name="gelu_div"),
+             helper.make_node("Erf", ["u"], ["eu"], name="gelu_erf"),
+             helper.make_node("Add", ["eu", "one"], ["eu1"], name="gelu_add"),
+             helper.make_node("Mul", ["ctx", "eu1"], ["g0"], name="gelu_mul"),
+             helper.make_node("Mul", ["g0", "half"], ["g"], name="gelu_half"),
+             helper.make_node("ReduceMean", ["g"], ["m"], name="pool", axes=[1], keepdims=0),
+             helper.make_node("Gemm", ["m", "head.weight", "head.bias"], ["y"], name="head",
+                              transB=1)]
+    save(nodes, "tiny_attn64", [x], [y], inits, 17)
+
+
+def save(nodes, name, inputs, outputs, inits, opset):
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="curvscope-tools")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, "tests/models/%s.onnx" % name)
+
+
+if __name__ == "__main__":
+    tiny_mlp64()
+    tiny_cnn64()
+    tiny_attn64()

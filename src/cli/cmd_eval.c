@@ -2,17 +2,27 @@
 #include <getopt.h>
 #include <string.h>
 
+#include <math.h>
+#include <stdlib.h>
+
 #include "cli/cli.h"
+#include "data/readers.h"
 #include "interp/evaluate.h"
+#include "interp/objective.h"
 
 void cmd_eval_usage(FILE *f)
 {
     fprintf(f, "usage: curvscope eval MODEL.onnx --data SPEC --labels SPEC [options]\n\n"
                "Mean loss (DESIGN.md's definition) and accuracy over a dataset.\n\n");
     cli_data_opts_usage(f);
-    fprintf(f, "  --help             this text\n\n"
+    fprintf(f, "  --grad             also the gradient of the dataset loss: its L2 norm per\n"
+               "                     parameter tensor (ONNX initializer)\n"
+               "  --grad-out FILE    write the whole flat gradient as a float64 .npy, in\n"
+               "                     parameter order (implies --grad)\n"
+               "  --help             this text\n\n"
                "JSON keys: model, loss_kind, loss, accuracy (null without integer labels),\n"
-               "samples, classes, seconds, samples_per_sec, logits.\n");
+               "samples, classes, seconds, samples_per_sec, logits; with --grad also\n"
+               "grad_norms (initializer name -> L2 norm) and grad_norm (whole vector).\n");
 }
 
 /* Options of every dataset command, for getopt_long; ids index the table. */
@@ -23,15 +33,51 @@ void cmd_eval_usage(FILE *f)
     {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},         \
     {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0}
 
+static double norm2(const double *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += x[i] * x[i];
+    return sqrt(s);
+}
+
+/* Gradient of the mean loss over the whole dataset (a second pass). */
+static cs_status eval_gradient(const cs_graph *g, const cs_dataset *ds, const cli_data_opts *o,
+                               double **out, cs_err *err)
+{
+    if (g->n_param_scalars == 0)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "the model has no trainable parameters");
+    cs_objective obj;
+    cs_status st = cs_objective_init(&obj, g, ds, &o->norm, o->loss, o->batch, CS_AD_GRAD, err);
+    if (st)
+        return st;
+    double *grad = calloc((size_t)g->n_param_scalars, sizeof(double));
+    if (!grad)
+        st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    else
+        st = cs_objective_gradient(&obj, NULL, grad, err);
+    cs_objective_free(&obj);
+    if (st) {
+        free(grad);
+        return st;
+    }
+    *out = grad;
+    return CS_OK;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
         DATA_LONG_OPTS,
         {"json", no_argument, NULL, 'j'},
+        {"grad", no_argument, NULL, 'g'},
+        {"grad-out", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {0}};
     cli_data_opts o;
     cli_data_opts_init(&o);
+    bool want_grad = false;
+    const char *grad_out = NULL;
     int c, idx;
     optind = 1;
     opterr = 0;
@@ -41,6 +87,11 @@ int cmd_eval(int argc, char **argv)
                 return 2;
         } else if (c == 'j') {
             o.json = true;
+        } else if (c == 'g') {
+            want_grad = true;
+        } else if (c == 'o') {
+            want_grad = true;
+            grad_out = optarg;
         } else if (c == 'h') {
             cmd_eval_usage(stdout);
             return 0;
@@ -72,7 +123,14 @@ int cmd_eval(int argc, char **argv)
     cs_eval_opts eo = {.loss = o.loss, .batch = o.batch, .norm = &o.norm,
                        .progress = cli_progress, .progress_ctx = "eval"};
     cs_eval_result r;
+    double *grad = NULL;
     st = cs_evaluate(g, &ds, &eo, &r, &err);
+    if (!st && want_grad)
+        st = eval_gradient(g, &ds, &o, &grad, &err);
+    if (!st && grad_out) {
+        int64_t dims[1] = {g->n_param_scalars};
+        st = cs_write_npy_f64(grad_out, grad, 1, dims, &err);
+    }
     if (st) {
         code = cli_report(st, &err);
     } else if (o.json) {
@@ -88,6 +146,16 @@ int cmd_eval(int argc, char **argv)
                (long long)r.samples, (long long)r.classes, r.seconds,
                r.seconds > 0 ? (double)r.samples / r.seconds : 0.0);
         json_string(stdout, g->values[r.head.logits_value].name);
+        if (grad) {
+            printf(", \"grad_norm\": %.17g, \"grad_norms\": {", norm2(grad, g->n_param_scalars));
+            for (int q = 0; q < g->n_params; q++) {
+                const cs_value *v = &g->values[g->params[q].value];
+                printf("%s", q ? ", " : "");
+                json_string(stdout, v->name);
+                printf(": %.17g", norm2(grad + g->params[q].offset, cs_tensor_numel(&v->init)));
+            }
+            printf("}");
+        }
         printf("}\n");
     } else {
         if (r.head.through)
@@ -98,7 +166,20 @@ int cmd_eval(int argc, char **argv)
             printf("accuracy   %.4f\n", r.accuracy);
         printf("speed      %.0f samples/s (%.3f s)\n",
                r.seconds > 0 ? (double)r.samples / r.seconds : 0.0, r.seconds);
+        if (grad) {
+            printf("gradient   L2 norm %.6g over %lld parameters\n", norm2(grad, g->n_param_scalars),
+                   (long long)g->n_param_scalars);
+            for (int q = 0; q < g->n_params; q++) {
+                const cs_value *v = &g->values[g->params[q].value];
+                printf("  %-40s %12.6g\n", v->name,
+                       norm2(grad + g->params[q].offset, cs_tensor_numel(&v->init)));
+            }
+            if (grad_out)
+                printf("gradient written to %s (float64, %lld values, parameter order)\n", grad_out,
+                       (long long)g->n_param_scalars);
+        }
     }
+    free(grad);
     cs_dataset_free(&ds);
     cs_graph_free(g);
     return code;

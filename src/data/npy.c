@@ -364,3 +364,38 @@ done:
         memset(out, 0, sizeof *out);
     return st;
 }
+
+/* ---- writing ---- */
+
+cs_status cs_write_npy_f64(const char *path, const double *data, int ndim, const int64_t *dims,
+                           cs_err *err)
+{
+    /* Version 1.0 header: magic, version, little-endian header length, then
+     * the dict padded with spaces so that data starts at a multiple of 64. */
+    char dict[512];
+    int len = snprintf(dict, sizeof dict, "{'descr': '<f8', 'fortran_order': False, 'shape': (");
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        len += snprintf(dict + len, sizeof dict - (size_t)len, "%lld,%s", (long long)dims[i],
+                        i + 1 < ndim ? " " : "");
+        numel *= dims[i];
+    }
+    len += snprintf(dict + len, sizeof dict - (size_t)len, "), }");
+    size_t total = 10 + (size_t)len + 1;
+    size_t pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    uint16_t hlen = (uint16_t)((size_t)len + pad + 1);
+    unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
+                              (unsigned char)(hlen >> 8)};
+    int bad = fwrite(head, 1, 10, f) != 10 || fwrite(dict, 1, (size_t)len, f) != (size_t)len;
+    for (size_t i = 0; i < pad && !bad; i++)
+        bad = fputc(' ', f) == EOF;
+    bad = bad || fputc('\n', f) == EOF;
+    bad = bad || fwrite(data, sizeof(double), (size_t)numel, f) != (size_t)numel; /* host is little-endian */
+    bad = fclose(f) != 0 || bad;
+    if (bad)
+        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    return CS_OK;
+}

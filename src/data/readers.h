@@ -18,4 +18,8 @@ cs_status cs_read_csv(const char *path, const char *label_col, int as_labels, cs
                       cs_err *err) CS_MUST_CHECK;
 cs_status cs_read_pb(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
 
+/* Write a float64 array as a .npy file (version 1.0, C order). */
+cs_status cs_write_npy_f64(const char *path, const double *data, int ndim, const int64_t *dims,
+                           cs_err *err) CS_MUST_CHECK;
+
 #endif

@@ -1,5 +1,7 @@
 #include "interp/loss.h"
 
+#include "base/rng.h"
+
 #include <assert.h>
 #include <math.h>
 #include <string.h>
@@ -122,4 +124,121 @@ double cs_loss_sample(const cs_loss_head *h, const void *z, bool is_double, int6
             grad[c] = d;
     }
     return loss;
+}
+
+/* Softmax of row z into p (double). */
+static void softmax_row(const double *z, int64_t C, double *p)
+{
+    double m = z[0], s = 0;
+    for (int64_t c = 1; c < C; c++)
+        m = fmax(m, z[c]);
+    for (int64_t c = 0; c < C; c++)
+        s += (p[c] = exp(z[c] - m));
+    for (int64_t c = 0; c < C; c++)
+        p[c] /= s;
+}
+
+static inline double get(const cs_tensor *t, int64_t i)
+{
+    return t->dtype == CS_DT_DOUBLE ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+static inline void put(cs_tensor *t, int64_t i, double v)
+{
+    if (t->dtype == CS_DT_DOUBLE)
+        ((double *)t->data)[i] = v;
+    else
+        ((float *)t->data)[i] = (float)v;
+}
+
+void cs_loss_grad_batch(const cs_loss_head *h, const cs_tensor *z, const cs_dataset *ds,
+                        int64_t start, double scale, cs_tensor *out, double *work)
+{
+    int64_t B = z->dims[0], C = cs_tensor_numel(z) / B;
+    bool dbl = z->dtype == CS_DT_DOUBLE;
+    size_t es = cs_dtype_size(z->dtype);
+    for (int64_t b = 0; b < B; b++) {
+        const void *row = (const char *)z->data + (size_t)(b * C) * es;
+        cs_loss_sample(h, row, dbl, C, ds, start + b, work);
+        for (int64_t c = 0; c < C; c++)
+            put(out, b * C + c, scale * work[c]);
+    }
+}
+
+void cs_loss_hvp_batch(const cs_loss_head *h, const cs_tensor *z, const cs_tensor *tz,
+                       double scale, cs_tensor *out, double *work)
+{
+    int64_t B = z->dims[0], C = cs_tensor_numel(z) / B;
+    double *zr = work, *p = work + C;
+    for (int64_t b = 0; b < B; b++) {
+        if (h->kind == CS_LOSS_MSE) {
+            for (int64_t c = 0; c < C; c++)
+                put(out, b * C + c, scale * get(tz, b * C + c));
+            continue;
+        }
+        for (int64_t c = 0; c < C; c++)
+            zr[c] = get(z, b * C + c);
+        softmax_row(zr, C, p);
+        double ptz = 0;
+        for (int64_t c = 0; c < C; c++)
+            ptz += p[c] * get(tz, b * C + c);
+        for (int64_t c = 0; c < C; c++)
+            put(out, b * C + c, scale * p[c] * (get(tz, b * C + c) - ptz));
+    }
+}
+
+void cs_loss_hessian_factor(const cs_loss_head *h, const double *z, int64_t C, double *S,
+                            double *work)
+{
+    memset(S, 0, sizeof(double) * (size_t)(C * C));
+    if (h->kind == CS_LOSS_MSE) {
+        for (int64_t c = 0; c < C; c++)
+            S[c * C + c] = 1.0;
+        return;
+    }
+    double *p = work;
+    softmax_row(z, C, p);
+    for (int64_t c = 0; c < C; c++) {
+        double r = sqrt(p[c]);
+        for (int64_t i = 0; i < C; i++)
+            S[i * C + c] = r * ((i == c) - p[i]);
+    }
+}
+
+void cs_loss_sampled_grad(const cs_loss_head *h, const double *z, int64_t C, cs_rng *rng,
+                          double *grad)
+{
+    if (h->kind == CS_LOSS_MSE) {
+        for (int64_t c = 0; c < C; c++)
+            grad[c] = -cs_rng_normal(rng);
+        return;
+    }
+    softmax_row(z, C, grad);
+    int64_t y = cs_rng_categorical(rng, grad, C);
+    grad[y] -= 1.0;
+}
+
+void cs_loss_seed_batch(const cs_loss_head *h, cs_seed_kind kind, int64_t column,
+                        const cs_tensor *z, const cs_dataset *ds, int64_t start, cs_rng *rng,
+                        cs_tensor *out, double *work)
+{
+    if (kind == CS_SEED_TRUE_LABEL) {
+        cs_loss_grad_batch(h, z, ds, start, 1.0, out, work);
+        return;
+    }
+    int64_t B = z->dims[0], C = cs_tensor_numel(z) / B;
+    double *zr = work, *row = work + C, *S = work + 2 * C;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t c = 0; c < C; c++)
+            zr[c] = get(z, b * C + c);
+        if (kind == CS_SEED_SAMPLED) {
+            cs_loss_sampled_grad(h, zr, C, rng, row);
+        } else {
+            cs_loss_hessian_factor(h, zr, C, S, row);
+            for (int64_t c = 0; c < C; c++)
+                row[c] = S[c * C + column];
+        }
+        for (int64_t c = 0; c < C; c++)
+            put(out, b * C + c, row[c]);
+    }
 }

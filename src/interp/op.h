@@ -35,14 +35,45 @@ typedef struct cs_op_call {
     int n_out;
     cs_tensor **out;
     void *scratch;
-    size_t scratch_bytes;
+    size_t scratch_bytes;    /* infer: forward workspace */
+    size_t ad_scratch_bytes; /* infer: workspace of vjp / jvp / rop (0: none) */
 } cs_op_call;
+
+/* Arguments of the derivative rules.  All tensors have the shape and dtype
+ * of the value they belong to (gradient and tangent of a float value are of
+ * the same float type).  During vjp / jvp / rop, c->in and c->out hold the
+ * values of the last forward, and c->scratch has ad_scratch_bytes.
+ *
+ *   vjp  for each i with gin[i] != NULL:   gin[i] += J_i^T gout
+ *   jvp  for each k with tout[k] != NULL:  tout[k] = sum_i J_ki tin[i]
+ *   rop  for each i with gin[i] != NULL:   gin[i] += sum_j (d/dx_j (J_i^T gout)) tin[j]
+ *
+ * where J_ki = d out_k / d in_i at the forward point, gout[k] is NULL for a
+ * zero gradient and tin[i] NULL for a zero tangent.  rop is the part of
+ * Pearlmutter's R{backward} (Pearlmutter 1994, "Fast exact multiplication by
+ * the Hessian") that the vjp rule alone misses: the exact R-op of the vjp is
+ * vjp(R{gout}) + rop(R{in}, gout), which the Hessian-vector product uses.
+ * Gradients flow only through float inputs and outputs; rules ignore (and
+ * receive NULL for) integer ones. */
+typedef struct cs_op_ad {
+    cs_tensor **gout; /* [n_out] */
+    cs_tensor **gin;  /* [n_in] */
+    cs_tensor **tin;  /* [n_in] */
+    cs_tensor **tout; /* [n_out] */
+} cs_op_ad;
 
 enum {
     /* Outputs depend on input shapes only (Shape): always folded at prepare. */
     CS_OP_SHAPE_ONLY = 1u << 0,
     /* Never fold at prepare even with known inputs. */
     CS_OP_NO_FOLD = 1u << 1,
+    /* The second-order term of the R-op is zero: the op is jointly linear
+     * in its float inputs (Add, Transpose, ReduceSum, ...) or piecewise
+     * linear (Relu, MaxPool, Clip: zero almost everywhere), so rop is NULL
+     * by design, not missing. */
+    CS_OP_LINEAR = 1u << 2,
+    /* No gradient flows through the op at all (Shape: integer output). */
+    CS_OP_NO_GRAD = 1u << 3,
 };
 
 typedef struct cs_op_def {
@@ -51,6 +82,10 @@ typedef struct cs_op_def {
     unsigned flags;
     cs_status (*infer)(cs_op_call *c, cs_err *err);
     cs_status (*forward)(cs_op_call *c, cs_err *err);
+    /* Derivative rules (see cs_op_ad); NULL where the op has none. */
+    cs_status (*vjp)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
+    cs_status (*jvp)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
+    cs_status (*rop)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
 } cs_op_def;
 
 /* Definition for an op_type in the default domain, or NULL. */

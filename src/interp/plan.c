@@ -69,8 +69,11 @@ cs_status cs_plan_prepare(cs_plan *p, const cs_graph *g, const cs_tensor *inputs
     p->is_const = cs_arena_alloc(&p->arena, sizeof *p->is_const * nv);
     p->folded = cs_arena_alloc(&p->arena, sizeof *p->folded * nn);
     p->node_scratch = cs_arena_alloc(&p->arena, sizeof *p->node_scratch * nn);
-    size_t *off = p->vals && p->known && p->is_const && p->folded && p->node_scratch
+    p->node_ad_scratch = cs_arena_alloc(&p->arena, sizeof *p->node_ad_scratch * nn);
+    size_t *off = p->vals && p->known && p->is_const && p->folded && p->node_scratch &&
+                          p->node_ad_scratch
                       ? argv_offsets(p) : NULL;
+    p->argv_off = off;
     p->argv = off ? cs_arena_alloc(&p->arena, sizeof *p->argv * (off[g->n_nodes] + 1)) : NULL;
     if (!p->argv) {
         cs_plan_free(p);
@@ -156,6 +159,7 @@ cs_status cs_plan_prepare(cs_plan *p, const cs_graph *g, const cs_tensor *inputs
         if ((st = n->op->infer(&c, err)))
             goto fail;
         p->node_scratch[k] = c.scratch_bytes;
+        p->node_ad_scratch[k] = c.ad_scratch_bytes;
         for (int j = 0; j < n->n_outputs; j++) {
             int v = n->outputs[j];
             if (v < 0)
@@ -226,20 +230,24 @@ const cs_tensor *cs_plan_output(const cs_plan *p, int k)
     return &p->vals[p->g->outputs[k]];
 }
 
+cs_op_call cs_plan_call(const cs_plan *p, int k)
+{
+    const cs_node *n = &p->g->nodes[k];
+    cs_tensor **args = p->argv + p->argv_off[k];
+    cs_op_call c = {.node = n, .n_in = n->n_inputs, .in = args, .n_out = n->n_outputs,
+                    .out = args + n->n_inputs, .scratch_bytes = p->node_scratch[k],
+                    .ad_scratch_bytes = p->node_ad_scratch[k]};
+    return c;
+}
+
 cs_status cs_plan_forward(cs_plan *p, cs_err *err)
 {
-    const cs_graph *g = p->g;
-    size_t off = 0;
-    for (int k = 0; k < g->n_nodes; k++) {
-        const cs_node *n = &g->nodes[k];
-        cs_tensor **args = p->argv + off;
-        off += (size_t)(n->n_inputs + n->n_outputs);
+    for (int k = 0; k < p->g->n_nodes; k++) {
         if (p->folded[k])
             continue;
-        cs_op_call c = {.node = n, .n_in = n->n_inputs, .in = args, .n_out = n->n_outputs,
-                        .out = args + n->n_inputs, .scratch = p->scratch,
-                        .scratch_bytes = p->node_scratch[k]};
-        cs_status st = n->op->forward(&c, err);
+        cs_op_call c = cs_plan_call(p, k);
+        c.scratch = p->scratch;
+        cs_status st = c.node->op->forward(&c, err);
         if (st)
             return st;
     }

@@ -25,9 +25,11 @@ typedef struct cs_plan {
     bool *is_const;       /* value independent of the inputs and parameters */
     bool *folded;         /* node evaluated at prepare, skipped by forward */
     cs_tensor **argv;     /* per node: in pointers then out pointers (into vals) */
+    size_t *argv_off;     /* node k's pointers start at argv + argv_off[k] */
     void *scratch;        /* shared workspace, max over nodes */
     size_t scratch_bytes;
     size_t *node_scratch; /* workspace each node asked for */
+    size_t *node_ad_scratch; /* workspace of each node's derivative rules */
     int64_t batch;        /* batch size the plan was made for (0 if none) */
 } cs_plan;
 
@@ -51,6 +53,9 @@ cs_tensor *cs_plan_input(cs_plan *p, int i);
 const cs_tensor *cs_plan_output(const cs_plan *p, int k);
 
 cs_status cs_plan_forward(cs_plan *p, cs_err *err) CS_MUST_CHECK;
+
+/* The operator call of node k on the plan's buffers (scratch unset). */
+cs_op_call cs_plan_call(const cs_plan *p, int k);
 
 void cs_plan_free(cs_plan *p);
 

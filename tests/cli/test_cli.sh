@@ -257,6 +257,29 @@ if [ "$have_fmnist" -eq 1 ]; then
             close "$m_loss" "$f_mse" 1e-4
         check "eval $m --loss mse says loss_kind mse" grep -q '"loss_kind": "mse"' "$tmp/out"
     done
+
+    # --grad against the PyTorch gradient fixture (256 training images):
+    # per-tensor L2 norms in the JSON, the flat vector in --grad-out.
+    FM_TRAIN_IMG=$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz
+    for m in mlp cnn; do
+        cs eval "$MODELS/$m.onnx" --data "idx:$FM_TRAIN_IMG" --labels "idx:$FM_TRAIN_LAB" \
+            --scale 1/255 --mean 0.2860 --std 0.3530 --samples 256 --grad --json \
+            --grad-out "$tmp/grad_$m.npy"
+        check "eval $m --grad --grad-out exits 0" [ "$rc" -eq 0 ]
+        gx=$FIXTURES/grad_$m.txt
+        for p in $(awk '$1 == "param" { print $2 }' "$gx"); do
+            want=$(awk -v p="$p" 'f { s = 0; for (i = 1; i <= NF; i++) s += $i * $i; printf "%.12g\n", sqrt(s); exit }
+                                  $1 == "param" && $2 == p { f = 1 }' "$gx")
+            got=$(sed -n "s/.*\"$p\": *\([-+0-9.eE]*\).*/\1/p" "$tmp/out")
+            check "eval $m --grad: norm of $p is $got, PyTorch $want (rtol 1e-4)" close "$got" "$want" 1e-4
+        done
+        P=$(awk '$1 == "param" { s += $3 } END { print s }' "$gx")
+        size=$(wc -c <"$tmp/grad_$m.npy")
+        head=$((size - 8 * P))
+        checke "--grad-out $m: a .npy of $P float64 values after a 64-byte aligned header ($size bytes)" \
+            '[ "$head" -gt 0 ] && [ $((head % 64)) -eq 0 ] && head -c 6 "$tmp/grad_$m.npy" | od -c | grep -q "N   U   M   P   Y" &&
+             head -c 128 "$tmp/grad_$m.npy" | grep -q "<f8"'
+    done
 else
     skip "Fashion-MNIST not found in $FASHION_MNIST_DIR: eval against the fixtures"
 fi

@@ -33,6 +33,7 @@ typedef struct op_test {
     cs_tensor out_t[OP_TEST_MAX];
     cs_tensor *out[OP_TEST_MAX];
     void *scratch;
+    cs_op_call call; /* as prepared by op_test_run (scratch holds the larger of both needs) */
 } op_test;
 
 static inline void op_test_init(op_test *t, const char *op_type, int opset)
@@ -136,13 +137,27 @@ static inline cs_status op_test_run(op_test *t, cs_err *err)
     for (int k = 0; k < t->node.n_outputs; k++) {
         if (!t->out[k])
             continue;
+        if (t->out[k]->owns_data) { /* a second run on the same op_test */
+            cs_tensor keep = *t->out[k];
+            free(keep.data);
+            t->out[k]->owns_data = false;
+        }
         st = cs_tensor_alloc(t->out[k], err);
         if (st)
             return st;
     }
-    t->scratch = malloc(c.scratch_bytes ? c.scratch_bytes : 1);
+    size_t need = c.scratch_bytes > c.ad_scratch_bytes ? c.scratch_bytes : c.ad_scratch_bytes;
+    free(t->scratch);
+    t->scratch = malloc(need ? need : 1);
     c.scratch = t->scratch;
+    t->call = c;
     return t->node.op->forward(&c, err);
+}
+
+/* Forward again on the same (possibly modified) input data. */
+static inline cs_status op_test_forward(op_test *t, cs_err *err)
+{
+    return t->node.op->forward(&t->call, err);
 }
 
 static inline void op_test_free(op_test *t)

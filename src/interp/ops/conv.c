@@ -20,7 +20,14 @@
  * about CONV_GEMM_COLS columns, which bounds the scratch.  A 1x1 kernel with
  * stride 1 and no padding needs no unfolding at all: X's [C, T] rows are the
  * patch matrix, and GEMMs straight on X beat copying samples side by side
- * (measured on 7x7 inputs), so that case always runs per sample. */
+ * (measured on 7x7 inputs), so that case always runs per sample.
+ *
+ * Derivative rules.  Y is bilinear in (X, W) plus B, so the jvp is the
+ * forward twice (tX with W, X with tW) plus tB, and the vjp is the
+ * transposed lowering: gW_g [Mg, K] += gY_g [Mg, T] col_g^T, and
+ * gX += col2im(W_g^T gY_g), with the same per-sample / chunked batching as
+ * the forward.  The R-op's second-order term is the same backward with the
+ * tangents tX, tW in place of X, W (no term for B, which enters linearly). */
 #include "interp/ops/conv_im2col.h"
 
 #include <limits.h>
@@ -429,14 +436,19 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
         dims[2 + i] = p.g.out[CS_CONV_AXES - rank + i];
     cs_tensor_set_shape(c->out[0], c->in[0]->dtype, 2 + rank, dims);
     c->scratch_bytes = (size_t)(p.col_elems + p.tmp_elems) * cs_dtype_size(c->in[0]->dtype);
+    /* The rules walk the same lowering: one patch buffer (reused for the
+     * column gradient) and one [M, chunk * T] buffer for the gathered gY. */
+    c->ad_scratch_bytes = c->scratch_bytes;
     return CS_OK;
 }
 
-/* Shapes: x [N, C, in], w [M, Cg, kernel] = per group [Mg, K], bias [M] or
- * NULL, y [N, M, out]; scratch as conv_plan says. */
-#define DEFINE_CONV_FORWARD(T, SUF, GEMM)                                                        \
-    static void conv_forward_##SUF(const conv_plan *p, const T *x, const T *w, const T *bias,    \
-                                   T *y, T *scratch)                                             \
+/* y = (accumulate ? y : 0) + bias + conv(x, w), the forward's lowering.
+ * Shapes: x [N, C, in], w [M, Cg, kernel] = per group [Mg, K], bias [M] or
+ * NULL, y [N, M, out]; scratch as conv_plan says.  The jvp reuses it: Conv
+ * is linear in X for fixed W and in W for fixed X. */
+#define DEFINE_CONV_APPLY(T, SUF, GEMM)                                                          \
+    static void conv_apply_##SUF(const conv_plan *p, const T *x, const T *w, const T *bias,      \
+                                 T *y, bool accumulate, T *scratch)                              \
     {                                                                                            \
         const int64_t n_pos = p->g.out_size, m_all = p->m_total, mg = p->m_group;               \
         const int64_t kr = p->k_rows, x_sample = p->g.channels * p->g.in_size;                  \
@@ -450,14 +462,19 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
                     cs_im2col_##SUF(&p->g, pm, col, n_pos);                                      \
                     pm = col;                                                                    \
                 }                                                                                \
-                if (bias)                                                                        \
+                if (bias && accumulate)                                                          \
+                    for (int64_t m = 0; m < m_all; m++)                                          \
+                        for (int64_t t = 0; t < n_pos; t++)                                      \
+                            yn[m * n_pos + t] += bias[m];                                        \
+                else if (bias)                                                                   \
                     for (int64_t m = 0; m < m_all; m++)                                          \
                         for (int64_t t = 0; t < n_pos; t++)                                      \
                             yn[m * n_pos + t] = bias[m];                                         \
+                T beta = bias || accumulate ? 1 : 0;                                             \
                 for (int64_t gi = 0; gi < p->group; gi++)                                        \
                     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)n_pos,        \
                          (int)kr, 1, w + gi * mg * kr, (int)kr, pm + gi * kr * n_pos,           \
-                         (int)n_pos, bias ? 1 : 0, yn + gi * mg * n_pos, (int)n_pos);            \
+                         (int)n_pos, beta, yn + gi * mg * n_pos, (int)n_pos);                    \
             }                                                                                    \
             return;                                                                              \
         }                                                                                        \
@@ -476,14 +493,118 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
                     const T *src = tmp + m * ld + j * n_pos;                                     \
                     T *dst = y + ((n0 + j) * m_all + m) * n_pos;                                 \
                     T b = bias ? bias[m] : 0;                                                    \
-                    for (int64_t t = 0; t < n_pos; t++)                                          \
-                        dst[t] = src[t] + b;                                                     \
+                    if (accumulate)                                                              \
+                        for (int64_t t = 0; t < n_pos; t++)                                      \
+                            dst[t] += src[t] + b;                                                \
+                    else                                                                         \
+                        for (int64_t t = 0; t < n_pos; t++)                                      \
+                            dst[t] = src[t] + b;                                                 \
                 }                                                                                \
         }                                                                                        \
     }
 
-DEFINE_CONV_FORWARD(float, f32, cblas_sgemm)
-DEFINE_CONV_FORWARD(double, f64, cblas_dgemm)
+DEFINE_CONV_APPLY(float, f32, cblas_sgemm)
+DEFINE_CONV_APPLY(double, f64, cblas_dgemm)
+
+/* The transpose of the lowering, for one gY [N, M, out]:
+ *   gw [M, Cg, kernel] += per group gY_g [Mg, T] * col_g(x)^T [T, K]   (x given)
+ *   gx [N, C, in]      += col2im(W_g^T [K, Mg] * gY_g [Mg, T])        (w given)
+ *   gb [M]             += sum over samples and positions of gY
+ * each target NULL when not wanted.  The vjp passes the forward's X and W;
+ * the R-op passes the tangents instead (see conv_rop).  Same batching as the
+ * forward: per sample, gY_n is already the [M, T] matrix the GEMMs want;
+ * per chunk, gY is gathered into tmp [M, nb*T] to sit beside the chunk's
+ * patches, and the column gradient of the chunk comes out of one GEMM per
+ * group before col2im folds it back per sample.  The patch buffer holds the
+ * patches of x for gw first, then the column gradient for gx. */
+#define DEFINE_CONV_BACKWARD(T, SUF, GEMM)                                                       \
+    static void conv_backward_##SUF(const conv_plan *p, const T *x, const T *w, const T *gy,     \
+                                    T *gx, T *gw, T *gb, T *scratch)                             \
+    {                                                                                            \
+        const int64_t n_pos = p->g.out_size, m_all = p->m_total, mg = p->m_group;               \
+        const int64_t kr = p->k_rows, x_sample = p->g.channels * p->g.in_size;                  \
+        T *col = scratch;                    /* [C * prod(kernel), chunk * T] */                 \
+        T *tmp = scratch + p->col_elems;     /* [M, chunk * T] */                                \
+        if (gb)                                                                                  \
+            for (int64_t m = 0; m < m_all; m++) {                                                \
+                double s = 0;                                                                    \
+                for (int64_t n = 0; n < p->batch; n++) {                                         \
+                    const T *gyr = gy + (n * m_all + m) * n_pos;                                 \
+                    for (int64_t t = 0; t < n_pos; t++)                                          \
+                        s += gyr[t];                                                             \
+                }                                                                                \
+                gb[m] += (T)s;                                                                   \
+            }                                                                                    \
+        if (!gx && !gw)                                                                          \
+            return;                                                                              \
+        if (p->chunk == 1) {                                                                     \
+            for (int64_t n = 0; n < p->batch; n++) {                                             \
+                const T *gyn = gy + n * m_all * n_pos; /* [M, T] */                              \
+                if (gw) {                                                                        \
+                    const T *pm = x + n * x_sample; /* patches [group * K, T] */                 \
+                    if (!p->direct) {                                                            \
+                        cs_im2col_##SUF(&p->g, pm, col, n_pos);                                  \
+                        pm = col;                                                                \
+                    }                                                                            \
+                    for (int64_t gi = 0; gi < p->group; gi++)                                    \
+                        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mg, (int)kr,          \
+                             (int)n_pos, 1, gyn + gi * mg * n_pos, (int)n_pos,                   \
+                             pm + gi * kr * n_pos, (int)n_pos, 1, gw + gi * mg * kr, (int)kr);   \
+                }                                                                                \
+                if (gx) {                                                                        \
+                    T *gxn = gx + n * x_sample; /* [C, in] */                                    \
+                    /* direct: X's [C, T] rows are the patches, so the column gradient       \
+                     * is gX_n itself and the GEMM accumulates into it */                        \
+                    T *dst = p->direct ? gxn : col;                                              \
+                    for (int64_t gi = 0; gi < p->group; gi++)                                    \
+                        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kr, (int)n_pos,       \
+                             (int)mg, 1, w + gi * mg * kr, (int)kr, gyn + gi * mg * n_pos,       \
+                             (int)n_pos, p->direct ? 1 : 0, dst + gi * kr * n_pos, (int)n_pos);  \
+                    if (!p->direct)                                                              \
+                        cs_col2im_##SUF(&p->g, col, n_pos, gxn);                                 \
+                }                                                                                \
+            }                                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        for (int64_t n0 = 0; n0 < p->batch; n0 += p->chunk) {                                    \
+            int64_t nb = p->batch - n0 < p->chunk ? p->batch - n0 : p->chunk;                    \
+            int64_t ld = nb * n_pos;                                                             \
+            /* gy [nb, M, T] -> tmp [M, nb, T] */                                                \
+            for (int64_t j = 0; j < nb; j++)                                                     \
+                for (int64_t m = 0; m < m_all; m++)                                              \
+                    memcpy(tmp + m * ld + j * n_pos, gy + ((n0 + j) * m_all + m) * n_pos,        \
+                           (size_t)n_pos * sizeof(T));                                           \
+            if (gw) {                                                                            \
+                for (int64_t j = 0; j < nb; j++)                                                 \
+                    cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);       \
+                for (int64_t gi = 0; gi < p->group; gi++)                                        \
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mg, (int)kr, (int)ld, 1, \
+                         tmp + gi * mg * ld, (int)ld, col + gi * kr * ld, (int)ld, 1,            \
+                         gw + gi * mg * kr, (int)kr);                                            \
+            }                                                                                    \
+            if (gx) {                                                                            \
+                for (int64_t gi = 0; gi < p->group; gi++) /* col = W_g^T tmp_g, [K, nb*T] */     \
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kr, (int)ld, (int)mg, 1, \
+                         w + gi * mg * kr, (int)kr, tmp + gi * mg * ld, (int)ld, 0,              \
+                         col + gi * kr * ld, (int)ld);                                           \
+                for (int64_t j = 0; j < nb; j++)                                                 \
+                    cs_col2im_##SUF(&p->g, col + j * n_pos, ld, gx + (n0 + j) * x_sample);      \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+DEFINE_CONV_BACKWARD(float, f32, cblas_sgemm)
+DEFINE_CONV_BACKWARD(double, f64, cblas_dgemm)
+
+static const void *tensor_data(const cs_tensor *t)
+{
+    return t ? t->data : NULL;
+}
+
+static void *tensor_data_mut(cs_tensor *t)
+{
+    return t ? t->data : NULL;
+}
 
 static cs_status conv_forward(cs_op_call *c, cs_err *err)
 {
@@ -493,12 +614,127 @@ static cs_status conv_forward(cs_op_call *c, cs_err *err)
         return st;
     if (p.batch == 0 || p.g.out_size == 0)
         return CS_OK;
-    const cs_tensor *bias = conv_bias(c);
-    const void *b = bias ? bias->data : NULL;
+    const void *b = tensor_data(conv_bias(c));
     if (c->in[0]->dtype == CS_DT_FLOAT)
-        conv_forward_f32(&p, c->in[0]->data, c->in[1]->data, b, c->out[0]->data, c->scratch);
+        conv_apply_f32(&p, c->in[0]->data, c->in[1]->data, b, c->out[0]->data, false, c->scratch);
     else
-        conv_forward_f64(&p, c->in[0]->data, c->in[1]->data, b, c->out[0]->data, c->scratch);
+        conv_apply_f64(&p, c->in[0]->data, c->in[1]->data, b, c->out[0]->data, false, c->scratch);
+    return CS_OK;
+}
+
+/* ---- derivative rules ---- */
+
+/* A gradient or tangent must be shaped and typed like its value: a mismatch
+ * is an engine bug, reported rather than written past. */
+static cs_status conv_check_ad(const cs_op_call *c, const cs_tensor *t, const cs_tensor *value,
+                               const char *what, cs_err *err)
+{
+    if (t && (t->dtype != value->dtype || !cs_tensor_same_shape(t, value) || !t->data))
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "%s does not match its value's type and shape",
+                          what);
+    return CS_OK;
+}
+
+/* Plan plus the shape checks of the rule's tensors (NULL ones skipped). */
+static cs_status conv_ad_plan(const cs_op_call *c, conv_plan *p, cs_tensor *const *in_side,
+                              const cs_tensor *out_side, const char *in_what,
+                              const char *out_what, cs_err *err)
+{
+    cs_status st = conv_make_plan(c, p, err);
+    for (int i = 0; i < c->n_in && !st; i++)
+        if (c->in[i])
+            st = conv_check_ad(c, in_side[i], c->in[i], in_what, err);
+    if (!st)
+        st = conv_check_ad(c, out_side, c->out[0], out_what, err);
+    return st;
+}
+
+/* vjp: gX += conv^T(gY; W), gW += gY (*) patches(X), gB += sum gY. */
+static cs_status conv_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    conv_plan p;
+    cs_status st = conv_ad_plan(c, &p, a->gin, a->gout[0], "gradient", "gradient of Y", err);
+    if (st)
+        return st;
+    const cs_tensor *gy = a->gout[0];
+    if (!gy || p.batch == 0 || p.g.out_size == 0)
+        return CS_OK;
+    void *gx = tensor_data_mut(a->gin[0]), *gw = tensor_data_mut(a->gin[1]);
+    void *gb = c->n_in > 2 && c->in[2] ? tensor_data_mut(a->gin[2]) : NULL;
+    if (c->in[0]->dtype == CS_DT_FLOAT)
+        conv_backward_f32(&p, c->in[0]->data, c->in[1]->data, gy->data, gx, gw, gb, c->scratch);
+    else
+        conv_backward_f64(&p, c->in[0]->data, c->in[1]->data, gy->data, gx, gw, gb, c->scratch);
+    return CS_OK;
+}
+
+/* jvp: tY = conv(tX, W) + conv(X, tW) + tB (product rule of the bilinear
+ * map; each term is the forward on other data). */
+static cs_status conv_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    conv_plan p;
+    cs_status st = conv_ad_plan(c, &p, a->tin, a->tout[0], "tangent", "tangent of Y", err);
+    if (st)
+        return st;
+    cs_tensor *ty = a->tout[0];
+    if (!ty)
+        return CS_OK;
+    const cs_tensor *tx = a->tin[0], *tw = a->tin[1];
+    const cs_tensor *tb = c->n_in > 2 && c->in[2] ? a->tin[2] : NULL;
+    if (p.batch == 0 || p.g.out_size == 0)
+        return CS_OK;
+    bool f32 = c->in[0]->dtype == CS_DT_FLOAT, written = false;
+    if (tx) {
+        if (f32)
+            conv_apply_f32(&p, tx->data, c->in[1]->data, tensor_data(tb), ty->data, false,
+                           c->scratch);
+        else
+            conv_apply_f64(&p, tx->data, c->in[1]->data, tensor_data(tb), ty->data, false,
+                           c->scratch);
+        written = true;
+    }
+    if (tw) {
+        const void *b = written ? NULL : tensor_data(tb);
+        if (f32)
+            conv_apply_f32(&p, c->in[0]->data, tw->data, b, ty->data, written, c->scratch);
+        else
+            conv_apply_f64(&p, c->in[0]->data, tw->data, b, ty->data, written, c->scratch);
+        written = true;
+    }
+    if (!written) { /* only the bias moves: tY[n, m, :] = tB[m] */
+        int64_t rows = p.batch * p.m_total, n_pos = p.g.out_size;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t t = 0; t < n_pos; t++)
+                cs_tensor_set_f64(ty, r * n_pos + t,
+                                  tb ? cs_tensor_get_f64(tb, r % p.m_total) : 0.0);
+    }
+    return CS_OK;
+}
+
+/* R-op.  Y is bilinear in (X, W), so the second derivative of <gY, Y> pairs
+ * only X with W:
+ *   gX += d/dW (J_X^T gY) tW = conv^T(gY; tW)
+ *   gW += d/dX (J_W^T gY) tX = gY (*) patches(tX)
+ * i.e. the backward with the tangents in place of X and W; B is linear and
+ * gets nothing (Pearlmutter 1994, R{.} of the backward pass). */
+static cs_status conv_rop(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    conv_plan p;
+    cs_status st = conv_ad_plan(c, &p, a->gin, a->gout[0], "gradient", "gradient of Y", err);
+    for (int i = 0; i < c->n_in && !st; i++)
+        if (c->in[i])
+            st = conv_check_ad(c, a->tin[i], c->in[i], "tangent", err);
+    if (st)
+        return st;
+    const cs_tensor *gy = a->gout[0], *tx = a->tin[0], *tw = a->tin[1];
+    if (!gy || p.batch == 0 || p.g.out_size == 0)
+        return CS_OK;
+    void *gx = tw ? tensor_data_mut(a->gin[0]) : NULL;
+    void *gw = tx ? tensor_data_mut(a->gin[1]) : NULL;
+    if (c->in[0]->dtype == CS_DT_FLOAT)
+        conv_backward_f32(&p, tensor_data(tx), tensor_data(tw), gy->data, gx, gw, NULL, c->scratch);
+    else
+        conv_backward_f64(&p, tensor_data(tx), tensor_data(tw), gy->data, gx, gw, NULL, c->scratch);
     return CS_OK;
 }
 
@@ -507,4 +743,7 @@ const cs_op_def cs_op_Conv = {
     .min_opset = 1,
     .infer = conv_infer,
     .forward = conv_forward,
+    .vjp = conv_vjp,
+    .jvp = conv_jvp,
+    .rop = conv_rop,
 };

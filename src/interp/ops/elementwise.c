@@ -15,6 +15,35 @@
  *     first converted to the base type.  An int32/int64 base goes through
  *     double (exact while results stay below 2^53) and is truncated back.
  *
+ * Derivative rules (float and double; integer uses have none).  For
+ * z = f(a, b) with local derivatives f_a, f_b, f_aa, f_ab, f_bb at each
+ * output element, and sum_bc summing over the dimensions along which an
+ * input was broadcast:
+ *   vjp  ga += sum_bc gz f_a                  gb += sum_bc gz f_b
+ *   jvp  tz  = f_a ta + f_b tb
+ *   rop  ga += sum_bc gz (f_aa ta + f_ab tb)  gb += sum_bc gz (f_ab ta + f_bb tb)
+ * with
+ *   Add  f_a = 1, f_b = 1 (linear: no rop)    Sub  f_a = 1, f_b = -1 (linear)
+ *   Mul  f_a = b, f_b = a, f_ab = 1
+ *   Div  f_a = 1/b, f_b = -a/b^2 = -z/b, f_ab = -1/b^2, f_bb = 2a/b^3 = 2z/b^2
+ *   Pow  f_a = b a^(b-1), f_aa = b (b-1) a^(b-2),
+ *        f_b = z log a, f_ab = a^(b-1) (1 + b log a), f_bb = z (log a)^2.
+ * Pow's choices where these formulas break down:
+ *   - f_a = 0 where b == 0 and f_aa = 0 where b is 0 or 1 (a^0 = 1 and a^1 = a
+ *     are constant / linear even at a = 0, where b a^(b-1) would be 0 * inf;
+ *     PyTorch makes the same choice for f_a);
+ *   - the exponent terms f_b, f_ab, f_bb are defined for a > 0 only and are
+ *     taken as 0 where a <= 0.  At a = 0 with b > 0 this is the limit from
+ *     a > 0 (z log a -> 0) and PyTorch's value; for a < 0, a^b is real only
+ *     at integer b, so no derivative in b exists, and 0 (PyTorch gives NaN)
+ *     keeps one negative base from turning a whole gradient into NaN;
+ *   - an exponent of another type than the base (int64, or double with a
+ *     float base) is converted like the forward does and gets no gradient:
+ *     an integer one never has one, and asking for a mixed float / double
+ *     one is an error (CS_ERR_UNSUPPORTED).
+ * Broadcast gradients are summed run by run over the forward's merged
+ * runs (cs_bcast), so a bias gradient is a contiguous add or a run sum.
+ *
  * Kernels: every output is walked as a sequence of contiguous runs along the
  * innermost dimension after merging dimensions that are contiguous in both
  * inputs, so equal shapes are one run, a bias [C] added to [N, C] is N runs of
@@ -35,43 +64,43 @@ typedef void (*binary_kernel)(int64_t n, const void *a_, int64_t sa, const void 
 
 /* EXPR reads the two operands as `a` and `b`.  Separate loops for each
  * stride pattern let the compiler vectorise the common ones. */
-#define DEFINE_KERNEL(NAME, T, EXPR)                                                   \
+#define DEFINE_KERNEL(NAME, T, EXPR)                                                    \
     static void NAME(int64_t n, const void *a_, int64_t sa, const void *b_, int64_t sb, \
-                     void *out_)                                                       \
-    {                                                                                  \
-        const T *pa = a_, *pb = b_;                                                    \
-        T *po = out_;                                                                  \
-        if (sa && sb) {                                                                \
-            for (int64_t i = 0; i < n; i++) {                                          \
-                const T a = pa[i], b = pb[i];                                          \
-                po[i] = (T)(EXPR);                                                     \
-            }                                                                          \
-        } else if (sa) {                                                               \
-            const T b = pb[0];                                                         \
-            for (int64_t i = 0; i < n; i++) {                                          \
-                const T a = pa[i];                                                     \
-                po[i] = (T)(EXPR);                                                     \
-            }                                                                          \
-        } else if (sb) {                                                               \
-            const T a = pa[0];                                                         \
-            for (int64_t i = 0; i < n; i++) {                                          \
-                const T b = pb[i];                                                     \
-                po[i] = (T)(EXPR);                                                     \
-            }                                                                          \
-        } else {                                                                       \
-            const T a = pa[0], b = pb[0];                                              \
-            const T v = (T)(EXPR);                                                     \
-            for (int64_t i = 0; i < n; i++)                                            \
-                po[i] = v;                                                             \
-        }                                                                              \
+                     void *out_)                                                        \
+    {                                                                                   \
+        const T *pa = a_, *pb = b_;                                                     \
+        T *po = out_;                                                                   \
+        if (sa && sb) {                                                                 \
+            for (int64_t i = 0; i < n; i++) {                                           \
+                const T a = pa[i], b = pb[i];                                           \
+                po[i] = (T)(EXPR);                                                      \
+            }                                                                           \
+        } else if (sa) {                                                                \
+            const T b = pb[0];                                                          \
+            for (int64_t i = 0; i < n; i++) {                                           \
+                const T a = pa[i];                                                      \
+                po[i] = (T)(EXPR);                                                      \
+            }                                                                           \
+        } else if (sb) {                                                                \
+            const T a = pa[0];                                                          \
+            for (int64_t i = 0; i < n; i++) {                                           \
+                const T b = pb[i];                                                      \
+                po[i] = (T)(EXPR);                                                      \
+            }                                                                           \
+        } else {                                                                        \
+            const T a = pa[0], b = pb[0];                                               \
+            const T v = (T)(EXPR);                                                      \
+            for (int64_t i = 0; i < n; i++)                                             \
+                po[i] = v;                                                              \
+        }                                                                               \
     }
 
 /* (dtype, C type, suffix) of each supported element type. */
 #define FLOAT_TYPES(X) X(CS_DT_FLOAT, float, f32) X(CS_DT_DOUBLE, double, f64)
-#define SIGNED_TYPES(X)                                                              \
+#define SIGNED_TYPES(X)                                                                 \
     X(CS_DT_INT8, int8_t, i8) X(CS_DT_INT16, int16_t, i16) X(CS_DT_INT32, int32_t, i32) \
     X(CS_DT_INT64, int64_t, i64)
-#define UNSIGNED_TYPES(X)                                                                \
+#define UNSIGNED_TYPES(X)                                                                     \
     X(CS_DT_UINT8, uint8_t, u8) X(CS_DT_UINT16, uint16_t, u16) X(CS_DT_UINT32, uint32_t, u32) \
     X(CS_DT_UINT64, uint64_t, u64)
 
@@ -111,59 +140,17 @@ static const binary_kernel kernels[CS_DT_COUNT_][BIN_COUNT] = {
 static void binary_apply(binary_kernel kernel, size_t esz, const cs_tensor *a, const void *pa,
                          const cs_tensor *b, const void *pb, cs_tensor *out)
 {
-    int64_t full_sa[CS_MAX_DIMS], full_sb[CS_MAX_DIMS];
-    cs_broadcast_strides(a, out, full_sa);
-    cs_broadcast_strides(b, out, full_sb);
-
-    /* Drop size-1 dimensions and merge a dimension into the previous one
-     * when both inputs step through the pair contiguously (or not at all). */
-    int64_t dims[CS_MAX_DIMS], sa[CS_MAX_DIMS], sb[CS_MAX_DIMS];
-    int rank = 0;
-    for (int d = 0; d < out->ndim; d++) {
-        int64_t size = out->dims[d];
-        if (size == 0)
-            return;
-        if (size == 1)
-            continue;
-        if (rank > 0 && sa[rank - 1] == full_sa[d] * size && sb[rank - 1] == full_sb[d] * size) {
-            dims[rank - 1] *= size;
-            sa[rank - 1] = full_sa[d];
-            sb[rank - 1] = full_sb[d];
-        } else {
-            dims[rank] = size;
-            sa[rank] = full_sa[d];
-            sb[rank] = full_sb[d];
-            rank++;
-        }
-    }
-    if (rank == 0) { /* one element */
-        dims[0] = 1;
-        sa[0] = sb[0] = 0;
-        rank = 1;
-    }
-
-    /* Innermost strides are 0 or 1: a non-broadcast innermost dimension of a
-     * contiguous tensor has unit stride. */
-    int64_t inner = dims[rank - 1];
-    int64_t inner_sa = sa[rank - 1], inner_sb = sb[rank - 1];
-    int64_t outer = cs_tensor_numel(out) / inner;
+    const cs_tensor *ab[2] = {a, b};
+    cs_bcast bc;
+    cs_bcast_init(&bc, ab, 2, out);
+    cs_bcast_pos pos;
+    cs_bcast_start(&bc, &pos);
     const char *ca = pa, *cb = pb;
     char *co = out->data;
-    int64_t idx[CS_MAX_DIMS] = {0};
-    int64_t off_a = 0, off_b = 0;
-    for (int64_t o = 0; o < outer; o++) {
-        kernel(inner, ca + (size_t)off_a * esz, inner_sa, cb + (size_t)off_b * esz, inner_sb,
-               co + (size_t)(o * inner) * esz);
-        /* odometer over dims[0 .. rank-2] */
-        for (int d = rank - 2; d >= 0; d--) {
-            off_a += sa[d];
-            off_b += sb[d];
-            if (++idx[d] < dims[d])
-                break;
-            off_a -= sa[d] * dims[d];
-            off_b -= sb[d] * dims[d];
-            idx[d] = 0;
-        }
+    for (int64_t o = 0; o < bc.n_runs; o++) {
+        kernel(bc.run, ca + (size_t)pos.off[0] * esz, bc.run_stride[0],
+               cb + (size_t)pos.off[1] * esz, bc.run_stride[1], co + (size_t)(o * bc.run) * esz);
+        cs_bcast_next(&bc, &pos);
     }
 }
 
@@ -217,6 +204,8 @@ static cs_status binary_infer(cs_op_call *c, binary_kind kind, cs_err *err)
         return st;
     out->dtype = a->dtype;
     c->scratch_bytes = kind == BIN_POW ? pow_scratch_bytes(a, b, out) : 0;
+    /* the rules of a float Pow reconvert a foreign-typed exponent */
+    c->ad_scratch_bytes = kind == BIN_POW && cs_dtype_is_float(a->dtype) ? c->scratch_bytes : 0;
     return CS_OK;
 }
 
@@ -269,20 +258,323 @@ static cs_status binary_forward(cs_op_call *c, binary_kind kind, cs_err *err)
     return CS_OK;
 }
 
-#define BINARY_OP(NAME, KIND)                                                   \
-    static cs_status NAME##_infer(cs_op_call *c, cs_err *err)                   \
-    {                                                                           \
-        return binary_infer(c, KIND, err);                                      \
-    }                                                                           \
-    static cs_status NAME##_forward(cs_op_call *c, cs_err *err)                 \
-    {                                                                           \
-        return binary_forward(c, KIND, err);                                    \
-    }                                                                           \
-    const cs_op_def cs_op_##NAME = {.name = #NAME, .min_opset = 7, .infer = NAME##_infer, \
-                                    .forward = NAME##_forward};
+/* ---- derivative rules (formulas at the top of the file) ---- */
 
-BINARY_OP(Add, BIN_ADD)
-BINARY_OP(Sub, BIN_SUB)
-BINARY_OP(Mul, BIN_MUL)
-BINARY_OP(Div, BIN_DIV)
-BINARY_OP(Pow, BIN_POW)
+/* One run of n output elements.  dst, g and z point at the run's start in
+ * their tensors; a and ta advance by sa, b and tb by sb (0 or 1).  Whether
+ * dst is a-, b- or z-shaped (its stride) is fixed by the kernel. */
+typedef void (*ad_kernel)(int64_t n, void *dst, const void *g, const void *a, int64_t sa,
+                          const void *b, int64_t sb, const void *z, const void *ta,
+                          const void *tb);
+
+/* Operands of element i inside a kernel body; SA_ and SB_ are the compile-
+ * time strides of the branch being compiled (see DEFINE_AD_KERNEL). */
+#define A_ (pa[i * SA_])
+#define B_ (pb[i * SB_])
+#define Z_ (pz[i])
+#define G_ (pg[i])
+#define TA_ (pta[i * SA_])
+#define TB_ (ptb[i * SB_])
+
+/* dst (contiguous, z-shaped) = VALUE */
+#define AD_SET(T, SD, VALUE)                   \
+    for (int64_t i = 0; i < n; i++)            \
+        pd[i] = (T)(VALUE);
+/* dst (stride SD) += VALUE; a broadcast dst (SD == 0) gets the run's sum,
+ * accumulated in double in four partial sums (a single chain would wait on
+ * each add's latency). */
+#define AD_ADD(T, SD, VALUE)                                      \
+    if (SD) {                                                     \
+        for (int64_t i = 0; i < n; i++)                           \
+            pd[i] += (T)(VALUE);                                  \
+    } else {                                                      \
+        double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;            \
+        int64_t i4 = 0;                                           \
+        for (; i4 + 4 <= n; i4 += 4) {                            \
+            { const int64_t i = i4;     acc0 += (VALUE); }        \
+            { const int64_t i = i4 + 1; acc1 += (VALUE); }        \
+            { const int64_t i = i4 + 2; acc2 += (VALUE); }        \
+            { const int64_t i = i4 + 3; acc3 += (VALUE); }        \
+        }                                                         \
+        for (int64_t i = i4; i < n; i++)                          \
+            acc0 += (VALUE);                                      \
+        pd[0] += (T)((acc0 + acc1) + (acc2 + acc3));              \
+    }
+
+/* One loop per stride pattern, as in the forward kernels, so that the
+ * strides are constants the compiler folds and the loops vectorise.  SD
+ * names the destination's stride: SA_, SB_ or 1. */
+#define DEFINE_AD_KERNEL(NAME, T, MODE, SD, VALUE)                                        \
+    static void NAME(int64_t n, void *dst_, const void *g_, const void *a_, int64_t sa,   \
+                     const void *b_, int64_t sb, const void *z_, const void *ta_,         \
+                     const void *tb_)                                                     \
+    {                                                                                     \
+        T *restrict pd = dst_;                                                            \
+        const T *pg = g_, *pa = a_, *pb = b_, *pz = z_, *pta = ta_, *ptb = tb_;           \
+        (void)pg, (void)pa, (void)pb, (void)pz, (void)pta, (void)ptb;                     \
+        if (sa && sb) {                                                                   \
+            enum { SA_ = 1, SB_ = 1 };                                                    \
+            MODE(T, SD, VALUE)                                                            \
+        } else if (sa) {                                                                  \
+            enum { SA_ = 1, SB_ = 0 };                                                    \
+            MODE(T, SD, VALUE)                                                            \
+        } else if (sb) {                                                                  \
+            enum { SA_ = 0, SB_ = 1 };                                                    \
+            MODE(T, SD, VALUE)                                                            \
+        } else {                                                                          \
+            enum { SA_ = 0, SB_ = 0 };                                                    \
+            MODE(T, SD, VALUE)                                                            \
+        }                                                                                 \
+    }
+
+/* Pow's local derivatives, in double for both types (Pow is not on a hot
+ * path); the choices at b == 0 / 1 and a <= 0 are explained at the top. */
+static double pow_da(double a, double b)
+{
+    return b == 0 ? 0 : b * pow(a, b - 1);
+}
+static double pow_db(double a, double z)
+{
+    return a > 0 ? z * log(a) : 0;
+}
+static double pow_daa(double a, double b)
+{
+    return b == 0 || b == 1 ? 0 : b * (b - 1) * pow(a, b - 2);
+}
+static double pow_dab(double a, double b)
+{
+    return a > 0 ? pow(a, b - 1) * (1 + b * log(a)) : 0;
+}
+static double pow_dbb(double a, double z)
+{
+    double l = a > 0 ? log(a) : 0;
+    return z * l * l;
+}
+
+/* Forward-mode kernels of an op with first derivatives FA, FB: both
+ * tangents, only ta, only tb. */
+#define DEFINE_JVP(OP, T, S, FA, FB)                                                 \
+    DEFINE_AD_KERNEL(OP##_jvp_ab_##S, T, AD_SET, 1, (FA) * TA_ + (FB) * TB_)         \
+    DEFINE_AD_KERNEL(OP##_jvp_a_##S, T, AD_SET, 1, (FA) * TA_)                       \
+    DEFINE_AD_KERNEL(OP##_jvp_b_##S, T, AD_SET, 1, (FB) * TB_)
+/* vjp kernels (Add and Sub use cs_broadcast_reduce_add instead). */
+#define DEFINE_VJP(OP, T, S, FA, FB)                                                 \
+    DEFINE_AD_KERNEL(OP##_vjp_a_##S, T, AD_ADD, SA_, G_ * (FA))                      \
+    DEFINE_AD_KERNEL(OP##_vjp_b_##S, T, AD_ADD, SB_, G_ * (FB))
+
+#define DEF_AD(DT, T, S)                                                                  \
+    DEFINE_JVP(add, T, S, 1, 1)                                                           \
+    DEFINE_JVP(sub, T, S, 1, -1)                                                          \
+    DEFINE_JVP(mul, T, S, B_, A_)                                                         \
+    DEFINE_VJP(mul, T, S, B_, A_)                                                         \
+    DEFINE_AD_KERNEL(mul_rop_ab_##S, T, AD_ADD, SA_, G_ * TB_)                            \
+    DEFINE_AD_KERNEL(mul_rop_ba_##S, T, AD_ADD, SB_, G_ * TA_)                            \
+    DEFINE_JVP(div, T, S, 1 / B_, -Z_ / B_)                                               \
+    DEFINE_VJP(div, T, S, 1 / B_, -Z_ / B_)                                               \
+    DEFINE_AD_KERNEL(div_rop_ab_##S, T, AD_ADD, SA_, -G_ * TB_ / (B_ * B_))               \
+    DEFINE_AD_KERNEL(div_rop_ba_##S, T, AD_ADD, SB_, -G_ * TA_ / (B_ * B_))               \
+    DEFINE_AD_KERNEL(div_rop_bb_##S, T, AD_ADD, SB_, 2 * G_ * Z_ * TB_ / (B_ * B_))       \
+    DEFINE_JVP(pow, T, S, pow_da(A_, B_), pow_db(A_, Z_))                                 \
+    DEFINE_VJP(pow, T, S, pow_da(A_, B_), pow_db(A_, Z_))                                 \
+    DEFINE_AD_KERNEL(pow_rop_aa_##S, T, AD_ADD, SA_, G_ * pow_daa(A_, B_) * TA_)          \
+    DEFINE_AD_KERNEL(pow_rop_ab_##S, T, AD_ADD, SA_, G_ * pow_dab(A_, B_) * TB_)          \
+    DEFINE_AD_KERNEL(pow_rop_ba_##S, T, AD_ADD, SB_, G_ * pow_dab(A_, B_) * TA_)          \
+    DEFINE_AD_KERNEL(pow_rop_bb_##S, T, AD_ADD, SB_, G_ * pow_dbb(A_, Z_) * TB_)
+FLOAT_TYPES(DEF_AD)
+
+typedef struct binary_rules {
+    ad_kernel vjp[2];     /* per input; NULL: gin += vjp_sign * sum_bc gz */
+    double vjp_sign[2];
+    ad_kernel jvp_ab, jvp[2];
+    ad_kernel rop[2][2];  /* [gradient of input][tangent of input]; NULL where f_.. == 0 */
+} binary_rules;
+
+#define RULES(DT, T, S)                                                             \
+    {                                                                               \
+        [BIN_ADD] = {{NULL, NULL}, {1, 1}, add_jvp_ab_##S,                          \
+                     {add_jvp_a_##S, add_jvp_b_##S}, {{NULL, NULL}, {NULL, NULL}}}, \
+        [BIN_SUB] = {{NULL, NULL}, {1, -1}, sub_jvp_ab_##S,                         \
+                     {sub_jvp_a_##S, sub_jvp_b_##S}, {{NULL, NULL}, {NULL, NULL}}}, \
+        [BIN_MUL] = {{mul_vjp_a_##S, mul_vjp_b_##S}, {0, 0}, mul_jvp_ab_##S,        \
+                     {mul_jvp_a_##S, mul_jvp_b_##S},                                \
+                     {{NULL, mul_rop_ab_##S}, {mul_rop_ba_##S, NULL}}},             \
+        [BIN_DIV] = {{div_vjp_a_##S, div_vjp_b_##S}, {0, 0}, div_jvp_ab_##S,        \
+                     {div_jvp_a_##S, div_jvp_b_##S},                                \
+                     {{NULL, div_rop_ab_##S}, {div_rop_ba_##S, div_rop_bb_##S}}},   \
+        [BIN_POW] = {{pow_vjp_a_##S, pow_vjp_b_##S}, {0, 0}, pow_jvp_ab_##S,        \
+                     {pow_jvp_a_##S, pow_jvp_b_##S},                                \
+                     {{pow_rop_aa_##S, pow_rop_ab_##S},                             \
+                      {pow_rop_ba_##S, pow_rop_bb_##S}}},                           \
+    },
+/* [0]: float, [1]: double */
+static const binary_rules binary_rule_table[2][BIN_COUNT] = {FLOAT_TYPES(RULES)};
+
+/* Everything a rule call needs: the walk over the broadcast, the data of
+ * the forward (b possibly a converted copy in scratch), and which inputs
+ * take part. */
+typedef struct binary_ad {
+    const binary_rules *r;
+    cs_bcast bc;
+    size_t esz;
+    const void *a, *b, *z;
+    bool b_diff; /* input b carries gradients / tangents */
+} binary_ad;
+
+static cs_status binary_ad_prepare(cs_op_call *c, binary_kind kind, bool want_b, binary_ad *x,
+                                   cs_err *err)
+{
+    const cs_tensor *a = c->in[0], *b = c->in[1];
+    if (!cs_dtype_is_float(a->dtype))
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "no derivative rules for type %s",
+                          cs_dtype_name(a->dtype));
+    x->r = &binary_rule_table[a->dtype == CS_DT_DOUBLE][kind];
+    const cs_tensor *ab[2] = {a, b};
+    cs_bcast_init(&x->bc, ab, 2, c->out[0]);
+    x->esz = cs_dtype_size(a->dtype);
+    x->a = a->data;
+    x->b = b->data;
+    x->z = c->out[0]->data;
+    x->b_diff = cs_dtype_is_float(b->dtype);
+    if (b->dtype != a->dtype) { /* only Pow gets here: infer checked the others */
+        if (want_b && x->b_diff)
+            return cs_op_fail(c, err, CS_ERR_UNSUPPORTED,
+                              "no derivative for an exponent of type %s with a base of type %s",
+                              cs_dtype_name(b->dtype), cs_dtype_name(a->dtype));
+        x->b_diff = false;
+        cs_convert(c->scratch, a->dtype, b->data, b->dtype, cs_tensor_numel(b));
+        x->b = c->scratch;
+    }
+    return CS_OK;
+}
+
+typedef enum ad_at { AT_A, AT_B, AT_Z } ad_at;
+
+/* Runs kernel k over every run; dst is a-, b- or z-shaped as `at` says;
+ * g, ta, tb may be NULL when k does not read them. */
+static void binary_ad_walk(const binary_ad *x, ad_kernel k, void *dst, ad_at at, const void *g,
+                           const void *ta, const void *tb)
+{
+    const cs_bcast *bc = &x->bc;
+    cs_bcast_pos pos;
+    cs_bcast_start(bc, &pos);
+    for (int64_t o = 0; o < bc->n_runs; o++) {
+        size_t oa = (size_t)pos.off[0] * x->esz, ob = (size_t)pos.off[1] * x->esz;
+        size_t oz = (size_t)(o * bc->run) * x->esz;
+        char *d = (char *)dst + (at == AT_A ? oa : at == AT_B ? ob : oz);
+        k(bc->run, d, g ? (const char *)g + oz : NULL, (const char *)x->a + oa,
+          bc->run_stride[0], (const char *)x->b + ob, bc->run_stride[1],
+          (const char *)x->z + oz, ta ? (const char *)ta + oa : NULL,
+          tb ? (const char *)tb + ob : NULL);
+        cs_bcast_next(bc, &pos);
+    }
+}
+
+static cs_status binary_vjp(cs_op_call *c, const cs_op_ad *ad, binary_kind kind, cs_err *err)
+{
+    const cs_tensor *gz = ad->gout[0];
+    cs_tensor *gin[2] = {ad->gin[0], ad->gin[1]};
+    if (!gz || (!gin[0] && !gin[1]))
+        return CS_OK;
+    binary_ad x;
+    cs_status st = binary_ad_prepare(c, kind, gin[1] != NULL, &x, err);
+    if (st)
+        return st;
+    if (!x.b_diff)
+        gin[1] = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (!gin[i])
+            continue;
+        if (x.r->vjp[i]) {
+            binary_ad_walk(&x, x.r->vjp[i], gin[i]->data, i == 0 ? AT_A : AT_B, gz->data, NULL,
+                           NULL);
+        } else {
+            st = cs_broadcast_reduce_add(gin[i], gz, x.r->vjp_sign[i], err);
+            if (st) {
+                cs_err_prefix(err, "%s node '%s'", c->node->op_type, c->node->name);
+                return st;
+            }
+        }
+    }
+    return CS_OK;
+}
+
+static cs_status binary_jvp(cs_op_call *c, const cs_op_ad *ad, binary_kind kind, cs_err *err)
+{
+    cs_tensor *tz = ad->tout[0];
+    if (!tz)
+        return CS_OK;
+    const cs_tensor *ta = ad->tin[0], *tb = ad->tin[1];
+    binary_ad x;
+    cs_status st = binary_ad_prepare(c, kind, tb != NULL, &x, err);
+    if (st)
+        return st;
+    if (!x.b_diff)
+        tb = NULL;
+    if (!ta && !tb) {
+        memset(tz->data, 0, cs_tensor_bytes(tz));
+        return CS_OK;
+    }
+    ad_kernel k = ta && tb ? x.r->jvp_ab : x.r->jvp[ta ? 0 : 1];
+    binary_ad_walk(&x, k, tz->data, AT_Z, NULL, ta ? ta->data : NULL, tb ? tb->data : NULL);
+    return CS_OK;
+}
+
+static cs_status binary_rop(cs_op_call *c, const cs_op_ad *ad, binary_kind kind, cs_err *err)
+{
+    const cs_tensor *gz = ad->gout[0];
+    cs_tensor *gin[2] = {ad->gin[0], ad->gin[1]};
+    const cs_tensor *tin[2] = {ad->tin[0], ad->tin[1]};
+    if (!gz || (!gin[0] && !gin[1]) || (!tin[0] && !tin[1]))
+        return CS_OK;
+    binary_ad x;
+    cs_status st = binary_ad_prepare(c, kind, gin[1] || tin[1], &x, err);
+    if (st)
+        return st;
+    if (!x.b_diff)
+        gin[1] = NULL, tin[1] = NULL;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            if (gin[i] && tin[j] && x.r->rop[i][j])
+                binary_ad_walk(&x, x.r->rop[i][j], gin[i]->data, i == 0 ? AT_A : AT_B, gz->data,
+                               j == 0 ? tin[0]->data : NULL, j == 1 ? tin[1]->data : NULL);
+    return CS_OK;
+}
+
+/* FLAGS and ROP: Add and Sub are linear (no second-order term). */
+#define BINARY_OP(NAME, KIND, FLAGS, ROP)                                             \
+    static cs_status NAME##_infer(cs_op_call *c, cs_err *err)                         \
+    {                                                                                 \
+        return binary_infer(c, KIND, err);                                            \
+    }                                                                                 \
+    static cs_status NAME##_forward(cs_op_call *c, cs_err *err)                       \
+    {                                                                                 \
+        return binary_forward(c, KIND, err);                                          \
+    }                                                                                 \
+    static cs_status NAME##_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)        \
+    {                                                                                 \
+        return binary_vjp(c, a, KIND, err);                                           \
+    }                                                                                 \
+    static cs_status NAME##_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)        \
+    {                                                                                 \
+        return binary_jvp(c, a, KIND, err);                                           \
+    }                                                                                 \
+    ROP(NAME, KIND)                                                                   \
+    const cs_op_def cs_op_##NAME = {.name = #NAME, .min_opset = 7, .flags = FLAGS,    \
+                                    .infer = NAME##_infer, .forward = NAME##_forward, \
+                                    .vjp = NAME##_vjp, .jvp = NAME##_jvp,             \
+                                    .rop = ROP##_FN(NAME)};
+
+#define WITH_ROP(NAME, KIND)                                                    \
+    static cs_status NAME##_rop(cs_op_call *c, const cs_op_ad *a, cs_err *err)  \
+    {                                                                           \
+        return binary_rop(c, a, KIND, err);                                     \
+    }
+#define WITH_ROP_FN(NAME) NAME##_rop
+#define NO_ROP(NAME, KIND)
+#define NO_ROP_FN(NAME) NULL
+
+BINARY_OP(Add, BIN_ADD, CS_OP_LINEAR, NO_ROP)
+BINARY_OP(Sub, BIN_SUB, CS_OP_LINEAR, NO_ROP)
+BINARY_OP(Mul, BIN_MUL, 0, WITH_ROP)
+BINARY_OP(Div, BIN_DIV, 0, WITH_ROP)
+BINARY_OP(Pow, BIN_POW, 0, WITH_ROP)

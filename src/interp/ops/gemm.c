@@ -3,7 +3,15 @@
  * Semantics of opset 7 onward: C is broadcast unidirectionally to [M, N]
  * (no `broadcast` attribute) and, as opset 11 allows, may be omitted.  The
  * kernel writes beta * C (broadcast) into Y and lets one sgemm / dgemm add
- * alpha * op(A) @ op(B) to it. */
+ * alpha * op(A) @ op(B) to it.
+ *
+ * Derivatives (matrix calculus of Y = alpha op(A) op(B) + beta C):
+ *   d op(A) = alpha gY op(B)^T      d op(B) = alpha op(A)^T gY
+ *   dC      = beta * gY summed over the dimensions C was broadcast along
+ *   tY      = alpha (op(tA) op(B) + op(A) op(tB)) + beta tC
+ * Y is bilinear in (A, B), so the second-order (R-op) term is the vjp with
+ * the other operand replaced by its tangent: gA += alpha gY op(tB)^T (with
+ * A's transpose), gB += alpha op(tA)^T gY; C enters linearly and adds none. */
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
@@ -116,35 +124,201 @@ static int blas_ld(int64_t d)
     return (int)(d > 1 ? d : 1);
 }
 
+static enum CBLAS_TRANSPOSE blas_trans(bool t)
+{
+    return t ? CblasTrans : CblasNoTrans;
+}
+
+/* Row-major X[m, n] = alpha * op(P)[m, k] @ op(Q)[k, n] + beta * X, in the
+ * precision of dt (sgemm for float32, dgemm for float64). */
+static void gemm_blas(cs_dtype dt, bool tp, bool tq, int m, int n, int k, double alpha,
+                      const void *p, int ldp, const void *q, int ldq, double beta, void *x, int ldx)
+{
+    if (dt == CS_DT_FLOAT)
+        cblas_sgemm(CblasRowMajor, blas_trans(tp), blas_trans(tq), m, n, k, (float)alpha, p, ldp, q,
+                    ldq, (float)beta, x, ldx);
+    else
+        cblas_dgemm(CblasRowMajor, blas_trans(tp), blas_trans(tq), m, n, k, alpha, p, ldp, q, ldq,
+                    beta, x, ldx);
+}
+
+/* The sizes of one call: op(A) is [m, k], op(B) is [k, n]. */
+typedef struct gemm_dims {
+    int m, n, k;
+    int lda, ldb; /* row lengths of A and B as stored (and of their gradients) */
+} gemm_dims;
+
+static gemm_dims gemm_dims_of(const cs_op_call *c, const gemm_attrs *at)
+{
+    const cs_tensor *a = c->in[0], *b = c->in[1];
+    gemm_dims d;
+    d.m = (int)(at->trans_a ? a->dims[1] : a->dims[0]);
+    d.k = (int)(at->trans_a ? a->dims[0] : a->dims[1]);
+    d.n = (int)(at->trans_b ? b->dims[0] : b->dims[1]);
+    d.lda = blas_ld(a->dims[1]);
+    d.ldb = blas_ld(b->dims[1]);
+    return d;
+}
+
 static cs_status gemm_forward(cs_op_call *c, cs_err *err)
 {
     const cs_tensor *a = c->in[0], *b = c->in[1], *bias = gemm_bias(c);
     cs_tensor *y = c->out[0];
     gemm_attrs at = gemm_read_attrs(c->node);
-    int m = (int)y->dims[0], n = (int)y->dims[1];
-    int k = (int)(at.trans_a ? a->dims[0] : a->dims[1]);
-    if (m == 0 || n == 0)
+    gemm_dims d = gemm_dims_of(c, &at);
+    if (d.m == 0 || d.n == 0)
         return CS_OK;
 
     if (bias)
         gemm_fill_bias(y, bias, at.beta);
-    if (k == 0) { /* empty product: Y = beta * C, or 0 */
+    if (d.k == 0) { /* empty product: Y = beta * C, or 0 */
         if (!bias)
             memset(y->data, 0, cs_tensor_bytes(y));
         return CS_OK;
     }
     double blas_beta = bias ? 1.0 : 0.0; /* BLAS beta 0: Y is written, not read */
-
     /* Row-major storage: A is [m, k] or [k, m], B is [k, n] or [n, k]. */
-    int lda = blas_ld(a->dims[1]), ldb = blas_ld(b->dims[1]), ldy = n;
-    enum CBLAS_TRANSPOSE ta = at.trans_a ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE tb = at.trans_b ? CblasTrans : CblasNoTrans;
-    if (y->dtype == CS_DT_FLOAT)
-        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, (float)at.alpha, a->data, lda, b->data, ldb,
-                    (float)blas_beta, y->data, ldy);
+    gemm_blas(y->dtype, at.trans_a, at.trans_b, d.m, d.n, d.k, at.alpha, a->data, d.lda, b->data,
+              d.ldb, blas_beta, y->data, d.n);
+    return CS_OK;
+}
+
+/* gA += alpha * gY op(B)^T, transposed back to A's layout when transA:
+ *   transA = 0:  gA[m, k] += alpha gY[m, n] op(B)^T[n, k]
+ *   transA = 1:  gA[k, m] += alpha op(B)[k, n] gY^T[n, m]
+ * b is B itself (vjp) or its tangent (rop's cross term). */
+static void gemm_grad_a(const gemm_attrs *at, const gemm_dims *d, cs_dtype dt, const void *gy,
+                        const void *b, void *ga)
+{
+    if (d->m == 0 || d->n == 0 || d->k == 0)
+        return;
+    if (!at->trans_a)
+        gemm_blas(dt, false, !at->trans_b, d->m, d->k, d->n, at->alpha, gy, d->n, b, d->ldb, 1.0,
+                  ga, d->lda);
     else
-        cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, at.alpha, a->data, lda, b->data, ldb,
-                    blas_beta, y->data, ldy);
+        gemm_blas(dt, at->trans_b, true, d->k, d->m, d->n, at->alpha, b, d->ldb, gy, d->n, 1.0, ga,
+                  d->lda);
+}
+
+/* gB += alpha * op(A)^T gY, transposed back to B's layout when transB:
+ *   transB = 0:  gB[k, n] += alpha op(A)^T[k, m] gY[m, n]
+ *   transB = 1:  gB[n, k] += alpha gY^T[n, m] op(A)[m, k]
+ * a is A itself (vjp) or its tangent (rop's cross term). */
+static void gemm_grad_b(const gemm_attrs *at, const gemm_dims *d, cs_dtype dt, const void *gy,
+                        const void *a, void *gb)
+{
+    if (d->m == 0 || d->n == 0 || d->k == 0)
+        return;
+    if (!at->trans_b)
+        gemm_blas(dt, !at->trans_a, false, d->k, d->n, d->m, at->alpha, a, d->lda, gy, d->n, 1.0,
+                  gb, d->ldb);
+    else
+        gemm_blas(dt, true, at->trans_a, d->n, d->k, d->m, at->alpha, gy, d->n, a, d->lda, 1.0, gb,
+                  d->ldb);
+}
+
+/* gC += beta * gY reduced over C's broadcast dimensions: rows when C has one
+ * row ([N], [1, N], scalar), columns when it has one column ([M, 1]). */
+static void gemm_grad_c(const cs_tensor *gy, cs_tensor *gc, double beta)
+{
+    int64_t m = gy->dims[0], n = gy->dims[1];
+    int64_t rows = gc->ndim == 2 ? gc->dims[0] : 1;
+    int64_t cols = gc->ndim >= 1 ? gc->dims[gc->ndim - 1] : 1;
+    int64_t row_step = rows == 1 ? 0 : cols;
+    bool col_sum = cols == 1 && n != 1; /* each row of gY folds into one value */
+    for (int64_t i = 0; i < m; i++) {
+        /* Row i of gY lands on row i (or row 0) of gC; a [N] bias makes this
+         * the column sum as a stream of contiguous row additions. */
+        if (gy->dtype == CS_DT_FLOAT) {
+            const float *g = (const float *)gy->data + i * n;
+            float *dst = (float *)gc->data + i * row_step, fb = (float)beta;
+            if (col_sum) {
+                float s = 0;
+                for (int64_t j = 0; j < n; j++)
+                    s += g[j];
+                dst[0] += fb * s;
+            } else {
+                for (int64_t j = 0; j < n; j++)
+                    dst[j] += fb * g[j];
+            }
+        } else {
+            const double *g = (const double *)gy->data + i * n;
+            double *dst = (double *)gc->data + i * row_step;
+            if (col_sum) {
+                double s = 0;
+                for (int64_t j = 0; j < n; j++)
+                    s += g[j];
+                dst[0] += beta * s;
+            } else {
+                for (int64_t j = 0; j < n; j++)
+                    dst[j] += beta * g[j];
+            }
+        }
+    }
+}
+
+static cs_status gemm_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    const cs_tensor *gy = ad->gout[0]; /* [m, n] */
+    if (!gy)
+        return CS_OK;
+    gemm_attrs at = gemm_read_attrs(c->node);
+    gemm_dims d = gemm_dims_of(c, &at);
+    cs_dtype dt = c->out[0]->dtype;
+    if (ad->gin[0])
+        gemm_grad_a(&at, &d, dt, gy->data, c->in[1]->data, ad->gin[0]->data);
+    if (ad->gin[1])
+        gemm_grad_b(&at, &d, dt, gy->data, c->in[0]->data, ad->gin[1]->data);
+    if (gemm_bias(c) && ad->gin[2])
+        gemm_grad_c(gy, ad->gin[2], at.beta);
+    return CS_OK;
+}
+
+static cs_status gemm_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    cs_tensor *ty = ad->tout[0]; /* [m, n] */
+    if (!ty)
+        return CS_OK;
+    gemm_attrs at = gemm_read_attrs(c->node);
+    gemm_dims d = gemm_dims_of(c, &at);
+    const cs_tensor *ta = ad->tin[0], *tb = ad->tin[1];
+    const cs_tensor *tc = gemm_bias(c) ? ad->tin[2] : NULL;
+    if (d.m == 0 || d.n == 0)
+        return CS_OK;
+    /* Each term either writes tY (first one, BLAS beta 0) or adds to it. */
+    bool written = false;
+    if (tc) {
+        gemm_fill_bias(ty, tc, at.beta); /* beta tC, broadcast */
+        written = true;
+    }
+    if (d.k > 0 && ta) { /* alpha op(tA) op(B) */
+        gemm_blas(ty->dtype, at.trans_a, at.trans_b, d.m, d.n, d.k, at.alpha, ta->data, d.lda,
+                  c->in[1]->data, d.ldb, written ? 1.0 : 0.0, ty->data, d.n);
+        written = true;
+    }
+    if (d.k > 0 && tb) { /* alpha op(A) op(tB) */
+        gemm_blas(ty->dtype, at.trans_a, at.trans_b, d.m, d.n, d.k, at.alpha, c->in[0]->data, d.lda,
+                  tb->data, d.ldb, written ? 1.0 : 0.0, ty->data, d.n);
+        written = true;
+    }
+    if (!written)
+        memset(ty->data, 0, cs_tensor_bytes(ty));
+    return CS_OK;
+}
+
+static cs_status gemm_rop(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    const cs_tensor *gy = ad->gout[0];
+    if (!gy)
+        return CS_OK;
+    gemm_attrs at = gemm_read_attrs(c->node);
+    gemm_dims d = gemm_dims_of(c, &at);
+    cs_dtype dt = c->out[0]->dtype;
+    /* d/dB (alpha gY op(B)^T) along tB, and d/dA (alpha op(A)^T gY) along tA. */
+    if (ad->gin[0] && ad->tin[1])
+        gemm_grad_a(&at, &d, dt, gy->data, ad->tin[1]->data, ad->gin[0]->data);
+    if (ad->gin[1] && ad->tin[0])
+        gemm_grad_b(&at, &d, dt, gy->data, ad->tin[0]->data, ad->gin[1]->data);
     return CS_OK;
 }
 
@@ -154,4 +328,7 @@ const cs_op_def cs_op_Gemm = {
     .flags = 0,
     .infer = gemm_infer,
     .forward = gemm_forward,
+    .vjp = gemm_vjp,
+    .jvp = gemm_jvp,
+    .rop = gemm_rop,
 };

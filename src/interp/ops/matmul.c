@@ -7,7 +7,18 @@
  *     so all of A is one [rows, K] x [K, N] GEMM (the activations x weight
  *     case of Linear layers over sequences);
  *   - otherwise one GEMM per output batch entry, with broadcast operands
- *     addressed by per-dimension matrix strides. */
+ *     addressed by per-dimension matrix strides.
+ *
+ * Derivatives, per batch entry of Y = A B (1-D operands in their matrix view,
+ * which has the same row-major layout, so gradients need no reshaping):
+ *   gA += gY B^T,   gB += A^T gY,   tY = tA B + A tB.
+ * An operand broadcast along a batch dimension receives the sum of the
+ * gradients of every entry that read it: the per-entry GEMMs accumulate into
+ * the same block with beta = 1.  With a shared B the rows of all entries
+ * stack, so each gradient is again one GEMM: gB = A^T gY over the
+ * [rows, k] x [rows, n] flattening sums the batch in the inner dimension.
+ * Y is bilinear in (A, B), so the R-op's second-order term is the vjp with
+ * the other operand replaced by its tangent: gA += gY tB^T, gB += tA^T gY. */
 #include <limits.h>
 #include <stdbool.h>
 #include <string.h>
@@ -117,15 +128,75 @@ static cs_status matmul_infer(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
-/* Row-major y[m, n] = a[m, k] @ b[k, n], all tightly packed. */
-static void matmul_gemm(cs_dtype dt, int m, int n, int k, const void *a, const void *b, void *y)
+/* Row-major x[m, n] = op(p) @ op(q) + beta * x, all tightly packed:
+ * p is [m, k] (or [k, m] when tp), q is [k, n] (or [n, k] when tq). */
+static void matmul_gemm(cs_dtype dt, bool tp, bool tq, int m, int n, int k, const void *p,
+                        const void *q, double beta, void *x)
 {
+    int ldp = tp ? m : k, ldq = tq ? k : n;
+    enum CBLAS_TRANSPOSE op_p = tp ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE op_q = tq ? CblasTrans : CblasNoTrans;
+    ldp = ldp > 1 ? ldp : 1; /* BLAS wants leading dimensions >= 1 */
+    ldq = ldq > 1 ? ldq : 1;
     if (dt == CS_DT_FLOAT)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b,
-                    n > 1 ? n : 1, 0.0f, y, n > 1 ? n : 1);
+        cblas_sgemm(CblasRowMajor, op_p, op_q, m, n, k, 1.0f, p, ldp, q, ldq, (float)beta, x,
+                    n > 1 ? n : 1);
     else
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a, k, b,
-                    n > 1 ? n : 1, 0.0, y, n > 1 ? n : 1);
+        cblas_dgemm(CblasRowMajor, op_p, op_q, m, n, k, 1.0, p, ldp, q, ldq, beta, x,
+                    n > 1 ? n : 1);
+}
+
+/* Walks the output batch entries: for entry t, the matrix offsets (in whole
+ * matrices) of A and B. */
+typedef struct batch_walk {
+    int64_t idx[CS_MAX_DIMS];
+    int64_t t;
+} batch_walk;
+
+static void batch_offsets(const matmul_shape *s, const batch_walk *w, int64_t *a_off,
+                          int64_t *b_off)
+{
+    *a_off = 0;
+    *b_off = 0;
+    for (int i = 0; i < s->batch_rank; i++) {
+        *a_off += w->idx[i] * s->a_stride[i];
+        *b_off += w->idx[i] * s->b_stride[i];
+    }
+}
+
+/* Advance the batch index (row-major odometer). */
+static void batch_next(const matmul_shape *s, batch_walk *w)
+{
+    w->t++;
+    for (int i = s->batch_rank - 1; i >= 0; i--) {
+        if (++w->idx[i] < s->batch[i])
+            break;
+        w->idx[i] = 0;
+    }
+}
+
+/* y = a @ b + beta * y over every batch entry (beta 0 or 1). */
+static void matmul_apply(const matmul_shape *s, cs_dtype dt, const void *a, const void *b,
+                         double beta, void *y)
+{
+    if (s->b_shared) {
+        /* A as [rows, k] (rows = A's batch x m) times B [k, n]: one GEMM,
+         * and the result [rows, n] is already Y's row-major layout. */
+        matmul_gemm(dt, false, false, (int)s->a_rows, (int)s->n, (int)s->k, a, b, beta, y);
+        return;
+    }
+    size_t esize = cs_dtype_size(dt);
+    int64_t a_mat = s->m * s->k, b_mat = s->k * s->n, y_mat = s->m * s->n;
+    const char *ad = a, *bd = b;
+    char *yd = y;
+    batch_walk w = {{0}, 0};
+    for (; w.t < s->n_batch; batch_next(s, &w)) {
+        int64_t a_off, b_off;
+        batch_offsets(s, &w, &a_off, &b_off);
+        matmul_gemm(dt, false, false, (int)s->m, (int)s->n, (int)s->k,
+                    ad + (size_t)(a_off * a_mat) * esize, bd + (size_t)(b_off * b_mat) * esize,
+                    beta, yd + (size_t)(w.t * y_mat) * esize);
+    }
 }
 
 static cs_status matmul_forward(cs_op_call *c, cs_err *err)
@@ -142,34 +213,126 @@ static cs_status matmul_forward(cs_op_call *c, cs_err *err)
         memset(y->data, 0, cs_tensor_bytes(y));
         return CS_OK;
     }
-    size_t esize = cs_dtype_size(y->dtype);
+    matmul_apply(&s, y->dtype, a->data, b->data, 0.0, y->data);
+    return CS_OK;
+}
 
-    if (s.b_shared) {
-        /* A as [rows, k] (rows = A's batch x m) times B [k, n]: one GEMM,
-         * and the result [rows, n] is already Y's row-major layout. */
-        matmul_gemm(y->dtype, (int)s.a_rows, (int)s.n, (int)s.k, a->data, b->data, y->data);
+/* gA += gY @ b^T, b being B (vjp) or its tangent (rop).  Broadcast batch
+ * dims of A are summed by accumulating several entries into one block. */
+static void matmul_grad_a(const matmul_shape *s, cs_dtype dt, const void *gy, const void *b,
+                          void *ga)
+{
+    if (s->b_shared) {
+        /* gA[rows, k] += gY[rows, n] B^T[n, k]: one GEMM for all entries. */
+        matmul_gemm(dt, false, true, (int)s->a_rows, (int)s->k, (int)s->n, gy, b, 1.0, ga);
+        return;
+    }
+    size_t esize = cs_dtype_size(dt);
+    int64_t a_mat = s->m * s->k, b_mat = s->k * s->n, y_mat = s->m * s->n;
+    const char *gyd = gy, *bd = b;
+    char *gad = ga;
+    batch_walk w = {{0}, 0};
+    for (; w.t < s->n_batch; batch_next(s, &w)) {
+        int64_t a_off, b_off;
+        batch_offsets(s, &w, &a_off, &b_off);
+        /* [m, k] += [m, n] @ [k, n]^T */
+        matmul_gemm(dt, false, true, (int)s->m, (int)s->k, (int)s->n,
+                    gyd + (size_t)(w.t * y_mat) * esize, bd + (size_t)(b_off * b_mat) * esize,
+                    1.0, gad + (size_t)(a_off * a_mat) * esize);
+    }
+}
+
+/* gB += a^T @ gY, a being A (vjp) or its tangent (rop).  Broadcast batch
+ * dims of B are summed by accumulating several entries into one block. */
+static void matmul_grad_b(const matmul_shape *s, cs_dtype dt, const void *gy, const void *a,
+                          void *gb)
+{
+    if (s->b_shared) {
+        /* gB[k, n] += A^T[k, rows] gY[rows, n]: the batch is summed inside
+         * the one GEMM's inner dimension. */
+        matmul_gemm(dt, true, false, (int)s->k, (int)s->n, (int)s->a_rows, a, gy, 1.0, gb);
+        return;
+    }
+    size_t esize = cs_dtype_size(dt);
+    int64_t a_mat = s->m * s->k, b_mat = s->k * s->n, y_mat = s->m * s->n;
+    const char *gyd = gy, *ad = a;
+    char *gbd = gb;
+    batch_walk w = {{0}, 0};
+    for (; w.t < s->n_batch; batch_next(s, &w)) {
+        int64_t a_off, b_off;
+        batch_offsets(s, &w, &a_off, &b_off);
+        /* [k, n] += [m, k]^T @ [m, n] */
+        matmul_gemm(dt, true, false, (int)s->k, (int)s->n, (int)s->m,
+                    ad + (size_t)(a_off * a_mat) * esize, gyd + (size_t)(w.t * y_mat) * esize,
+                    1.0, gbd + (size_t)(b_off * b_mat) * esize);
+    }
+}
+
+/* Shape of the call, and whether any product is non-empty. */
+static cs_status matmul_ad_shape(const cs_op_call *c, matmul_shape *s, bool *nonempty, cs_err *err)
+{
+    cs_status st = matmul_shape_of(c, s, err);
+    *nonempty = st == CS_OK && s->k > 0 && s->m > 0 && s->n > 0 && s->n_batch > 0;
+    return st;
+}
+
+static cs_status matmul_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    const cs_tensor *gy = ad->gout[0]; /* Y's shape */
+    if (!gy)
+        return CS_OK;
+    matmul_shape s;
+    bool nonempty;
+    cs_status st = matmul_ad_shape(c, &s, &nonempty, err);
+    if (st || !nonempty) /* an empty product: every gradient term is zero */
+        return st;
+    cs_dtype dt = c->out[0]->dtype;
+    if (ad->gin[0])
+        matmul_grad_a(&s, dt, gy->data, c->in[1]->data, ad->gin[0]->data);
+    if (ad->gin[1])
+        matmul_grad_b(&s, dt, gy->data, c->in[0]->data, ad->gin[1]->data);
+    return CS_OK;
+}
+
+static cs_status matmul_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    cs_tensor *ty = ad->tout[0];
+    if (!ty)
+        return CS_OK;
+    matmul_shape s;
+    bool nonempty;
+    cs_status st = matmul_ad_shape(c, &s, &nonempty, err);
+    if (st)
+        return st;
+    const cs_tensor *ta = ad->tin[0], *tb = ad->tin[1];
+    if (!nonempty || (!ta && !tb)) {
+        memset(ty->data, 0, cs_tensor_bytes(ty));
         return CS_OK;
     }
+    /* tY = tA B + A tB: the first present term writes, the second adds. */
+    if (ta)
+        matmul_apply(&s, ty->dtype, ta->data, c->in[1]->data, 0.0, ty->data);
+    if (tb)
+        matmul_apply(&s, ty->dtype, c->in[0]->data, tb->data, ta ? 1.0 : 0.0, ty->data);
+    return CS_OK;
+}
 
-    int64_t idx[CS_MAX_DIMS] = {0};
-    int64_t a_mat = s.m * s.k, b_mat = s.k * s.n, y_mat = s.m * s.n;
-    const char *ad = a->data, *bd = b->data;
-    char *yd = y->data;
-    for (int64_t t = 0; t < s.n_batch; t++) {
-        int64_t a_off = 0, b_off = 0;
-        for (int i = 0; i < s.batch_rank; i++) {
-            a_off += idx[i] * s.a_stride[i];
-            b_off += idx[i] * s.b_stride[i];
-        }
-        matmul_gemm(y->dtype, (int)s.m, (int)s.n, (int)s.k, ad + (size_t)(a_off * a_mat) * esize,
-                    bd + (size_t)(b_off * b_mat) * esize, yd + (size_t)(t * y_mat) * esize);
-        /* Advance the batch index (row-major odometer). */
-        for (int i = s.batch_rank - 1; i >= 0; i--) {
-            if (++idx[i] < s.batch[i])
-                break;
-            idx[i] = 0;
-        }
-    }
+static cs_status matmul_rop(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    const cs_tensor *gy = ad->gout[0];
+    if (!gy)
+        return CS_OK;
+    matmul_shape s;
+    bool nonempty;
+    cs_status st = matmul_ad_shape(c, &s, &nonempty, err);
+    if (st || !nonempty)
+        return st;
+    cs_dtype dt = c->out[0]->dtype;
+    /* d/dB (gY B^T) along tB, and d/dA (A^T gY) along tA. */
+    if (ad->gin[0] && ad->tin[1])
+        matmul_grad_a(&s, dt, gy->data, ad->tin[1]->data, ad->gin[0]->data);
+    if (ad->gin[1] && ad->tin[0])
+        matmul_grad_b(&s, dt, gy->data, ad->tin[0]->data, ad->gin[1]->data);
     return CS_OK;
 }
 
@@ -179,4 +342,7 @@ const cs_op_def cs_op_MatMul = {
     .flags = 0,
     .infer = matmul_infer,
     .forward = matmul_forward,
+    .vjp = matmul_vjp,
+    .jvp = matmul_jvp,
+    .rop = matmul_rop,
 };

@@ -20,8 +20,13 @@
  * shape X.shape[:axis] + [1] * (rank - axis) and the type named by stash_type
  * (float by default, also for a double X, as the ONNX spec's shape inference
  * says).  The statistics are computed in double whatever stash_type says,
- * which is at least as accurate as the float computation it asks for. */
+ * which is at least as accurate as the float computation it asks for.
+ *
+ * Both have vjp, jvp and rop rules (not CS_OP_LINEAR: BatchNormalization
+ * multiplies scale by the normalised X, LayerNormalization also divides by
+ * a statistic of X); the formulas stand above each family's rules. */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "interp/op.h"
@@ -118,11 +123,231 @@ static cs_status bn_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* Derivative rules of inference-mode BatchNormalization.  Per channel, with
+ * u = X - mean, r = (var + eps)^(-1/2), a = scale r,
+ *     Y = scale r u + B,   phi = <G, Y> for the incoming gradient G.
+ * First derivatives (sums over samples and spatial positions of the
+ * channel; Sg = sum G, Sgu = sum G u):
+ *     dphi/dX = a G,  dphi/dscale = r Sgu,  dphi/dB = Sg,
+ *     dphi/dmean = -a Sg,  dphi/dvar = scale r' Sgu,   r' = dr/dvar = -r^3/2.
+ * The statistics are inputs like the others here: their gradients cost two
+ * more scalars per channel, so they are computed rather than refused (the
+ * engine passes NULL for them; then they cost nothing).
+ * Second derivatives (the R-op; r'' = 3 r^5 / 4; X X, scale scale,
+ * mean mean and everything with B vanish):
+ *     d2/dX dscale = r G,  d2/dX dvar = scale r' G,
+ *     d2/dscale dmean = -r Sg,  d2/dscale dvar = r' Sgu,
+ *     d2/dmean dvar = -scale r' Sg,  d2/dvar dvar = scale r'' Sgu. */
+
+/* Per-channel scalars of the rules. */
+typedef struct bn_chan {
+    double r, a, mu, scale;
+} bn_chan;
+
+static bn_chan bn_chan_at(const cs_op_call *c, int64_t ch, double eps)
+{
+    bn_chan k;
+    k.r = 1.0 / sqrt(cs_tensor_get_f64(c->in[4], ch) + eps);
+    k.scale = cs_tensor_get_f64(c->in[1], ch);
+    k.a = k.scale * k.r;
+    k.mu = cs_tensor_get_f64(c->in[3], ch);
+    return k;
+}
+
+static double bn_get(const cs_tensor *t, int64_t ch)
+{
+    return t ? cs_tensor_get_f64(t, ch) : 0.0;
+}
+
+static void bn_add(cs_tensor *t, int64_t ch, double v)
+{
+    if (t)
+        cs_tensor_set_f64(t, ch, cs_tensor_get_f64(t, ch) + v);
+}
+
+/* One channel ch of g, x, tx, gx [N, C, S]: when sums, sums[0] += sum g,
+ * sums[1] += sum g x, sums[2] += sum g tx (when tx); gx += k g (when gx). */
+#define DEFINE_BN_CHANNEL(T, SUF)                                                               \
+    static void bn_channel_##SUF(int64_t n, int64_t n_chan, int64_t s, int64_t ch,              \
+                                 const T *g, const T *x, const T *tx, T *gx, double k,          \
+                                 double *sums)                                                  \
+    {                                                                                           \
+        double sg = 0, sgx = 0, sgt = 0;                                                        \
+        for (int64_t i = 0; i < n; i++) {                                                       \
+            int64_t off = (i * n_chan + ch) * s;                                                \
+            const T *gp = g + off, *xp = x + off;                                               \
+            if (sums)                                                                           \
+                for (int64_t j = 0; j < s; j++) {                                               \
+                    sg += gp[j];                                                                \
+                    sgx += (double)gp[j] * xp[j];                                               \
+                }                                                                               \
+            if (sums && tx)                                                                     \
+                for (int64_t j = 0; j < s; j++)                                                 \
+                    sgt += (double)gp[j] * tx[off + j];                                         \
+            if (gx)                                                                             \
+                for (int64_t j = 0; j < s; j++)                                                 \
+                    gx[off + j] += (T)(k * gp[j]);                                              \
+        }                                                                                       \
+        if (sums) {                                                                             \
+            sums[0] += sg;                                                                      \
+            sums[1] += sgx;                                                                     \
+            sums[2] += sgt;                                                                     \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* ty = a tx + cu (x - mu) + c0 on channel ch (tx may be NULL: zero). */                    \
+    static void bn_tangent_##SUF(int64_t n, int64_t n_chan, int64_t s, int64_t ch, double a,    \
+                                 double cu, double mu, double c0, const T *x, const T *tx,      \
+                                 T *ty)                                                         \
+    {                                                                                           \
+        double c1 = c0 - cu * mu;                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                       \
+            int64_t off = (i * n_chan + ch) * s;                                                \
+            const T *xp = x + off;                                                              \
+            T *yp = ty + off;                                                                   \
+            if (tx)                                                                             \
+                for (int64_t j = 0; j < s; j++)                                                 \
+                    yp[j] = (T)(a * tx[off + j] + cu * xp[j] + c1);                             \
+            else                                                                                \
+                for (int64_t j = 0; j < s; j++)                                                 \
+                    yp[j] = (T)(cu * xp[j] + c1);                                               \
+        }                                                                                       \
+    }
+
+DEFINE_BN_CHANNEL(float, f32)
+DEFINE_BN_CHANNEL(double, f64)
+
+/* Shape of the data loops: X [N, C, S]. */
+static void bn_dims(const cs_tensor *x, int64_t *n, int64_t *n_chan, int64_t *s)
+{
+    *n = x->dims[0];
+    *n_chan = x->dims[1];
+    int64_t numel = cs_tensor_numel(x);
+    *s = *n * *n_chan > 0 ? numel / (*n * *n_chan) : 0;
+}
+
+/* Gradients and tangents must be typed and shaped like their values (a
+ * mismatch is an engine bug, reported rather than written past). */
+static cs_status norm_check_ad(const cs_op_call *c, cs_tensor *const *in_side,
+                               cs_tensor *const *out_side, cs_err *err)
+{
+    for (int i = 0; in_side && i < c->n_in; i++) {
+        const cs_tensor *t = in_side[i], *v = c->in[i];
+        if (t && (!v || t->dtype != v->dtype || !cs_tensor_same_shape(t, v) || !t->data))
+            return cs_op_fail(c, err, CS_ERR_SHAPE,
+                              "derivative of input %d does not match its type and shape", i);
+    }
+    for (int k = 0; out_side && k < c->n_out; k++) {
+        const cs_tensor *t = out_side[k], *v = c->out[k];
+        if (t && (!v || t->dtype != v->dtype || !cs_tensor_same_shape(t, v) || !t->data))
+            return cs_op_fail(c, err, CS_ERR_SHAPE,
+                              "derivative of output %d does not match its type and shape", k);
+    }
+    return CS_OK;
+}
+
+static void bn_channel(const cs_tensor *x, int64_t ch, const cs_tensor *g, const cs_tensor *tx,
+                       cs_tensor *gx, double k, double *sums)
+{
+    int64_t n, n_chan, s;
+    bn_dims(x, &n, &n_chan, &s);
+    if (x->dtype == CS_DT_FLOAT)
+        bn_channel_f32(n, n_chan, s, ch, g->data, x->data, tx ? tx->data : NULL,
+                       gx ? gx->data : NULL, k, sums);
+    else
+        bn_channel_f64(n, n_chan, s, ch, g->data, x->data, tx ? tx->data : NULL,
+                       gx ? gx->data : NULL, k, sums);
+}
+
+static cs_status bn_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_status st = norm_check_ad(c, a->gin, a->gout, err);
+    if (st || !a->gout[0])
+        return st;
+    const cs_tensor *x = c->in[0], *g = a->gout[0];
+    double eps = cs_node_attr_float(c->node, "epsilon", 1e-5f);
+    bool need_sums = a->gin[1] || a->gin[2] || a->gin[3] || a->gin[4];
+    for (int64_t ch = 0; ch < x->dims[1]; ch++) {
+        bn_chan k = bn_chan_at(c, ch, eps);
+        double sums[3] = {0, 0, 0}; /* sum G, sum G X */
+        bn_channel(x, ch, g, NULL, a->gin[0], k.a, need_sums ? sums : NULL);
+        double sgu = sums[1] - k.mu * sums[0]; /* sum G (X - mean) */
+        bn_add(a->gin[1], ch, k.r * sgu);
+        bn_add(a->gin[2], ch, sums[0]);
+        bn_add(a->gin[3], ch, -k.a * sums[0]);
+        bn_add(a->gin[4], ch, -0.5 * k.scale * k.r * k.r * k.r * sgu);
+    }
+    return CS_OK;
+}
+
+/* tY = a tX + (r tscale + scale r' tvar) u + tB - a tmean, the first-order
+ * expansion of Y in every input. */
+static cs_status bn_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_status st = norm_check_ad(c, a->tin, a->tout, err);
+    if (st || !a->tout[0])
+        return st;
+    const cs_tensor *x = c->in[0], *tx = a->tin[0];
+    cs_tensor *ty = a->tout[0];
+    double eps = cs_node_attr_float(c->node, "epsilon", 1e-5f);
+    int64_t n, n_chan, s;
+    bn_dims(x, &n, &n_chan, &s);
+    for (int64_t ch = 0; ch < n_chan; ch++) {
+        bn_chan k = bn_chan_at(c, ch, eps);
+        double cu = k.r * bn_get(a->tin[1], ch) -
+                    0.5 * k.scale * k.r * k.r * k.r * bn_get(a->tin[4], ch);
+        double c0 = bn_get(a->tin[2], ch) - k.a * bn_get(a->tin[3], ch);
+        if (x->dtype == CS_DT_FLOAT)
+            bn_tangent_f32(n, n_chan, s, ch, k.a, cu, k.mu, c0, x->data, tx ? tx->data : NULL,
+                           ty->data);
+        else
+            bn_tangent_f64(n, n_chan, s, ch, k.a, cu, k.mu, c0, x->data, tx ? tx->data : NULL,
+                           ty->data);
+    }
+    return CS_OK;
+}
+
+/* The second-order term, from the second derivatives listed above. */
+static cs_status bn_rop(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_status st = norm_check_ad(c, a->gin, a->gout, err);
+    if (!st)
+        st = norm_check_ad(c, a->tin, NULL, err);
+    if (st || !a->gout[0])
+        return st;
+    const cs_tensor *x = c->in[0], *g = a->gout[0], *tx = a->tin[0];
+    double eps = cs_node_attr_float(c->node, "epsilon", 1e-5f);
+    bool need_sums = a->gin[1] || a->gin[3] || a->gin[4];
+    for (int64_t ch = 0; ch < x->dims[1]; ch++) {
+        bn_chan k = bn_chan_at(c, ch, eps);
+        double t_scale = bn_get(a->tin[1], ch), t_mean = bn_get(a->tin[3], ch);
+        double t_var = bn_get(a->tin[4], ch);
+        double r1 = -0.5 * k.r * k.r * k.r;           /* r' */
+        double r2 = 0.75 * k.r * k.r * k.r * k.r * k.r; /* r'' */
+        /* gX += (r tscale + scale r' tvar) G */
+        double cu = k.r * t_scale + k.scale * r1 * t_var;
+        cs_tensor *gx = cu != 0 ? a->gin[0] : NULL;
+        if (!gx && !need_sums)
+            continue;
+        double sums[3] = {0, 0, 0}; /* sum G, sum G X, sum G tX */
+        bn_channel(x, ch, g, tx, gx, cu, need_sums ? sums : NULL);
+        double sg = sums[0], sgu = sums[1] - k.mu * sums[0], sgt = sums[2];
+        bn_add(a->gin[1], ch, k.r * sgt - k.r * sg * t_mean + r1 * sgu * t_var);
+        bn_add(a->gin[3], ch, -k.r * sg * t_scale - k.scale * r1 * sg * t_var);
+        bn_add(a->gin[4], ch, k.scale * r1 * sgt + r1 * sgu * t_scale -
+                                  k.scale * r1 * sg * t_mean + k.scale * r2 * sgu * t_var);
+    }
+    return CS_OK;
+}
+
 const cs_op_def cs_op_BatchNormalization = {
     .name = "BatchNormalization",
     .min_opset = 6,
     .infer = bn_infer,
     .forward = bn_forward,
+    .vjp = bn_vjp,
+    .jvp = bn_jvp,
+    .rop = bn_rop,
 };
 
 /* ---- LayerNormalization ---- */
@@ -214,22 +439,26 @@ static cs_status ln_infer(cs_op_call *c, cs_err *err)
     /* Scale and B expanded to the normalised shape [2, D], then the
      * statistics [2, rows], all double. */
     c->scratch_bytes = 2 * (size_t)(s.d + s.rows) * sizeof(double);
+    /* The rules: three [D] double vectors (expanded Scale and tangents, or
+     * the accumulated parameter gradients); row statistics are recomputed. */
+    c->ad_scratch_bytes = 3 * (size_t)s.d * sizeof(double);
     return CS_OK;
 }
 
-/* dst[j] = p broadcast to X.shape[axis:] at flat index j (or fill when p is
- * NULL), walking the normalised index like an odometer. */
-static void ln_expand(const cs_tensor *x, int axis, const cs_tensor *p, double fill, double *dst,
-                      int64_t d)
+/* Broadcasting between a parameter of p's shape and the normalised shape
+ * X.shape[axis:] (D elements), walking the normalised index like an
+ * odometer.  Expand (src = p): buf[j] = p at flat index j.  Fold (dst of
+ * p's shape): dst += the sum of buf over the broadcast axes, the adjoint of
+ * expand, which parameter gradients need. */
+static void ln_bcast(const cs_tensor *x, int axis, const cs_tensor *p, const cs_tensor *src,
+                     cs_tensor *dst, double *buf, int64_t d)
 {
-    if (!p) {
-        for (int64_t j = 0; j < d; j++)
-            dst[j] = fill;
-        return;
-    }
     if (cs_tensor_numel(p) == d) { /* same shape up to leading ones */
         for (int64_t j = 0; j < d; j++)
-            dst[j] = cs_tensor_get_f64(p, j);
+            if (src)
+                buf[j] = cs_tensor_get_f64(src, j);
+            else
+                cs_tensor_set_f64(dst, j, cs_tensor_get_f64(dst, j) + buf[j]);
         return;
     }
     int nr = x->ndim - axis;
@@ -245,7 +474,10 @@ static void ln_expand(const cs_tensor *x, int axis, const cs_tensor *p, double f
     }
     int64_t off = 0;
     for (int64_t j = 0; j < d; j++) {
-        dst[j] = cs_tensor_get_f64(p, off);
+        if (src)
+            buf[j] = cs_tensor_get_f64(src, off);
+        else
+            cs_tensor_set_f64(dst, off, cs_tensor_get_f64(dst, off) + buf[j]);
         for (int k = nr - 1; k >= 0; k--) { /* advance the odometer */
             off += pstride[k];
             if (++idx[k] < x->dims[axis + k])
@@ -256,6 +488,41 @@ static void ln_expand(const cs_tensor *x, int axis, const cs_tensor *p, double f
     }
 }
 
+/* dst[j] = p broadcast to X.shape[axis:] at flat index j, or fill when p is
+ * NULL. */
+static void ln_expand(const cs_tensor *x, int axis, const cs_tensor *p, double fill, double *dst,
+                      int64_t d)
+{
+    if (!p) {
+        for (int64_t j = 0; j < d; j++)
+            dst[j] = fill;
+        return;
+    }
+    ln_bcast(x, axis, p, p, NULL, dst, d);
+}
+
+/* Mean and 1/sqrt(population variance + eps) of one row of d elements,
+ * two-pass; the forward and the rules share it, so the rules differentiate
+ * exactly what the forward computed. */
+#define DEFINE_LN_STATS(T, SUF)                                                                 \
+    static void ln_stats_##SUF(const T *xr, int64_t d, double eps, double *mu_out,              \
+                               double *inv_out)                                                 \
+    {                                                                                           \
+        double sum = 0, sq = 0;                                                                 \
+        for (int64_t j = 0; j < d; j++)                                                         \
+            sum += xr[j];                                                                       \
+        double mu = sum / (double)d;                                                            \
+        for (int64_t j = 0; j < d; j++) {                                                       \
+            double dev = xr[j] - mu;                                                            \
+            sq += dev * dev;                                                                    \
+        }                                                                                       \
+        *mu_out = mu;                                                                           \
+        *inv_out = 1.0 / sqrt(sq / (double)d + eps);                                            \
+    }
+
+DEFINE_LN_STATS(float, f32)
+DEFINE_LN_STATS(double, f64)
+
 /* x, y [rows, d]; scale, bias [d]; mean, inv_std [rows]. */
 #define DEFINE_LN(T, SUF)                                                                       \
     static void ln_##SUF(int64_t rows, int64_t d, double eps, const T *x, const double *scale,  \
@@ -264,15 +531,8 @@ static void ln_expand(const cs_tensor *x, int axis, const cs_tensor *p, double f
         for (int64_t r = 0; r < rows; r++) {                                                    \
             const T *xr = x + r * d;                                                            \
             T *yr = y + r * d;                                                                  \
-            double sum = 0, sq = 0;                                                             \
-            for (int64_t j = 0; j < d; j++)                                                     \
-                sum += xr[j];                                                                   \
-            double mu = sum / (double)d;                                                        \
-            for (int64_t j = 0; j < d; j++) {                                                   \
-                double dev = xr[j] - mu;                                                        \
-                sq += dev * dev;                                                                \
-            }                                                                                   \
-            double inv = 1.0 / sqrt(sq / (double)d + eps);                                      \
+            double mu, inv;                                                                     \
+            ln_stats_##SUF(xr, d, eps, &mu, &inv);                                              \
             for (int64_t j = 0; j < d; j++)                                                     \
                 yr[j] = (T)((xr[j] - mu) * inv * scale[j] + bias[j]);                           \
             mean[r] = mu;                                                                       \
@@ -311,9 +571,288 @@ static cs_status ln_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* Derivative rules of LayerNormalization.  Per row of D elements, with
+ * xh = (x - mu) r the normalised row, r = InvStdDev, s and b the expanded
+ * Scale and B, and the incoming gradients G (of Y), gm (of Mean), gr (of
+ * InvStdDev; both supported: each costs one scalar per row):
+ *   vjp  g = G s,  gx = r (g - mean(g) - xh mean(g xh)) + gm / D - gr r^2 xh / D,
+ *        gs = sum over rows of G xh,  gb = sum over rows of G  (then folded
+ *        over Scale / B's broadcast axes);
+ *   jvp  txh = r (tx - mean(tx) - xh m1),  m1 = mean(xh tx),
+ *        tY = s txh + xh ts + tb,  tMean = mean(tx),  tInvStdDev = -r^2 m1.
+ * The R-op differentiates the vjp along (tx, ts) with G, gm, gr fixed
+ * (Pearlmutter 1994); with h = G ts and the vjp's J^T(g) = r (g - mean(g)
+ * - xh mean(g xh)):
+ *   gx += J^T(h)                                          (Scale tangent)
+ *       - r m1 J^T(g) - r (txh mean(g xh) + xh mean(g txh)) (dr = -r^2 m1, dxh = txh)
+ *       - gr r^2 / D (txh - 2 r m1 xh)                     (InvStdDev's curvature)
+ *   gs += sum over rows of G txh;  B and Mean enter linearly: no terms. */
+
+typedef struct ln_ad {
+    int64_t rows, d;
+    double eps;
+    const double *scale;      /* [D] expanded Scale */
+    const double *t_scale;    /* [D] expanded tangent of Scale, or NULL */
+    const double *t_bias;     /* [D] expanded tangent of B, or NULL */
+    double *acc_scale;        /* [D] gradient of the expanded Scale, or NULL */
+    double *acc_bias;         /* [D] gradient of the expanded B, or NULL */
+    const cs_tensor *g_mean;  /* gradient of Mean [rows], or NULL */
+    const cs_tensor *g_inv;   /* gradient of InvStdDev [rows], or NULL */
+    cs_tensor *t_mean;        /* tangent of Mean, or NULL */
+    cs_tensor *t_inv;         /* tangent of InvStdDev, or NULL */
+} ln_ad;
+
+/* x, g, gx, tx, ty [rows, D]; any of g, gx, tx, ty may be NULL. */
+#define DEFINE_LN_AD(T, SUF)                                                                    \
+    static void ln_vjp_##SUF(const ln_ad *p, const T *x, const T *g, T *gx)                     \
+    {                                                                                           \
+        const int64_t d = p->d;                                                                 \
+        const double *sc = p->scale;                                                            \
+        for (int64_t r = 0; r < p->rows; r++) {                                                 \
+            const T *xr = x + r * d;                                                            \
+            const T *gr = g ? g + r * d : NULL;                                                 \
+            double gm = p->g_mean ? cs_tensor_get_f64(p->g_mean, r) : 0;                        \
+            double gi = p->g_inv ? cs_tensor_get_f64(p->g_inv, r) : 0;                          \
+            double mu, inv, sg = 0, sgx = 0;                                                    \
+            ln_stats_##SUF(xr, d, p->eps, &mu, &inv);                                           \
+            if (gr)                                                                             \
+                for (int64_t j = 0; j < d; j++) {                                               \
+                    double xh = (xr[j] - mu) * inv, gj = gr[j] * sc[j];                         \
+                    sg += gj;                                                                   \
+                    sgx += gj * xh;                                                             \
+                    if (p->acc_scale)                                                           \
+                        p->acc_scale[j] += gr[j] * xh;                                          \
+                    if (p->acc_bias)                                                            \
+                        p->acc_bias[j] += gr[j];                                                \
+                }                                                                               \
+            if (!gx)                                                                            \
+                continue;                                                                       \
+            T *gxr = gx + r * d;                                                                \
+            /* gx = r g - cx xh + c0 */                                                         \
+            double cx = inv * sgx / (double)d + gi * inv * inv / (double)d;                     \
+            double c0 = gm / (double)d - inv * sg / (double)d;                                  \
+            if (gr)                                                                             \
+                for (int64_t j = 0; j < d; j++)                                                 \
+                    gxr[j] += (T)(inv * gr[j] * sc[j] - cx * (xr[j] - mu) * inv + c0);          \
+            else                                                                                \
+                for (int64_t j = 0; j < d; j++)                                                 \
+                    gxr[j] += (T)(-cx * (xr[j] - mu) * inv + c0);                               \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    static void ln_jvp_##SUF(const ln_ad *p, const T *x, const T *tx, T *ty)                    \
+    {                                                                                           \
+        const int64_t d = p->d;                                                                 \
+        for (int64_t r = 0; r < p->rows; r++) {                                                 \
+            const T *xr = x + r * d;                                                            \
+            const T *txr = tx ? tx + r * d : NULL;                                              \
+            double mu, inv, tmu = 0, m1 = 0;                                                    \
+            ln_stats_##SUF(xr, d, p->eps, &mu, &inv);                                           \
+            if (txr) {                                                                          \
+                for (int64_t j = 0; j < d; j++) {                                               \
+                    tmu += txr[j];                                                              \
+                    m1 += (xr[j] - mu) * inv * txr[j];                                          \
+                }                                                                               \
+                tmu /= (double)d;                                                               \
+                m1 /= (double)d;                                                                \
+            }                                                                                   \
+            if (ty) {                                                                           \
+                T *tyr = ty + r * d;                                                            \
+                for (int64_t j = 0; j < d; j++) {                                               \
+                    double xh = (xr[j] - mu) * inv;                                             \
+                    double v = txr ? p->scale[j] * inv * (txr[j] - tmu - xh * m1) : 0;          \
+                    if (p->t_scale)                                                             \
+                        v += xh * p->t_scale[j];                                                \
+                    if (p->t_bias)                                                              \
+                        v += p->t_bias[j];                                                      \
+                    tyr[j] = (T)v;                                                              \
+                }                                                                               \
+            }                                                                                   \
+            if (p->t_mean)                                                                      \
+                cs_tensor_set_f64(p->t_mean, r, tmu);                                           \
+            if (p->t_inv)                                                                       \
+                cs_tensor_set_f64(p->t_inv, r, -inv * inv * m1);                                \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    static void ln_rop_##SUF(const ln_ad *p, const T *x, const T *g, const T *tx, T *gx)        \
+    {                                                                                           \
+        const int64_t d = p->d;                                                                 \
+        const double *sc = p->scale, *ts = p->t_scale;                                          \
+        const double dd = (double)d;                                                            \
+        for (int64_t r = 0; r < p->rows; r++) {                                                 \
+            const T *xr = x + r * d;                                                            \
+            const T *gr = g ? g + r * d : NULL;                                                 \
+            const T *txr = tx ? tx + r * d : NULL;                                              \
+            double gi = p->g_inv ? cs_tensor_get_f64(p->g_inv, r) : 0;                          \
+            double mu, inv;                                                                     \
+            ln_stats_##SUF(xr, d, p->eps, &mu, &inv);                                           \
+            /* row means: g = G s, h = G ts */                                                  \
+            double sg = 0, sgx = 0, sgt = 0, sh = 0, shx = 0, tmu = 0, m1 = 0;                  \
+            for (int64_t j = 0; j < d; j++) {                                                   \
+                double xh = (xr[j] - mu) * inv;                                                 \
+                double gj = gr ? gr[j] * sc[j] : 0, hj = gr && ts ? gr[j] * ts[j] : 0;          \
+                double tj = txr ? txr[j] : 0;                                                   \
+                sg += gj;                                                                       \
+                sgx += gj * xh;                                                                 \
+                sgt += gj * tj;                                                                 \
+                sh += hj;                                                                       \
+                shx += hj * xh;                                                                 \
+                tmu += tj;                                                                      \
+                m1 += xh * tj;                                                                  \
+            }                                                                                   \
+            sg /= dd, sgx /= dd, sgt /= dd, sh /= dd, shx /= dd, tmu /= dd, m1 /= dd;           \
+            double sgth = inv * (sgt - tmu * sg - m1 * sgx); /* mean(g txh) */                  \
+            T *gxr = gx ? gx + r * d : NULL;                                                    \
+            for (int64_t j = 0; j < d; j++) {                                                   \
+                double xh = (xr[j] - mu) * inv;                                                 \
+                double gj = gr ? gr[j] * sc[j] : 0, hj = gr && ts ? gr[j] * ts[j] : 0;          \
+                double txh = txr ? inv * (txr[j] - tmu - xh * m1) : 0;                          \
+                if (gxr) {                                                                      \
+                    double v = inv * (hj - sh - xh * shx);                                      \
+                    v -= inv * m1 * inv * (gj - sg - xh * sgx);                                 \
+                    v -= inv * (txh * sgx + xh * sgth);                                         \
+                    v -= gi * inv * inv / dd * (txh - 2 * inv * m1 * xh);                       \
+                    gxr[j] += (T)v;                                                             \
+                }                                                                               \
+                if (p->acc_scale && gr)                                                         \
+                    p->acc_scale[j] += gr[j] * txh;                                             \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_LN_AD(float, f32)
+DEFINE_LN_AD(double, f64)
+
+/* Common set-up of the rules: shape, checks, expanded Scale in scratch[0:D]. */
+static cs_status ln_ad_setup(cs_op_call *c, cs_tensor *const *in_side, cs_tensor *const *out_side,
+                             ln_shape *s, ln_ad *p, cs_err *err)
+{
+    cs_status st = ln_shape_of(c, s, err);
+    if (!st)
+        st = norm_check_ad(c, in_side, out_side, err);
+    if (st)
+        return st;
+    memset(p, 0, sizeof *p);
+    p->rows = s->rows;
+    p->d = s->d;
+    p->eps = cs_node_attr_float(c->node, "epsilon", 1e-5f);
+    double *buf = c->scratch; /* [3, D] */
+    if (s->d > 0)
+        ln_expand(c->in[0], s->axis, c->in[1], 1.0, buf, s->d);
+    p->scale = buf;
+    return CS_OK;
+}
+
+static cs_tensor *ln_at(cs_tensor *const *v, const cs_op_call *c, int i, bool input)
+{
+    return i < (input ? c->n_in : c->n_out) ? v[i] : NULL;
+}
+
+static cs_status ln_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    ln_shape s;
+    ln_ad p;
+    cs_status st = ln_ad_setup(c, a->gin, a->gout, &s, &p, err);
+    if (st || s.rows == 0 || s.d == 0)
+        return st;
+    cs_tensor *g_scale = a->gin[1], *g_bias = ln_at(a->gin, c, 2, true);
+    const cs_tensor *g = a->gout[0];
+    p.g_mean = ln_at(a->gout, c, 1, false);
+    p.g_inv = ln_at(a->gout, c, 2, false);
+    if (!g && !p.g_mean && !p.g_inv)
+        return CS_OK;
+    double *buf = c->scratch;
+    if (g_scale && g) {
+        p.acc_scale = buf + s.d;
+        memset(p.acc_scale, 0, (size_t)s.d * sizeof(double));
+    }
+    if (g_bias && g) {
+        p.acc_bias = buf + 2 * s.d;
+        memset(p.acc_bias, 0, (size_t)s.d * sizeof(double));
+    }
+    const cs_tensor *x = c->in[0];
+    void *gx = a->gin[0] ? a->gin[0]->data : NULL;
+    if (x->dtype == CS_DT_FLOAT)
+        ln_vjp_f32(&p, x->data, g ? g->data : NULL, gx);
+    else
+        ln_vjp_f64(&p, x->data, g ? g->data : NULL, gx);
+    if (p.acc_scale)
+        ln_bcast(x, s.axis, c->in[1], NULL, g_scale, p.acc_scale, s.d);
+    if (p.acc_bias)
+        ln_bcast(x, s.axis, c->in[2], NULL, g_bias, p.acc_bias, s.d);
+    return CS_OK;
+}
+
+static cs_status ln_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    ln_shape s;
+    ln_ad p;
+    cs_status st = ln_ad_setup(c, a->tin, a->tout, &s, &p, err);
+    if (st || s.rows == 0 || s.d == 0)
+        return st;
+    const cs_tensor *tx = a->tin[0], *t_scale = a->tin[1], *t_bias = ln_at(a->tin, c, 2, true);
+    double *buf = c->scratch;
+    if (t_scale) {
+        ln_expand(c->in[0], s.axis, t_scale, 0.0, buf + s.d, s.d);
+        p.t_scale = buf + s.d;
+    }
+    if (t_bias) {
+        ln_expand(c->in[0], s.axis, t_bias, 0.0, buf + 2 * s.d, s.d);
+        p.t_bias = buf + 2 * s.d;
+    }
+    p.t_mean = ln_at(a->tout, c, 1, false);
+    p.t_inv = ln_at(a->tout, c, 2, false);
+    const cs_tensor *x = c->in[0];
+    void *ty = a->tout[0] ? a->tout[0]->data : NULL;
+    if (x->dtype == CS_DT_FLOAT)
+        ln_jvp_f32(&p, x->data, tx ? tx->data : NULL, ty);
+    else
+        ln_jvp_f64(&p, x->data, tx ? tx->data : NULL, ty);
+    return CS_OK;
+}
+
+static cs_status ln_rop(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    ln_shape s;
+    ln_ad p;
+    cs_status st = ln_ad_setup(c, a->gin, a->gout, &s, &p, err);
+    if (!st)
+        st = norm_check_ad(c, a->tin, NULL, err);
+    if (st || s.rows == 0 || s.d == 0)
+        return st;
+    const cs_tensor *g = a->gout[0], *tx = a->tin[0], *t_scale = a->tin[1];
+    p.g_inv = ln_at(a->gout, c, 2, false);
+    /* Terms pair G with (tx, ts) and gr with tx only. */
+    if (!(g && (tx || t_scale)) && !(p.g_inv && tx))
+        return CS_OK;
+    double *buf = c->scratch;
+    if (t_scale) {
+        ln_expand(c->in[0], s.axis, t_scale, 0.0, buf + s.d, s.d);
+        p.t_scale = buf + s.d;
+    }
+    cs_tensor *g_scale = a->gin[1];
+    if (g_scale && g && tx) {
+        p.acc_scale = buf + 2 * s.d;
+        memset(p.acc_scale, 0, (size_t)s.d * sizeof(double));
+    }
+    const cs_tensor *x = c->in[0];
+    void *gx = a->gin[0] ? a->gin[0]->data : NULL;
+    if (x->dtype == CS_DT_FLOAT)
+        ln_rop_f32(&p, x->data, g ? g->data : NULL, tx ? tx->data : NULL, gx);
+    else
+        ln_rop_f64(&p, x->data, g ? g->data : NULL, tx ? tx->data : NULL, gx);
+    if (p.acc_scale)
+        ln_bcast(x, s.axis, c->in[1], NULL, g_scale, p.acc_scale, s.d);
+    return CS_OK;
+}
+
 const cs_op_def cs_op_LayerNormalization = {
     .name = "LayerNormalization",
     .min_opset = 17,
     .infer = ln_infer,
     .forward = ln_forward,
+    .vjp = ln_vjp,
+    .jvp = ln_jvp,
+    .rop = ln_rop,
 };

@@ -25,7 +25,13 @@
  *   overhang that ceil_mode adds does not, as in PyTorch and onnxruntime).
  *   A window with divisor 0 gives 0.  Sums accumulate in double.
  *
- * GlobalAveragePool: mean over every axis after the first two. */
+ * GlobalAveragePool: mean over every axis after the first two.
+ *
+ * Derivatives.  AveragePool and GlobalAveragePool are linear in X, MaxPool
+ * piecewise linear (a routing of X's elements), so all three are
+ * CS_OP_LINEAR: the vjp is the transposed map, the jvp the map itself on the
+ * tangent, and the R-op has no second-order term.  Gradients flow through
+ * float X only; MaxPool's int8/uint8 X and its Indices output carry none. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -87,6 +93,31 @@ static cs_status pool_check_io(const cs_op_call *c, int max_out, cs_err *err)
     return CS_OK;
 }
 
+/* A gradient or tangent of X (gx) or Y (gy), either may be NULL, must be
+ * typed and shaped like its value: a mismatch is an engine bug, reported
+ * rather than written past. */
+static cs_status pool_check_ad(const cs_op_call *c, const cs_tensor *gx, const cs_tensor *gy,
+                               cs_err *err)
+{
+    if (gx && (gx->dtype != c->in[0]->dtype || !cs_tensor_same_shape(gx, c->in[0]) || !gx->data))
+        return cs_op_fail(c, err, CS_ERR_SHAPE,
+                          "derivative of X does not match X's type and shape");
+    if (gy && (gy->dtype != c->out[0]->dtype || !cs_tensor_same_shape(gy, c->out[0]) || !gy->data))
+        return cs_op_fail(c, err, CS_ERR_SHAPE,
+                          "derivative of Y does not match Y's type and shape");
+    if ((gx || gy) && !cs_dtype_is_float(c->in[0]->dtype))
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "no derivative through integer X of type %s",
+                          cs_dtype_name(c->in[0]->dtype));
+    return CS_OK;
+}
+
+/* A zero tangent (jvp with tX = NULL). */
+static cs_status pool_zero(cs_tensor *t)
+{
+    memset(t->data, 0, cs_tensor_bytes(t));
+    return CS_OK;
+}
+
 /* ---- MaxPool ---- */
 
 static bool maxpool_dtype_ok(cs_dtype t)
@@ -116,11 +147,15 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
     cs_tensor_set_shape(c->out[0], x->dtype, x->ndim, dims);
     if (c->n_out > 1 && c->out[1])
         cs_tensor_set_shape(c->out[1], CS_DT_INT64, x->ndim, dims);
+    /* The rules recompute one plane's argmax offsets at a time. */
+    c->ad_scratch_bytes = (size_t)g.out_size * sizeof(int64_t);
     return CS_OK;
 }
 
-/* x [planes, in], y [planes, out], idx [planes, out] or NULL; planes = N*C,
- * so plane pl starts at flat input index pl * in_size. */
+/* x [planes, in], y [planes, out] or NULL, idx [planes, out] or NULL;
+ * planes = N*C, so plane pl starts at flat input index pl * in_size.  With
+ * one plane and row-major order, idx is the argmax's offset inside the
+ * plane: what the derivative rules route through. */
 #define DEFINE_MAXPOOL(T, SUF, LOWEST)                                                          \
     static void maxpool_##SUF(const cs_conv_geom *g, int64_t planes, bool col_major,           \
                               const T *x, T *y, int64_t *idx)                                   \
@@ -128,7 +163,7 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
         const int64_t i1n = g->in[1], i2n = g->in[2];                                           \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
             const T *xp = x + pl * g->in_size;                                                  \
-            T *yp = y + pl * g->out_size;                                                       \
+            T *yp = y ? y + pl * g->out_size : NULL;                                            \
             int64_t *ip = idx ? idx + pl * g->out_size : NULL;                                  \
             int64_t q = 0; /* flat output position */                                           \
             for (int64_t o0 = 0; o0 < g->out[0]; o0++) {                                        \
@@ -160,7 +195,8 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
                                 }                                                               \
                             }                                                                   \
                         }                                                                       \
-                        yp[q] = best;                                                           \
+                        if (yp)                                                                 \
+                            yp[q] = best;                                                       \
                         if (ip) {                                                               \
                             int64_t off = col_major ? bi0 + (bi1 + bi2 * i1n) * g->in[0]        \
                                                     : (bi0 * i1n + bi1) * i2n + bi2;            \
@@ -203,11 +239,88 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* MaxPool's derivative is a routing: Y[q] = X[arg q], so J_X^T gY adds
+ * gY[q] into X[arg q] and J tX reads tX[arg q], with arg the forward's own
+ * choice (the first maximum: DESIGN.md's kink convention) recomputed per
+ * plane into scratch [out_size] rather than read from Indices, which the
+ * graph may not ask for.  A window with no tap in the input (arg -1) routes
+ * nothing and has a zero tangent.  The routing is locally constant in X, so
+ * the op is CS_OP_LINEAR (piecewise linear) with no R-op term. */
+#define DEFINE_MAXPOOL_AD(T, SUF)                                                               \
+    static void maxpool_route_##SUF(const cs_conv_geom *g, int64_t planes, const T *x,         \
+                                    int64_t *arg, const T *gy, T *gx, const T *tx, T *ty)       \
+    {                                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            maxpool_##SUF(g, 1, false, x + pl * g->in_size, NULL, arg);                         \
+            if (gx) {                                                                           \
+                const T *gyp = gy + pl * g->out_size;                                           \
+                T *gxp = gx + pl * g->in_size;                                                  \
+                for (int64_t q = 0; q < g->out_size; q++)                                       \
+                    if (arg[q] >= 0)                                                            \
+                        gxp[arg[q]] += gyp[q];                                                  \
+            } else {                                                                            \
+                const T *txp = tx + pl * g->in_size;                                            \
+                T *typ = ty + pl * g->out_size;                                                 \
+                for (int64_t q = 0; q < g->out_size; q++)                                       \
+                    typ[q] = arg[q] >= 0 ? txp[arg[q]] : (T)0;                                  \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_MAXPOOL_AD(float, f32)
+DEFINE_MAXPOOL_AD(double, f64)
+
+static cs_status maxpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, &g, dims, err);
+    if (!st)
+        st = pool_check_ad(c, a->gin[0], a->gout[0], err);
+    if (st || !a->gin[0] || !a->gout[0])
+        return st;
+    const cs_tensor *x = c->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    if (x->dtype == CS_DT_FLOAT)
+        maxpool_route_f32(&g, planes, x->data, c->scratch, a->gout[0]->data, a->gin[0]->data,
+                          NULL, NULL);
+    else
+        maxpool_route_f64(&g, planes, x->data, c->scratch, a->gout[0]->data, a->gin[0]->data,
+                          NULL, NULL);
+    return CS_OK;
+}
+
+/* Only Y has a tangent; Indices is an integer output and gets none. */
+static cs_status maxpool_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, &g, dims, err);
+    if (!st)
+        st = pool_check_ad(c, a->tin[0], a->tout[0], err);
+    if (st || !a->tout[0])
+        return st;
+    if (!a->tin[0])
+        return pool_zero(a->tout[0]);
+    const cs_tensor *x = c->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    if (x->dtype == CS_DT_FLOAT)
+        maxpool_route_f32(&g, planes, x->data, c->scratch, NULL, NULL, a->tin[0]->data,
+                          a->tout[0]->data);
+    else
+        maxpool_route_f64(&g, planes, x->data, c->scratch, NULL, NULL, a->tin[0]->data,
+                          a->tout[0]->data);
+    return CS_OK;
+}
+
 const cs_op_def cs_op_MaxPool = {
     .name = "MaxPool",
     .min_opset = 1,
+    .flags = CS_OP_LINEAR,
     .infer = maxpool_infer,
     .forward = maxpool_forward,
+    .vjp = maxpool_vjp,
+    .jvp = maxpool_jvp,
 };
 
 /* ---- AveragePool ---- */
@@ -228,14 +341,20 @@ static cs_status avgpool_infer(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* Forward (y != NULL): y [planes, out] = pool(x [planes, in]).
+ * Adjoint (y == NULL): gx [planes, in] += pool^T(gy [planes, out]), each
+ * output's gradient spread over the same taps with the same divisor.  One
+ * kernel for both, so the transpose walks exactly the forward's windows. */
 #define DEFINE_AVGPOOL(T, SUF)                                                                  \
     static void avgpool_##SUF(const cs_conv_geom *g, int64_t planes, bool include_pad,         \
-                              const T *x, T *y)                                                 \
+                              const T *x, T *y, const T *gy, T *gx)                             \
     {                                                                                           \
         const int64_t i1n = g->in[1], i2n = g->in[2];                                           \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
-            const T *xp = x + pl * g->in_size;                                                  \
-            T *yp = y + pl * g->out_size;                                                       \
+            const T *xp = y ? x + pl * g->in_size : NULL;                                       \
+            T *yp = y ? y + pl * g->out_size : NULL;                                            \
+            const T *gyp = y ? NULL : gy + pl * g->out_size;                                    \
+            T *gxp = y ? NULL : gx + pl * g->in_size;                                           \
             int64_t q = 0;                                                                      \
             for (int64_t o0 = 0; o0 < g->out[0]; o0++) {                                        \
                 int64_t st0 = o0 * g->stride[0] - g->pad_begin[0], lo0, hi0, plo0, phi0;        \
@@ -253,6 +372,24 @@ static cs_status avgpool_infer(cs_op_call *c, cs_err *err)
                         tap_range(st2, g->dilation[2], g->kernel[2], i2n, &lo2, &hi2);          \
                         tap_range(st2 + g->pad_begin[2], g->dilation[2], g->kernel[2],          \
                                   i2n + g->pad_begin[2] + g->pad_end[2], &plo2, &phi2);         \
+                        int64_t count = include_pad                                             \
+                                            ? (phi0 - plo0) * (phi1 - plo1) * (phi2 - plo2)     \
+                                            : (hi0 - lo0) * (hi1 - lo1) * (hi2 - lo2);          \
+                        if (!yp) { /* adjoint: dY[q]/dX[tap] = 1 / count */                     \
+                            if (count == 0)                                                     \
+                                continue;                                                       \
+                            T share = (T)(gyp[q] / (double)count);                              \
+                            for (int64_t a = lo0; a < hi0; a++) {                               \
+                                int64_t i0 = st0 + a * g->dilation[0];                          \
+                                for (int64_t b = lo1; b < hi1; b++) {                           \
+                                    int64_t i1 = st1 + b * g->dilation[1];                      \
+                                    T *gr = gxp + (i0 * i1n + i1) * i2n;                        \
+                                    for (int64_t e = lo2; e < hi2; e++)                         \
+                                        gr[st2 + e * g->dilation[2]] += share;                  \
+                                }                                                               \
+                            }                                                                   \
+                            continue;                                                           \
+                        }                                                                       \
                         double sum = 0;                                                         \
                         for (int64_t a = lo0; a < hi0; a++) {                                   \
                             int64_t i0 = st0 + a * g->dilation[0];                              \
@@ -263,9 +400,6 @@ static cs_status avgpool_infer(cs_op_call *c, cs_err *err)
                                     sum += xr[st2 + e * g->dilation[2]];                        \
                             }                                                                   \
                         }                                                                       \
-                        int64_t count = include_pad                                             \
-                                            ? (phi0 - plo0) * (phi1 - plo1) * (phi2 - plo2)     \
-                                            : (hi0 - lo0) * (hi1 - lo1) * (hi2 - lo2);          \
                         yp[q] = count > 0 ? (T)(sum / (double)count) : (T)0;                    \
                     }                                                                           \
                 }                                                                               \
@@ -287,17 +421,62 @@ static cs_status avgpool_forward(cs_op_call *c, cs_err *err)
     bool include_pad = cs_node_attr_int(c->node, "count_include_pad", 0) != 0;
     int64_t planes = x->dims[0] * x->dims[1];
     if (x->dtype == CS_DT_FLOAT)
-        avgpool_f32(&g, planes, include_pad, x->data, c->out[0]->data);
+        avgpool_f32(&g, planes, include_pad, x->data, c->out[0]->data, NULL, NULL);
     else
-        avgpool_f64(&g, planes, include_pad, x->data, c->out[0]->data);
+        avgpool_f64(&g, planes, include_pad, x->data, c->out[0]->data, NULL, NULL);
+    return CS_OK;
+}
+
+/* AveragePool is linear: gX += P^T gY with the forward's windows and
+ * divisors; tY = P tX is the forward on the tangent. */
+static cs_status avgpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, &g, dims, err);
+    if (!st)
+        st = pool_check_ad(c, a->gin[0], a->gout[0], err);
+    if (st || !a->gin[0] || !a->gout[0])
+        return st;
+    const cs_tensor *x = c->in[0];
+    bool include_pad = cs_node_attr_int(c->node, "count_include_pad", 0) != 0;
+    int64_t planes = x->dims[0] * x->dims[1];
+    if (x->dtype == CS_DT_FLOAT)
+        avgpool_f32(&g, planes, include_pad, NULL, NULL, a->gout[0]->data, a->gin[0]->data);
+    else
+        avgpool_f64(&g, planes, include_pad, NULL, NULL, a->gout[0]->data, a->gin[0]->data);
+    return CS_OK;
+}
+
+static cs_status avgpool_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_conv_geom g;
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, &g, dims, err);
+    if (!st)
+        st = pool_check_ad(c, a->tin[0], a->tout[0], err);
+    if (st || !a->tout[0])
+        return st;
+    if (!a->tin[0])
+        return pool_zero(a->tout[0]);
+    const cs_tensor *x = c->in[0];
+    bool include_pad = cs_node_attr_int(c->node, "count_include_pad", 0) != 0;
+    int64_t planes = x->dims[0] * x->dims[1];
+    if (x->dtype == CS_DT_FLOAT)
+        avgpool_f32(&g, planes, include_pad, a->tin[0]->data, a->tout[0]->data, NULL, NULL);
+    else
+        avgpool_f64(&g, planes, include_pad, a->tin[0]->data, a->tout[0]->data, NULL, NULL);
     return CS_OK;
 }
 
 const cs_op_def cs_op_AveragePool = {
     .name = "AveragePool",
     .min_opset = 1,
+    .flags = CS_OP_LINEAR,
     .infer = avgpool_infer,
     .forward = avgpool_forward,
+    .vjp = avgpool_vjp,
+    .jvp = avgpool_jvp,
 };
 
 /* ---- GlobalAveragePool ---- */
@@ -351,9 +530,61 @@ static cs_status gap_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* Linear: gX[n, c, :] += gY[n, c] / prod(spatial); tY is the forward on tX. */
+#define DEFINE_GAP_VJP(T, SUF)                                                                  \
+    static void gap_vjp_##SUF(int64_t planes, int64_t plane_size, const T *gy, T *gx)           \
+    {                                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            T share = (T)(gy[pl] / (double)plane_size);                                         \
+            T *gxp = gx + pl * plane_size;                                                      \
+            for (int64_t i = 0; i < plane_size; i++)                                            \
+                gxp[i] += share;                                                                \
+        }                                                                                       \
+    }
+
+DEFINE_GAP_VJP(float, f32)
+DEFINE_GAP_VJP(double, f64)
+
+static cs_status gap_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_status st = pool_check_ad(c, a->gin[0], a->gout[0], err);
+    if (st || !a->gin[0] || !a->gout[0])
+        return st;
+    const cs_tensor *x = c->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t plane_size = planes > 0 ? cs_tensor_numel(x) / planes : 0;
+    if (plane_size == 0)
+        return CS_OK;
+    if (x->dtype == CS_DT_FLOAT)
+        gap_vjp_f32(planes, plane_size, a->gout[0]->data, a->gin[0]->data);
+    else
+        gap_vjp_f64(planes, plane_size, a->gout[0]->data, a->gin[0]->data);
+    return CS_OK;
+}
+
+static cs_status gap_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    cs_status st = pool_check_ad(c, a->tin[0], a->tout[0], err);
+    if (st || !a->tout[0])
+        return st;
+    if (!a->tin[0])
+        return pool_zero(a->tout[0]);
+    const cs_tensor *x = c->in[0];
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t plane_size = planes > 0 ? cs_tensor_numel(x) / planes : 0;
+    if (x->dtype == CS_DT_FLOAT)
+        gap_f32(planes, plane_size, a->tin[0]->data, a->tout[0]->data);
+    else
+        gap_f64(planes, plane_size, a->tin[0]->data, a->tout[0]->data);
+    return CS_OK;
+}
+
 const cs_op_def cs_op_GlobalAveragePool = {
     .name = "GlobalAveragePool",
     .min_opset = 1,
+    .flags = CS_OP_LINEAR,
     .infer = gap_infer,
     .forward = gap_forward,
+    .vjp = gap_vjp,
+    .jvp = gap_jvp,
 };

@@ -11,7 +11,17 @@
  * scratch, one accumulator per output element); an integer mean is the
  * int64 sum divided by the count, truncated toward zero, which matches
  * numpy's mean followed by a cast.  The mean of zero elements is NaN for
- * float types (0/0) and 0 for integers. */
+ * float types (0/0) and 0 for integers.
+ *
+ * Derivative rules (float and double; both ops are linear, so no rop): with
+ * c = 1 for ReduceSum and c = 1/count for ReduceMean (count = reduced
+ * elements per output),
+ *   vjp  gx[i] += c gy[proj(i)]    (gy broadcast back over the reduced axes)
+ *   jvp  ty = the forward applied to tx
+ * and the identity case (noop_with_empty_axes) passes gradients through.
+ * The axes input is integer and gets no gradient.  The vjp walks x as runs
+ * over the same merged view as the forward, so broadcasting gy back is a
+ * contiguous add or a scalar fill per run. */
 #include <string.h>
 
 #include "interp/op.h"
@@ -113,6 +123,7 @@ static cs_status reduce_infer(cs_op_call *c, const reduce_kind *kind, cs_err *er
             y->dims[y->ndim++] = 1;
     }
     c->scratch_bytes = ax.identity ? 0 : (size_t)cs_tensor_numel(y) * 8;
+    c->ad_scratch_bytes = c->scratch_bytes; /* jvp runs the forward kernel */
     return CS_OK;
 }
 
@@ -198,10 +209,11 @@ DEFINE_REDUCE(double, f64, double)
 DEFINE_REDUCE(int32_t, i32, int64_t)
 DEFINE_REDUCE(int64_t, i64, int64_t)
 
-static cs_status reduce_forward(cs_op_call *c, const reduce_kind *kind, cs_err *err)
+/* y = the reduction of x (x, y shaped like c's input 0 and output 0; the
+ * jvp passes tangents here, as the op is linear). */
+static cs_status reduce_apply(cs_op_call *c, const reduce_kind *kind, const cs_tensor *x,
+                              cs_tensor *y, cs_err *err)
 {
-    const cs_tensor *x = c->in[0];
-    cs_tensor *y = c->out[0];
     reduce_axes ax;
     cs_status st = reduce_get_axes(c, kind, &ax, err);
     if (st)
@@ -225,6 +237,108 @@ static cs_status reduce_forward(cs_op_call *c, const reduce_kind *kind, cs_err *
     return CS_OK;
 }
 
+static cs_status reduce_forward(cs_op_call *c, const reduce_kind *kind, cs_err *err)
+{
+    return reduce_apply(c, kind, c->in[0], c->out[0], err);
+}
+
+/* ---- derivative rules (formulas at the top of the file) ---- */
+
+/* gx (x's shape) += scale * gy broadcast back over the reduced dimensions
+ * of view v. */
+#define DEFINE_REDUCE_VJP(T, S)                                                       \
+    static void reduce_vjp_##S(const reduce_view *v, T *restrict gx, int64_t x_numel, \
+                               const T *gy, T scale)                                  \
+    {                                                                                 \
+        const int r = v->rank;                                                        \
+        const int64_t inner = v->dims[r - 1];                                         \
+        const int64_t outer = inner ? x_numel / inner : 0;                            \
+        int64_t idx[CS_MAX_DIMS] = {0};                                               \
+        int64_t off = 0;                                                              \
+        for (int64_t o = 0; o < outer; o++) {                                         \
+            T *run = gx + o * inner;                                                  \
+            if (v->reduced[r - 1]) {                                                  \
+                const T g = scale * gy[off];                                          \
+                for (int64_t j = 0; j < inner; j++)                                   \
+                    run[j] += g;                                                      \
+            } else {                                                                  \
+                const T *src = gy + off;                                              \
+                for (int64_t j = 0; j < inner; j++)                                   \
+                    run[j] += scale * src[j];                                         \
+            }                                                                         \
+            for (int d = r - 2; d >= 0; d--) {                                        \
+                off += v->out_stride[d];                                              \
+                if (++idx[d] < v->dims[d])                                            \
+                    break;                                                            \
+                off -= v->out_stride[d] * v->dims[d];                                 \
+                idx[d] = 0;                                                           \
+            }                                                                         \
+        }                                                                             \
+    }
+DEFINE_REDUCE_VJP(float, f32)
+DEFINE_REDUCE_VJP(double, f64)
+
+static cs_status reduce_need_float(const cs_op_call *c, cs_err *err)
+{
+    if (!cs_dtype_is_float(c->in[0]->dtype))
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "no derivative rules for type %s",
+                          cs_dtype_name(c->in[0]->dtype));
+    return CS_OK;
+}
+
+static cs_status reduce_vjp(cs_op_call *c, const cs_op_ad *a, const reduce_kind *kind,
+                            cs_err *err)
+{
+    cs_tensor *gx = a->gin[0];
+    const cs_tensor *gy = a->gout[0];
+    if (!gx || !gy)
+        return CS_OK;
+    cs_status st = reduce_need_float(c, err);
+    if (st)
+        return st;
+    reduce_axes ax;
+    st = reduce_get_axes(c, kind, &ax, err);
+    if (st)
+        return st;
+    int64_t xn = cs_tensor_numel(gx), yn = cs_tensor_numel(gy);
+    if (ax.identity) {
+        if (gx->dtype == CS_DT_FLOAT)
+            for (int64_t i = 0; i < xn; i++)
+                ((float *)gx->data)[i] += ((const float *)gy->data)[i];
+        else
+            for (int64_t i = 0; i < xn; i++)
+                ((double *)gx->data)[i] += ((const double *)gy->data)[i];
+        return CS_OK;
+    }
+    reduce_view v;
+    reduce_view_of(c->in[0], &ax, &v);
+    int64_t count = yn ? xn / yn : 0;
+    double scale = kind->mean && count ? 1.0 / (double)count : 1.0;
+    if (gx->dtype == CS_DT_FLOAT)
+        reduce_vjp_f32(&v, gx->data, xn, gy->data, (float)scale);
+    else
+        reduce_vjp_f64(&v, gx->data, xn, gy->data, scale);
+    return CS_OK;
+}
+
+static cs_status reduce_jvp(cs_op_call *c, const cs_op_ad *a, const reduce_kind *kind,
+                            cs_err *err)
+{
+    cs_tensor *ty = a->tout[0];
+    const cs_tensor *tx = a->tin[0];
+    if (!ty)
+        return CS_OK;
+    cs_status st = reduce_need_float(c, err);
+    if (st)
+        return st;
+    if (!tx) {
+        memset(ty->data, 0, cs_tensor_bytes(ty));
+        return CS_OK;
+    }
+    /* linear: the derivative is the op itself, applied to the tangent */
+    return reduce_apply(c, kind, tx, ty, err);
+}
+
 static cs_status reduce_sum_infer(cs_op_call *c, cs_err *err)
 {
     return reduce_infer(c, &reduce_sum_kind, err);
@@ -242,7 +356,26 @@ static cs_status reduce_mean_forward(cs_op_call *c, cs_err *err)
     return reduce_forward(c, &reduce_mean_kind, err);
 }
 
-const cs_op_def cs_op_ReduceMean = {.name = "ReduceMean", .min_opset = 1,
-                                    .infer = reduce_mean_infer, .forward = reduce_mean_forward};
-const cs_op_def cs_op_ReduceSum = {.name = "ReduceSum", .min_opset = 1,
-                                   .infer = reduce_sum_infer, .forward = reduce_sum_forward};
+static cs_status reduce_sum_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    return reduce_vjp(c, a, &reduce_sum_kind, err);
+}
+static cs_status reduce_sum_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    return reduce_jvp(c, a, &reduce_sum_kind, err);
+}
+static cs_status reduce_mean_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    return reduce_vjp(c, a, &reduce_mean_kind, err);
+}
+static cs_status reduce_mean_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    return reduce_jvp(c, a, &reduce_mean_kind, err);
+}
+
+const cs_op_def cs_op_ReduceMean = {.name = "ReduceMean", .min_opset = 1, .flags = CS_OP_LINEAR,
+                                    .infer = reduce_mean_infer, .forward = reduce_mean_forward,
+                                    .vjp = reduce_mean_vjp, .jvp = reduce_mean_jvp};
+const cs_op_def cs_op_ReduceSum = {.name = "ReduceSum", .min_opset = 1, .flags = CS_OP_LINEAR,
+                                   .infer = reduce_sum_infer, .forward = reduce_sum_forward,
+                                   .vjp = reduce_sum_vjp, .jvp = reduce_sum_jvp};

@@ -5,7 +5,15 @@
  * bytes by element size and work for every dtype that has one (float,
  * int64 shape tensors, bool masks, ...).  Operators whose output shape
  * depends on an input's contents (Reshape's shape, Squeeze / Unsqueeze axes
- * from opset 13) need that input known at prepare time. */
+ * from opset 13) need that input known at prepare time.
+ *
+ * Derivatives: every operator here is linear in its float data (each output
+ * element is one input element, or a constant), so the vjp is the adjoint
+ * data movement (copy back, split, scatter-add) and the jvp the forward
+ * movement applied to the tangent; all are flagged CS_OP_LINEAR, with no
+ * second-order term.  Gradients exist for float32 / float64 only: integer
+ * inputs (shapes, axes, indices) never receive one, and Cast to or from a
+ * non-float type passes none.  Shape's output is integer: CS_OP_NO_GRAD. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -96,6 +104,55 @@ static cs_status copy_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* dst[i] += src[i] for n elements of float type dt (float32 / float64). */
+static void add_into(void *dst, const void *src, cs_dtype dt, int64_t n)
+{
+    if (dt == CS_DT_FLOAT) {
+        float *d = dst;
+        const float *s = src;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    } else if (dt == CS_DT_DOUBLE) {
+        double *d = dst;
+        const double *s = src;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    }
+}
+
+static void zero_fill(cs_tensor *t)
+{
+    memset(t->data, 0, cs_tensor_bytes(t));
+}
+
+/* vjp of an output that is input 0's elements in the same order (Flatten,
+ * Reshape, Squeeze, Unsqueeze, Identity, Dropout): gX += gY.  Other inputs
+ * (shape, axes, ratio) do not move the data and get nothing; a second
+ * output (Dropout's mask) is constant and sends nothing back. */
+static cs_status copy_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (ad->gin[0] && ad->gout[0])
+        add_into(ad->gin[0]->data, ad->gout[0]->data, ad->gin[0]->dtype,
+                 cs_tensor_numel(ad->gin[0]));
+    return CS_OK;
+}
+
+/* jvp of the same: tY = tX (0 without a tangent); further outputs are
+ * constants, so their tangents are 0. */
+static cs_status copy_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    for (int k = 0; k < c->n_out; k++) {
+        cs_tensor *t = ad->tout[k];
+        if (!t)
+            continue;
+        if (k == 0 && ad->tin[0])
+            copy_bytes(t, ad->tin[0]);
+        else
+            zero_fill(t);
+    }
+    return CS_OK;
+}
+
 /* ---- Flatten ---- */
 
 static cs_status flatten_infer(cs_op_call *c, cs_err *err)
@@ -116,7 +173,8 @@ static cs_status flatten_infer(cs_op_call *c, cs_err *err)
 }
 
 const cs_op_def cs_op_Flatten = {
-    .name = "Flatten", .min_opset = 1, .infer = flatten_infer, .forward = copy_forward,
+    .name = "Flatten", .min_opset = 1, .flags = CS_OP_LINEAR,
+    .infer = flatten_infer, .forward = copy_forward, .vjp = copy_vjp, .jvp = copy_jvp,
 };
 
 /* ---- Reshape (shape from input 1, opset 5 on; allowzero from 14) ---- */
@@ -176,7 +234,8 @@ static cs_status reshape_infer(cs_op_call *c, cs_err *err)
 }
 
 const cs_op_def cs_op_Reshape = {
-    .name = "Reshape", .min_opset = 5, .infer = reshape_infer, .forward = copy_forward,
+    .name = "Reshape", .min_opset = 5, .flags = CS_OP_LINEAR,
+    .infer = reshape_infer, .forward = copy_forward, .vjp = copy_vjp, .jvp = copy_jvp,
 };
 
 /* ---- Transpose ---- */
@@ -248,23 +307,23 @@ static void gather_strided(char *dst, const char *src, int64_t n, int64_t stride
     }
 }
 
-static cs_status transpose_forward(cs_op_call *c, cs_err *err)
+/* Y = X with axes permuted (perm[i] = X's axis at Y's axis i), or, with
+ * add_back, the adjoint: X += Y with the permutation undone.  Walks Y row
+ * by row; in_stride[i] is X's element stride along Y's dim i, so one row of
+ * Y is a strided line of X.  add_back needs a float type. */
+static void transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back)
 {
-    const cs_tensor *x = c->in[0];
-    cs_tensor *y = c->out[0];
-    int perm[CS_MAX_DIMS];
-    cs_status st = transpose_perm(c, perm, err);
-    if (st)
-        return st;
     int rank = x->ndim;
     size_t esize = cs_dtype_size(x->dtype);
     if (cs_tensor_numel(y) == 0)
-        return CS_OK;
+        return;
     if (rank == 0) {
-        copy_bytes(y, x);
-        return CS_OK;
+        if (add_back)
+            add_into(x->data, y->data, x->dtype, 1);
+        else
+            copy_bytes(y, x);
+        return;
     }
-    /* Walk Y row-major; in_stride[i] is X's element stride along Y's dim i. */
     int64_t x_stride[CS_MAX_DIMS], in_stride[CS_MAX_DIMS], idx[CS_MAX_DIMS] = {0};
     int64_t s = 1;
     for (int i = rank - 1; i >= 0; i--) {
@@ -274,25 +333,78 @@ static cs_status transpose_forward(cs_op_call *c, cs_err *err)
     for (int i = 0; i < rank; i++)
         in_stride[i] = x_stride[perm[i]];
     int64_t row = y->dims[rank - 1], n_rows = cs_tensor_numel(y) / row;
-    const char *xd = x->data;
-    char *yd = y->data;
+    int64_t stride = in_stride[rank - 1];
+    char *xd = x->data, *yd = y->data;
     for (int64_t r = 0; r < n_rows; r++) {
         int64_t off = 0;
         for (int i = 0; i < rank - 1; i++)
             off += idx[i] * in_stride[i];
-        gather_strided(yd + (size_t)(r * row) * esize, xd + (size_t)off * esize, row,
-                       in_stride[rank - 1], esize);
+        if (!add_back) {
+            gather_strided(yd + (size_t)(r * row) * esize, xd + (size_t)off * esize, row, stride,
+                           esize);
+        } else if (x->dtype == CS_DT_FLOAT) {
+            const float *g = (const float *)yd + r * row;
+            float *dst = (float *)xd + off;
+            for (int64_t j = 0; j < row; j++)
+                dst[j * stride] += g[j];
+        } else if (x->dtype == CS_DT_DOUBLE) {
+            const double *g = (const double *)yd + r * row;
+            double *dst = (double *)xd + off;
+            for (int64_t j = 0; j < row; j++)
+                dst[j * stride] += g[j];
+        }
         for (int i = rank - 2; i >= 0; i--) {
             if (++idx[i] < y->dims[i])
                 break;
             idx[i] = 0;
         }
     }
+}
+
+static cs_status transpose_forward(cs_op_call *c, cs_err *err)
+{
+    int perm[CS_MAX_DIMS];
+    cs_status st = transpose_perm(c, perm, err);
+    if (st)
+        return st;
+    /* The source is only read (transpose_move writes Y when !add_back). */
+    transpose_move(c->out[0], c->in[0], perm, false);
+    return CS_OK;
+}
+
+/* gX += transpose(gY, inverse perm): the adjoint of a permutation. */
+static cs_status transpose_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (!ad->gin[0] || !ad->gout[0])
+        return CS_OK;
+    int perm[CS_MAX_DIMS];
+    cs_status st = transpose_perm(c, perm, err);
+    if (st)
+        return st;
+    transpose_move(ad->gout[0], ad->gin[0], perm, true);
+    return CS_OK;
+}
+
+/* tY = transpose(tX, perm). */
+static cs_status transpose_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (!ad->tout[0])
+        return CS_OK;
+    if (!ad->tin[0]) {
+        zero_fill(ad->tout[0]);
+        return CS_OK;
+    }
+    int perm[CS_MAX_DIMS];
+    cs_status st = transpose_perm(c, perm, err);
+    if (st)
+        return st;
+    transpose_move(ad->tout[0], ad->tin[0], perm, false);
     return CS_OK;
 }
 
 const cs_op_def cs_op_Transpose = {
-    .name = "Transpose", .min_opset = 1, .infer = transpose_infer, .forward = transpose_forward,
+    .name = "Transpose", .min_opset = 1, .flags = CS_OP_LINEAR, .infer = transpose_infer,
+    .forward = transpose_forward, .vjp = transpose_vjp, .jvp = transpose_jvp,
 };
 
 /* ---- Concat ---- */
@@ -366,8 +478,57 @@ static cs_status concat_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* Y viewed as [outer, sum of axis dims, inner] is a sequence of blocks, one
+ * per (outer index, input); the vjp splits gY back into them (adding) and
+ * the jvp assembles tY from the input tangents (zero blocks for absent
+ * ones).  `adjoint` picks the direction. */
+static cs_status concat_move(cs_op_call *c, const cs_op_ad *ad, bool adjoint, cs_err *err)
+{
+    int axis;
+    cs_status st = concat_axis(c, &axis, err);
+    if (st)
+        return st;
+    const cs_tensor *x0 = c->in[0];
+    cs_dtype dt = c->out[0]->dtype;
+    size_t esize = cs_dtype_size(dt);
+    int64_t outer = dims_product(x0->dims, 0, axis);
+    int64_t inner = dims_product(x0->dims, axis + 1, x0->ndim);
+    char *yd = adjoint ? ad->gout[0]->data : ad->tout[0]->data;
+    for (int64_t o = 0; o < outer; o++) {
+        for (int i = 0; i < c->n_in; i++) {
+            int64_t block = c->in[i]->dims[axis] * inner; /* elements */
+            size_t bytes = (size_t)block * esize;
+            if (adjoint) {
+                if (ad->gin[i])
+                    add_into((char *)ad->gin[i]->data + (size_t)o * bytes, yd, dt, block);
+            } else if (ad->tin[i]) {
+                memcpy(yd, (const char *)ad->tin[i]->data + (size_t)o * bytes, bytes);
+            } else {
+                memset(yd, 0, bytes);
+            }
+            yd += bytes;
+        }
+    }
+    return CS_OK;
+}
+
+static cs_status concat_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (!ad->gout[0])
+        return CS_OK;
+    return concat_move(c, ad, true, err);
+}
+
+static cs_status concat_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (!ad->tout[0])
+        return CS_OK;
+    return concat_move(c, ad, false, err);
+}
+
 const cs_op_def cs_op_Concat = {
-    .name = "Concat", .min_opset = 1, .infer = concat_infer, .forward = concat_forward,
+    .name = "Concat", .min_opset = 1, .flags = CS_OP_LINEAR, .infer = concat_infer,
+    .forward = concat_forward, .vjp = concat_vjp, .jvp = concat_jvp,
 };
 
 /* ---- Gather ---- */
@@ -400,38 +561,95 @@ static cs_status gather_infer(cs_op_call *c, cs_err *err)
     return set_reshaped(c, rank, dims, err);
 }
 
-static cs_status gather_forward(cs_op_call *c, cs_err *err)
+/* The normalised axis of a Gather whose indices all lie in
+ * [-axis_dim, axis_dim): the forward checks them; the rules check again so
+ * that no index can send a write outside the gradient. */
+static cs_status gather_check(const cs_op_call *c, int *axis, cs_err *err)
 {
     const cs_tensor *x = c->in[0], *ind = c->in[1];
-    int axis;
-    cs_status st = cs_op_axis(c, cs_node_attr_int(c->node, "axis", 0), x->ndim, &axis, err);
+    cs_status st = cs_op_axis(c, cs_node_attr_int(c->node, "axis", 0), x->ndim, axis, err);
     if (st)
         return st;
-    int64_t n_ind = cs_tensor_numel(ind), axis_dim = x->dims[axis];
+    int64_t n_ind = cs_tensor_numel(ind), axis_dim = x->dims[*axis];
     for (int64_t j = 0; j < n_ind; j++) {
         int64_t k = cs_tensor_get_i64(ind, j);
         if (k < -axis_dim || k >= axis_dim)
             return cs_op_fail(c, err, CS_ERR_SHAPE, "index %lld is out of range for axis %d of size %lld",
-                              (long long)k, axis, (long long)axis_dim);
+                              (long long)k, *axis, (long long)axis_dim);
     }
+    return CS_OK;
+}
+
+/* Y[o, j, :] = X[o, ind[j], :] with X viewed as [outer, axis_dim, inner] and
+ * Y as [outer, n_ind, inner]; with add_back, the adjoint scatter-add
+ * X[o, ind[j], :] += Y[o, j, :] (repeated indices accumulate).  add_back
+ * needs a float type. */
+static void gather_move(cs_tensor *y, cs_tensor *x, const cs_tensor *ind, int axis, bool add_back)
+{
+    int64_t n_ind = cs_tensor_numel(ind), axis_dim = x->dims[axis];
     int64_t outer = dims_product(x->dims, 0, axis);
-    size_t inner_bytes = (size_t)dims_product(x->dims, axis + 1, x->ndim) * cs_dtype_size(x->dtype);
-    const char *xd = x->data; /* [outer, axis_dim, inner] */
-    char *yd = c->out[0]->data; /* [outer, n_ind, inner] */
+    int64_t inner = dims_product(x->dims, axis + 1, x->ndim);
+    size_t esize = cs_dtype_size(x->dtype), inner_bytes = (size_t)inner * esize;
+    char *xd = x->data, *yd = y->data;
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t j = 0; j < n_ind; j++) {
             int64_t k = cs_tensor_get_i64(ind, j);
             if (k < 0)
                 k += axis_dim;
-            memcpy(yd, xd + (size_t)(o * axis_dim + k) * inner_bytes, inner_bytes);
+            char *xrow = xd + (size_t)(o * axis_dim + k) * inner_bytes;
+            if (add_back)
+                add_into(xrow, yd, x->dtype, inner);
+            else
+                memcpy(yd, xrow, inner_bytes);
             yd += inner_bytes;
         }
     }
+}
+
+static cs_status gather_forward(cs_op_call *c, cs_err *err)
+{
+    int axis;
+    cs_status st = gather_check(c, &axis, err);
+    if (st)
+        return st;
+    gather_move(c->out[0], c->in[0], c->in[1], axis, false);
+    return CS_OK;
+}
+
+/* gX = scatter-add of gY at the indices (w.r.t. data only: the indices are
+ * integers and get no gradient). */
+static cs_status gather_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (!ad->gin[0] || !ad->gout[0])
+        return CS_OK;
+    int axis;
+    cs_status st = gather_check(c, &axis, err);
+    if (st)
+        return st;
+    gather_move(ad->gout[0], ad->gin[0], c->in[1], axis, true);
+    return CS_OK;
+}
+
+/* tY = gather(tX) at the same indices. */
+static cs_status gather_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (!ad->tout[0])
+        return CS_OK;
+    if (!ad->tin[0]) {
+        zero_fill(ad->tout[0]);
+        return CS_OK;
+    }
+    int axis;
+    cs_status st = gather_check(c, &axis, err);
+    if (st)
+        return st;
+    gather_move(ad->tout[0], ad->tin[0], c->in[1], axis, false);
     return CS_OK;
 }
 
 const cs_op_def cs_op_Gather = {
-    .name = "Gather", .min_opset = 1, .infer = gather_infer, .forward = gather_forward,
+    .name = "Gather", .min_opset = 1, .flags = CS_OP_LINEAR, .infer = gather_infer,
+    .forward = gather_forward, .vjp = gather_vjp, .jvp = gather_jvp,
 };
 
 /* ---- Unsqueeze / Squeeze (axes attribute before opset 13, input from 13) ---- */
@@ -506,7 +724,8 @@ static cs_status unsqueeze_infer(cs_op_call *c, cs_err *err)
 }
 
 const cs_op_def cs_op_Unsqueeze = {
-    .name = "Unsqueeze", .min_opset = 1, .infer = unsqueeze_infer, .forward = copy_forward,
+    .name = "Unsqueeze", .min_opset = 1, .flags = CS_OP_LINEAR,
+    .infer = unsqueeze_infer, .forward = copy_forward, .vjp = copy_vjp, .jvp = copy_jvp,
 };
 
 static cs_status squeeze_infer(cs_op_call *c, cs_err *err)
@@ -541,7 +760,8 @@ static cs_status squeeze_infer(cs_op_call *c, cs_err *err)
 }
 
 const cs_op_def cs_op_Squeeze = {
-    .name = "Squeeze", .min_opset = 1, .infer = squeeze_infer, .forward = copy_forward,
+    .name = "Squeeze", .min_opset = 1, .flags = CS_OP_LINEAR,
+    .infer = squeeze_infer, .forward = copy_forward, .vjp = copy_vjp, .jvp = copy_jvp,
 };
 
 /* ---- Shape (start / end from opset 15) ---- */
@@ -584,7 +804,7 @@ static cs_status shape_forward(cs_op_call *c, cs_err *err)
 }
 
 const cs_op_def cs_op_Shape = {
-    .name = "Shape", .min_opset = 1, .flags = CS_OP_SHAPE_ONLY,
+    .name = "Shape", .min_opset = 1, .flags = CS_OP_SHAPE_ONLY | CS_OP_NO_GRAD,
     .infer = shape_infer, .forward = shape_forward,
 };
 
@@ -661,8 +881,22 @@ static cs_status constant_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* A constant has no inputs: nothing to send back, and a zero tangent. */
+static cs_status constant_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    return CS_OK;
+}
+
+static cs_status constant_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    if (ad->tout[0])
+        zero_fill(ad->tout[0]);
+    return CS_OK;
+}
+
 const cs_op_def cs_op_Constant = {
-    .name = "Constant", .min_opset = 1, .infer = constant_infer, .forward = constant_forward,
+    .name = "Constant", .min_opset = 1, .flags = CS_OP_LINEAR, .infer = constant_infer,
+    .forward = constant_forward, .vjp = constant_vjp, .jvp = constant_jvp,
 };
 
 /* ---- Identity ---- */
@@ -676,7 +910,8 @@ static cs_status identity_infer(cs_op_call *c, cs_err *err)
 }
 
 const cs_op_def cs_op_Identity = {
-    .name = "Identity", .min_opset = 1, .infer = identity_infer, .forward = copy_forward,
+    .name = "Identity", .min_opset = 1, .flags = CS_OP_LINEAR,
+    .infer = identity_infer, .forward = copy_forward, .vjp = copy_vjp, .jvp = copy_jvp,
 };
 
 /* ---- Dropout (inference only: identity) ----
@@ -734,8 +969,11 @@ static cs_status dropout_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* As identity: gX += gY, tY = tX; the all-ones mask is constant (zero
+ * tangent, its gradient goes nowhere) and the ratio does not enter. */
 const cs_op_def cs_op_Dropout = {
-    .name = "Dropout", .min_opset = 7, .infer = dropout_infer, .forward = dropout_forward,
+    .name = "Dropout", .min_opset = 7, .flags = CS_OP_LINEAR, .infer = dropout_infer,
+    .forward = dropout_forward, .vjp = copy_vjp, .jvp = copy_jvp,
 };
 
 /* ---- Cast (integer `to` from opset 6) ---- */
@@ -766,6 +1004,50 @@ static cs_status cast_forward(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* Between float types Cast is the identity up to rounding, whose derivative
+ * is taken as 1 (as frameworks do): gX += convert(gY), tY = convert(tX).
+ * To or from any other type (integers, bool, float16) no gradient passes. */
+static bool cast_passes(const cs_op_call *c)
+{
+    return cs_dtype_is_float(c->in[0]->dtype) && cs_dtype_is_float(c->out[0]->dtype);
+}
+
+static cs_status cast_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    cs_tensor *gx = ad->gin[0];
+    const cs_tensor *gy = ad->gout[0];
+    if (!gx || !gy || !cast_passes(c))
+        return CS_OK;
+    int64_t n = cs_tensor_numel(gx);
+    if (gx->dtype == gy->dtype) {
+        add_into(gx->data, gy->data, gx->dtype, n);
+    } else if (gx->dtype == CS_DT_FLOAT) { /* float32 <- float64 */
+        float *d = gx->data;
+        const double *g = gy->data;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += (float)g[i];
+    } else { /* float64 <- float32 */
+        double *d = gx->data;
+        const float *g = gy->data;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += g[i];
+    }
+    return CS_OK;
+}
+
+static cs_status cast_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    cs_tensor *ty = ad->tout[0];
+    if (!ty)
+        return CS_OK;
+    if (ad->tin[0] && cast_passes(c))
+        cs_convert(ty->data, ty->dtype, ad->tin[0]->data, ad->tin[0]->dtype, cs_tensor_numel(ty));
+    else /* integer source (or no tangent): the output does not move */
+        zero_fill(ty);
+    return CS_OK;
+}
+
 const cs_op_def cs_op_Cast = {
-    .name = "Cast", .min_opset = 6, .infer = cast_infer, .forward = cast_forward,
+    .name = "Cast", .min_opset = 6, .flags = CS_OP_LINEAR, .infer = cast_infer,
+    .forward = cast_forward, .vjp = cast_vjp, .jvp = cast_jvp,
 };
