@@ -25,6 +25,8 @@ int cmd_eval(int argc, char **argv);
 void cmd_eval_usage(FILE *f);
 int cmd_run(int argc, char **argv);
 void cmd_run_usage(FILE *f);
+int cmd_analyze(int argc, char **argv);
+void cmd_analyze_usage(FILE *f);
 
 /* Print "curvscope: error: MSG" on stderr and return the exit code for st. */
 int cli_report(cs_status st, const cs_err *err);

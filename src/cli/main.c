@@ -11,6 +11,8 @@ static const cs_cmd commands[] = {
     {"eval", "loss and accuracy over a dataset", cmd_eval, cmd_eval_usage},
     {"run", "run the model on given inputs, write outputs as TensorProto files", cmd_run,
      cmd_run_usage},
+    {"analyze", "per-layer curvature, spectra and approximation quality into SQLite", cmd_analyze,
+     cmd_analyze_usage},
 };
 
 static void usage(FILE *f)

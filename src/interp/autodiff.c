@@ -304,16 +304,32 @@ cs_status cs_ad_jvp(cs_ad *ad, const double *v, int layer, cs_err *err)
     return CS_OK;
 }
 
+static void add_params(const cs_ad *ad, int first, int count, int64_t base, bool r, double scale,
+                       double *out);
+
 void cs_ad_add_param_vector(const cs_ad *ad, bool r, double scale, double *out)
 {
+    add_params(ad, 0, ad->g->n_params, 0, r, scale, out);
+}
+
+void cs_ad_add_layer_vector(const cs_ad *ad, int layer, bool r, double scale, double *out)
+{
+    const cs_layer *L = &ad->g->layers[layer];
+    add_params(ad, L->first_param, L->n_params, ad->g->params[L->first_param].offset, r, scale, out);
+}
+
+/* Parameters first .. first+count-1, written at out[offset - base]. */
+static void add_params(const cs_ad *ad, int first, int count, int64_t base, bool r, double scale,
+                       double *out)
+{
     const cs_graph *g = ad->g;
-    for (int q = 0; q < g->n_params; q++) {
+    for (int q = first; q < first + count; q++) {
         const cs_param *P = &g->params[q];
         const cs_tensor *t = r ? &ad->tgrad[P->value] : &ad->grad[P->value];
         if (!t->data)
             continue;
         int64_t n = cs_tensor_numel(t);
-        double *o = out + P->offset;
+        double *o = out + (P->offset - base);
         if (t->dtype == CS_DT_FLOAT)
             for (int64_t i = 0; i < n; i++)
                 o[i] += scale * ((const float *)t->data)[i];

@@ -83,6 +83,10 @@ cs_status cs_ad_rbackward(cs_ad *ad, cs_err *err) CS_MUST_CHECK;
  * ad->tgrad) into the flat double vector out, in parameter order. */
 void cs_ad_add_param_vector(const cs_ad *ad, bool r, double scale, double *out);
 
+/* Add (scale times) layer l's block of the parameter gradients (r: of
+ * ad->tgrad) into out[0 .. layer numel). */
+void cs_ad_add_layer_vector(const cs_ad *ad, int layer, bool r, double scale, double *out);
+
 /* ---- per-layer captures (ASDL's extensions, BackPACK's quantities) ---- */
 
 /* What one forward + backward leaves for a layer: its input activations and

@@ -1,0 +1,312 @@
+-- curvscope result database, schema version 1.
+--
+-- curvscope applies this file to a new database and then sets
+-- PRAGMA user_version (the schema version) and PRAGMA application_id, so a
+-- later build can tell its own files from other SQLite files and knows
+-- which migrations a file needs.  The tool enables foreign keys on every
+-- connection; in the sqlite3 shell run `PRAGMA foreign_keys = ON;` before
+-- deleting a run, so that its results go with it.
+--
+-- Every result row belongs to a run.  layer_id is the position of the layer
+-- in the model (see `layers`); a NULL layer_id means the whole network.
+-- curvature and repr hold the names used on the command line; method says
+-- how a number was obtained (exact, lanczos, slq, hutchinson, kron), so an
+-- estimate is never mistaken for an exact value.  Numbers that could not be
+-- computed are NULL, never NaN.
+--
+-- Portability: plain SQL that SQLite 3.22 and later parse (no window
+-- functions, STRICT tables or generated columns), so an older sqlite3 shell
+-- can still open a file written by a newer curvscope.
+
+-- One row per invocation of `curvscope analyze` or `curvscope finetune`.
+-- A run is inserted as 'running' and committed before any work, and set to
+-- 'done' or 'failed' at the end; a row still 'running' after the program
+-- ended marks an interrupted run whose results were never committed.
+CREATE TABLE runs (
+    -- AUTOINCREMENT: a deleted run's id is never handed out again, so an id
+    -- quoted in notes keeps naming one run.
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind           TEXT    NOT NULL CHECK (kind IN ('analyze', 'finetune')),
+    model_path     TEXT    NOT NULL,          -- as given on the command line
+    model_sha256   TEXT    CHECK (model_sha256 IS NULL OR length(model_sha256) = 64),
+    data           TEXT,                      -- data and label specs
+    n_samples      INTEGER CHECK (n_samples IS NULL OR n_samples >= 0),
+    loss           TEXT,                      -- ce | mse
+    argv           TEXT,                      -- the full command line
+    version        TEXT    NOT NULL,          -- curvscope version
+    status         TEXT    NOT NULL DEFAULT 'running'
+                           CHECK (status IN ('running', 'done', 'failed')),
+    started_at     TEXT    NOT NULL,          -- UTC, ISO 8601
+    finished_at    TEXT,                      -- UTC, ISO 8601
+    seconds        REAL,                      -- wall time of the run
+    peak_rss_bytes INTEGER,                   -- peak resident memory
+    error          TEXT                       -- message of a failed run
+);
+CREATE INDEX runs_by_model ON runs (model_sha256, kind, status);
+
+-- Provenance as data: the conventions a run used (loss reduction, K-FAC
+-- convention and factor order, bias handling, BatchNormalization mode,
+-- accumulation dtype, sample counts, seeds), so results of different runs
+-- and versions can be compared knowingly.
+CREATE TABLE conventions (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    key    TEXT    NOT NULL,
+    value  TEXT,
+    PRIMARY KEY (run_id, key)
+);
+
+-- The layers of the model: ONNX nodes that own trainable initializers, in
+-- the order their first node appears in the file.
+CREATE TABLE layers (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id INTEGER NOT NULL CHECK (layer_id >= 0),
+    name     TEXT    NOT NULL,                -- ONNX node name
+    op_type  TEXT    NOT NULL,                -- Gemm, Conv, MatMul, ...
+    n_params INTEGER NOT NULL CHECK (n_params >= 0),
+    PRIMARY KEY (run_id, layer_id)
+);
+
+-- The trainable tensors (ONNX initializers) of each layer, in parameter
+-- order: weight, then bias.
+CREATE TABLE params (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    param_id INTEGER NOT NULL CHECK (param_id >= 0),
+    layer_id INTEGER NOT NULL,
+    name     TEXT    NOT NULL,                -- ONNX initializer name
+    shape    TEXT    NOT NULL,                -- as stored in the file, e.g. '[64, 1, 3, 3]'
+    numel    INTEGER NOT NULL CHECK (numel >= 0),
+    PRIMARY KEY (run_id, param_id),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE INDEX params_by_layer ON params (run_id, layer_id);
+
+-- One summary row per (run, layer or whole network, curvature, repr).
+-- condition = lambda_max / the smallest positive eigenvalue;
+-- effective_rank = exp of the entropy of the normalised positive spectrum.
+-- trace_stderr is set when the trace is a stochastic estimate.
+CREATE TABLE curvature (
+    run_id         INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id       INTEGER,                   -- NULL: whole network
+    curvature      TEXT    NOT NULL,          -- hessian, ggn, fisher, fisher_mc, fisher_emp
+    repr           TEXT    NOT NULL,          -- full, kfac, diag, unit
+    method         TEXT    NOT NULL,          -- exact, lanczos, slq, hutchinson, kron
+    dim            INTEGER CHECK (dim IS NULL OR dim >= 0),
+    trace          REAL,
+    trace_stderr   REAL,
+    frobenius      REAL,
+    lambda_max     REAL,
+    lambda_min     REAL,
+    condition      REAL,
+    effective_rank REAL,
+    seconds        REAL,                      -- time spent on this row's numbers
+    UNIQUE (run_id, layer_id, curvature, repr),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+-- UNIQUE treats NULLs as distinct, so the whole-network rows get their own
+-- partial index to stay one per (run, curvature, repr).
+CREATE UNIQUE INDEX curvature_network_unique
+    ON curvature (run_id, curvature, repr) WHERE layer_id IS NULL;
+CREATE INDEX curvature_by_kind ON curvature (curvature, repr);
+
+-- Spectra, rank-ordered: k = 0 is the largest eigenvalue.
+CREATE TABLE eigenvalues (
+    run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id  INTEGER,                        -- NULL: whole network
+    curvature TEXT    NOT NULL,
+    repr      TEXT    NOT NULL,
+    k         INTEGER NOT NULL CHECK (k >= 0),
+    value     REAL    NOT NULL,
+    UNIQUE (run_id, layer_id, curvature, repr, k),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX eigenvalues_network_unique
+    ON eigenvalues (run_id, curvature, repr, k) WHERE layer_id IS NULL;
+
+-- Spectral density estimates (stochastic Lanczos quadrature), one row per
+-- histogram bin [lo, hi); density integrates to 1 over the bins.
+CREATE TABLE density (
+    run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id  INTEGER,                        -- NULL: whole network
+    curvature TEXT    NOT NULL,
+    lo        REAL    NOT NULL,
+    hi        REAL    NOT NULL CHECK (hi >= lo),
+    density   REAL    NOT NULL,
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE INDEX density_by_layer ON density (run_id, layer_id, curvature, lo);
+
+-- Eigenvalues of the Kronecker factors of a K-FAC block: A (input side,
+-- with the bias column when the layer has one) and G (output side);
+-- k = 0 is the largest.  The block's eigenvalues are all products
+-- lambda_i(G) * lambda_j(A).
+CREATE TABLE kfac_factors (
+    run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id  INTEGER NOT NULL,
+    curvature TEXT    NOT NULL,
+    factor    TEXT    NOT NULL CHECK (factor IN ('A', 'G')),
+    k         INTEGER NOT NULL CHECK (k >= 0),
+    value     REAL    NOT NULL,
+    PRIMARY KEY (run_id, layer_id, curvature, factor, k),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- An approximate representation (kfac, unit, diag) of a block scored
+-- against the exact block (reference_repr, normally 'full') of the same
+-- curvature.  Errors are relative: |approx - exact| / |exact|, in the
+-- Frobenius norm for the matrix; top_eigvec_alignment is |cosine| between
+-- the two top eigenvectors (1 = same direction).
+CREATE TABLE repr_comparison (
+    run_id               INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id             INTEGER,             -- NULL: whole network
+    curvature            TEXT    NOT NULL,
+    repr                 TEXT    NOT NULL,
+    reference_repr       TEXT    NOT NULL,
+    rel_frobenius_error  REAL,
+    rel_lambda_max_error REAL,
+    rel_trace_error      REAL,
+    top_eigvec_alignment REAL CHECK (top_eigvec_alignment IS NULL
+                                     OR top_eigvec_alignment BETWEEN 0 AND 1.000001),
+    UNIQUE (run_id, layer_id, curvature, repr, reference_repr),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX repr_comparison_network_unique
+    ON repr_comparison (run_id, curvature, repr, reference_repr) WHERE layer_id IS NULL;
+
+-- Per-parameter importance: one row per scalar parameter, named by its
+-- initializer (params.param_id) and its row-major flat index in that tensor.
+-- value is the parameter itself; obd / obs are the saliencies of Optimal
+-- Brain Damage / Surgeon, taylor the first-order |value * grad|.
+CREATE TABLE importance (
+    run_id          INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    param_id        INTEGER NOT NULL,
+    flat_index      INTEGER NOT NULL CHECK (flat_index >= 0),
+    value           REAL,
+    grad            REAL,
+    diag_ggn        REAL,
+    diag_fisher_emp REAL,
+    diag_hessian    REAL,
+    obd             REAL,
+    obs             REAL,
+    taylor          REAL,
+    PRIMARY KEY (run_id, param_id, flat_index),
+    FOREIGN KEY (run_id, param_id) REFERENCES params (run_id, param_id) ON DELETE CASCADE
+);
+
+-- How well a preconditioned step predicts the change of the loss, per
+-- preconditioner and damping (layer_id NULL: the whole step).
+-- rho = actual_decrease / predicted_decrease.
+CREATE TABLE step_diagnostics (
+    run_id             INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    precond            TEXT    NOT NULL,
+    damping            REAL,
+    layer_id           INTEGER,               -- NULL: whole network
+    grad_norm          REAL,
+    step_norm          REAL,
+    cosine             REAL,                  -- between step and -grad
+    predicted_decrease REAL,
+    actual_decrease    REAL,
+    rho                REAL,
+    best_lr            REAL
+);
+CREATE INDEX step_diagnostics_by_run ON step_diagnostics (run_id, precond, layer_id);
+
+-- Fine-tuning progress, one row per optimiser step.
+CREATE TABLE finetune_steps (
+    run_id          INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch           INTEGER NOT NULL CHECK (epoch >= 0),
+    step            INTEGER NOT NULL CHECK (step >= 0),
+    loss            REAL,
+    accuracy        REAL,
+    lr              REAL,
+    seconds         REAL,
+    samples_per_sec REAL,
+    PRIMARY KEY (run_id, epoch, step)
+);
+
+-- Fine-tuning evaluations, one row per epoch and data split.
+CREATE TABLE finetune_evals (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch    INTEGER NOT NULL CHECK (epoch >= 0),
+    split    TEXT    NOT NULL,                -- train, val, test
+    loss     REAL,
+    accuracy REAL,
+    PRIMARY KEY (run_id, epoch, split)
+);
+
+-- ------------------------------------------------------------------ views
+-- Views answer the common questions in one line; they hold no data.
+
+-- Curvature rows with the layer's name and type; the whole network shows
+-- as layer '(network)'.
+CREATE VIEW v_layer_curvature AS
+SELECT c.run_id, c.layer_id,
+       coalesce(l.name, '(network)') AS layer,
+       l.op_type, l.n_params,
+       c.curvature, c.repr, c.method, c.dim,
+       c.trace, c.trace_stderr, c.frobenius, c.lambda_max, c.lambda_min,
+       c.condition, c.effective_rank, c.seconds
+FROM curvature AS c
+LEFT JOIN layers AS l ON l.run_id = c.run_id AND l.layer_id = c.layer_id;
+
+-- Layers ranked by lambda_max within each (run, curvature, repr); rank 1
+-- is the sharpest layer, ties share a rank.  Counted with a subquery
+-- rather than RANK() so that SQLite before 3.25 can read the schema.
+CREATE VIEW v_layers_by_lambda_max AS
+SELECT c.run_id, c.curvature, c.repr,
+       (SELECT count(*) FROM curvature AS o
+         WHERE o.run_id = c.run_id AND o.curvature = c.curvature
+           AND o.repr = c.repr AND o.layer_id IS NOT NULL
+           AND o.lambda_max > c.lambda_max) + 1 AS rank,
+       c.layer_id, l.name AS layer, l.op_type, l.n_params,
+       c.lambda_max, c.lambda_min, c.trace, c.condition, c.effective_rank, c.method
+FROM curvature AS c
+JOIN layers AS l ON l.run_id = c.run_id AND l.layer_id = c.layer_id
+WHERE c.lambda_max IS NOT NULL
+ORDER BY c.run_id, c.curvature, c.repr, rank, c.layer_id;
+
+-- One row per (run, curvature, repr): the whole-network row where one was
+-- computed, next to aggregates over the layer rows.  sum_layer_trace is
+-- the trace of the block-diagonal matrix the layers form, which equals the
+-- whole network's trace for exact blocks; max_layer_lambda_max is a lower
+-- bound of the whole network's lambda_max.
+CREATE VIEW v_network_summary AS
+SELECT k.run_id, r.model_path, r.kind, r.status, k.curvature, k.repr,
+       n.method, n.dim, n.trace, n.trace_stderr, n.frobenius,
+       n.lambda_max, n.lambda_min, n.condition, n.effective_rank,
+       a.n_layers, a.sum_layer_trace, a.max_layer_lambda_max
+FROM (SELECT DISTINCT run_id, curvature, repr FROM curvature) AS k
+JOIN runs AS r ON r.id = k.run_id
+LEFT JOIN curvature AS n
+       ON n.run_id = k.run_id AND n.curvature = k.curvature
+      AND n.repr = k.repr AND n.layer_id IS NULL
+LEFT JOIN (SELECT run_id, curvature, repr, count(*) AS n_layers,
+                  sum(trace) AS sum_layer_trace,
+                  max(lambda_max) AS max_layer_lambda_max
+             FROM curvature WHERE layer_id IS NOT NULL
+            GROUP BY run_id, curvature, repr) AS a
+       ON a.run_id = k.run_id AND a.curvature = k.curvature AND a.repr = k.repr;
+
+-- The newest finished run of each model and kind.  A model is its content
+-- (model_sha256), or its path when no hash was stored, so a retrained file
+-- at the same path counts as a new model.
+CREATE VIEW v_latest_run AS
+SELECT r.id AS run_id, r.kind, r.model_path, r.model_sha256, r.data,
+       r.n_samples, r.loss, r.version, r.started_at, r.finished_at, r.seconds,
+       r.peak_rss_bytes
+FROM runs AS r
+WHERE r.status = 'done'
+  AND r.id = (SELECT max(o.id) FROM runs AS o
+               WHERE o.status = 'done' AND o.kind = r.kind
+                 AND coalesce(o.model_sha256, o.model_path)
+                   = coalesce(r.model_sha256, r.model_path));
+
+-- Approximate representations scored against the exact block, with the
+-- layer's name and type.
+CREATE VIEW v_repr_error AS
+SELECT x.run_id, x.layer_id,
+       coalesce(l.name, '(network)') AS layer, l.op_type,
+       x.curvature, x.repr, x.reference_repr,
+       x.rel_frobenius_error, x.rel_lambda_max_error, x.rel_trace_error,
+       x.top_eigvec_alignment
+FROM repr_comparison AS x
+LEFT JOIN layers AS l ON l.run_id = x.run_id AND l.layer_id = x.layer_id;

@@ -1,0 +1,345 @@
+/* curvscope analyze MODEL.onnx --data SPEC --labels SPEC --db OUT.db [options]
+ *
+ * Orchestration only: open the database (so a bad --db fails before any
+ * work), load model and data, record the run as 'running', compute, store
+ * the results in one transaction, mark the run 'done' -- or 'failed' with
+ * the error, also on SIGINT / SIGTERM. */
+#include "config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "base/sha256.h"
+#include "cli/cli.h"
+#include "curv/engine.h"
+#include "store/store.h"
+
+void cmd_analyze_usage(FILE *f)
+{
+    fprintf(f, "usage: curvscope analyze MODEL.onnx --data SPEC --labels SPEC --db OUT.db [options]\n\n"
+               "Per-layer curvature (Hessian, GGN, Fisher) in several representations, their\n"
+               "spectra, and how well each approximation matches the exact block, stored in\n"
+               "an SQLite database (several runs accumulate in one file).\n\n"
+               "  --db FILE          the database (created if missing)\n"
+               "  --curvature LIST   hessian, ggn, fisher, fisher_mc, fisher_emp (default ggn,fisher_emp)\n"
+               "  --repr LIST        full, kfac, diag, unit (default full,kfac,diag; full only\n"
+               "                     for blocks up to --max-full parameters)\n"
+               "  --max-full P       largest block (and whole network) computed exactly (4096)\n"
+               "  --topk K           eigenvalues stored per K-FAC / unit result (default 50;\n"
+               "                     full blocks store all)\n"
+               "  --mc-samples S     sampled labels per input for fisher_mc (default 1)\n"
+               "  --probes K         Hutchinson probes for Hessian diagonals above --max-full (20)\n");
+    cli_data_opts_usage(f);
+    fprintf(f, "  --help             this text\n\n"
+               "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
+               "when it comes from lists, and is an error when asked for alone.\n");
+}
+
+static volatile sig_atomic_t interrupted;
+static volatile int cancel_flag;
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+    cancel_flag = 1;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int64_t peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
+    return (int64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+static char *join_argv(int argc, char **argv)
+{
+    size_t len = 16;
+    for (int i = 0; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    strcpy(s, "curvscope");
+    for (int i = 0; i < argc; i++) {
+        strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
+/* Provenance rows: the conventions behind the numbers of this run. */
+static cs_status store_conventions(cs_store *db, int64_t run, const cli_data_opts *d,
+                                   const cs_curv_opts *o, cs_err *err)
+{
+    char buf[64];
+    const char *kv[][2] = {
+        {"loss", cs_loss_name(d->loss)},
+        {"loss_reduction", "mean over samples"},
+        {"curvature_average", "(1/N) sum over samples, for every curvature"},
+        {"kfac_convention", "expand: A = (1/(N T)) sum abar abar^T, G = (1/N) sum_n sum_t E[delta delta^T]"},
+        {"kfac_factor_order", "G (x) A over [W | b], rows = output units; MatMul W = stored weight transposed"},
+        {"kfac_bias", "augmented: abar = [a; 1]"},
+        {"kfac_conv_groups", "per group: blockdiag_g(G_g (x) A_g)"},
+        {"fisher", "exact via the loss-Hessian factor (equals ggn for ce and mse)"},
+        {"batchnorm_mode", "inference: running statistics"},
+        {"accumulation_dtype", "float64"},
+        {"model_dtype", "as stored (float32 for float32 models)"},
+        {"condition", "lambda_max / smallest eigenvalue above n * 2^-52 * max|lambda|"},
+        {"effective_rank", "exp(spectral entropy) of the eigenvalues above that tolerance"},
+    };
+    cs_status st = CS_OK;
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !st; i++)
+        st = cs_store_convention(db, run, kv[i][0], kv[i][1], err);
+    snprintf(buf, sizeof buf, "%d", o->mc_samples);
+    if (!st)
+        st = cs_store_convention(db, run, "mc_samples", buf, err);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->seed);
+    if (!st)
+        st = cs_store_convention(db, run, "seed", buf, err);
+    snprintf(buf, sizeof buf, "%lld", (long long)o->max_full);
+    if (!st)
+        st = cs_store_convention(db, run, "max_full", buf, err);
+    snprintf(buf, sizeof buf, "%d", o->probes);
+    if (!st)
+        st = cs_store_convention(db, run, "hutchinson_probes", buf, err);
+    return st;
+}
+
+static cs_status store_graph(cs_store *db, int64_t run, const cs_graph *g, cs_err *err)
+{
+    cs_status st = CS_OK;
+    for (int l = 0; l < g->n_layers && !st; l++)
+        st = cs_store_layer(db, run, l, g->layers[l].name,
+                            g->layers[l].bias_node >= 0 ? "MatMul+Add" : g->layers[l].op_type,
+                            g->layers[l].numel, err);
+    for (int q = 0; q < g->n_params && !st; q++) {
+        const cs_value *v = &g->values[g->params[q].value];
+        char shape[128];
+        cs_shape_str(&v->init, shape, sizeof shape);
+        st = cs_store_param(db, run, q, g->params[q].layer, v->name, shape, cs_tensor_numel(&v->init), err);
+    }
+    return st;
+}
+
+static cs_status store_results(cs_store *db, int64_t run, const cs_curv_report *rep, int64_t topk,
+                               cs_err *err)
+{
+    cs_status st = CS_OK;
+    for (int i = 0; i < rep->n && !st; i++) {
+        const cs_curv_result *r = &rep->res[i];
+        const char *cn = cs_curv_name(r->curv), *rn = cs_repr_name(r->repr);
+        cs_curv_row row = {.layer_id = r->layer, .curvature = cn, .repr = rn, .method = r->method,
+                           .dim = r->dim, .trace = r->sum.trace, .trace_stderr = r->trace_stderr,
+                           .frobenius = r->sum.frobenius, .lambda_max = r->sum.lambda_max,
+                           .lambda_min = r->sum.lambda_min, .condition = r->sum.condition,
+                           .effective_rank = r->sum.effective_rank, .seconds = r->seconds};
+        st = cs_store_curvature(db, run, &row, err);
+        /* Spectra: full blocks whole, K-FAC and unit the top K, diagonals
+         * only as summaries (their entries are the importance scores). */
+        int64_t n = r->repr == CS_REPR_FULL ? r->n_eig : r->repr == CS_REPR_DIAG ? 0
+                    : (r->n_eig < topk ? r->n_eig : topk);
+        if (!st && n > 0)
+            st = cs_store_eigenvalues(db, run, r->layer, cn, rn, r->eig, n, err);
+        for (int f = 0; f < 2 && !st; f++)
+            if (r->factor_eig[f])
+                st = cs_store_kfac_factor(db, run, r->layer, cn, f ? 'G' : 'A', r->factor_eig[f],
+                                          r->n_factor_eig[f], err);
+        if (!st && r->has_cmp)
+            st = cs_store_repr_comparison(db, run, r->layer, cn, rn, "full", r->cmp_frob, r->cmp_lmax,
+                                          r->cmp_trace, r->cmp_align, err);
+    }
+    return st;
+}
+
+/* Per layer: lambda_max, trace, condition for each curvature, from the
+ * most exact representation computed. */
+static void print_summary(const cs_graph *g, const cs_curv_report *rep, unsigned curvs, const char *db,
+                          int64_t run)
+{
+    static const cs_repr_kind pref[] = {CS_REPR_FULL, CS_REPR_KFAC, CS_REPR_UNIT, CS_REPR_DIAG};
+    printf("%-28s %-11s %-5s %12s %12s %12s\n", "layer", "curvature", "repr", "lambda_max", "trace",
+           "condition");
+    for (int l = -1; l < g->n_layers; l++)
+        for (int c = 0; c < CS_CURV_COUNT; c++) {
+            if (!(curvs >> c & 1))
+                continue;
+            const cs_curv_result *r = NULL;
+            for (size_t k = 0; k < 4 && !r; k++)
+                r = cs_curv_report_find(rep, (cs_curv_kind)c, pref[k], l);
+            if (!r)
+                continue;
+            printf("%-28.28s %-11s %-5s %12.5g %12.5g %12.5g\n", l < 0 ? "(network)" : g->layers[l].name,
+                   cs_curv_name(r->curv), cs_repr_name(r->repr), r->sum.lambda_max, r->sum.trace,
+                   r->sum.condition);
+        }
+    for (int i = 0; i < rep->n_notes; i++)
+        printf("note: %s\n", rep->notes[i]);
+    printf("%d results in %s (run %lld), %.2f s\n", rep->n, db, (long long)run, rep->seconds);
+}
+
+int cmd_analyze(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 0}, {"labels", required_argument, NULL, 0},
+        {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},
+        {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},
+        {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},
+        {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0},
+        {"db", required_argument, NULL, 'd'}, {"curvature", required_argument, NULL, 'c'},
+        {"repr", required_argument, NULL, 'r'}, {"max-full", required_argument, NULL, 'm'},
+        {"topk", required_argument, NULL, 'k'}, {"mc-samples", required_argument, NULL, 's'},
+        {"probes", required_argument, NULL, 'p'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'}, {0}};
+    cli_data_opts d;
+    cli_data_opts_init(&d);
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    const char *db_path = NULL, *curv_text = NULL, *repr_text = NULL;
+    int64_t topk = 50, n;
+    int c, idx;
+    cs_err err = {0};
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
+        switch (c) {
+        case 0:
+            if (cli_data_opt(&d, "analyze", opts[idx].name, optarg) < 0)
+                return 2;
+            break;
+        case 'd': db_path = optarg; break;
+        case 'c': curv_text = optarg; break;
+        case 'r': repr_text = optarg; break;
+        case 'm':
+            if (cli_parse_count("analyze", "max-full", optarg, &o.max_full))
+                return 2;
+            break;
+        case 'k':
+            if (cli_parse_count("analyze", "topk", optarg, &topk))
+                return 2;
+            break;
+        case 's':
+            if (cli_parse_count("analyze", "mc-samples", optarg, &n))
+                return 2;
+            o.mc_samples = (int)(n > 1000000 ? 1000000 : n);
+            break;
+        case 'p':
+            if (cli_parse_count("analyze", "probes", optarg, &n))
+                return 2;
+            o.probes = (int)(n > 100000 ? 100000 : n);
+            break;
+        case 'j': d.json = true; break;
+        case 'h': cmd_analyze_usage(stdout); return 0;
+        default: return cli_option_error("analyze", c, argv, optind);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("analyze", "missing MODEL.onnx");
+    if (optind + 1 < argc)
+        return cli_usage_error("analyze", "unexpected argument '%s'", argv[optind + 1]);
+    if (!db_path)
+        return cli_usage_error("analyze", "missing --db OUT.db");
+    if (!d.data || !d.labels)
+        return cli_usage_error("analyze", "missing --data SPEC or --labels SPEC");
+    if (curv_text && cs_curv_parse_list(curv_text, &o.curvatures, &err))
+        return cli_usage_error("analyze", "%s", err.msg);
+    if (repr_text && cs_repr_parse_list(repr_text, &o.reprs, &err))
+        return cli_usage_error("analyze", "%s", err.msg);
+    /* A single invalid combination asked for alone is an error. */
+    if (__builtin_popcount(o.curvatures) == 1 && __builtin_popcount(o.reprs) == 1) {
+        const char *why;
+        if (!cs_curv_repr_valid((cs_curv_kind)__builtin_ctz(o.curvatures),
+                                (cs_repr_kind)__builtin_ctz(o.reprs), &why))
+            return cli_usage_error("analyze", "--curvature %s --repr %s: %s",
+                                   cs_curv_name((cs_curv_kind)__builtin_ctz(o.curvatures)),
+                                   cs_repr_name((cs_repr_kind)__builtin_ctz(o.reprs)), why);
+    }
+    o.loss = d.loss;
+    o.batch = d.batch;
+    o.seed = d.seed;
+    o.norm = &d.norm;
+    o.progress = cli_progress;
+    o.progress_ctx = "analyze";
+    o.cancel = &cancel_flag;
+
+    const char *model = argv[optind];
+    cs_store *db = NULL;
+    cs_status st = cs_store_open(db_path, &db, &err);
+    if (st)
+        return cli_report(st, &err);
+    int code = 0;
+    cs_graph *g = cli_load_model(model, &code);
+    if (!g) {
+        cs_store_close(db);
+        return code;
+    }
+    cs_dataset ds;
+    if ((st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err))) {
+        cs_graph_free(g);
+        cs_store_close(db);
+        return cli_report(st, &err);
+    }
+    char sha[CS_SHA256_HEX_CHARS + 1] = "";
+    char *args = join_argv(argc, argv);
+    char data_desc[1200];
+    snprintf(data_desc, sizeof data_desc, "%s %s", d.data, d.labels);
+    st = cs_sha256_file(model, sha, &err);
+    cs_run_info info = {.kind = "analyze", .model_path = model, .model_sha256 = sha, .data = data_desc,
+                        .loss = cs_loss_name(d.loss), .argv = args, .n_samples = ds.n};
+    int64_t run = -1;
+    double t0 = now_seconds();
+    if (!st)
+        st = cs_store_run_begin(db, &info, &run, &err);
+    if (!st) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        if (!(st = cs_store_begin(db, &err)) && !(st = store_graph(db, run, g, &err)) &&
+            !(st = store_conventions(db, run, &d, &o, &err)))
+            st = cs_store_commit(db, &err);
+    }
+    cs_curv_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (!st)
+        st = cs_curvature_compute(g, &ds, &o, &rep, &err);
+    if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)))
+        st = cs_store_commit(db, &err);
+    if (run >= 0) {
+        cs_err err2 = {0};
+        char why[CS_ERR_MSG_MAX + 64];
+        if (interrupted)
+            snprintf(why, sizeof why, "interrupted by signal %d: %s", (int)interrupted, err.msg);
+        else
+            snprintf(why, sizeof why, "%s", err.msg);
+        cs_status st2 = cs_store_run_end(db, run, st ? "failed" : "done", now_seconds() - t0,
+                                         peak_rss_bytes(), st ? why : NULL, &err2);
+        if (!st && st2) {
+            st = st2;
+            err = err2;
+        }
+    }
+    if (st)
+        code = cli_report(st, &err);
+    else
+        print_summary(g, &rep, o.curvatures, db_path, run);
+    cs_curv_report_free(&rep);
+    free(args);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+    cs_store_close(db);
+    return code;
+}

@@ -1,0 +1,84 @@
+/* The curvature engine: one pass over the data that feeds every requested
+ * (curvature, representation) pair of every layer.
+ *
+ * Per batch the model runs forward once.  The GGN-type curvatures come from
+ * per-layer captures under three kinds of seeds (interp/loss.h): the C
+ * columns of the loss-Hessian factor (ggn; fisher is the same matrix for
+ * ce and mse, DESIGN.md), S sampled labels (fisher_mc) and the true label
+ * (fisher_emp), each one backward over the shared forward.  From a capture,
+ * per-sample gradients give the full block (dsyrk), its diagonal and the
+ * unit-wise blocks; the layer input and output gradient give the K-FAC
+ * factors (Martens & Grosse 2015; for Conv and sequence positions the
+ * expand convention of Grosse & Martens 2016 / Eschenhagen et al. 2023:
+ * A = (1/(N T)) sum abar abar^T, G = (1/N) sum_n sum_t E[delta delta^T]).
+ * The Hessian comes from exact Hessian-vector products (forward-over-
+ * reverse) restricted to the layer: its columns for blocks up to max_full,
+ * Hutchinson's estimator (Rademacher probes) for larger diagonals.
+ * Accumulators are float64 and their size does not depend on N. */
+#ifndef CS_CURV_ENGINE_H
+#define CS_CURV_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "curv/curv.h"
+#include "data/dataset.h"
+#include "graph/graph.h"
+#include "interp/loss.h"
+#include "spectral/dense.h"
+
+typedef struct cs_curv_opts {
+    unsigned curvatures;   /* mask of 1 << cs_curv_kind */
+    unsigned reprs;        /* mask of 1 << cs_repr_kind */
+    int64_t max_full;      /* largest block computed in full (also the whole net) */
+    int mc_samples;        /* S for fisher_mc */
+    int probes;            /* Hutchinson probes for Hessian diagonals above max_full */
+    uint64_t seed;
+    int64_t batch;
+    cs_loss_kind loss;
+    const cs_norm *norm;
+    bool keep_matrices;    /* keep dense matrices in the results (tests) */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
+    /* Checked between batches: when it points to a non-zero value the
+     * computation stops with CS_ERR_RUNTIME ("interrupted"). */
+    const volatile int *cancel;
+} cs_curv_opts;
+
+void cs_curv_opts_init(cs_curv_opts *o);
+
+typedef struct cs_curv_result {
+    int layer;                  /* -1: the whole network */
+    cs_curv_kind curv;
+    cs_repr_kind repr;
+    const char *method;         /* exact, kron, hutchinson */
+    int64_t dim;
+    cs_spectrum_summary sum;
+    double trace_stderr;        /* NAN for exact values */
+    double *eig;                /* descending; n_eig values (all of them) */
+    int64_t n_eig;
+    double *factor_eig[2];      /* kfac: eigenvalues of A and G (pooled over groups) */
+    int64_t n_factor_eig[2];
+    double *matrix;             /* keep_matrices: dense dim x dim in parameter order */
+    double seconds;
+    bool has_cmp;               /* scored against the exact full block */
+    double cmp_frob, cmp_lmax, cmp_trace, cmp_align;
+} cs_curv_result;
+
+typedef struct cs_curv_report {
+    int n;
+    cs_curv_result *res;
+    int n_notes;
+    char notes[64][200];        /* skipped combinations, fallbacks */
+    double seconds;
+} cs_curv_report;
+
+cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
+                               cs_curv_report *out, cs_err *err) CS_MUST_CHECK;
+void cs_curv_report_free(cs_curv_report *r);
+
+/* The result for (curv, repr, layer), or NULL. */
+const cs_curv_result *cs_curv_report_find(const cs_curv_report *r, cs_curv_kind c, cs_repr_kind p,
+                                          int layer);
+
+#endif

@@ -1,0 +1,79 @@
+#include "spectral/dense.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/blas.h"
+
+cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *err)
+{
+    if (n <= 0)
+        return CS_OK;
+    if (n > INT32_MAX)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "matrix of order %lld is too large", (long long)n);
+    /* dsyevd returns ascending eigenvalues; eigenvectors in A's columns. */
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, top_vec ? 'V' : 'N', 'U', (lapack_int)n, A,
+                                     (lapack_int)n, w);
+    if (info != 0)
+        return cs_fail(err, CS_ERR_RUNTIME, "eigen-solve of order %lld failed (LAPACK info %d)",
+                       (long long)n, (int)info);
+    if (top_vec)
+        for (int64_t i = 0; i < n; i++)
+            top_vec[i] = A[i * n + (n - 1)];
+    for (int64_t i = 0, j = n - 1; i < j; i++, j--) {
+        double t = w[i];
+        w[i] = w[j];
+        w[j] = t;
+    }
+    return CS_OK;
+}
+
+void cs_spectrum_summarize(const double *w, int64_t n, cs_spectrum_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    if (n <= 0) {
+        s->lambda_max = s->lambda_min = s->condition = s->effective_rank = NAN;
+        return;
+    }
+    double amax = 0, sum_pos = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s->trace += w[i];
+        sq += w[i] * w[i];
+        amax = fmax(amax, fabs(w[i]));
+    }
+    s->frobenius = sqrt(sq);
+    s->lambda_max = w[0];
+    s->lambda_min = w[n - 1];
+    double tol = (double)n * DBL_EPSILON * amax;
+    double smallest_pos = NAN;
+    for (int64_t i = 0; i < n; i++)
+        if (w[i] > tol) {
+            sum_pos += w[i];
+            smallest_pos = w[i]; /* descending: the last one above tol */
+        }
+    s->condition = isnan(smallest_pos) || w[0] <= tol ? NAN : w[0] / smallest_pos;
+    if (sum_pos > 0) {
+        double h = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (w[i] > tol) {
+                double p = w[i] / sum_pos;
+                h -= p * log(p);
+            }
+        s->effective_rank = exp(h);
+    } else {
+        s->effective_rank = 0;
+    }
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+void cs_sort_desc(double *v, int64_t n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_desc);
+}

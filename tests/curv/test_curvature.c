@@ -1,0 +1,299 @@
+/* Every (curvature, representation, layer type) against PyTorch float64
+ * fixtures (tools/make_curvature_fixtures.py): full blocks, the K-FAC
+ * matrix in parameter order, eigenvalues of full / kfac / unit / diag, the
+ * whole-network blocks; fisher equals ggn; the Monte-Carlo Fisher tends to
+ * the exact one; K-FAC is exact for one sample without weight sharing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tap.h"
+#include "../test_util.h"
+#include "curv/engine.h"
+#include "fixture.h"
+#include "onnx/loader.h"
+
+static double max_abs(const double *a, long n)
+{
+    double m = 0;
+    for (long i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+static double max_diff(const double *a, const double *b, long n)
+{
+    double m = 0;
+    for (long i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i] - b[i]));
+    return m;
+}
+
+static int load_case(const char *model, cs_graph **g, cs_dataset *ds, int64_t samples)
+{
+    char rel[160], path[512], x[600], y[600];
+    cs_err err = {0};
+    snprintf(rel, sizeof rel, "tests/models/%s.onnx", model);
+    test_src_path(path, sizeof path, rel);
+    if (!ok(cs_onnx_load_file(path, g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
+        return -1;
+    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_x.npy", model);
+    snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, rel));
+    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_y.npy", model);
+    snprintf(y, sizeof y, "npy:%s", test_src_path(path, sizeof path, rel));
+    if (!ok(cs_dataset_load(ds, x, y, samples, &err) == CS_OK, "%s: data (%s)", model, err.msg)) {
+        cs_graph_free(*g);
+        return -1;
+    }
+    return 0;
+}
+
+static const cs_curv_kind kinds[] = {CS_CURV_HESSIAN, CS_CURV_GGN, CS_CURV_FISHER_EMP};
+
+static void check_case(const char *model, cs_loss_kind loss)
+{
+    const char *lname = cs_loss_name(loss);
+    cs_graph *g;
+    cs_dataset ds;
+    if (load_case(model, &g, &ds, 0))
+        return;
+    char rel[160], path[512];
+    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_%s.txt", model, lname);
+    fx_file fx;
+    if (!ok(fx_load(&fx, test_src_path(path, sizeof path, rel)) == 0, "%s/%s: fixture %s", model, lname, rel)) {
+        cs_dataset_free(&ds);
+        cs_graph_free(g);
+        return;
+    }
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_HESSIAN | 1u << CS_CURV_GGN | 1u << CS_CURV_FISHER | 1u << CS_CURV_FISHER_EMP;
+    o.reprs = 1u << CS_REPR_FULL | 1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT;
+    o.loss = loss;
+    o.batch = 5; /* 12 = 5 + 5 + 2 */
+    o.keep_matrices = true;
+    cs_curv_report rep;
+    cs_err err = {0};
+    if (!ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK, "%s/%s: compute (%s)", model, lname, err.msg))
+        goto out;
+    int hessian_kfac_noted = 0;
+    for (int i = 0; i < rep.n_notes; i++)
+        hessian_kfac_noted |= strstr(rep.notes[i], "hessian kfac skipped") != NULL;
+    ok(hessian_kfac_noted && !cs_curv_report_find(&rep, CS_CURV_HESSIAN, CS_REPR_KFAC, 0),
+       "%s/%s: hessian x kfac is skipped with a note", model, lname);
+
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        cs_curv_kind c = kinds[k];
+        const char *cn = cs_curv_name(c);
+        for (int l = -1; l < g->n_layers; l++) {
+            char name[96], lid[16];
+            if (l < 0)
+                snprintf(lid, sizeof lid, "net");
+            else
+                snprintf(lid, sizeof lid, "%d", l);
+            const char *lt = l < 0 ? "network" : g->layers[l].op_type;
+            /* full block */
+            snprintf(name, sizeof name, "block/%s/%s", cn, lid);
+            const fx_record *blk = fx_get(&fx, name);
+            const cs_curv_result *r = cs_curv_report_find(&rep, c, CS_REPR_FULL, l);
+            if (blk && ok(r && r->matrix && r->dim == blk->rows, "%s/%s: %s full %s present", model, lname, cn, lid)) {
+                double e = max_diff(r->matrix, blk->v, blk->rows * blk->cols), s = max_abs(blk->v, blk->rows * blk->cols);
+                ok(e <= 1e-9 * s, "%s/%s: %s full block of %s (%s) matches PyTorch (max err %.2g of %.2g)", model,
+                   lname, cn, lid, lt, e, s);
+                double tr = 0;
+                for (long i = 0; i < blk->rows; i++)
+                    tr += blk->v[i * blk->rows + i];
+                ok(tap_close(r->sum.trace, tr, 1e-6, 1e-300), "%s/%s: %s full %s trace %.10g, PyTorch %.10g", model,
+                   lname, cn, lid, r->sum.trace, tr);
+            }
+            /* eigenvalues of every representation */
+            for (int p = 0; p < CS_REPR_COUNT; p++) {
+                snprintf(name, sizeof name, "eig/%s/%s/%s", cn, cs_repr_name((cs_repr_kind)p), lid);
+                const fx_record *ev = fx_get(&fx, name);
+                if (!ev)
+                    continue;
+                const cs_curv_result *rr = cs_curv_report_find(&rep, c, (cs_repr_kind)p, l);
+                if (!ok(rr && rr->n_eig == ev->cols, "%s/%s: %s %s %s: %lld eigenvalues (PyTorch %ld)", model, lname,
+                        cn, cs_repr_name((cs_repr_kind)p), lid, rr ? (long long)rr->n_eig : -1LL, ev->cols))
+                    continue;
+                double e = max_diff(rr->eig, ev->v, ev->cols), s = fabs(ev->v[0]);
+                ok(e <= 1e-8 * s, "%s/%s: %s %s eigenvalues of %s (%s) match PyTorch (max err %.2g, lambda_max %.4g)",
+                   model, lname, cn, cs_repr_name((cs_repr_kind)p), lid, lt, e, s);
+            }
+            /* the K-FAC matrix in parameter order */
+            snprintf(name, sizeof name, "kfac/%s/%s", cn, lid);
+            const fx_record *kf = fx_get(&fx, name);
+            const cs_curv_result *rk = cs_curv_report_find(&rep, c, CS_REPR_KFAC, l);
+            if (kf && ok(rk && rk->matrix, "%s/%s: %s kfac %s present", model, lname, cn, lid)) {
+                double e = max_diff(rk->matrix, kf->v, kf->rows * kf->cols), s = max_abs(kf->v, kf->rows * kf->cols);
+                ok(e <= 1e-9 * s, "%s/%s: %s K-FAC matrix of %s (%s) matches PyTorch (max err %.2g of %.2g)", model,
+                   lname, cn, lid, lt, e, s);
+                ok(rk->has_cmp && rk->cmp_frob >= 0 && rk->cmp_align <= 1 + 1e-12,
+                   "%s/%s: %s kfac %s is scored against the exact block (rel frob %.3g, align %.3f)", model, lname,
+                   cn, lid, rk->cmp_frob, rk->cmp_align);
+            }
+        }
+    }
+    /* fisher is the same matrix as ggn for these losses */
+    int same = 1;
+    for (int l = 0; l < g->n_layers; l++) {
+        const cs_curv_result *a = cs_curv_report_find(&rep, CS_CURV_GGN, CS_REPR_FULL, l);
+        const cs_curv_result *b = cs_curv_report_find(&rep, CS_CURV_FISHER, CS_REPR_FULL, l);
+        same = same && a && b && a->dim == b->dim && max_diff(a->matrix, b->matrix, a->dim * a->dim) == 0;
+    }
+    ok(same, "%s/%s: fisher equals ggn on every layer", model, lname);
+    cs_curv_report_free(&rep);
+out:
+    fx_free(&fx);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+/* K-FAC is exact for one sample without weight sharing (a Gemm layer:
+ * T = 1): the block is E[delta delta^T] (x) abar abar^T with one sample. */
+static void check_kfac_exact_one_sample(void)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load_case("tiny_mlp64", &g, &ds, 1))
+        return;
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_GGN | 1u << CS_CURV_FISHER_EMP;
+    o.reprs = 1u << CS_REPR_FULL | 1u << CS_REPR_KFAC;
+    o.keep_matrices = true;
+    cs_curv_report rep;
+    cs_err err = {0};
+    if (ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK, "one sample: compute (%s)", err.msg)) {
+        for (int c = 0; c < 2; c++) {
+            cs_curv_kind k = c ? CS_CURV_FISHER_EMP : CS_CURV_GGN;
+            for (int l = 0; l < g->n_layers; l++) {
+                const cs_curv_result *f = cs_curv_report_find(&rep, k, CS_REPR_FULL, l);
+                const cs_curv_result *kf = cs_curv_report_find(&rep, k, CS_REPR_KFAC, l);
+                double e = f && kf ? max_diff(f->matrix, kf->matrix, f->dim * f->dim) : NAN;
+                double s = f ? max_abs(f->matrix, f->dim * f->dim) : 0;
+                ok(f && kf && e <= 1e-12 * s && kf->cmp_frob < 1e-10,
+                   "one sample: %s K-FAC equals the exact block of Gemm layer %d (max err %.2g of %.2g)",
+                   cs_curv_name(k), l, e, s);
+            }
+        }
+        cs_curv_report_free(&rep);
+    }
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+/* The Monte-Carlo Fisher tends to the exact Fisher: with S = 3000 sampled
+ * labels per input (12 inputs) the relative Frobenius error of each layer
+ * block is of order 1/sqrt(N S) ~ 0.005; 0.05 leaves a wide margin yet
+ * fails for a wrong estimator (a biased one, or the empirical Fisher, is off
+ * by 30% or more here). */
+static void check_mc_fisher(void)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load_case("tiny_mlp64", &g, &ds, 0))
+        return;
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_FISHER | 1u << CS_CURV_FISHER_MC | 1u << CS_CURV_FISHER_EMP;
+    o.reprs = 1u << CS_REPR_FULL;
+    o.mc_samples = 3000;
+    o.seed = 5;
+    o.keep_matrices = true;
+    cs_curv_report rep;
+    cs_err err = {0};
+    if (ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK, "mc: compute (%s)", err.msg)) {
+        for (int l = 0; l < g->n_layers; l++) {
+            const cs_curv_result *f = cs_curv_report_find(&rep, CS_CURV_FISHER, CS_REPR_FULL, l);
+            const cs_curv_result *m = cs_curv_report_find(&rep, CS_CURV_FISHER_MC, CS_REPR_FULL, l);
+            const cs_curv_result *e = cs_curv_report_find(&rep, CS_CURV_FISHER_EMP, CS_REPR_FULL, l);
+            double num = 0, num_e = 0, den = 0;
+            for (int64_t i = 0; f && m && e && i < f->dim * f->dim; i++) {
+                num += (m->matrix[i] - f->matrix[i]) * (m->matrix[i] - f->matrix[i]);
+                num_e += (e->matrix[i] - f->matrix[i]) * (e->matrix[i] - f->matrix[i]);
+                den += f->matrix[i] * f->matrix[i];
+            }
+            double rel = sqrt(num / den), rel_e = sqrt(num_e / den);
+            ok(f && m && rel < 0.05, "mc: fisher_mc (S = 3000) of layer %d within %.4f of the exact fisher "
+               "(empirical fisher: %.3f)", l, rel, rel_e);
+        }
+        cs_curv_report_free(&rep);
+    }
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+/* Hessian diagonals above --max-full: Hutchinson's estimate
+ * diag(H) ~ mean_k v_k * (H v_k) with Rademacher v_k over the whole network.
+ * Its variance per entry is sum_{j != i} H_ij^2 / K, computed from the
+ * PyTorch whole-network Hessian: every entry within 5 of its standard
+ * deviations, the trace within 4 of the reported standard errors. */
+static void check_hutchinson(void)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load_case("tiny_mlp64", &g, &ds, 0))
+        return;
+    char path[512];
+    fx_file fx;
+    if (fx_load(&fx, test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_ce.txt"))) {
+        ok(0, "hutchinson: fixture");
+        return;
+    }
+    const fx_record *H = fx_get(&fx, "block/hessian/net");
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_HESSIAN;
+    o.reprs = 1u << CS_REPR_DIAG;
+    o.max_full = 10; /* both layers (25 and 18 parameters) go to Hutchinson */
+    o.probes = 2000;
+    o.seed = 3;
+    o.keep_matrices = true;
+    cs_curv_report rep;
+    cs_err err = {0};
+    if (H && ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK, "hutchinson: compute (%s)", err.msg)) {
+        long P = H->rows;
+        for (int l = 0; l < g->n_layers; l++) {
+            const cs_curv_result *r = cs_curv_report_find(&rep, CS_CURV_HESSIAN, CS_REPR_DIAG, l);
+            if (!ok(r && r->matrix && strcmp(r->method, "hutchinson") == 0,
+                    "hutchinson: layer %d diagonal is marked hutchinson", l))
+                continue;
+            int64_t off = g->params[g->layers[l].first_param].offset;
+            double worst = 0, tr = 0;
+            for (int64_t i = 0; i < r->dim; i++) {
+                long gi = (long)(off + i);
+                double var = 0;
+                for (long j = 0; j < P; j++)
+                    if (j != gi)
+                        var += H->v[gi * P + j] * H->v[gi * P + j];
+                double sd = sqrt(var / o.probes), e = fabs(r->matrix[i] - H->v[gi * P + gi]);
+                worst = fmax(worst, e / (sd + 1e-300));
+                tr += H->v[gi * P + gi];
+            }
+            ok(worst <= 5, "hutchinson: layer %d entries within %.2f standard deviations of the exact diagonal",
+               l, worst);
+            ok(fabs(r->sum.trace - tr) <= 4 * r->trace_stderr && r->trace_stderr > 0,
+               "hutchinson: layer %d trace %.6g within 4 standard errors (%.3g) of the exact %.6g", l,
+               r->sum.trace, r->trace_stderr, tr);
+        }
+        cs_curv_report_free(&rep);
+    }
+    fx_free(&fx);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+int main(void)
+{
+    static const char *const models[] = {"tiny_mlp64", "tiny_cnn64", "tiny_attn64"};
+    for (int m = 0; m < 3; m++) {
+        check_case(models[m], CS_LOSS_CE);
+        check_case(models[m], CS_LOSS_MSE);
+    }
+    check_kfac_exact_one_sample();
+    check_mc_fisher();
+    check_hutchinson();
+    return tap_done();
+}
