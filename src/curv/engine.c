@@ -550,7 +550,8 @@ static void dense_unit(const layer_state *s, const double *U, double *M)
 
 /* Score an approximation against the exact block (both dense W x W). */
 static cs_status compare(const double *approx, const double *exact, int64_t W,
-                         const cs_curv_result *ex, const double *ex_top, cs_curv_result *res, cs_err *err)
+                         const cs_spectrum_summary *ex, const double *ex_top, cs_curv_result *res,
+                         cs_err *err)
 {
     double num = 0, den = 0;
     for (int64_t i = 0; i < W * W; i++) {
@@ -570,8 +571,8 @@ static cs_status compare(const double *approx, const double *exact, int64_t W,
             dot += top[i] * ex_top[i];
         res->has_cmp = true;
         res->cmp_frob = den > 0 ? sqrt(num / den) : NAN;
-        res->cmp_lmax = fabs(res->sum.lambda_max - ex->sum.lambda_max) / fabs(ex->sum.lambda_max);
-        res->cmp_trace = fabs(res->sum.trace - ex->sum.trace) / fabs(ex->sum.trace);
+        res->cmp_lmax = fabs(res->sum.lambda_max - ex->lambda_max) / fabs(ex->lambda_max);
+        res->cmp_trace = fabs(res->sum.trace - ex->trace) / fabs(ex->trace);
         res->cmp_align = fabs(dot);
     }
     free(copy);
@@ -596,10 +597,12 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
     double *diag = c == CS_CURV_HESSIAN ? NULL : s->diag[f];
     cs_status st = CS_OK;
     double t0 = now_seconds();
+    /* The exact block's summary is copied out: results live in a growing
+     * array, so pointers into it do not survive the next new_result. */
     cs_curv_result *ex = NULL;
+    cs_spectrum_summary ex_sum_copy, *ex_sum = NULL;
     double *ex_top = NULL, *dense = NULL;
     if (full) {
-        /* accumulators were normalised in finish() */
         ex = new_result(e, l, c, CS_REPR_FULL, W);
         ex_top = malloc(sizeof(double) * (size_t)W + 1);
         if (!ex || !ex_top)
@@ -614,6 +617,9 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
         ex->seconds = now_seconds() - t0;
         if (!(e->o->reprs >> CS_REPR_FULL & 1))
             ex->dim = -ex->dim; /* computed only as the reference: marked for removal below */
+        ex_sum_copy = ex->sum;
+        ex_sum = &ex_sum_copy;
+        ex = NULL;
         dense = malloc(sizeof(double) * (size_t)(W * W) + 1);
         if (!dense) {
             st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
@@ -660,11 +666,11 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
                     var += (s->h_probe_trace[k] - mean) * (s->h_probe_trace[k] - mean) / (K > 1 ? K - 1 : 1);
                 r->trace_stderr = sqrt(var / K);
             }
-            if (ex && strcmp(method, "exact") == 0) {
+            if (ex_sum && strcmp(method, "exact") == 0) {
                 memset(dense, 0, sizeof(double) * (size_t)(W * W));
                 for (int64_t i = 0; i < W; i++)
                     dense[i * W + i] = d[i];
-                if ((st = compare(dense, full, W, ex, ex_top, r, err))) {
+                if ((st = compare(dense, full, W, ex_sum, ex_top, r, err))) {
                     free(tmp);
                     goto done;
                 }
@@ -716,9 +722,9 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
                 qsort(r->eig, (size_t)k, sizeof(double), cmp_desc);
                 r->n_eig = k;
                 cs_spectrum_summarize(r->eig, k, &r->sum);
-                if (ex) {
+                if (ex_sum) {
                     dense_unit(s, U, dense);
-                    st = compare(dense, full, W, ex, ex_top, r, err);
+                    st = compare(dense, full, W, ex_sum, ex_top, r, err);
                 }
             }
             free(own);
@@ -768,14 +774,14 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
         r->factor_eig[1] = wg;
         r->n_factor_eig[1] = gG;
         cs_spectrum_summarize(r->eig, k, &r->sum);
-        if (ex || (e->o->keep_matrices && W <= e->o->max_full)) {
+        if (ex_sum || (e->o->keep_matrices && W <= e->o->max_full)) {
             double *M = dense ? dense : malloc(sizeof(double) * (size_t)(W * W) + 1);
             if (M) {
                 dense_kfac(s, s->A, s->G[f], M);
                 if (e->o->keep_matrices && (r->matrix = malloc(sizeof(double) * (size_t)(W * W))))
                     memcpy(r->matrix, M, sizeof(double) * (size_t)(W * W));
-                if (ex)
-                    st = compare(M, full, W, ex, ex_top, r, err);
+                if (ex_sum)
+                    st = compare(M, full, W, ex_sum, ex_top, r, err);
                 if (M != dense)
                     free(M);
             }

@@ -1,0 +1,128 @@
+#!/bin/sh
+# curvscope analyze end to end: results in the database, several runs in one
+# file, bad --db paths refused before any work, runs interrupted by SIGTERM
+# (marked failed) and SIGKILL (left running, file intact), and the README's
+# example queries returning rows.  Speaks TAP.
+
+top_srcdir=${top_srcdir:-.}
+top_builddir=${top_builddir:-.}
+FASHION_MNIST_DIR=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+CS=$top_builddir/curvscope
+FX=$top_srcdir/tests/fixtures
+MODELS=$top_srcdir/tests/models
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_analyze.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+
+n=0
+ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
+q() { sqlite3 "$1" "$2" 2>/dev/null; }
+
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "1..0 # SKIP the sqlite3 shell is not installed"
+    exit 0
+fi
+
+TINY="$MODELS/tiny_cnn64.onnx --data npy:$FX/curv_tiny_cnn64_x.npy --labels npy:$FX/curv_tiny_cnn64_y.npy"
+DB=$tmp/a.db
+
+"$CS" analyze $TINY --db "$DB" --curvature hessian,ggn,fisher_emp --repr full,kfac,diag,unit >"$tmp/out" 2>"$tmp/err"
+rc=$?
+ok "analyze tiny_cnn64 exits 0" '[ $rc -eq 0 ]'
+ok "hessian x kfac from lists is skipped with a note" 'grep -q "note: hessian kfac skipped" "$tmp/out"'
+ok "the summary names the database" 'grep -q "results in $DB" "$tmp/out"'
+ok "schema version 1" '[ "$(q "$DB" "PRAGMA user_version")" = 1 ]'
+ok "one run, status done, 12 samples" '[ "$(q "$DB" "SELECT count(*), status, n_samples FROM runs")" = "1|done|12" ]'
+ok "the run has the model sha256" '[ "$(q "$DB" "SELECT model_sha256 FROM runs")" = "$(sha256sum "$MODELS/tiny_cnn64.onnx" | cut -c1-64)" ]'
+ok "3 layers and 6 parameter tensors" '[ "$(q "$DB" "SELECT (SELECT count(*) FROM layers), (SELECT count(*) FROM params)")" = "3|6" ]'
+ok "every layer has hessian, ggn, fisher_emp full rows and the network too" \
+    '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE repr = '\''full'\''")" = 12 ]'
+ok "kfac rows for the Conv and Gemm layers, none for the Hessian" \
+    '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE repr = '\''kfac'\''")" = 4 ] && [ "$(q "$DB" "SELECT count(*) FROM curvature WHERE repr = '\''kfac'\'' AND curvature = '\''hessian'\''")" = 0 ]'
+ok "eigenvalues are stored largest first" \
+    '[ "$(q "$DB" "SELECT count(*) FROM eigenvalues AS a JOIN eigenvalues AS b ON a.run_id = b.run_id AND a.layer_id IS b.layer_id AND a.curvature = b.curvature AND a.repr = b.repr AND b.k = a.k + 1 WHERE b.value > a.value")" = 0 ]'
+ok "the ggn full trace of layer 0 equals the sum of its eigenvalues" \
+    '[ "$(q "$DB" "SELECT abs(c.trace - (SELECT sum(value) FROM eigenvalues e WHERE e.run_id = c.run_id AND e.layer_id = c.layer_id AND e.curvature = c.curvature AND e.repr = c.repr)) < 1e-9 * abs(c.trace) FROM curvature c WHERE c.layer_id = 0 AND c.curvature = '\''ggn'\'' AND c.repr = '\''full'\''")" = 1 ]'
+ok "K-FAC factor eigenvalues for A and G" '[ "$(q "$DB" "SELECT count(DISTINCT factor) FROM kfac_factors")" = 2 ]'
+ok "approximations are scored against the exact block" \
+    '[ "$(q "$DB" "SELECT count(*) FROM repr_comparison WHERE reference_repr = '\''full'\''")" -ge 10 ]'
+ok "conventions are stored" '[ "$(q "$DB" "SELECT count(*) FROM conventions")" -ge 10 ]'
+
+"$CS" analyze $TINY --db "$DB" --curvature fisher_mc --repr diag --mc-samples 3 --seed 4 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+ok "a second run in the same file exits 0" '[ $rc -eq 0 ]'
+ok "two runs, both done, the first one's rows intact" \
+    '[ "$(q "$DB" "SELECT group_concat(id || status, '\'','\'') FROM runs")" = "1done,2done" ] && [ "$(q "$DB" "SELECT count(*) FROM curvature WHERE run_id = 1")" -ge 30 ]'
+ok "the second run stores mc_samples 3 and seed 4" \
+    '[ "$(q "$DB" "SELECT group_concat(value, '\'','\'') FROM conventions WHERE run_id = 2 AND key IN ('\''mc_samples'\'', '\''seed'\'') ORDER BY key")" = "3,4" ]'
+
+# Bad --db and bad requests: one line, exit 2, nothing stored.
+before=$(q "$DB" "SELECT count(*) FROM runs")
+expect2() {
+    desc=$1; shift
+    "$CS" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    ok "$desc: exit 2 with one error line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'
+}
+mkdir "$tmp/dir"
+expect2 "--db is a directory" analyze $TINY --db "$tmp/dir"
+echo "not a database" >"$tmp/text.db"
+expect2 "--db is a text file" analyze $TINY --db "$tmp/text.db"
+ok "the text file is left as it was" '[ "$(cat "$tmp/text.db")" = "not a database" ]'
+expect2 "--db in a folder that does not exist" analyze $TINY --db "$tmp/no/such/dir/x.db"
+expect2 "hessian with kfac asked for alone" analyze $TINY --db "$DB" --curvature hessian --repr kfac
+expect2 "an unknown curvature" analyze $TINY --db "$DB" --curvature sharpness
+expect2 "a missing --db" analyze $TINY
+expect2 "a truncated model" analyze "$FX/curv_tiny_cnn64_y.npy" --data "npy:$FX/curv_tiny_cnn64_x.npy" --labels "npy:$FX/curv_tiny_cnn64_y.npy" --db "$DB"
+ok "no run was added by the refused commands" '[ "$(q "$DB" "SELECT count(*) FROM runs")" = "$before" ]'
+
+# Interrupted runs on real data (long enough to interrupt).
+IMG=$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz
+LAB=$FASHION_MNIST_DIR/train-labels-idx1-ubyte.gz
+if [ -f "$IMG" ]; then
+    REAL="$MODELS/cnn.onnx --data idx:$IMG --labels idx:$LAB --scale 1/255 --mean 0.2860 --std 0.3530"
+    for sig in TERM KILL; do
+        "$CS" analyze $REAL --samples 20000 --db "$DB" >"$tmp/out" 2>"$tmp/err" &
+        pid=$!
+        # Wait until the run row is written, then a little more.
+        i=0
+        while [ $i -lt 100 ] && [ "$(q "$DB" "SELECT count(*) FROM runs WHERE status = 'running'")" != 1 ]; do
+            sleep 0.1; i=$((i + 1))
+        done
+        sleep 1
+        kill -$sig $pid
+        wait $pid
+        rc=$?
+        last=$(q "$DB" "SELECT max(id) FROM runs")
+        if [ $sig = TERM ]; then
+            ok "SIGTERM: analyze exits 1" '[ $rc -eq 1 ]'
+            ok "SIGTERM: the run is marked failed, with the reason" \
+                '[ "$(q "$DB" "SELECT status FROM runs WHERE id = $last")" = failed ] && q "$DB" "SELECT error FROM runs WHERE id = $last" | grep -q interrupted'
+        else
+            ok "SIGKILL: the run stays marked running" '[ "$(q "$DB" "SELECT status FROM runs WHERE id = $last")" = running ]'
+        fi
+        ok "SIG$sig: no results of the interrupted run" '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE run_id = $last")" = 0 ]'
+        ok "SIG$sig: the file passes integrity_check, earlier runs intact" \
+            '[ "$(q "$DB" "PRAGMA integrity_check")" = ok ] && [ "$(q "$DB" "SELECT count(*) FROM curvature WHERE run_id = 1")" -ge 30 ]'
+    done
+
+    # The README's example queries return rows on the README's analysis.
+    RDB=$tmp/readme.db
+    "$CS" analyze $REAL --samples 300 --db "$RDB" >/dev/null 2>&1
+    awk '/^```sql$/ { s = 1; q = ""; next } /^```$/ && s { print q; s = 0; next } s { q = q " " $0 }' \
+        "$top_srcdir/README.md" >"$tmp/queries"
+    count=$(wc -l <"$tmp/queries")
+    ok "the README has at least six example queries ($count)" '[ "$count" -ge 6 ]'
+    i=0
+    while IFS= read -r sql; do
+        i=$((i + 1))
+        rows=$(sqlite3 "$RDB" "$sql" 2>&1 | wc -l)
+        ok "README query $i returns rows ($rows)" '[ "$rows" -ge 1 ] && ! sqlite3 "$RDB" "$sql" 2>&1 | grep -q "^Error"'
+    done <"$tmp/queries"
+else
+    skip "Fashion-MNIST not found in $FASHION_MNIST_DIR: interrupted runs and README queries"
+fi
+
+echo "1..$n"
+exit 0
