@@ -284,7 +284,8 @@ static cs_status accumulate_A(engine *e, cs_ad *ad, int l, cs_err *err)
         s->a_count += (double)rows;
         return CS_OK;
     }
-    /* Conv: the patches of each sample and group, columns = positions. */
+    /* Conv: the patches of every sample side by side, columns = (sample,
+     * position), so each group's A is one dsyrk per batch. */
     const cs_graph *g = e->g;
     const cs_node *n = &g->nodes[g->layers[l].node];
     cs_conv_geom geo;
@@ -292,27 +293,28 @@ static cs_status accumulate_A(engine *e, cs_ad *ad, int l, cs_err *err)
     st = cs_conv_geometry(n, X, &ad->p->vals[n->inputs[1]], &geo, &groups, err);
     if (st)
         return st;
-    int64_t T = geo.out_size, C = X->dims[1], Kp = s->fan_in;
-    double *col = e->abuf;
-    float *colf = (float *)(col + s->dA * T);
+    int64_t T = geo.out_size, C = X->dims[1], Kp = s->fan_in, BT = B * T;
+    double *col = e->abuf;                   /* [dA, B T] */
+    float *colf = (float *)(col + s->dA * BT); /* [Kp, B T] */
     size_t es = cs_dtype_size(X->dtype);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t grp = 0; grp < groups; grp++) {
+    for (int64_t grp = 0; grp < groups; grp++) {
+        for (int64_t b = 0; b < B; b++) {
             const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * geo.in_size) * es;
-            if (X->dtype == CS_DT_DOUBLE) {
-                cs_im2col_f64(&geo, (const double *)xg, col, T);
-            } else {
-                cs_im2col_f32(&geo, (const float *)xg, colf, T);
-                for (int64_t i = 0; i < Kp * T; i++)
-                    col[i] = colf[i];
-            }
-            if (s->bias)
-                for (int64_t t = 0; t < T; t++)
-                    col[Kp * T + t] = 1.0;
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)s->dA, (int)T, 1.0, col, (int)T,
-                        1.0, s->A + grp * s->dA * s->dA, (int)s->dA);
+            if (X->dtype == CS_DT_DOUBLE)
+                cs_im2col_f64(&geo, (const double *)xg, col + b * T, BT);
+            else
+                cs_im2col_f32(&geo, (const float *)xg, colf + b * T, BT);
         }
-    s->a_count += (double)(B * T);
+        if (X->dtype != CS_DT_DOUBLE)
+            for (int64_t i = 0; i < Kp * BT; i++)
+                col[i] = colf[i];
+        if (s->bias)
+            for (int64_t t = 0; t < BT; t++)
+                col[Kp * BT + t] = 1.0;
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)s->dA, (int)BT, 1.0, col, (int)BT,
+                    1.0, s->A + grp * s->dA * s->dA, (int)s->dA);
+    }
+    s->a_count += (double)BT;
     return CS_OK;
 }
 
@@ -335,11 +337,17 @@ static cs_status accumulate_G(engine *e, cs_ad *ad, int l, double *G, double sca
                     1.0, G, (int)s->dG);
         return CS_OK;
     }
-    int64_t B = D->dims[0], M = D->dims[1], T = n / (B * M);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t grp = 0; grp < s->groups; grp++)
-            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)s->dG, (int)T, 1.0,
-                        d + (b * M + grp * s->dG) * T, (int)T, 1.0, G + grp * s->dG * s->dG, (int)s->dG);
+    /* Conv: D is [B, M, T]; each group's rows gathered as [M/G, B T] so
+     * its G is one dsyrk per batch. */
+    int64_t B = D->dims[0], M = D->dims[1], T = n / (B * M), BT = B * T;
+    double *dg = d + n; /* [dG, B T] */
+    for (int64_t grp = 0; grp < s->groups; grp++) {
+        for (int64_t m = 0; m < s->dG; m++)
+            for (int64_t b = 0; b < B; b++)
+                memcpy(dg + m * BT + b * T, d + (b * M + grp * s->dG + m) * T, sizeof(double) * (size_t)T);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)s->dG, (int)BT, 1.0, dg, (int)BT, 1.0,
+                    G + grp * s->dG * s->dG, (int)s->dG);
+    }
     return CS_OK;
 }
 
@@ -879,10 +887,15 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
             int64_t out_n = cs_tensor_numel(&e->obj.plan[0].vals[L->bias_node >= 0 ? g->nodes[L->bias_node].outputs[0] : n->outputs[0]]);
             size_t need = (size_t)out_n;
             if (s->kind == 2) {
+                /* A: [dA, B T] doubles + [Kp, B T] floats; G: D and its
+                 * per-group copy, 2 [B, M, T]. */
                 cs_conv_geom geo;
                 int64_t groups;
-                if (cs_conv_geometry(n, X, &e->obj.plan[0].vals[n->inputs[1]], &geo, &groups, err) == CS_OK)
-                    need = need > (size_t)(s->dA * geo.out_size * 2) ? need : (size_t)(s->dA * geo.out_size * 2);
+                if (cs_conv_geometry(n, X, &e->obj.plan[0].vals[n->inputs[1]], &geo, &groups, err) == CS_OK) {
+                    size_t bt = (size_t)(B * geo.out_size);
+                    size_t a_need = (size_t)s->dA * bt + ((size_t)s->fan_in * bt + 1) / 2;
+                    need = 2 * need > a_need ? 2 * need : a_need;
+                }
             } else {
                 size_t rows = (size_t)(cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1));
                 need = need > rows * (size_t)s->dA ? need : rows * (size_t)s->dA;
