@@ -99,16 +99,20 @@ CREATE TABLE curvature (
     condition      REAL,
     effective_rank REAL,
     seconds        REAL,                      -- time spent on this row's numbers
-    UNIQUE (run_id, layer_id, curvature, repr),
+    UNIQUE (run_id, layer_id, curvature, repr, method),
     FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
 );
 -- UNIQUE treats NULLs as distinct, so the whole-network rows get their own
--- partial index to stay one per (run, curvature, repr).
+-- partial index to stay one per (run, curvature, repr, method): the exact
+-- whole-network block and its Lanczos / SLQ / Hutchinson estimates can sit
+-- side by side.
 CREATE UNIQUE INDEX curvature_network_unique
-    ON curvature (run_id, curvature, repr) WHERE layer_id IS NULL;
+    ON curvature (run_id, curvature, repr, method) WHERE layer_id IS NULL;
 CREATE INDEX curvature_by_kind ON curvature (curvature, repr);
 
--- Spectra, rank-ordered: k = 0 is the largest eigenvalue.
+-- Spectra, rank-ordered: k = 0 is the largest eigenvalue; k counts from
+-- the top of the whole spectrum, so Lanczos's bottom eigenvalues of a
+-- matrix of order d have k = d - 1, d - 2, ...  method as in curvature.
 CREATE TABLE eigenvalues (
     run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     layer_id  INTEGER,                        -- NULL: whole network
@@ -116,11 +120,47 @@ CREATE TABLE eigenvalues (
     repr      TEXT    NOT NULL,
     k         INTEGER NOT NULL CHECK (k >= 0),
     value     REAL    NOT NULL,
-    UNIQUE (run_id, layer_id, curvature, repr, k),
+    method    TEXT    NOT NULL DEFAULT 'exact',
+    UNIQUE (run_id, layer_id, curvature, repr, method, k),
     FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
 );
 CREATE UNIQUE INDEX eigenvalues_network_unique
-    ON eigenvalues (run_id, curvature, repr, k) WHERE layer_id IS NULL;
+    ON eigenvalues (run_id, curvature, repr, method, k) WHERE layer_id IS NULL;
+
+-- The raw Lanczos tridiagonal coefficients of every matrix-free run (top-k
+-- Lanczos and each SLQ probe), so a density can be recomputed with another
+-- smoothing width or grid: for probe p, T has alpha on its diagonal and
+-- beta(step) between step and step + 1.  repeat numbers the --repeats runs
+-- (different seeds).
+CREATE TABLE lanczos_coefficients (
+    run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id  INTEGER,                        -- NULL: whole network
+    curvature TEXT    NOT NULL,
+    method    TEXT    NOT NULL CHECK (method IN ('lanczos', 'slq')),
+    repeat    INTEGER NOT NULL CHECK (repeat >= 0),
+    probe     INTEGER NOT NULL CHECK (probe >= 0),
+    step      INTEGER NOT NULL CHECK (step >= 0),
+    alpha     REAL    NOT NULL,
+    beta      REAL    NOT NULL,
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE INDEX lanczos_coefficients_by_run ON lanczos_coefficients (run_id, curvature, method, repeat, probe, step);
+
+-- Ritz values of the top / bottom Lanczos runs with their residual norms
+-- ||A y - theta y|| (the convergence evidence), per repeat: the spread
+-- across repeats shows how much a value moves with another random start.
+CREATE TABLE ritz_values (
+    run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id  INTEGER,                        -- NULL: whole network
+    curvature TEXT    NOT NULL,
+    repeat    INTEGER NOT NULL CHECK (repeat >= 0),
+    k         INTEGER NOT NULL CHECK (k >= 0),  -- 0 = largest Ritz value of the run
+    value     REAL    NOT NULL,
+    residual  REAL,
+    converged INTEGER NOT NULL CHECK (converged IN (0, 1)),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE INDEX ritz_values_by_run ON ritz_values (run_id, curvature, repeat, k);
 
 -- Spectral density estimates (stochastic Lanczos quadrature), one row per
 -- histogram bin [lo, hi); density integrates to 1 over the bins.
@@ -310,3 +350,15 @@ SELECT x.run_id, x.layer_id,
        x.top_eigvec_alignment
 FROM repr_comparison AS x
 LEFT JOIN layers AS l ON l.run_id = x.run_id AND l.layer_id = x.layer_id;
+
+-- How much the top Ritz values move across --repeats (sample standard
+-- deviation over the repeats; NULL with a single repeat).
+CREATE VIEW v_ritz_spread AS
+SELECT run_id, layer_id, curvature, k,
+       count(*) AS repeats, avg(value) AS mean,
+       CASE WHEN count(*) > 1 THEN
+            sqrt(max(0.0, (sum(value * value) - sum(value) * sum(value) / count(*)) / (count(*) - 1)))
+       END AS stddev,
+       max(residual) AS max_residual, min(converged) AS all_converged
+FROM ritz_values
+GROUP BY run_id, layer_id, curvature, k;

@@ -152,7 +152,7 @@ static cs_status store_results(cs_store *db, int64_t run, const cs_curv_report *
         int64_t n = r->repr == CS_REPR_FULL ? r->n_eig : r->repr == CS_REPR_DIAG ? 0
                     : (r->n_eig < topk ? r->n_eig : topk);
         if (!st && n > 0)
-            st = cs_store_eigenvalues(db, run, r->layer, cn, rn, r->eig, n, err);
+            st = cs_store_spectrum(db, run, r->layer, cn, rn, r->method, 0, r->eig, n, err);
         for (int f = 0; f < 2 && !st; f++)
             if (r->factor_eig[f])
                 st = cs_store_kfac_factor(db, run, r->layer, cn, f ? 'G' : 'A', r->factor_eig[f],

@@ -165,3 +165,43 @@ cs_status cs_objective_ggnvp(cs_objective *o, const double *v, int layer, double
     }
     return CS_OK;
 }
+
+cs_status cs_objective_empfvp(cs_objective *o, const double *v, int layer, double *fv, cs_err *err)
+{
+    int64_t N = o->ds->n;
+    double inv_n = 1.0 / (double)N;
+    memset(fv, 0, sizeof(double) * (size_t)o->g->n_param_scalars);
+    for (int64_t start = 0; start < N; start += o->batch) {
+        int i;
+        cs_status st = forward_batch(o, start, &i, err);
+        if (st)
+            return st;
+        cs_ad *ad = &o->ad[i];
+        const cs_tensor *z = logits(o, i);
+        if ((st = cs_ad_jvp(ad, v, layer, err)))
+            return st;
+        cs_tensor *seed = cs_ad_seed(ad);
+        cs_loss_grad_batch(&o->head, z, o->ds, start, 1.0, seed, o->work); /* dl_n/dz */
+        const cs_tensor *tz = &ad->tan[o->head.logits_value];
+        bool live = ad->tan_live[o->head.logits_value];
+        int64_t B = z->dims[0], C = o->classes;
+        bool dbl = seed->dtype == CS_DT_DOUBLE;
+        for (int64_t b = 0; b < B; b++) {
+            double c = 0;
+            for (int64_t k = 0; live && k < C; k++)
+                c += (dbl ? ((double *)seed->data)[b * C + k] : ((float *)seed->data)[b * C + k]) *
+                     (dbl ? ((double *)tz->data)[b * C + k] : ((float *)tz->data)[b * C + k]);
+            for (int64_t k = 0; k < C; k++) {
+                if (dbl)
+                    ((double *)seed->data)[b * C + k] *= inv_n * c;
+                else
+                    ((float *)seed->data)[b * C + k] = (float)(((float *)seed->data)[b * C + k] * inv_n * c);
+            }
+        }
+        ad->param_grads = true;
+        if ((st = cs_ad_backward(ad, err)))
+            return st;
+        cs_ad_add_param_vector(ad, false, 1.0, fv);
+    }
+    return CS_OK;
+}

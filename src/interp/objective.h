@@ -44,6 +44,13 @@ cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_
 cs_status cs_objective_hvp(cs_objective *o, const double *v, int layer, double *hv,
                            cs_err *err) CS_MUST_CHECK;
 
+/* fv = F v with F = (1/N) sum_n g_n g_n^T the empirical Fisher: per batch
+ * one forward-mode pass gives g_n^T v = (dl_n/dz)^T (J_n v), then one
+ * backward seeded with (1/N) (g_n^T v) dl_n/dz sums the g_n -- no
+ * per-sample gradient is ever formed. */
+cs_status cs_objective_empfvp(cs_objective *o, const double *v, int layer, double *fv,
+                              cs_err *err) CS_MUST_CHECK;
+
 /* gv = G v (generalised Gauss-Newton), same conventions. */
 cs_status cs_objective_ggnvp(cs_objective *o, const double *v, int layer, double *gv,
                              cs_err *err) CS_MUST_CHECK;

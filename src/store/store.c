@@ -33,6 +33,9 @@ enum stmt_id {
     ST_PARAM,
     ST_CURVATURE,
     ST_EIGENVALUE,
+    ST_SPECTRUM,
+    ST_LANCZOS,
+    ST_RITZ,
     ST_DENSITY,
     ST_REPR_COMPARISON,
     ST_KFAC_FACTOR,
@@ -73,6 +76,15 @@ static const struct {
     [ST_EIGENVALUE] = {"eigenvalues",
         "INSERT INTO eigenvalues (run_id, layer_id, curvature, repr, k, value) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    [ST_SPECTRUM] = {"eigenvalues",
+        "INSERT INTO eigenvalues (run_id, layer_id, curvature, repr, method, k, value) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+    [ST_LANCZOS] = {"lanczos_coefficients",
+        "INSERT INTO lanczos_coefficients (run_id, layer_id, curvature, method, repeat, probe, "
+        "step, alpha, beta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+    [ST_RITZ] = {"ritz_values",
+        "INSERT INTO ritz_values (run_id, layer_id, curvature, repeat, k, value, residual, "
+        "converged) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
     [ST_DENSITY] = {"density",
         "INSERT INTO density (run_id, layer_id, curvature, lo, hi, density) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -868,6 +880,101 @@ cs_status cs_store_eigenvalues(cs_store *s, int64_t run_id, int64_t layer_id, co
                           (long long)layer_id);
     }
     return rows_end(s, r, "eigenvalues", err);
+}
+
+cs_status cs_store_spectrum(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                           const char *repr, const char *method, int64_t first_k,
+                           const double *values, int64_t n, cs_err *err)
+{
+    cs_status r = check_layer(s, layer_id, "eigenvalues", err);
+    if (r == CS_OK)
+        r = check_spectrum(s, "eigenvalues", values, n, err);
+    if (r == CS_OK && first_k < 0)
+        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into eigenvalues in '%s': first k %lld",
+                    s->path, (long long)first_k);
+    sqlite3_stmt *st = NULL;
+    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_SPECTRUM, &st, err)) != CS_OK)
+        return r;
+    if ((r = rows_begin(s, "eigenvalues", err)) != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    bind_i64(&b, 1, run_id);
+    bind_layer(&b, 2, layer_id);
+    bind_text(&b, 3, curvature);
+    bind_text(&b, 4, repr);
+    bind_text(&b, 5, method ? method : "exact");
+    r = bind_check(s, &b, ST_SPECTRUM, err);
+    for (int64_t k = 0; k < n && r == CS_OK; k++) {
+        bind_i64(&b, 6, first_k + k);
+        bind_f64(&b, 7, values[k]);
+        if ((r = bind_check(s, &b, ST_SPECTRUM, err)) == CS_OK)
+            r = stmt_exec(s, st, err, "insert %s/%s/%s eigenvalue %lld of layer %lld into eigenvalues",
+                          curvature ? curvature : "(null)", repr ? repr : "(null)",
+                          method ? method : "exact", (long long)(first_k + k), (long long)layer_id);
+    }
+    return rows_end(s, r, "eigenvalues", err);
+}
+
+cs_status cs_store_lanczos_coefficients(cs_store *s, int64_t run_id, int64_t layer_id,
+                                        const char *curvature, const char *method, int64_t repeat,
+                                        int64_t probe, const double *alpha, const double *beta,
+                                        int64_t n, cs_err *err)
+{
+    cs_status r = check_layer(s, layer_id, "lanczos_coefficients", err);
+    if (r == CS_OK && (n < 0 || (n > 0 && (!alpha || !beta))))
+        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into lanczos_coefficients in '%s': %lld "
+                    "steps without coefficients", s->path, (long long)n);
+    sqlite3_stmt *st = NULL;
+    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_LANCZOS, &st, err)) != CS_OK)
+        return r;
+    if ((r = rows_begin(s, "lanczos_coefficients", err)) != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    bind_i64(&b, 1, run_id);
+    bind_layer(&b, 2, layer_id);
+    bind_text(&b, 3, curvature);
+    bind_text(&b, 4, method);
+    bind_i64(&b, 5, repeat);
+    bind_i64(&b, 6, probe);
+    r = bind_check(s, &b, ST_LANCZOS, err);
+    for (int64_t k = 0; k < n && r == CS_OK; k++) {
+        bind_i64(&b, 7, k);
+        bind_f64(&b, 8, alpha[k]);
+        bind_f64(&b, 9, beta[k]);
+        if ((r = bind_check(s, &b, ST_LANCZOS, err)) == CS_OK)
+            r = stmt_exec(s, st, err, "insert step %lld of probe %lld into lanczos_coefficients",
+                          (long long)k, (long long)probe);
+    }
+    return rows_end(s, r, "lanczos_coefficients", err);
+}
+
+cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                        int64_t repeat, const double *values, const double *residuals,
+                        const int *converged, int64_t n, cs_err *err)
+{
+    cs_status r = check_layer(s, layer_id, "ritz_values", err);
+    if (r == CS_OK)
+        r = check_spectrum(s, "ritz_values", values, n, err);
+    sqlite3_stmt *st = NULL;
+    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_RITZ, &st, err)) != CS_OK)
+        return r;
+    if ((r = rows_begin(s, "ritz_values", err)) != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    bind_i64(&b, 1, run_id);
+    bind_layer(&b, 2, layer_id);
+    bind_text(&b, 3, curvature);
+    bind_i64(&b, 4, repeat);
+    r = bind_check(s, &b, ST_RITZ, err);
+    for (int64_t k = 0; k < n && r == CS_OK; k++) {
+        bind_i64(&b, 5, k);
+        bind_f64(&b, 6, values[k]);
+        bind_f64(&b, 7, residuals ? residuals[k] : NAN);
+        bind_i64(&b, 8, converged ? (converged[k] != 0) : 0);
+        if ((r = bind_check(s, &b, ST_RITZ, err)) == CS_OK)
+            r = stmt_exec(s, st, err, "insert Ritz value %lld into ritz_values", (long long)k);
+    }
+    return rows_end(s, r, "ritz_values", err);
 }
 
 cs_status cs_store_kfac_factor(cs_store *s, int64_t run_id, int64_t layer_id,

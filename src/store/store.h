@@ -108,6 +108,22 @@ cs_status cs_store_curvature(cs_store *s, int64_t run_id, const cs_curv_row *row
                              cs_err *err) CS_MUST_CHECK;
 
 /* values[0..n) in descending order (checked), stored with k = 0..n-1; no NaN. */
+/* Eigenvalues with the method that produced them (exact, kron, lanczos,
+ * ...) and the rank of the first one (k = first_k, first_k + 1, ...):
+ * values[0..n) descending.  cs_store_eigenvalues is this with method
+ * "exact" and first_k 0. */
+cs_status cs_store_spectrum(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                           const char *repr, const char *method, int64_t first_k,
+                           const double *values, int64_t n, cs_err *err) CS_MUST_CHECK;
+/* One Lanczos run's tridiagonal coefficients (method "lanczos" or "slq"). */
+cs_status cs_store_lanczos_coefficients(cs_store *s, int64_t run_id, int64_t layer_id,
+                                        const char *curvature, const char *method, int64_t repeat,
+                                        int64_t probe, const double *alpha, const double *beta,
+                                        int64_t n, cs_err *err) CS_MUST_CHECK;
+/* Ritz values (descending) with residual norms and convergence flags. */
+cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                        int64_t repeat, const double *values, const double *residuals,
+                        const int *converged, int64_t n, cs_err *err) CS_MUST_CHECK;
 cs_status cs_store_eigenvalues(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
                                const char *repr, const double *values, int64_t n,
                                cs_err *err) CS_MUST_CHECK;

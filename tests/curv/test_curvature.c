@@ -11,6 +11,7 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "curv/engine.h"
+#include "interp/objective.h"
 #include "fixture.h"
 #include "onnx/loader.h"
 
@@ -337,12 +338,66 @@ static void check_hutchinson(void)
     cs_graph_free(g);
 }
 
+/* The objective's matrix-free products (H v, G v, F_emp v: the operators of
+ * the whole-network spectra) against PyTorch's whole-network matrices,
+ * column by column. */
+static void check_products(const char *model, cs_loss_kind loss)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load_case(model, &g, &ds, 0))
+        return;
+    char rel[160], path[512];
+    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_%s.txt", model, cs_loss_name(loss));
+    fx_file fx;
+    cs_objective o;
+    cs_err err = {0};
+    if (fx_load(&fx, test_src_path(path, sizeof path, rel)) ||
+        !ok(cs_objective_init(&o, g, &ds, NULL, loss, 5, CS_AD_HVP, &err) == CS_OK, "%s: objective (%s)",
+            model, err.msg)) {
+        cs_dataset_free(&ds);
+        cs_graph_free(g);
+        return;
+    }
+    static const char *const names[] = {"hessian", "ggn", "fisher_emp"};
+    int64_t P = g->n_param_scalars;
+    double *v = calloc((size_t)P, sizeof(double)), *y = calloc((size_t)P, sizeof(double));
+    for (int m = 0; m < 3; m++) {
+        char name[64];
+        snprintf(name, sizeof name, "block/%s/net", names[m]);
+        const fx_record *M = fx_get(&fx, name);
+        double worst = 0, scale = M ? max_abs(M->v, M->rows * M->cols) : 0;
+        cs_status st = M ? CS_OK : CS_ERR_RUNTIME;
+        for (int64_t j = 0; j < P && !st; j++) {
+            memset(v, 0, sizeof(double) * (size_t)P);
+            v[j] = 1;
+            st = m == 0 ? cs_objective_hvp(&o, v, -1, y, &err)
+                 : m == 1 ? cs_objective_ggnvp(&o, v, -1, y, &err)
+                          : cs_objective_empfvp(&o, v, -1, y, &err);
+            for (int64_t i = 0; i < P && !st; i++)
+                worst = fmax(worst, fabs(y[i] - M->v[i * P + j]));
+        }
+        ok(!st && worst <= 1e-9 * scale, "%s/%s: %s-vector products equal PyTorch's matrix column by column "
+           "(max err %.2g of %.2g)", model, cs_loss_name(loss), names[m], worst, scale);
+    }
+    free(v);
+    free(y);
+    cs_objective_free(&o);
+    fx_free(&fx);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
 int main(void)
 {
     static const char *const models[] = {"tiny_mlp64", "tiny_cnn64", "tiny_attn64"};
     for (int m = 0; m < 3; m++) {
         check_case(models[m], CS_LOSS_CE);
         check_case(models[m], CS_LOSS_MSE);
+    }
+    for (int m = 0; m < 3; m++) {
+        check_products(models[m], CS_LOSS_CE);
+        check_products(models[m], CS_LOSS_MSE);
     }
     check_kfac_exact_one_sample();
     check_mc_fisher();
