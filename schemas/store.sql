@@ -362,3 +362,20 @@ SELECT run_id, layer_id, curvature, k,
        max(residual) AS max_residual, min(converged) AS all_converged
 FROM ritz_values
 GROUP BY run_id, layer_id, curvature, k;
+
+-- The share (and count) of negative eigenvalues in each stochastic Lanczos
+-- quadrature density: the density's mass below zero, a bin straddling zero
+-- counted in proportion, times the matrix order.
+CREATE VIEW v_spectrum_negative AS
+SELECT d.run_id, d.layer_id, d.curvature,
+       sum(CASE WHEN d.hi <= 0 THEN d.density * (d.hi - d.lo)
+                WHEN d.lo < 0 THEN d.density * (0 - d.lo)
+                ELSE 0 END) AS negative_fraction,
+       sum(CASE WHEN d.hi <= 0 THEN d.density * (d.hi - d.lo)
+                WHEN d.lo < 0 THEN d.density * (0 - d.lo)
+                ELSE 0 END) * c.dim AS negative_count
+FROM density AS d
+JOIN curvature AS c
+  ON c.run_id = d.run_id AND c.layer_id IS d.layer_id AND c.curvature = d.curvature
+ AND c.method = 'slq'
+GROUP BY d.run_id, d.layer_id, d.curvature;

@@ -17,6 +17,7 @@
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "curv/engine.h"
+#include "curv/spectrum.h"
 #include "store/store.h"
 
 void cmd_analyze_usage(FILE *f)
@@ -33,7 +34,17 @@ void cmd_analyze_usage(FILE *f)
                "  --topk K           eigenvalues stored per K-FAC / unit result (default 50;\n"
                "                     full blocks store all)\n"
                "  --mc-samples S     sampled labels per input for fisher_mc (default 1)\n"
-               "  --probes K         Hutchinson probes for Hessian diagonals above --max-full (20)\n");
+               "  --probes K         Hutchinson probes for Hessian diagonals above --max-full (20),\n"
+               "                     and SLQ / Hutchinson probes of --spectrum (10)\n"
+               "  --spectrum LIST    whole-network spectra without forming the matrix, for\n"
+               "                     hessian, ggn, fisher, fisher_emp: Lanczos top / bottom\n"
+               "                     eigenvalues (--topk of each, at most half the steps), SLQ\n"
+               "                     density, Hutchinson trace (default: none)\n"
+               "  --lanczos-steps M  Lanczos steps, also per SLQ probe (default 40)\n"
+               "  --bins B           density bins (default 100)\n"
+               "  --sigma F          density broadening as a fraction of the spectral spread (0.01)\n"
+               "  --repeats R        Lanczos runs with other seeds, for the spread (default 1)\n"
+               "  --power            also the top eigenvalue by power iteration (as PyHessian)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
@@ -82,7 +93,7 @@ static char *join_argv(int argc, char **argv)
 
 /* Provenance rows: the conventions behind the numbers of this run. */
 static cs_status store_conventions(cs_store *db, int64_t run, const cli_data_opts *d,
-                                   const cs_curv_opts *o, cs_err *err)
+                                   const cs_curv_opts *o, const cs_spectrum_opts *so, cs_err *err)
 {
     char buf[64];
     const char *kv[][2] = {
@@ -115,6 +126,34 @@ static cs_status store_conventions(cs_store *db, int64_t run, const cli_data_opt
     snprintf(buf, sizeof buf, "%d", o->probes);
     if (!st)
         st = cs_store_convention(db, run, "hutchinson_probes", buf, err);
+    if (so->curvatures) {
+        const char *skv[][2] = {
+            {"spectrum_operator", "exact products over the analysed samples: H v (R-operator), "
+                                  "G v = J^T Lambda J v, F_emp v = (1/N) sum g_n g_n^T v"},
+            {"lanczos", "full reorthogonalisation (two classical Gram-Schmidt passes), seeded Gaussian start"},
+            {"ritz_converged", "residual ||A y - theta y|| <= 1e-3 * max |theta|"},
+            {"slq_probes", "Rademacher, unit-normalised"},
+            {"slq_grid", "bins equal bins over [min node - 5 sigma, max node + 5 sigma]"},
+            {"slq_broadening", "Gaussian, sigma = fraction * (max node - min node); per-bin exact integrals"},
+        };
+        for (size_t i = 0; i < sizeof skv / sizeof skv[0] && !st; i++)
+            st = cs_store_convention(db, run, skv[i][0], skv[i][1], err);
+        snprintf(buf, sizeof buf, "%d", so->steps);
+        if (!st)
+            st = cs_store_convention(db, run, "lanczos_steps", buf, err);
+        snprintf(buf, sizeof buf, "%d", so->probes);
+        if (!st)
+            st = cs_store_convention(db, run, "spectrum_probes", buf, err);
+        snprintf(buf, sizeof buf, "%d", so->bins);
+        if (!st)
+            st = cs_store_convention(db, run, "density_bins", buf, err);
+        snprintf(buf, sizeof buf, "%g", so->sigma_frac);
+        if (!st)
+            st = cs_store_convention(db, run, "density_sigma_fraction", buf, err);
+        snprintf(buf, sizeof buf, "%d", so->repeats);
+        if (!st)
+            st = cs_store_convention(db, run, "lanczos_repeats", buf, err);
+    }
     return st;
 }
 
@@ -164,6 +203,98 @@ static cs_status store_results(cs_store *db, int64_t run, const cs_curv_report *
     return st;
 }
 
+/* Whole-network matrix-free results: Lanczos (top / bottom eigenvalues
+ * and all Ritz values per repeat with residuals, the tridiagonals), SLQ
+ * (density, tridiagonals, trace from its moments), Hutchinson, power. */
+static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum *spec, int n,
+                               int topk, cs_err *err)
+{
+    cs_status st = CS_OK;
+    for (int i = 0; i < n && !st; i++) {
+        const cs_net_spectrum *s = &spec[i];
+        const char *cn = cs_curv_name(s->curv);
+        const cs_lanczos_result *L = &s->lanczos[0];
+        int m = L->steps, top = topk < m / 2 ? topk : m / 2, bottom = topk < m - top ? topk : m - top;
+        if (top < 1 && m > 0)
+            top = 1;
+        double lmin = m ? L->ritz[m - 1] : NAN;
+        cs_curv_row row = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "lanczos",
+                           .dim = s->dim, .trace = NAN, .trace_stderr = NAN, .frobenius = NAN,
+                           .lambda_max = m ? L->ritz[0] : NAN, .lambda_min = lmin,
+                           .condition = lmin > 0 ? L->ritz[0] / lmin : NAN, .effective_rank = NAN,
+                           .seconds = s->seconds_lanczos};
+        st = cs_store_curvature(db, run, &row, err);
+        if (!st)
+            st = cs_store_spectrum(db, run, -1, cn, "full", "lanczos", 0, L->ritz, top, err);
+        if (!st && bottom > 0)
+            st = cs_store_spectrum(db, run, -1, cn, "full", "lanczos", s->dim - bottom, L->ritz + (m - bottom),
+                                   bottom, err);
+        for (int r = 0; r < s->repeats && !st; r++) {
+            const cs_lanczos_result *R = &s->lanczos[r];
+            st = cs_store_ritz(db, run, -1, cn, r, R->ritz, R->residual, s->converged[r], R->steps, err);
+            if (!st)
+                st = cs_store_lanczos_coefficients(db, run, -1, cn, "lanczos", r, 0, R->alpha, R->beta,
+                                                   R->steps, err);
+        }
+        if (s->slq.probes > 0 && !st) {
+            double lo = INFINITY, hi = -INFINITY;
+            for (int p = 0; p < s->slq.probes; p++)
+                for (int k = 0; k < s->slq.n_steps[p]; k++) {
+                    lo = fmin(lo, s->slq.nodes[p * s->slq.steps + k]);
+                    hi = fmax(hi, s->slq.nodes[p * s->slq.steps + k]);
+                }
+            cs_curv_row srow = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "slq",
+                                .dim = s->dim, .trace = s->slq_mean * (double)s->dim,
+                                .trace_stderr = s->slq_mean_stderr * (double)s->dim,
+                                .frobenius = sqrt(fmax(0, s->slq_mean_sq) * (double)s->dim),
+                                .lambda_max = hi, .lambda_min = lo, .condition = NAN,
+                                .effective_rank = NAN, .seconds = s->seconds_slq};
+            st = cs_store_curvature(db, run, &srow, err);
+            for (int p = 0; p < s->slq.probes && !st; p++)
+                st = cs_store_lanczos_coefficients(db, run, -1, cn, "slq", 0, p, s->slq.alpha + p * s->slq.steps,
+                                                   s->slq.beta + p * s->slq.steps, s->slq.n_steps[p], err);
+            if (!st)
+                st = cs_store_density(db, run, -1, cn, s->edges, s->edges + 1, s->density, s->bins, err);
+            cs_curv_row hrow = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "hutchinson",
+                                .dim = s->dim, .trace = s->hutch_trace, .trace_stderr = s->hutch_stderr,
+                                .frobenius = NAN, .lambda_max = NAN, .lambda_min = NAN, .condition = NAN,
+                                .effective_rank = NAN, .seconds = s->seconds_hutch};
+            if (!st)
+                st = cs_store_curvature(db, run, &hrow, err);
+        }
+        if (s->power_iters > 0 && !st) {
+            cs_curv_row prow = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "power",
+                                .dim = s->dim, .trace = NAN, .trace_stderr = NAN, .frobenius = NAN,
+                                .lambda_max = s->power_lambda, .lambda_min = NAN, .condition = NAN,
+                                .effective_rank = NAN, .seconds = s->seconds_power};
+            st = cs_store_curvature(db, run, &prow, err);
+        }
+    }
+    return st;
+}
+
+static void print_spectra(const cs_net_spectrum *spec, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const cs_net_spectrum *s = &spec[i];
+        const cs_lanczos_result *L = &s->lanczos[0];
+        int m = L->steps, conv = 0;
+        for (int k = 0; k < m; k++)
+            conv += s->converged[0][k];
+        printf("network %-10s lanczos: top %.6g (residual %.2g), bottom %.6g (residual %.2g), "
+               "%d of %d Ritz values converged\n",
+               cs_curv_name(s->curv), m ? L->ritz[0] : NAN, m ? L->residual[0] : NAN,
+               m ? L->ritz[m - 1] : NAN, m ? L->residual[m - 1] : NAN, conv, m);
+        if (s->slq.probes > 0)
+            printf("network %-10s trace: hutchinson %.6g +- %.2g, slq %.6g +- %.2g; negative share %.3f\n",
+                   cs_curv_name(s->curv), s->hutch_trace, s->hutch_stderr, s->slq_mean * (double)s->dim,
+                   s->slq_mean_stderr * (double)s->dim, s->neg_fraction);
+        if (s->power_iters > 0)
+            printf("network %-10s power iteration: %.6g after %d products\n", cs_curv_name(s->curv),
+                   s->power_lambda, s->power_iters);
+    }
+}
+
 /* Per layer: lambda_max, trace, condition for each curvature, from the
  * most exact representation computed. */
 static void print_summary(const cs_graph *g, const cs_curv_report *rep, unsigned curvs, const char *db,
@@ -202,13 +333,19 @@ int cmd_analyze(int argc, char **argv)
         {"repr", required_argument, NULL, 'r'}, {"max-full", required_argument, NULL, 'm'},
         {"topk", required_argument, NULL, 'k'}, {"mc-samples", required_argument, NULL, 's'},
         {"probes", required_argument, NULL, 'p'}, {"json", no_argument, NULL, 'j'},
+        {"spectrum", required_argument, NULL, 'S'}, {"lanczos-steps", required_argument, NULL, 'L'},
+        {"bins", required_argument, NULL, 'B'}, {"sigma", required_argument, NULL, 'g'},
+        {"repeats", required_argument, NULL, 'R'}, {"power", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
     cli_data_opts_init(&d);
     cs_curv_opts o;
     cs_curv_opts_init(&o);
-    const char *db_path = NULL, *curv_text = NULL, *repr_text = NULL;
+    const char *db_path = NULL, *curv_text = NULL, *repr_text = NULL, *spec_text = NULL;
     int64_t topk = 50, n;
+    cs_spectrum_opts so;
+    cs_spectrum_opts_init(&so);
+    bool probes_given = false;
     int c, idx;
     cs_err err = {0};
     optind = 1;
@@ -238,8 +375,33 @@ int cmd_analyze(int argc, char **argv)
         case 'p':
             if (cli_parse_count("analyze", "probes", optarg, &n))
                 return 2;
-            o.probes = (int)(n > 100000 ? 100000 : n);
+            o.probes = so.probes = (int)(n > 100000 ? 100000 : n);
+            probes_given = true;
             break;
+        case 'S': spec_text = optarg; break;
+        case 'L':
+            if (cli_parse_count("analyze", "lanczos-steps", optarg, &n))
+                return 2;
+            so.steps = (int)(n > 100000 ? 100000 : n);
+            break;
+        case 'B':
+            if (cli_parse_count("analyze", "bins", optarg, &n))
+                return 2;
+            so.bins = (int)(n > 1000000 ? 1000000 : n);
+            break;
+        case 'R':
+            if (cli_parse_count("analyze", "repeats", optarg, &n))
+                return 2;
+            so.repeats = (int)(n > 1000 ? 1000 : n);
+            break;
+        case 'g': {
+            char *end;
+            so.sigma_frac = strtod(optarg, &end);
+            if (end == optarg || *end || !(so.sigma_frac > 0))
+                return cli_usage_error("analyze", "--sigma needs a positive number, got '%s'", optarg);
+            break;
+        }
+        case 'P': so.power = true; break;
         case 'j': d.json = true; break;
         case 'h': cmd_analyze_usage(stdout); return 0;
         default: return cli_option_error("analyze", c, argv, optind);
@@ -257,6 +419,15 @@ int cmd_analyze(int argc, char **argv)
         return cli_usage_error("analyze", "%s", err.msg);
     if (repr_text && cs_repr_parse_list(repr_text, &o.reprs, &err))
         return cli_usage_error("analyze", "%s", err.msg);
+    if (spec_text && cs_curv_parse_list(spec_text, &so.curvatures, &err))
+        return cli_usage_error("analyze", "%s", err.msg);
+    if (so.curvatures & (1u << CS_CURV_FISHER_MC))
+        return cli_usage_error("analyze", "--spectrum fisher_mc: matrix-free spectra are for hessian, "
+                               "ggn, fisher and fisher_emp");
+    if (so.steps < 2)
+        return cli_usage_error("analyze", "--lanczos-steps must be at least 2");
+    if (!probes_given)
+        so.probes = 10;
     /* A single invalid combination asked for alone is an error. */
     if (__builtin_popcount(o.curvatures) == 1 && __builtin_popcount(o.reprs) == 1) {
         const char *why;
@@ -273,6 +444,14 @@ int cmd_analyze(int argc, char **argv)
     o.progress = cli_progress;
     o.progress_ctx = "analyze";
     o.cancel = &cancel_flag;
+    so.loss = d.loss;
+    so.batch = d.batch;
+    so.seed = d.seed;
+    so.norm = &d.norm;
+    so.topk = (int)(topk < 1000000 ? topk : 1000000);
+    so.progress = cli_progress;
+    so.progress_ctx = "spectrum";
+    so.cancel = &cancel_flag;
 
     const char *model = argv[optind];
     cs_store *db = NULL;
@@ -309,14 +488,19 @@ int cmd_analyze(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         if (!(st = cs_store_begin(db, &err)) && !(st = store_graph(db, run, g, &err)) &&
-            !(st = store_conventions(db, run, &d, &o, &err)))
+            !(st = store_conventions(db, run, &d, &o, &so, &err)))
             st = cs_store_commit(db, &err);
     }
     cs_curv_report rep;
     memset(&rep, 0, sizeof rep);
     if (!st)
         st = cs_curvature_compute(g, &ds, &o, &rep, &err);
-    if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)))
+    cs_net_spectrum *spec = NULL;
+    int n_spec = 0;
+    if (!st && so.curvatures)
+        st = cs_spectrum_compute(g, &ds, &so, &spec, &n_spec, &err);
+    if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)) &&
+        !(st = store_spectra(db, run, spec, n_spec, so.topk, &err)))
         st = cs_store_commit(db, &err);
     if (run >= 0) {
         cs_err err2 = {0};
@@ -334,8 +518,11 @@ int cmd_analyze(int argc, char **argv)
     }
     if (st)
         code = cli_report(st, &err);
-    else
+    else {
+        print_spectra(spec, n_spec);
         print_summary(g, &rep, o.curvatures, db_path, run);
+    }
+    cs_spectrum_free(spec, n_spec);
     cs_curv_report_free(&rep);
     free(args);
     cs_dataset_free(&ds);

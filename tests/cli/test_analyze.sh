@@ -57,6 +57,38 @@ ok "two runs, both done, the first one's rows intact" \
 ok "the second run stores mc_samples 3 and seed 4" \
     '[ "$(q "$DB" "SELECT group_concat(value, '\'','\'') FROM conventions WHERE run_id = 2 AND key IN ('\''mc_samples'\'', '\''seed'\'') ORDER BY key")" = "3,4" ]'
 
+# Whole-network spectra: Lanczos (2 repeats), SLQ, Hutchinson, power.
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr diag --spectrum hessian,ggn \
+    --lanczos-steps 12 --probes 6 --repeats 2 --bins 40 --topk 3 --power >"$tmp/out" 2>"$tmp/err"
+rc=$?
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "analyze --spectrum exits 0" '[ $rc -eq 0 ]'
+ok "the summary reports the network Lanczos and traces" 'grep -q "network hessian    lanczos" "$tmp/out" && grep -q "trace: hutchinson" "$tmp/out"'
+ok "lanczos, slq, hutchinson and power rows for each spectrum" \
+    '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE run_id = $R AND layer_id IS NULL AND method IN ('\''lanczos'\'', '\''slq'\'', '\''hutchinson'\'', '\''power'\'')")" = 8 ]'
+ok "3 top and 3 bottom Lanczos eigenvalues per curvature, bottom ranked from the end (k = dim - 1)" \
+    '[ "$(q "$DB" "SELECT count(*), max(k) FROM eigenvalues WHERE run_id = $R AND method = '\''lanczos'\'' AND curvature = '\''ggn'\''")" = "6|98" ]'
+ok "Ritz values with residuals for both repeats" \
+    '[ "$(q "$DB" "SELECT count(DISTINCT repeat) FROM ritz_values WHERE run_id = $R AND residual IS NOT NULL")" = 2 ]'
+ok "the spread across repeats is computed" \
+    '[ "$(q "$DB" "SELECT count(*) FROM v_ritz_spread WHERE run_id = $R AND repeats = 2 AND stddev IS NOT NULL")" -gt 0 ]'
+ok "Lanczos and SLQ tridiagonals are stored (2 x 12 + 6 probes' steps per curvature)" \
+    '[ "$(q "$DB" "SELECT count(DISTINCT method || repeat || probe) FROM lanczos_coefficients WHERE run_id = $R AND curvature = '\''hessian'\''")" = 8 ]'
+ok "the density has 40 bins per curvature and integrates to 1" \
+    '[ "$(q "$DB" "SELECT count(*), round(sum(density * (hi - lo)), 6) FROM density WHERE run_id = $R AND curvature = '\''hessian'\''")" = "40|1.0" ]'
+ok "the negative share of the Hessian density is between 0 and 1" \
+    '[ "$(q "$DB" "SELECT negative_fraction BETWEEN 0 AND 1 FROM v_spectrum_negative WHERE run_id = $R AND curvature = '\''hessian'\''")" = 1 ]'
+ok "power iteration agrees with Lanczos on the top GGN eigenvalue (rtol 1e-3)" \
+    '[ "$(q "$DB" "SELECT abs(p.lambda_max - l.lambda_max) <= 1e-3 * abs(l.lambda_max) FROM curvature p JOIN curvature l ON l.run_id = p.run_id AND l.curvature = p.curvature AND l.method = '\''lanczos'\'' AND l.layer_id IS NULL WHERE p.run_id = $R AND p.method = '\''power'\'' AND p.curvature = '\''ggn'\''")" = 1 ]'
+ok "the spectrum settings are stored as conventions" \
+    '[ "$(q "$DB" "SELECT value FROM conventions WHERE run_id = $R AND key = '\''lanczos_steps'\''")" = 12 ]'
+expect2_spectrum() {
+    "$CS" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+expect2_spectrum analyze $TINY --db "$DB" --spectrum fisher_mc
+ok "--spectrum fisher_mc is refused: exit 2, one line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'
+
 # Bad --db and bad requests: one line, exit 2, nothing stored.
 before=$(q "$DB" "SELECT count(*) FROM runs")
 expect2() {
@@ -109,7 +141,7 @@ if [ -f "$IMG" ]; then
 
     # The README's example queries return rows on the README's analysis.
     RDB=$tmp/readme.db
-    "$CS" analyze $REAL --samples 300 --db "$RDB" >/dev/null 2>&1
+    "$CS" analyze $REAL --samples 300 --db "$RDB" --spectrum hessian,ggn --lanczos-steps 10 --probes 3 >/dev/null 2>&1
     awk '/^```sql$/ { s = 1; q = ""; next } /^```$/ && s { print q; s = 0; next } s { q = q " " $0 }' \
         "$top_srcdir/README.md" >"$tmp/queries"
     count=$(wc -l <"$tmp/queries")

@@ -161,6 +161,44 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
                               const T *x, T *y, int64_t *idx)                                   \
     {                                                                                           \
         const int64_t i1n = g->in[1], i2n = g->in[2];                                           \
+        /* Windows entirely inside the input (no padding, no dilation: the \
+         * usual 2x2 / stride 2 pooling) need no per-window clipping. */   \
+        bool inside = true;                                                                     \
+        for (int d = 0; d < 3; d++)                                                             \
+            inside = inside && g->pad_begin[d] == 0 && g->dilation[d] == 1 &&                   \
+                     (g->out[d] - 1) * g->stride[d] + g->kernel[d] <= g->in[d];                 \
+        if (inside && !col_major) {                                                             \
+            const int64_t k0 = g->kernel[0], k1 = g->kernel[1], k2 = g->kernel[2];              \
+            for (int64_t pl = 0; pl < planes; pl++) {                                           \
+                const T *xp = x + pl * g->in_size;                                              \
+                int64_t q = pl * g->out_size;                                                   \
+                for (int64_t o0 = 0; o0 < g->out[0]; o0++)                                      \
+                    for (int64_t o1 = 0; o1 < g->out[1]; o1++)                                  \
+                        for (int64_t o2 = 0; o2 < g->out[2]; o2++, q++) {                       \
+                            int64_t s0 = o0 * g->stride[0], s1 = o1 * g->stride[1];             \
+                            int64_t s2 = o2 * g->stride[2];                                     \
+                            int64_t bo = (s0 * i1n + s1) * i2n + s2;                            \
+                            T best = xp[bo];                                                    \
+                            for (int64_t a = 0; a < k0; a++)                                    \
+                                for (int64_t b = 0; b < k1; b++) {                              \
+                                    int64_t row = ((s0 + a) * i1n + s1 + b) * i2n + s2;         \
+                                    for (int64_t e = 0; e < k2; e++) {                          \
+                                        T v = xp[row + e];                                      \
+                                        /* strict >: first maximum wins; NaN wins */            \
+                                        if (v > best || (v != v && best == best)) {             \
+                                            best = v;                                           \
+                                            bo = row + e;                                       \
+                                        }                                                       \
+                                    }                                                           \
+                                }                                                               \
+                            if (y)                                                              \
+                                y[q] = best;                                                    \
+                            if (idx)                                                            \
+                                idx[q] = pl * g->in_size + bo;                                  \
+                        }                                                                       \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
             const T *xp = x + pl * g->in_size;                                                  \
             T *yp = y ? y + pl * g->out_size : NULL;                                            \
