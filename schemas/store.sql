@@ -228,6 +228,7 @@ CREATE TABLE importance (
     obd             REAL,
     obs             REAL,
     taylor          REAL,
+    unit            INTEGER,   -- output unit / channel of the layer (row of [W | b]); NULL for none
     PRIMARY KEY (run_id, param_id, flat_index),
     FOREIGN KEY (run_id, param_id) REFERENCES params (run_id, param_id) ON DELETE CASCADE
 );
@@ -379,3 +380,30 @@ JOIN curvature AS c
   ON c.run_id = d.run_id AND c.layer_id IS d.layer_id AND c.curvature = d.curvature
  AND c.method = 'slq'
 GROUP BY d.run_id, d.layer_id, d.curvature;
+
+-- Importance aggregated per output unit / channel (the structured-pruning
+-- view) and per layer: sum and mean of each score.
+CREATE VIEW v_importance_unit AS
+SELECT i.run_id, p.layer_id, l.name AS layer, i.unit, count(*) AS n,
+       sum(i.obd) AS obd_sum, avg(i.obd) AS obd_mean,
+       sum(i.obs) AS obs_sum, avg(i.obs) AS obs_mean,
+       sum(i.taylor) AS taylor_sum, avg(i.taylor) AS taylor_mean,
+       sum(i.diag_ggn) AS diag_ggn_sum, sum(i.diag_fisher_emp) AS diag_fisher_emp_sum,
+       sum(i.diag_hessian) AS diag_hessian_sum
+FROM importance AS i
+JOIN params AS p ON p.run_id = i.run_id AND p.param_id = i.param_id
+JOIN layers AS l ON l.run_id = p.run_id AND l.layer_id = p.layer_id
+WHERE i.unit IS NOT NULL
+GROUP BY i.run_id, p.layer_id, i.unit;
+
+CREATE VIEW v_importance_layer AS
+SELECT i.run_id, p.layer_id, l.name AS layer, l.op_type, count(*) AS n,
+       sum(i.obd) AS obd_sum, avg(i.obd) AS obd_mean,
+       sum(i.obs) AS obs_sum, avg(i.obs) AS obs_mean,
+       sum(i.taylor) AS taylor_sum, avg(i.taylor) AS taylor_mean,
+       sum(i.diag_ggn) AS diag_ggn_sum, sum(i.diag_fisher_emp) AS diag_fisher_emp_sum,
+       sum(i.diag_hessian) AS diag_hessian_sum
+FROM importance AS i
+JOIN params AS p ON p.run_id = i.run_id AND p.param_id = i.param_id
+JOIN layers AS l ON l.run_id = p.run_id AND l.layer_id = p.layer_id
+GROUP BY i.run_id, p.layer_id;

@@ -17,6 +17,8 @@
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "curv/engine.h"
+#include "curv/importance.h"
+#include "interp/objective.h"
 #include "curv/spectrum.h"
 #include "store/store.h"
 
@@ -44,7 +46,11 @@ void cmd_analyze_usage(FILE *f)
                "  --bins B           density bins (default 100)\n"
                "  --sigma F          density broadening as a fraction of the spectral spread (0.01)\n"
                "  --repeats R        Lanczos runs with other seeds, for the spread (default 1)\n"
-               "  --power            also the top eigenvalue by power iteration (as PyHessian)\n");
+               "  --power            also the top eigenvalue by power iteration (as PyHessian)\n"
+               "  --importance       per-parameter scores in `importance`: value, gradient, the\n"
+               "                     diagonals computed, OBD, OBS, Taylor (a gradient pass more)\n"
+               "  --importance-curvature C  curvature of OBD and OBS (default ggn)\n"
+               "  --importance-damping R    OBS damping: R * trace(block) / block size (1e-3)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
@@ -273,6 +279,58 @@ static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum 
     return st;
 }
 
+/* Importance needs the dataset gradient: one more pass. */
+static cs_status compute_importance(const cs_graph *g, const cs_dataset *ds, const cli_data_opts *d,
+                                    const cs_curv_report *rep, cs_curv_kind c, double damping,
+                                    cs_importance *imp, cs_err *err)
+{
+    cs_objective obj;
+    cs_status st = cs_objective_init(&obj, g, ds, &d->norm, d->loss, d->batch, CS_AD_GRAD, err);
+    if (st)
+        return st;
+    double *grad = calloc((size_t)g->n_param_scalars + 1, sizeof(double));
+    st = grad ? cs_objective_gradient(&obj, NULL, grad, err) : cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    cs_objective_free(&obj);
+    if (!st)
+        st = cs_importance_compute(g, rep, grad, c, damping, imp, err);
+    free(grad);
+    return st;
+}
+
+static cs_status store_importance(cs_store *db, int64_t run, const cs_graph *g, const cs_importance *imp,
+                                  cs_err *err)
+{
+    cs_status st = CS_OK;
+    if (!imp->n)
+        return CS_OK;
+    bool any_hessian = false, any_ggn = false, any_emp = false;
+    for (int64_t i = 0; i < imp->n; i++) {
+        any_hessian = any_hessian || !isnan(imp->diag_hessian[i]);
+        any_ggn = any_ggn || !isnan(imp->diag_ggn[i]);
+        any_emp = any_emp || !isnan(imp->diag_fisher_emp[i]);
+    }
+    for (int q = 0; q < g->n_params && !st; q++) {
+        int64_t off = g->params[q].offset, n = cs_tensor_numel(&g->values[g->params[q].value].init);
+        cs_importance_cols c = {.first_index = 0, .value = imp->value + off,
+                                .grad = imp->grad ? imp->grad + off : NULL,
+                                .diag_ggn = any_ggn ? imp->diag_ggn + off : NULL,
+                                .diag_fisher_emp = any_emp ? imp->diag_fisher_emp + off : NULL,
+                                .diag_hessian = any_hessian ? imp->diag_hessian + off : NULL,
+                                .obd = imp->obd + off, .obs = imp->obs + off,
+                                .taylor = imp->taylor ? imp->taylor + off : NULL,
+                                .unit = imp->layer_unit + off};
+        st = cs_store_importance(db, run, q, &c, n, err);
+    }
+    for (int l = 0; l < g->n_layers && !st; l++) {
+        char key[64], val[128];
+        snprintf(key, sizeof key, "importance_obs_layer_%d", l);
+        snprintf(val, sizeof val, "%s block, damping %.6g", imp->obs_repr[l] ? imp->obs_repr[l] : "none",
+                 imp->damping[l]);
+        st = cs_store_convention(db, run, key, val, err);
+    }
+    return st;
+}
+
 static void print_spectra(const cs_net_spectrum *spec, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -336,6 +394,8 @@ int cmd_analyze(int argc, char **argv)
         {"spectrum", required_argument, NULL, 'S'}, {"lanczos-steps", required_argument, NULL, 'L'},
         {"bins", required_argument, NULL, 'B'}, {"sigma", required_argument, NULL, 'g'},
         {"repeats", required_argument, NULL, 'R'}, {"power", no_argument, NULL, 'P'},
+        {"importance", no_argument, NULL, 'I'}, {"importance-curvature", required_argument, NULL, 'C'},
+        {"importance-damping", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
     cli_data_opts_init(&d);
@@ -345,7 +405,9 @@ int cmd_analyze(int argc, char **argv)
     int64_t topk = 50, n;
     cs_spectrum_opts so;
     cs_spectrum_opts_init(&so);
-    bool probes_given = false;
+    bool probes_given = false, importance = false;
+    const char *imp_text = "ggn";
+    double imp_damping = 1e-3;
     int c, idx;
     cs_err err = {0};
     optind = 1;
@@ -402,6 +464,16 @@ int cmd_analyze(int argc, char **argv)
             break;
         }
         case 'P': so.power = true; break;
+        case 'I': importance = true; break;
+        case 'C': imp_text = optarg; importance = true; break;
+        case 'D': {
+            char *end;
+            imp_damping = strtod(optarg, &end);
+            if (end == optarg || *end || !(imp_damping > 0))
+                return cli_usage_error("analyze", "--importance-damping needs a positive number, got '%s'", optarg);
+            importance = true;
+            break;
+        }
         case 'j': d.json = true; break;
         case 'h': cmd_analyze_usage(stdout); return 0;
         default: return cli_option_error("analyze", c, argv, optind);
@@ -428,6 +500,19 @@ int cmd_analyze(int argc, char **argv)
         return cli_usage_error("analyze", "--lanczos-steps must be at least 2");
     if (!probes_given)
         so.probes = 10;
+    unsigned imp_mask = 0;
+    if (importance) {
+        if (cs_curv_parse_list(imp_text, &imp_mask, &err) || __builtin_popcount(imp_mask) != 1)
+            return cli_usage_error("analyze", "--importance-curvature needs one curvature (%s)",
+                                   err.msg[0] ? err.msg : imp_text);
+        /* The scores need the chosen curvature's diagonal and a block
+         * (full, or K-FAC above --max-full) for OBS. */
+        o.curvatures |= imp_mask;
+        o.reprs |= 1u << CS_REPR_DIAG | 1u << CS_REPR_FULL;
+        if (!(imp_mask & (1u << CS_CURV_HESSIAN)))
+            o.reprs |= 1u << CS_REPR_KFAC;
+        o.keep_matrices = true;
+    }
     /* A single invalid combination asked for alone is an error. */
     if (__builtin_popcount(o.curvatures) == 1 && __builtin_popcount(o.reprs) == 1) {
         const char *why;
@@ -495,12 +580,17 @@ int cmd_analyze(int argc, char **argv)
     memset(&rep, 0, sizeof rep);
     if (!st)
         st = cs_curvature_compute(g, &ds, &o, &rep, &err);
+    cs_importance imp;
+    memset(&imp, 0, sizeof imp);
+    if (!st && importance)
+        st = compute_importance(g, &ds, &d, &rep, (cs_curv_kind)__builtin_ctz(imp_mask), imp_damping, &imp, &err);
     cs_net_spectrum *spec = NULL;
     int n_spec = 0;
     if (!st && so.curvatures)
         st = cs_spectrum_compute(g, &ds, &so, &spec, &n_spec, &err);
     if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)) &&
-        !(st = store_spectra(db, run, spec, n_spec, so.topk, &err)))
+        !(st = store_spectra(db, run, spec, n_spec, so.topk, &err)) &&
+        !(st = store_importance(db, run, g, &imp, &err)))
         st = cs_store_commit(db, &err);
     if (run >= 0) {
         cs_err err2 = {0};
@@ -523,6 +613,7 @@ int cmd_analyze(int argc, char **argv)
         print_summary(g, &rep, o.curvatures, db_path, run);
     }
     cs_spectrum_free(spec, n_spec);
+    cs_importance_free(&imp);
     cs_curv_report_free(&rep);
     free(args);
     cs_dataset_free(&ds);

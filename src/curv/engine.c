@@ -782,6 +782,20 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
         r->factor_eig[1] = wg;
         r->n_factor_eig[1] = gG;
         cs_spectrum_summarize(r->eig, k, &r->sum);
+        if (e->o->keep_matrices) {
+            size_t na = (size_t)(s->groups * s->dA * s->dA), ng = (size_t)(s->groups * s->dG * s->dG);
+            r->kfac_A = malloc(sizeof(double) * na);
+            r->kfac_G = malloc(sizeof(double) * ng);
+            r->kfac_index = malloc(sizeof(int64_t) * 3 * (size_t)W);
+            if (r->kfac_A && r->kfac_G && r->kfac_index) {
+                memcpy(r->kfac_A, s->A, sizeof(double) * na);
+                memcpy(r->kfac_G, s->G[f], sizeof(double) * ng);
+                memcpy(r->kfac_index, s->kron, sizeof(int64_t) * 3 * (size_t)W);
+                r->kfac_groups = s->groups;
+                r->kfac_dA = s->dA;
+                r->kfac_dG = s->dG;
+            }
+        }
         if (ex_sum || (e->o->keep_matrices && W <= e->o->max_full)) {
             double *M = dense ? dense : malloc(sizeof(double) * (size_t)(W * W) + 1);
             if (M) {
@@ -1073,6 +1087,9 @@ void cs_curv_report_free(cs_curv_report *r)
         free(r->res[i].matrix);
         free(r->res[i].factor_eig[0]);
         free(r->res[i].factor_eig[1]);
+        free(r->res[i].kfac_A);
+        free(r->res[i].kfac_G);
+        free(r->res[i].kfac_index);
     }
     free(r->res);
     memset(r, 0, sizeof *r);

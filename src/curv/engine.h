@@ -59,7 +59,13 @@ typedef struct cs_curv_result {
     int64_t n_eig;
     double *factor_eig[2];      /* kfac: eigenvalues of A and G (pooled over groups) */
     int64_t n_factor_eig[2];
-    double *matrix;             /* keep_matrices: dense dim x dim in parameter order */
+    double *matrix;             /* keep_matrices: dense dim x dim in parameter order
+                                   (diag: the dim diagonal entries in parameter order) */
+    /* kfac with keep_matrices: the factors per group ([groups][dA][dA] and
+     * [groups][dG][dG]) and each parameter's (group, unit, feature). */
+    int64_t kfac_groups, kfac_dA, kfac_dG;
+    double *kfac_A, *kfac_G;
+    int64_t *kfac_index;        /* [dim][3] */
     double seconds;
     bool has_cmp;               /* scored against the exact full block */
     double cmp_frob, cmp_lmax, cmp_trace, cmp_align;

@@ -97,8 +97,8 @@ static const struct {
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_IMPORTANCE] = {"importance",
         "INSERT INTO importance (run_id, param_id, flat_index, value, grad, diag_ggn, "
-        "diag_fisher_emp, diag_hessian, obd, obs, taylor) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+        "diag_fisher_emp, diag_hessian, obd, obs, taylor, unit) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
     [ST_STEP_DIAG] = {"step_diagnostics",
         "INSERT INTO step_diagnostics (run_id, precond, damping, layer_id, grad_norm, "
         "step_norm, cosine, predicted_decrease, actual_decrease, rho, best_lr) "
@@ -1072,6 +1072,10 @@ cs_status cs_store_importance(cs_store *s, int64_t run_id, int64_t param_id,
         bind_f64(&b, 9, col_at(cols->obd, i));
         bind_f64(&b, 10, col_at(cols->obs, i));
         bind_f64(&b, 11, col_at(cols->taylor, i));
+        if (cols->unit && cols->unit[i] >= 0)
+            bind_i64(&b, 12, cols->unit[i]);
+        else if (b.rc == SQLITE_OK)
+            b.rc = sqlite3_bind_null(st, 12);
         if ((r = bind_check(s, &b, ST_IMPORTANCE, err)) == CS_OK)
             r = stmt_exec(s, st, err, "insert index %lld of parameter %lld into importance",
                           (long long)(cols->first_index + i), (long long)param_id);

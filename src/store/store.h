@@ -151,6 +151,7 @@ cs_status cs_store_kfac_factor(cs_store *s, int64_t run_id, int64_t layer_id,
 typedef struct cs_importance_cols {
     int64_t first_index;
     const double *value, *grad, *diag_ggn, *diag_fisher_emp, *diag_hessian, *obd, *obs, *taylor;
+    const int *unit;  /* output unit / channel of each scalar; NULL or < 0: NULL */
 } cs_importance_cols;
 /* The parameter must be stored first (foreign key). */
 cs_status cs_store_importance(cs_store *s, int64_t run_id, int64_t param_id,

@@ -89,6 +89,20 @@ expect2_spectrum() {
 expect2_spectrum analyze $TINY --db "$DB" --spectrum fisher_mc
 ok "--spectrum fisher_mc is refused: exit 2, one line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'
 
+# Importance scores.
+"$CS" analyze $TINY --db "$DB" --importance --curvature fisher_emp --repr diag >"$tmp/out" 2>"$tmp/err"
+rc=$?
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "analyze --importance exits 0" '[ $rc -eq 0 ]'
+ok "one importance row per parameter (99), with obs, obd, taylor, grad and both diagonals" \
+    '[ "$(q "$DB" "SELECT count(*), count(obs), count(obd), count(taylor), count(grad), count(diag_ggn), count(diag_fisher_emp) FROM importance WHERE run_id = $R")" = "99|99|99|99|99|99|99" ]'
+ok "taylor is |grad * value| and obd is diag_ggn * value^2 / 2" \
+    '[ "$(q "$DB" "SELECT count(*) FROM importance WHERE run_id = $R AND (abs(taylor - abs(grad * value)) > 1e-12 * abs(taylor) + 1e-300 OR abs(obd - 0.5 * diag_ggn * value * value) > 1e-12 * abs(obd) + 1e-300)")" = 0 ]'
+ok "per-unit aggregates cover every unit of the three layers (4 + 4 + 3)" \
+    '[ "$(q "$DB" "SELECT count(*) FROM v_importance_unit WHERE run_id = $R")" = 11 ]'
+ok "per-layer aggregates sum the per-unit ones" \
+    '[ "$(q "$DB" "SELECT count(*) FROM v_importance_layer AS l WHERE l.run_id = $R AND abs(l.obs_sum - (SELECT sum(u.obs_sum) FROM v_importance_unit AS u WHERE u.run_id = l.run_id AND u.layer_id = l.layer_id)) > 1e-12 * l.obs_sum")" = 0 ]'
+
 # Bad --db and bad requests: one line, exit 2, nothing stored.
 before=$(q "$DB" "SELECT count(*) FROM runs")
 expect2() {
