@@ -45,10 +45,12 @@ checked: symmetry, against finite differences of the gradient (Hessian), and
 u^T H v = u^T G v for u, v in the last Gemm layer (the logits are linear in
 its parameters there).  Eigenvalues come from a Lanczos iteration written here
 with full reorthogonalisation (two Gram-Schmidt passes per step) from a seeded
-Gaussian start vector; it runs until the Lanczos residual estimates of the
-top-5 Ritz pairs are below 1e-10 relative (or MAX_STEPS), then the residuals
-are recomputed with fresh products and must be below 1e-6.  Plain power
-iteration gives the eigenvalue of largest magnitude as a cross-check.
+Gaussian start vector; it runs at least 60 steps (the top-5 converge in about
+25 on these models) and until the Lanczos residual estimates of the top-5 Ritz
+pairs are below 1e-10 relative (at most 400 steps), then the residuals are
+recomputed with fresh products and must be below 1e-6.  A second Lanczos run
+from another start vector must give the same top-5, and plain power iteration
+(which finds the eigenvalue of largest magnitude) must agree with the largest.
 
 Rerun from the repository root with
 
