@@ -407,3 +407,17 @@ FROM importance AS i
 JOIN params AS p ON p.run_id = i.run_id AND p.param_id = i.param_id
 JOIN layers AS l ON l.run_id = p.run_id AND l.layer_id = p.layer_id
 GROUP BY i.run_id, p.layer_id;
+
+-- The pruning check: loss and accuracy after zeroing the share `fraction`
+-- of weights (Gemm, MatMul, Conv weight tensors, ranked globally) with the
+-- lowest `score` (magnitude, taylor, obd, obs); score 'none' is the
+-- unpruned model.  Which score keeps the loss lowest predicts damage best.
+CREATE TABLE pruning_curve (
+    run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    score     TEXT    NOT NULL,
+    fraction  REAL    NOT NULL CHECK (fraction >= 0 AND fraction <= 1),
+    n_pruned  INTEGER NOT NULL CHECK (n_pruned >= 0),
+    loss      REAL,
+    accuracy  REAL,
+    UNIQUE (run_id, score, fraction)
+);

@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "curv/engine.h"
 #include "curv/importance.h"
+#include "curv/prune.h"
 #include "interp/objective.h"
 #include "curv/spectrum.h"
 #include "store/store.h"
@@ -50,7 +51,10 @@ void cmd_analyze_usage(FILE *f)
                "  --importance       per-parameter scores in `importance`: value, gradient, the\n"
                "                     diagonals computed, OBD, OBS, Taylor (a gradient pass more)\n"
                "  --importance-curvature C  curvature of OBD and OBS (default ggn)\n"
-               "  --importance-damping R    OBS damping: R * trace(block) / block size (1e-3)\n");
+               "  --importance-damping R    OBS damping: R * trace(block) / block size (1e-3)\n"
+               "  --prune-check LIST zero the lowest-scoring fractions (e.g. 0.1,0.3,0.5) of the\n"
+               "                     Gemm/MatMul/Conv weights by each score and re-evaluate\n"
+               "                     (implies --importance; results in pruning_curve)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
@@ -331,6 +335,32 @@ static cs_status store_importance(cs_store *db, int64_t run, const cs_graph *g, 
     return st;
 }
 
+/* The curve, and which score kept the loss lowest on average. */
+static void print_pruning(const cs_prune_point *p, int n)
+{
+    if (n == 0)
+        return;
+    printf("%-10s %8s %10s %10s %9s\n", "pruned by", "fraction", "weights", "loss", "accuracy");
+    const char *best = NULL;
+    double best_mean = INFINITY;
+    for (int i = 0; i < n; i++) {
+        printf("%-10s %8.3f %10lld %10.5g %9.4f\n", p[i].score, p[i].fraction, (long long)p[i].n_pruned,
+               p[i].loss, p[i].accuracy);
+        if (i == 0 || (i > 1 && strcmp(p[i].score, p[i - 1].score) == 0))
+            continue;
+        double sum = 0;
+        int m = 0;
+        for (int j = i; j < n && strcmp(p[j].score, p[i].score) == 0; j++, m++)
+            sum += p[j].loss;
+        if (m && sum / m < best_mean) {
+            best_mean = sum / m;
+            best = p[i].score;
+        }
+    }
+    if (best)
+        printf("pruning: %s predicts damage best (lowest mean loss over the fractions, %.5g)\n", best, best_mean);
+}
+
 static void print_spectra(const cs_net_spectrum *spec, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -396,6 +426,7 @@ int cmd_analyze(int argc, char **argv)
         {"repeats", required_argument, NULL, 'R'}, {"power", no_argument, NULL, 'P'},
         {"importance", no_argument, NULL, 'I'}, {"importance-curvature", required_argument, NULL, 'C'},
         {"importance-damping", required_argument, NULL, 'D'},
+        {"prune-check", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
     cli_data_opts_init(&d);
@@ -407,6 +438,8 @@ int cmd_analyze(int argc, char **argv)
     cs_spectrum_opts_init(&so);
     bool probes_given = false, importance = false;
     const char *imp_text = "ggn";
+    double fractions[32];
+    int n_fractions = 0;
     double imp_damping = 1e-3;
     int c, idx;
     cs_err err = {0};
@@ -465,6 +498,22 @@ int cmd_analyze(int argc, char **argv)
         }
         case 'P': so.power = true; break;
         case 'I': importance = true; break;
+        case 'X': {
+            const char *p = optarg;
+            while (*p) {
+                char *end;
+                double v = strtod(p, &end);
+                if (end == p || !(v >= 0 && v <= 1) || n_fractions == 32)
+                    return cli_usage_error("analyze", "--prune-check needs fractions in [0, 1] like 0.1,0.3,0.5, got '%s'",
+                                           optarg);
+                fractions[n_fractions++] = v;
+                p = *end == ',' ? end + 1 : end;
+                if (*end && *end != ',')
+                    return cli_usage_error("analyze", "--prune-check: bad list '%s'", optarg);
+            }
+            importance = true;
+            break;
+        }
         case 'C': imp_text = optarg; importance = true; break;
         case 'D': {
             char *end;
@@ -584,6 +633,12 @@ int cmd_analyze(int argc, char **argv)
     memset(&imp, 0, sizeof imp);
     if (!st && importance)
         st = compute_importance(g, &ds, &d, &rep, (cs_curv_kind)__builtin_ctz(imp_mask), imp_damping, &imp, &err);
+    cs_prune_point *pts = NULL;
+    int n_pts = 0;
+    if (!st && n_fractions) {
+        cs_eval_opts eo = {.loss = d.loss, .batch = d.batch, .norm = &d.norm};
+        st = cs_prune_check(g, &ds, &eo, &imp, fractions, n_fractions, &pts, &n_pts, &err);
+    }
     cs_net_spectrum *spec = NULL;
     int n_spec = 0;
     if (!st && so.curvatures)
@@ -591,6 +646,10 @@ int cmd_analyze(int argc, char **argv)
     if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)) &&
         !(st = store_spectra(db, run, spec, n_spec, so.topk, &err)) &&
         !(st = store_importance(db, run, g, &imp, &err)))
+        for (int i = 0; i < n_pts && !st; i++)
+            st = cs_store_pruning_point(db, run, pts[i].score, pts[i].fraction, pts[i].n_pruned,
+                                        pts[i].loss, pts[i].accuracy, &err);
+    if (!st && cs_store_in_transaction(db))
         st = cs_store_commit(db, &err);
     if (run >= 0) {
         cs_err err2 = {0};
@@ -609,11 +668,13 @@ int cmd_analyze(int argc, char **argv)
     if (st)
         code = cli_report(st, &err);
     else {
+        print_pruning(pts, n_pts);
         print_spectra(spec, n_spec);
         print_summary(g, &rep, o.curvatures, db_path, run);
     }
     cs_spectrum_free(spec, n_spec);
     cs_importance_free(&imp);
+    free(pts);
     cs_curv_report_free(&rep);
     free(args);
     cs_dataset_free(&ds);

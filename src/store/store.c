@@ -36,6 +36,7 @@ enum stmt_id {
     ST_SPECTRUM,
     ST_LANCZOS,
     ST_RITZ,
+    ST_PRUNE,
     ST_DENSITY,
     ST_REPR_COMPARISON,
     ST_KFAC_FACTOR,
@@ -85,6 +86,9 @@ static const struct {
     [ST_RITZ] = {"ritz_values",
         "INSERT INTO ritz_values (run_id, layer_id, curvature, repeat, k, value, residual, "
         "converged) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    [ST_PRUNE] = {"pruning_curve",
+        "INSERT INTO pruning_curve (run_id, score, fraction, n_pruned, loss, accuracy) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_DENSITY] = {"density",
         "INSERT INTO density (run_id, layer_id, curvature, lo, hi, density) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -975,6 +979,25 @@ cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const cha
             r = stmt_exec(s, st, err, "insert Ritz value %lld into ritz_values", (long long)k);
     }
     return rows_end(s, r, "ritz_values", err);
+}
+
+cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,
+                                 int64_t n_pruned, double loss, double accuracy, cs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    cs_status r = stmt_get(s, ST_PRUNE, &st, err);
+    if (r != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    bind_i64(&b, 1, run_id);
+    bind_text(&b, 2, score);
+    bind_f64(&b, 3, fraction);
+    bind_i64(&b, 4, n_pruned);
+    bind_f64(&b, 5, loss);
+    bind_f64(&b, 6, accuracy);
+    if ((r = bind_check(s, &b, ST_PRUNE, err)) != CS_OK)
+        return r;
+    return stmt_exec(s, st, err, "insert %s at %g into pruning_curve", score ? score : "(null)", fraction);
 }
 
 cs_status cs_store_kfac_factor(cs_store *s, int64_t run_id, int64_t layer_id,

@@ -124,6 +124,9 @@ cs_status cs_store_lanczos_coefficients(cs_store *s, int64_t run_id, int64_t lay
 cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
                         int64_t repeat, const double *values, const double *residuals,
                         const int *converged, int64_t n, cs_err *err) CS_MUST_CHECK;
+/* One point of the pruning check (accuracy NaN: NULL). */
+cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,
+                                 int64_t n_pruned, double loss, double accuracy, cs_err *err) CS_MUST_CHECK;
 cs_status cs_store_eigenvalues(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
                                const char *repr, const double *values, int64_t n,
                                cs_err *err) CS_MUST_CHECK;

@@ -103,6 +103,19 @@ ok "per-unit aggregates cover every unit of the three layers (4 + 4 + 3)" \
 ok "per-layer aggregates sum the per-unit ones" \
     '[ "$(q "$DB" "SELECT count(*) FROM v_importance_layer AS l WHERE l.run_id = $R AND abs(l.obs_sum - (SELECT sum(u.obs_sum) FROM v_importance_unit AS u WHERE u.run_id = l.run_id AND u.layer_id = l.layer_id)) > 1e-12 * l.obs_sum")" = 0 ]'
 
+# The pruning check.
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr diag --prune-check 0.2,0.6 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "analyze --prune-check exits 0 and names the best score" '[ $rc -eq 0 ] && grep -q "predicts damage best" "$tmp/out"'
+ok "the pruning curve has the unpruned point and 2 fractions for each of 4 scores" \
+    '[ "$(q "$DB" "SELECT count(*) FROM pruning_curve WHERE run_id = $R")" = 9 ]'
+ok "20% of the 84 Conv and Gemm weights (36 + 48) is 17 for every score" \
+    '[ "$(q "$DB" "SELECT group_concat(DISTINCT n_pruned) FROM pruning_curve WHERE run_id = $R AND fraction = 0.2")" = 17 ]'
+"$CS" eval $TINY --json --batch 128 >"$tmp/eval" 2>&1
+ok "the unpruned point's loss is the model's eval loss" \
+    '[ "$(q "$DB" "SELECT round(loss, 9) FROM pruning_curve WHERE run_id = $R AND score = '\''none'\''")" = "$(sed -n "s/.*\"loss\": *\([-0-9.eE+]*\).*/\1/p" "$tmp/eval" | awk '\''{ printf "%.9f", $1 }'\'' | sed "s/0*$//")" ]'
+
 # Bad --db and bad requests: one line, exit 2, nothing stored.
 before=$(q "$DB" "SELECT count(*) FROM runs")
 expect2() {

@@ -10,6 +10,7 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "curv/importance.h"
+#include "curv/prune.h"
 #include "fixture.h"
 #include "onnx/loader.h"
 
@@ -188,8 +189,101 @@ out:
     cs_graph_free(g);
 }
 
+/* The pruning check zeroes exactly the lowest-scoring weights, measures
+ * what cs_evaluate measures with them zeroed, and restores the model. */
+static void check_prune(void)
+{
+    char path[512];
+    cs_err err = {0};
+    cs_graph *g = NULL;
+    cs_dataset ds;
+    if (cs_onnx_load_file(test_src_path(path, sizeof path, "tests/models/tiny_mlp64.onnx"), &g, &err)) {
+        ok(0, "prune: load (%s)", err.msg);
+        return;
+    }
+    char x[600], y[600];
+    snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_x.npy"));
+    snprintf(y, sizeof y, "npy:%s", test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_y.npy"));
+    if (cs_dataset_load(&ds, x, y, 0, &err)) {
+        ok(0, "prune: data (%s)", err.msg);
+        cs_graph_free(g);
+        return;
+    }
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.reprs |= 1u << CS_REPR_DIAG;
+    o.keep_matrices = true;
+    cs_curv_report rep;
+    cs_importance imp;
+    double *grad = calloc((size_t)g->n_param_scalars, sizeof(double));
+    if (!ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK &&
+                cs_importance_compute(g, &rep, grad, CS_CURV_GGN, 1e-3, &imp, &err) == CS_OK,
+            "prune: importance (%s)", err.msg)) {
+        free(grad);
+        cs_dataset_free(&ds);
+        cs_graph_free(g);
+        return;
+    }
+    double *before = malloc(sizeof(double) * (size_t)g->n_param_scalars);
+    memcpy(before, imp.value, sizeof(double) * (size_t)g->n_param_scalars);
+    cs_eval_opts eo = {.loss = CS_LOSS_CE, .batch = 5};
+    double fr[1] = {0.25};
+    cs_prune_point *pts = NULL;
+    int n = 0;
+    ok(cs_prune_check(g, &ds, &eo, &imp, fr, 1, &pts, &n, &err) == CS_OK && n >= 3, "prune: check runs (%s)", err.msg);
+    /* Weights of the two Gemm layers: 20 + 15 = 35; a quarter is 9. */
+    int restored = 1;
+    for (int q = 0; q < g->n_params; q++) {
+        const cs_tensor *t = &g->values[g->params[q].value].init;
+        for (int64_t i = 0; i < cs_tensor_numel(t); i++)
+            restored = restored && ((const double *)t->data)[i] == before[g->params[q].offset + i];
+    }
+    ok(restored, "prune: the model's parameters are restored afterwards");
+    const cs_prune_point *mag = NULL;
+    for (int i = 0; i < n; i++)
+        if (strcmp(pts[i].score, "magnitude") == 0)
+            mag = &pts[i];
+    ok(mag && mag->n_pruned == 9, "prune: 25%% of 35 weights is 9 (%lld)", mag ? (long long)mag->n_pruned : -1LL);
+    /* Zero the 9 smallest |w| of the weight tensors by hand and evaluate. */
+    double *w1 = g->values[g->params[0].value].init.data, *w2 = g->values[g->params[2].value].init.data;
+    double *ptr[35];
+    for (int i = 0; i < 20; i++)
+        ptr[i] = &w1[i];
+    for (int i = 0; i < 15; i++)
+        ptr[20 + i] = &w2[i];
+    double keep[9];
+    double *chosen[9];
+    for (int k = 0; k < 9; k++) {
+        int best = -1;
+        for (int i = 0; i < 35; i++) {
+            int used = 0;
+            for (int j = 0; j < k; j++)
+                used |= chosen[j] == ptr[i];
+            if (!used && (best < 0 || fabs(*ptr[i]) < fabs(*ptr[best])))
+                best = i;
+        }
+        chosen[k] = ptr[best];
+        keep[k] = *ptr[best];
+        *ptr[best] = 0;
+    }
+    cs_eval_result r;
+    cs_status st = cs_evaluate(g, &ds, &eo, &r, &err);
+    for (int k = 0; k < 9; k++)
+        *chosen[k] = keep[k];
+    ok(!st && mag && r.loss == mag->loss, "prune: magnitude 25%% loss %.10g equals zeroing the 9 smallest by hand (%.10g)",
+       mag ? mag->loss : NAN, r.loss);
+    free(pts);
+    free(before);
+    free(grad);
+    cs_importance_free(&imp);
+    cs_curv_report_free(&rep);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
 int main(void)
 {
+    check_prune();
     check("tiny_mlp64", 4096);
     check("tiny_cnn64", 4096);
     check("tiny_attn64", 4096);
