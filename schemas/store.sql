@@ -247,7 +247,8 @@ CREATE TABLE step_diagnostics (
     predicted_decrease REAL,
     actual_decrease    REAL,
     rho                REAL,
-    best_lr            REAL
+    best_lr            REAL,                  -- alpha minimising L(theta + alpha Delta) on the grid
+    best_change        REAL                   -- L(theta + best_lr Delta) - L(theta)
 );
 CREATE INDEX step_diagnostics_by_run ON step_diagnostics (run_id, precond, layer_id);
 

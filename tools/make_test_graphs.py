@@ -146,3 +146,20 @@ if __name__ == "__main__":
     tiny_mlp64()
     tiny_cnn64()
     tiny_attn64()
+
+
+def tiny_linear64():
+    """One Gemm layer in float64: with the mse loss the dataset loss is an
+    exact quadratic in the parameters, so a Newton step lands on its minimum
+    (the step-diagnostics tests rely on that)."""
+    rng = np.random.default_rng(14)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 3, 4), "fc.weight"),
+             numpy_helper.from_array(f64(rng, 3), "fc.bias")]
+    nodes = [helper.make_node("Gemm", ["x", "fc.weight", "fc.bias"], ["y"], name="fc", transB=1)]
+    save(nodes, "tiny_linear64", [x], [y], inits, 13)
+
+
+if __name__ == "__main__":
+    tiny_linear64()

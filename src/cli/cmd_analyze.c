@@ -19,6 +19,7 @@
 #include "curv/engine.h"
 #include "curv/importance.h"
 #include "curv/prune.h"
+#include "curv/steps.h"
 #include "interp/objective.h"
 #include "curv/spectrum.h"
 #include "store/store.h"
@@ -54,7 +55,11 @@ void cmd_analyze_usage(FILE *f)
                "  --importance-damping R    OBS damping: R * trace(block) / block size (1e-3)\n"
                "  --prune-check LIST zero the lowest-scoring fractions (e.g. 0.1,0.3,0.5) of the\n"
                "                     Gemm/MatMul/Conv weights by each score and re-evaluate\n"
-               "                     (implies --importance; results in pruning_curve)\n");
+               "                     (implies --importance; results in pruning_curve)\n"
+               "  --precond LIST     step diagnostics for sgd, diag, kfac, unit, full, newton:\n"
+               "                     the step -(C + lambda I)^-1 g per layer, its predicted and\n"
+               "                     actual decrease, rho, best step size (step_diagnostics)\n"
+               "  --damping LIST     lambda values for --precond (default 1e-3,1e-2,1e-1)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
@@ -335,6 +340,31 @@ static cs_status store_importance(cs_store *db, int64_t run, const cs_graph *g, 
     return st;
 }
 
+/* Whole-network rows, and the preconditioner with the largest actual
+ * decrease at its best damping. */
+static void print_steps(const cs_step_report *r)
+{
+    if (r->n == 0)
+        return;
+    printf("%-8s %9s %10s %10s %12s %12s %8s %8s\n", "precond", "damping", "|g|", "|step|", "predicted",
+           "actual", "rho", "best lr");
+    const cs_step_result *best = NULL;
+    for (int i = 0; i < r->n; i++) {
+        const cs_step_result *x = &r->res[i];
+        if (x->layer != -1)
+            continue;
+        printf("%-8s %9.3g %10.4g %10.4g %12.5g %12.5g %8.3f %8.4g\n", cs_precond_name(x->precond), x->damping,
+               x->grad_norm, x->step_norm, x->predicted, x->actual, x->rho, x->best_lr);
+        if (!best || x->actual < best->actual)
+            best = x;
+    }
+    for (int i = 0; i < r->n_notes; i++)
+        printf("note: %s\n", r->notes[i]);
+    if (best)
+        printf("steps: %s (damping %.3g) gives the largest actual decrease, %.5g\n", cs_precond_name(best->precond),
+               best->damping, best->actual);
+}
+
 /* The curve, and which score kept the loss lowest on average. */
 static void print_pruning(const cs_prune_point *p, int n)
 {
@@ -427,6 +457,7 @@ int cmd_analyze(int argc, char **argv)
         {"importance", no_argument, NULL, 'I'}, {"importance-curvature", required_argument, NULL, 'C'},
         {"importance-damping", required_argument, NULL, 'D'},
         {"prune-check", required_argument, NULL, 'X'},
+        {"precond", required_argument, NULL, 'Q'}, {"damping", required_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
     cli_data_opts_init(&d);
@@ -438,8 +469,9 @@ int cmd_analyze(int argc, char **argv)
     cs_spectrum_opts_init(&so);
     bool probes_given = false, importance = false;
     const char *imp_text = "ggn";
-    double fractions[32];
-    int n_fractions = 0;
+    double fractions[32], dampings[32] = {1e-3, 1e-2, 1e-1};
+    int n_fractions = 0, n_dampings = 3;
+    unsigned precond_mask = 0;
     double imp_damping = 1e-3;
     int c, idx;
     cs_err err = {0};
@@ -498,6 +530,24 @@ int cmd_analyze(int argc, char **argv)
         }
         case 'P': so.power = true; break;
         case 'I': importance = true; break;
+        case 'Q':
+            if (cs_precond_parse_list(optarg, &precond_mask, &err))
+                return cli_usage_error("analyze", "%s", err.msg);
+            break;
+        case 'Z': {
+            const char *p = optarg;
+            n_dampings = 0;
+            while (*p) {
+                char *end;
+                double v = strtod(p, &end);
+                if (end == p || !(v >= 0) || n_dampings == 32 || (*end && *end != ','))
+                    return cli_usage_error("analyze", "--damping needs non-negative numbers like 1e-3,1e-2, got '%s'",
+                                           optarg);
+                dampings[n_dampings++] = v;
+                p = *end == ',' ? end + 1 : end;
+            }
+            break;
+        }
         case 'X': {
             const char *p = optarg;
             while (*p) {
@@ -549,6 +599,10 @@ int cmd_analyze(int argc, char **argv)
         return cli_usage_error("analyze", "--lanczos-steps must be at least 2");
     if (!probes_given)
         so.probes = 10;
+    if (precond_mask) {
+        cs_precond_needs(precond_mask, &o.curvatures, &o.reprs);
+        o.keep_matrices = true;
+    }
     unsigned imp_mask = 0;
     if (importance) {
         if (cs_curv_parse_list(imp_text, &imp_mask, &err) || __builtin_popcount(imp_mask) != 1)
@@ -639,6 +693,11 @@ int cmd_analyze(int argc, char **argv)
         cs_eval_opts eo = {.loss = d.loss, .batch = d.batch, .norm = &d.norm};
         st = cs_prune_check(g, &ds, &eo, &imp, fractions, n_fractions, &pts, &n_pts, &err);
     }
+    cs_step_report steps;
+    memset(&steps, 0, sizeof steps);
+    if (!st && precond_mask)
+        st = cs_step_diagnostics(g, &ds, &d.norm, d.loss, d.batch, &rep, precond_mask, dampings, n_dampings,
+                                 &steps, &err);
     cs_net_spectrum *spec = NULL;
     int n_spec = 0;
     if (!st && so.curvatures)
@@ -649,6 +708,15 @@ int cmd_analyze(int argc, char **argv)
         for (int i = 0; i < n_pts && !st; i++)
             st = cs_store_pruning_point(db, run, pts[i].score, pts[i].fraction, pts[i].n_pruned,
                                         pts[i].loss, pts[i].accuracy, &err);
+    for (int i = 0; i < steps.n && !st && cs_store_in_transaction(db); i++) {
+        const cs_step_result *r = &steps.res[i];
+        cs_step_diag_row row = {.precond = cs_precond_name(r->precond), .damping = r->damping,
+                                .layer_id = r->layer, .grad_norm = r->grad_norm, .step_norm = r->step_norm,
+                                .cosine = r->cosine, .predicted_decrease = r->predicted,
+                                .actual_decrease = r->actual, .rho = r->rho, .best_lr = r->best_lr,
+                                .has_best_change = 1, .best_change = r->best_change};
+        st = cs_store_step_diag(db, run, &row, &err);
+    }
     if (!st && cs_store_in_transaction(db))
         st = cs_store_commit(db, &err);
     if (run >= 0) {
@@ -668,12 +736,14 @@ int cmd_analyze(int argc, char **argv)
     if (st)
         code = cli_report(st, &err);
     else {
+        print_steps(&steps);
         print_pruning(pts, n_pts);
         print_spectra(spec, n_spec);
         print_summary(g, &rep, o.curvatures, db_path, run);
     }
     cs_spectrum_free(spec, n_spec);
     cs_importance_free(&imp);
+    cs_step_report_free(&steps);
     free(pts);
     cs_curv_report_free(&rep);
     free(args);

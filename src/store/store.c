@@ -105,8 +105,8 @@ static const struct {
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
     [ST_STEP_DIAG] = {"step_diagnostics",
         "INSERT INTO step_diagnostics (run_id, precond, damping, layer_id, grad_norm, "
-        "step_norm, cosine, predicted_decrease, actual_decrease, rho, best_lr) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+        "step_norm, cosine, predicted_decrease, actual_decrease, rho, best_lr, best_change) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
     [ST_FINETUNE_STEP] = {"finetune_steps",
         "INSERT INTO finetune_steps (run_id, epoch, step, loss, accuracy, lr, seconds, "
         "samples_per_sec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
@@ -789,6 +789,7 @@ cs_status cs_store_step_diag(cs_store *s, int64_t run_id, const cs_step_diag_row
     bind_f64(&b, 9, row->actual_decrease);
     bind_f64(&b, 10, row->rho);
     bind_f64(&b, 11, row->best_lr);
+    bind_f64(&b, 12, row->has_best_change ? row->best_change : NAN);
     if ((r = bind_check(s, &b, ST_STEP_DIAG, err)) != CS_OK)
         return r;
     return stmt_exec(s, st, err, "insert into step_diagnostics");

@@ -165,6 +165,8 @@ typedef struct cs_step_diag_row {
     double damping;            /* NAN -> NULL, as all doubles here */
     int64_t layer_id;          /* -1: the whole step (NULL) */
     double grad_norm, step_norm, cosine, predicted_decrease, actual_decrease, rho, best_lr;
+    int has_best_change;       /* best_change stored only when set */
+    double best_change;        /* L(theta + best_lr Delta) - L(theta) */
 } cs_step_diag_row;
 cs_status cs_store_step_diag(cs_store *s, int64_t run_id, const cs_step_diag_row *row,
                              cs_err *err) CS_MUST_CHECK;

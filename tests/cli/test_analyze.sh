@@ -116,6 +116,23 @@ ok "20% of the 84 Conv and Gemm weights (36 + 48) is 17 for every score" \
 ok "the unpruned point's loss is the model's eval loss" \
     '[ "$(q "$DB" "SELECT round(loss, 9) FROM pruning_curve WHERE run_id = $R AND score = '\''none'\''")" = "$(sed -n "s/.*\"loss\": *\([-0-9.eE+]*\).*/\1/p" "$tmp/eval" | awk '\''{ printf "%.9f", $1 }'\'' | sed "s/0*$//")" ]'
 
+# Step diagnostics.
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr diag --precond sgd,kfac,newton --damping 0.01,0.1 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "analyze --precond exits 0 and names the best preconditioner" '[ $rc -eq 0 ] && grep -q "gives the largest actual decrease" "$tmp/out"'
+ok "one row per (preconditioner, damping) and layer or network: (1 + 2 + 2) x 4" \
+    '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R")" = 20 ]'
+ok "rho is actual / predicted on every row" \
+    '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R AND abs(rho - actual_decrease / predicted_decrease) > 1e-9 * abs(rho)")" = 0 ]'
+ok "the sgd step is -g: cosine 1 and |step| = |g|" \
+    '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R AND precond = '\''sgd'\'' AND (abs(cosine - 1) > 1e-12 OR abs(step_norm - grad_norm) > 1e-12 * grad_norm)")" = 0 ]'
+ok "the best step size is on the grid 2^-8 .. 2^2" \
+    '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R AND (best_lr < 0.0039 OR best_lr > 4.001 OR best_change > actual_decrease)")" = 0 ]'
+expect_bad() { "$CS" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
+expect_bad analyze $TINY --db "$DB" --precond adam
+ok "--precond adam is refused: exit 2, one line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'
+
 # Bad --db and bad requests: one line, exit 2, nothing stored.
 before=$(q "$DB" "SELECT count(*) FROM runs")
 expect2() {

@@ -1,0 +1,310 @@
+/* Preconditioned steps and their diagnostics against dense computation from
+ * PyTorch's matrices (tests/fixtures/curv_tiny_mlp64_ce.txt): every step
+ * equals -(C + lambda I)^-1 g with the inverse taken here by Gauss-Jordan
+ * (K-FAC, full, unit blocks; |H| for newton), the predicted decrease equals
+ * the explicit quadratic form g^T D + 1/2 D^T H D; and on a quadratic loss
+ * (one Gemm layer with mse) the Newton step without damping lands on the
+ * minimum with rho = 1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tap.h"
+#include "../test_util.h"
+#include "curv/steps.h"
+#include "fixture.h"
+#include "interp/objective.h"
+#include "onnx/loader.h"
+
+static int gauss_jordan(double *a, double *inv, long n)
+{
+    for (long i = 0; i < n * n; i++)
+        inv[i] = 0;
+    for (long i = 0; i < n; i++)
+        inv[i * n + i] = 1;
+    for (long c = 0; c < n; c++) {
+        long p = c;
+        for (long r = c + 1; r < n; r++)
+            if (fabs(a[r * n + c]) > fabs(a[p * n + c]))
+                p = r;
+        if (a[p * n + c] == 0)
+            return 0;
+        for (long k = 0; k < n; k++) {
+            double t = a[c * n + k];
+            a[c * n + k] = a[p * n + k], a[p * n + k] = t;
+            t = inv[c * n + k];
+            inv[c * n + k] = inv[p * n + k], inv[p * n + k] = t;
+        }
+        double d = a[c * n + c];
+        for (long k = 0; k < n; k++)
+            a[c * n + k] /= d, inv[c * n + k] /= d;
+        for (long r = 0; r < n; r++)
+            if (r != c) {
+                double f = a[r * n + c];
+                for (long k = 0; k < n; k++)
+                    a[r * n + k] -= f * a[c * n + k], inv[r * n + k] -= f * inv[c * n + k];
+            }
+    }
+    return 1;
+}
+
+/* |M| = Q |L| Q^T of a symmetric matrix by cyclic Jacobi rotations
+ * (independent of LAPACK), in place. */
+static void abs_matrix(double *M, long n)
+{
+    double *Q = calloc((size_t)(n * n), sizeof(double)), *A = M;
+    for (long i = 0; i < n; i++)
+        Q[i * n + i] = 1;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0;
+        for (long p = 0; p < n; p++)
+            for (long q = p + 1; q < n; q++)
+                off += A[p * n + q] * A[p * n + q];
+        if (off < 1e-30)
+            break;
+        for (long p = 0; p < n; p++)
+            for (long q = p + 1; q < n; q++) {
+                if (fabs(A[p * n + q]) < 1e-300)
+                    continue;
+                double th = (A[q * n + q] - A[p * n + p]) / (2 * A[p * n + q]);
+                double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1)), c = 1 / sqrt(t * t + 1), sn = t * c;
+                for (long k = 0; k < n; k++) { /* A = J^T A J */
+                    double akp = A[k * n + p], akq = A[k * n + q];
+                    A[k * n + p] = c * akp - sn * akq, A[k * n + q] = sn * akp + c * akq;
+                }
+                for (long k = 0; k < n; k++) {
+                    double apk = A[p * n + k], aqk = A[q * n + k];
+                    A[p * n + k] = c * apk - sn * aqk, A[q * n + k] = sn * apk + c * aqk;
+                }
+                for (long k = 0; k < n; k++) {
+                    double qkp = Q[k * n + p], qkq = Q[k * n + q];
+                    Q[k * n + p] = c * qkp - sn * qkq, Q[k * n + q] = sn * qkp + c * qkq;
+                }
+            }
+    }
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (long i = 0; i < n; i++)
+        d[i] = fabs(A[i * n + i]);
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < n; j++) {
+            double v = 0;
+            for (long k = 0; k < n; k++)
+                v += Q[i * n + k] * d[k] * Q[j * n + k];
+            M[i * n + j] = v;
+        }
+    free(Q);
+    free(d);
+}
+
+/* x = -(M + lambda I)^-1 g, dense. */
+static void dense_step(const double *M, long W, double lambda, const double *g, double *x)
+{
+    double *a = malloc(sizeof(double) * (size_t)(W * W)), *inv = malloc(sizeof(double) * (size_t)(W * W));
+    memcpy(a, M, sizeof(double) * (size_t)(W * W));
+    for (long i = 0; i < W; i++)
+        a[i * W + i] += lambda;
+    gauss_jordan(a, inv, W);
+    for (long i = 0; i < W; i++) {
+        x[i] = 0;
+        for (long j = 0; j < W; j++)
+            x[i] -= inv[i * W + j] * g[j];
+    }
+    free(a);
+    free(inv);
+}
+
+static double rel_err(const double *a, const double *b, long n)
+{
+    double e = 0, s = 0;
+    for (long i = 0; i < n; i++)
+        e = fmax(e, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
+    return s > 0 ? e / s : e;
+}
+
+static int load(const char *model, const char *data_model, cs_graph **g, cs_dataset *ds)
+{
+    char rel[160], path[512], x[600], y[600];
+    cs_err err = {0};
+    snprintf(rel, sizeof rel, "tests/models/%s.onnx", model);
+    if (!ok(cs_onnx_load_file(test_src_path(path, sizeof path, rel), g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
+        return -1;
+    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_x.npy", data_model);
+    snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, rel));
+    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_y.npy", data_model);
+    snprintf(y, sizeof y, "npy:%s", test_src_path(path, sizeof path, rel));
+    if (!ok(cs_dataset_load(ds, x, y, 0, &err) == CS_OK, "%s: data (%s)", model, err.msg)) {
+        cs_graph_free(*g);
+        return -1;
+    }
+    return 0;
+}
+
+static void check_against_dense(void)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load("tiny_mlp64", "tiny_mlp64", &g, &ds))
+        return;
+    char path[512];
+    fx_file fx;
+    if (fx_load(&fx, test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_ce.txt"))) {
+        ok(0, "fixture");
+        return;
+    }
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    unsigned all = (1u << CS_PRE_COUNT) - 1;
+    o.curvatures = 0;
+    o.reprs = 0;
+    cs_precond_needs(all, &o.curvatures, &o.reprs);
+    o.reprs |= 1u << CS_REPR_DIAG;
+    o.keep_matrices = true;
+    o.batch = 5;
+    cs_curv_report rep;
+    cs_err err = {0};
+    const fx_record *grad = fx_get(&fx, "grad/net"), *H = fx_get(&fx, "block/hessian/net");
+    if (!ok(grad && H && cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK, "compute (%s)", err.msg))
+        return;
+    long P = (long)g->n_param_scalars;
+    double *step = malloc(sizeof(double) * (size_t)P), *want = malloc(sizeof(double) * (size_t)P);
+    double lambda = 1e-2;
+    static const struct { cs_precond_kind k; const char *block; } cases[] = {
+        {CS_PRE_KFAC, "kfac/ggn/%d"}, {CS_PRE_FULL, "block/ggn/%d"}, {CS_PRE_NEWTON, "block/hessian/%d"},
+        {CS_PRE_UNIT, "block/ggn/%d"}, {CS_PRE_DIAG, "block/ggn/%d"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        bool fb[4] = {0};
+        cs_status st = cs_precond_step(g, &rep, cases[c].k, lambda, grad->v, step, fb, &err);
+        for (int l = 0; l < g->n_layers; l++) {
+            const cs_layer *L = &g->layers[l];
+            long off = (long)g->params[L->first_param].offset, W = (long)L->numel;
+            char name[64];
+            snprintf(name, sizeof name, cases[c].block, l);
+            const fx_record *B = fx_get(&fx, name);
+            double *M = malloc(sizeof(double) * (size_t)(W * W));
+            memcpy(M, B->v, sizeof(double) * (size_t)(W * W));
+            if (cases[c].k == CS_PRE_NEWTON)
+                abs_matrix(M, W); /* saddle-free Newton: |H| */
+            if (cases[c].k == CS_PRE_DIAG)
+                for (long i = 0; i < W; i++)
+                    for (long j = 0; j < W; j++)
+                        if (i != j)
+                            M[i * W + j] = 0;
+            if (cases[c].k == CS_PRE_UNIT) /* units: rows of [W | b] (Gemm with transB = 1: l 0; transB = 0: l 1) */
+                for (long i = 0; i < W; i++)
+                    for (long j = 0; j < W; j++) {
+                        long ui, uj;
+                        if (l == 0) /* fc1: weight [5, 4] + bias [5] */
+                            ui = i < 20 ? i / 4 : i - 20, uj = j < 20 ? j / 4 : j - 20;
+                        else /* fc2: weight [5, 3] stored [in, out] + bias [3] */
+                            ui = i < 15 ? i % 3 : i - 15, uj = j < 15 ? j % 3 : j - 15;
+                        if (ui != uj)
+                            M[i * W + j] = 0;
+                    }
+            dense_step(M, W, lambda, grad->v + off, want + off);
+            free(M);
+        }
+        double e = rel_err(step, want, P);
+        ok(!st && e <= 1e-8 && !fb[0] && !fb[1], "%s step equals -(C + lambda I)^-1 g computed densely (rel err %.2g)",
+           cs_precond_name(cases[c].k), e);
+    }
+    /* Diagnostics: predicted decrease = g^T D + 1/2 D^T H D (explicit). */
+    cs_step_report sr;
+    double damp[1] = {lambda};
+    if (ok(cs_step_diagnostics(g, &ds, NULL, CS_LOSS_CE, 5, &rep, 1u << CS_PRE_KFAC | 1u << CS_PRE_SGD, damp, 1, &sr,
+                               &err) == CS_OK,
+           "diagnostics run (%s)", err.msg)) {
+        for (int i = 0; i < sr.n; i++) {
+            const cs_step_result *r = &sr.res[i];
+            if (r->layer != -1)
+                continue;
+            if (cs_precond_step(g, &rep, r->precond, r->precond == CS_PRE_SGD ? 0 : lambda, grad->v, step, NULL, &err))
+                continue;
+            double gd = 0, dhd = 0;
+            for (long a = 0; a < P; a++) {
+                gd += grad->v[a] * step[a];
+                for (long b = 0; b < P; b++)
+                    dhd += step[a] * H->v[a * P + b] * step[b];
+            }
+            double want_pred = gd + 0.5 * dhd;
+            ok(fabs(r->predicted - want_pred) <= 1e-9 * fabs(want_pred),
+               "%s: predicted decrease %.10g equals g^T D + D^T H D / 2 = %.10g", cs_precond_name(r->precond),
+               r->predicted, want_pred);
+            ok(fabs(r->rho - r->actual / r->predicted) < 1e-12 && r->best_lr > 0 && r->best_change <= r->actual + 1e-15,
+               "%s: rho = actual / predicted (%.4g), best step %.4g changes the loss by %.4g",
+               cs_precond_name(r->precond), r->rho, r->best_lr, r->best_change);
+            if (r->precond == CS_PRE_SGD)
+                ok(fabs(r->cosine - 1) < 1e-12, "sgd: the step is -g (cosine %.15g)", r->cosine);
+        }
+        cs_step_report_free(&sr);
+    }
+    free(step);
+    free(want);
+    cs_curv_report_free(&rep);
+    fx_free(&fx);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+/* A quadratic loss: one Gemm layer with mse.  The undamped Newton step
+ * reaches the minimum (zero gradient) and the quadratic model is exact. */
+static void check_newton_quadratic(void)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load("tiny_linear64", "tiny_mlp64", &g, &ds))
+        return;
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_HESSIAN;
+    o.reprs = 1u << CS_REPR_FULL;
+    o.keep_matrices = true;
+    o.loss = CS_LOSS_MSE;
+    o.batch = 5;
+    cs_curv_report rep;
+    cs_err err = {0};
+    cs_step_report sr;
+    double damp[1] = {0.0};
+    if (ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK &&
+               cs_step_diagnostics(g, &ds, NULL, CS_LOSS_MSE, 5, &rep, 1u << CS_PRE_NEWTON, damp, 1, &sr, &err) == CS_OK,
+           "quadratic: diagnostics (%s)", err.msg)) {
+        const cs_step_result *r = &sr.res[0];
+        ok(r->layer == -1 && fabs(r->rho - 1) < 1e-9, "quadratic: newton rho = %.12f", r->rho);
+        ok(fabs(r->actual - r->predicted) <= 1e-12 * fabs(r->predicted),
+           "quadratic: actual change %.12g equals the predicted %.12g", r->actual, r->predicted);
+        /* At theta + D the gradient vanishes. */
+        int64_t P = g->n_param_scalars;
+        double *grad = calloc((size_t)P, sizeof(double)), *step = calloc((size_t)P, sizeof(double)), L;
+        cs_objective obj;
+        if (!cs_objective_init(&obj, g, &ds, NULL, CS_LOSS_MSE, 5, CS_AD_GRAD, &err) &&
+            !cs_objective_gradient(&obj, &L, grad, &err) &&
+            !cs_precond_step(g, &rep, CS_PRE_NEWTON, 0.0, grad, step, NULL, &err)) {
+            double gmax0 = 0, gmax = 0;
+            for (int64_t i = 0; i < P; i++)
+                gmax0 = fmax(gmax0, fabs(grad[i]));
+            for (int q = 0; q < g->n_params; q++) {
+                cs_tensor *t = &g->values[g->params[q].value].init;
+                for (int64_t i = 0; i < cs_tensor_numel(t); i++)
+                    ((double *)t->data)[i] += step[g->params[q].offset + i];
+            }
+            if (!cs_objective_gradient(&obj, &L, grad, &err))
+                for (int64_t i = 0; i < P; i++)
+                    gmax = fmax(gmax, fabs(grad[i]));
+            ok(gmax <= 1e-12 * gmax0, "quadratic: the gradient after the Newton step is %.2g (before %.2g)", gmax, gmax0);
+            cs_objective_free(&obj);
+        }
+        free(grad);
+        free(step);
+        cs_step_report_free(&sr);
+        cs_curv_report_free(&rep);
+    }
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+int main(void)
+{
+    check_against_dense();
+    check_newton_quadratic();
+    return tap_done();
+}
