@@ -222,7 +222,7 @@ static cs_status store_results(cs_store *db, int64_t run, const cs_curv_report *
  * and all Ritz values per repeat with residuals, the tridiagonals), SLQ
  * (density, tridiagonals, trace from its moments), Hutchinson, power. */
 static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum *spec, int n,
-                               int topk, cs_err *err)
+                               int topk, const cs_curv_report *rep, cs_err *err)
 {
     cs_status st = CS_OK;
     for (int i = 0; i < n && !st; i++) {
@@ -233,22 +233,22 @@ static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum 
         if (top < 1 && m > 0)
             top = 1;
         double lmin = m ? L->ritz[m - 1] : NAN;
-        cs_curv_row row = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "lanczos",
+        cs_curv_row row = {.layer_id = s->layer, .curvature = cn, .repr = "full", .method = "lanczos",
                            .dim = s->dim, .trace = NAN, .trace_stderr = NAN, .frobenius = NAN,
                            .lambda_max = m ? L->ritz[0] : NAN, .lambda_min = lmin,
                            .condition = lmin > 0 ? L->ritz[0] / lmin : NAN, .effective_rank = NAN,
                            .seconds = s->seconds_lanczos};
         st = cs_store_curvature(db, run, &row, err);
         if (!st)
-            st = cs_store_spectrum(db, run, -1, cn, "full", "lanczos", 0, L->ritz, top, err);
+            st = cs_store_spectrum(db, run, s->layer, cn, "full", "lanczos", 0, L->ritz, top, err);
         if (!st && bottom > 0)
-            st = cs_store_spectrum(db, run, -1, cn, "full", "lanczos", s->dim - bottom, L->ritz + (m - bottom),
+            st = cs_store_spectrum(db, run, s->layer, cn, "full", "lanczos", s->dim - bottom, L->ritz + (m - bottom),
                                    bottom, err);
         for (int r = 0; r < s->repeats && !st; r++) {
             const cs_lanczos_result *R = &s->lanczos[r];
-            st = cs_store_ritz(db, run, -1, cn, r, R->ritz, R->residual, s->converged[r], R->steps, err);
+            st = cs_store_ritz(db, run, s->layer, cn, r, R->ritz, R->residual, s->converged[r], R->steps, err);
             if (!st)
-                st = cs_store_lanczos_coefficients(db, run, -1, cn, "lanczos", r, 0, R->alpha, R->beta,
+                st = cs_store_lanczos_coefficients(db, run, s->layer, cn, "lanczos", r, 0, R->alpha, R->beta,
                                                    R->steps, err);
         }
         if (s->slq.probes > 0 && !st) {
@@ -258,7 +258,7 @@ static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum 
                     lo = fmin(lo, s->slq.nodes[p * s->slq.steps + k]);
                     hi = fmax(hi, s->slq.nodes[p * s->slq.steps + k]);
                 }
-            cs_curv_row srow = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "slq",
+            cs_curv_row srow = {.layer_id = s->layer, .curvature = cn, .repr = "full", .method = "slq",
                                 .dim = s->dim, .trace = s->slq_mean * (double)s->dim,
                                 .trace_stderr = s->slq_mean_stderr * (double)s->dim,
                                 .frobenius = sqrt(fmax(0, s->slq_mean_sq) * (double)s->dim),
@@ -266,19 +266,31 @@ static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum 
                                 .effective_rank = NAN, .seconds = s->seconds_slq};
             st = cs_store_curvature(db, run, &srow, err);
             for (int p = 0; p < s->slq.probes && !st; p++)
-                st = cs_store_lanczos_coefficients(db, run, -1, cn, "slq", 0, p, s->slq.alpha + p * s->slq.steps,
+                st = cs_store_lanczos_coefficients(db, run, s->layer, cn, "slq", 0, p, s->slq.alpha + p * s->slq.steps,
                                                    s->slq.beta + p * s->slq.steps, s->slq.n_steps[p], err);
             if (!st)
-                st = cs_store_density(db, run, -1, cn, s->edges, s->edges + 1, s->density, s->bins, err);
-            cs_curv_row hrow = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "hutchinson",
+                st = cs_store_density(db, run, s->layer, cn, s->edges, s->edges + 1, s->density, s->bins, err);
+            cs_curv_row hrow = {.layer_id = s->layer, .curvature = cn, .repr = "full", .method = "hutchinson",
                                 .dim = s->dim, .trace = s->hutch_trace, .trace_stderr = s->hutch_stderr,
                                 .frobenius = NAN, .lambda_max = NAN, .lambda_min = NAN, .condition = NAN,
                                 .effective_rank = NAN, .seconds = s->seconds_hutch};
             if (!st)
                 st = cs_store_curvature(db, run, &hrow, err);
         }
+        /* Against the exact whole-network block when the run has it: how
+         * far the matrix-free estimates are (repr 'lanczos' rows). */
+        const cs_curv_result *ex = s->layer < 0 ? cs_curv_report_find(rep, s->curv, CS_REPR_FULL, -1) : NULL;
+        if (!ex && s->layer < 0 && s->curv == CS_CURV_FISHER)
+            ex = cs_curv_report_find(rep, CS_CURV_GGN, CS_REPR_FULL, -1);
+        if (ex && !st && m > 0)
+            st = cs_store_repr_comparison(db, run, -1, cn, "lanczos", "full", NAN,
+                                          fabs(L->ritz[0] - ex->sum.lambda_max) / fabs(ex->sum.lambda_max),
+                                          s->slq.probes > 0
+                                              ? fabs(s->slq_mean * (double)s->dim - ex->sum.trace) / fabs(ex->sum.trace)
+                                              : NAN,
+                                          NAN, err);
         if (s->power_iters > 0 && !st) {
-            cs_curv_row prow = {.layer_id = -1, .curvature = cn, .repr = "full", .method = "power",
+            cs_curv_row prow = {.layer_id = s->layer, .curvature = cn, .repr = "full", .method = "power",
                                 .dim = s->dim, .trace = NAN, .trace_stderr = NAN, .frobenius = NAN,
                                 .lambda_max = s->power_lambda, .lambda_min = NAN, .condition = NAN,
                                 .effective_rank = NAN, .seconds = s->seconds_power};
@@ -346,15 +358,15 @@ static void print_steps(const cs_step_report *r)
 {
     if (r->n == 0)
         return;
-    printf("%-8s %9s %10s %10s %12s %12s %8s %8s\n", "precond", "damping", "|g|", "|step|", "predicted",
-           "actual", "rho", "best lr");
+    printf("%-8s %9s %10s %10s %12s %12s %8s %8s %12s\n", "precond", "damping", "|g|", "|step|", "predicted",
+           "actual", "rho", "best lr", "best change");
     const cs_step_result *best = NULL;
     for (int i = 0; i < r->n; i++) {
         const cs_step_result *x = &r->res[i];
         if (x->layer != -1)
             continue;
-        printf("%-8s %9.3g %10.4g %10.4g %12.5g %12.5g %8.3f %8.4g\n", cs_precond_name(x->precond), x->damping,
-               x->grad_norm, x->step_norm, x->predicted, x->actual, x->rho, x->best_lr);
+        printf("%-8s %9.3g %10.4g %10.4g %12.5g %12.5g %8.3f %8.4g %12.5g\n", cs_precond_name(x->precond),
+               x->damping, x->grad_norm, x->step_norm, x->predicted, x->actual, x->rho, x->best_lr, x->best_change);
         if (!best || x->actual < best->actual)
             best = x;
     }
@@ -391,7 +403,7 @@ static void print_pruning(const cs_prune_point *p, int n)
         printf("pruning: %s predicts damage best (lowest mean loss over the fractions, %.5g)\n", best, best_mean);
 }
 
-static void print_spectra(const cs_net_spectrum *spec, int n)
+static void print_spectra(const cs_graph *g, const cs_net_spectrum *spec, int n)
 {
     for (int i = 0; i < n; i++) {
         const cs_net_spectrum *s = &spec[i];
@@ -399,16 +411,18 @@ static void print_spectra(const cs_net_spectrum *spec, int n)
         int m = L->steps, conv = 0;
         for (int k = 0; k < m; k++)
             conv += s->converged[0][k];
-        printf("network %-10s lanczos: top %.6g (residual %.2g), bottom %.6g (residual %.2g), "
+        printf("%s %-10s lanczos: top %.6g (residual %.2g), bottom %.6g (residual %.2g), "
                "%d of %d Ritz values converged\n",
-               cs_curv_name(s->curv), m ? L->ritz[0] : NAN, m ? L->residual[0] : NAN,
+               s->layer < 0 ? "network" : g->layers[s->layer].name, cs_curv_name(s->curv), m ? L->ritz[0] : NAN, m ? L->residual[0] : NAN,
                m ? L->ritz[m - 1] : NAN, m ? L->residual[m - 1] : NAN, conv, m);
         if (s->slq.probes > 0)
-            printf("network %-10s trace: hutchinson %.6g +- %.2g, slq %.6g +- %.2g; negative share %.3f\n",
-                   cs_curv_name(s->curv), s->hutch_trace, s->hutch_stderr, s->slq_mean * (double)s->dim,
+            printf("%s %-10s trace: hutchinson %.6g +- %.2g, slq %.6g +- %.2g; negative share %.3f\n",
+                   s->layer < 0 ? "network" : g->layers[s->layer].name, cs_curv_name(s->curv), s->hutch_trace, s->hutch_stderr, s->slq_mean * (double)s->dim,
                    s->slq_mean_stderr * (double)s->dim, s->neg_fraction);
         if (s->power_iters > 0)
-            printf("network %-10s power iteration: %.6g after %d products\n", cs_curv_name(s->curv),
+            printf("%s %-10s power iteration: %.6g after %d products\n",
+                   s->layer < 0 ? "network" : g->layers[s->layer].name,
+                   cs_curv_name(s->curv),
                    s->power_lambda, s->power_iters);
     }
 }
@@ -640,6 +654,7 @@ int cmd_analyze(int argc, char **argv)
     so.progress = cli_progress;
     so.progress_ctx = "spectrum";
     so.cancel = &cancel_flag;
+    so.layer_min_dim = o.max_full + 1; /* layers too large for an exact block */
 
     const char *model = argv[optind];
     cs_store *db = NULL;
@@ -703,7 +718,7 @@ int cmd_analyze(int argc, char **argv)
     if (!st && so.curvatures)
         st = cs_spectrum_compute(g, &ds, &so, &spec, &n_spec, &err);
     if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)) &&
-        !(st = store_spectra(db, run, spec, n_spec, so.topk, &err)) &&
+        !(st = store_spectra(db, run, spec, n_spec, so.topk, &rep, &err)) &&
         !(st = store_importance(db, run, g, &imp, &err)))
         for (int i = 0; i < n_pts && !st; i++)
             st = cs_store_pruning_point(db, run, pts[i].score, pts[i].fraction, pts[i].n_pruned,
@@ -738,7 +753,7 @@ int cmd_analyze(int argc, char **argv)
     else {
         print_steps(&steps);
         print_pruning(pts, n_pts);
-        print_spectra(spec, n_spec);
+        print_spectra(g, spec, n_spec);
         print_summary(g, &rep, o.curvatures, db_path, run);
     }
     cs_spectrum_free(spec, n_spec);

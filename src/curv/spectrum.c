@@ -33,33 +33,72 @@ typedef struct product_ctx {
     cs_curv_kind kind;
     const cs_spectrum_opts *o;
     int64_t calls, expected;
+    int layer;                /* -1: whole network; else the block of this layer */
+    int64_t offset, dim;      /* the block's place in the parameter vector */
+    double *full_v, *full_y;  /* whole-vector buffers for a layer block */
 } product_ctx;
 
-/* y = A v over the whole sample set: one pass over the data. */
+/* y = A v over the whole sample set: one pass over the data.  For a layer
+ * block, v is embedded in the whole parameter vector (zero elsewhere, so
+ * only nodes downstream of the layer carry tangents) and the block's part
+ * of the product is read back. */
 static cs_status product(void *vctx, const double *v, double *y, cs_err *err)
 {
     product_ctx *c = vctx;
     if (c->o->cancel && *c->o->cancel)
         return cs_fail(err, CS_ERR_RUNTIME, "interrupted");
-    cs_status st = c->kind == CS_CURV_HESSIAN  ? cs_objective_hvp(c->obj, v, -1, y, err)
-                   : c->kind == CS_CURV_FISHER_EMP ? cs_objective_empfvp(c->obj, v, -1, y, err)
-                                                   : cs_objective_ggnvp(c->obj, v, -1, y, err);
+    const double *vin = v;
+    double *yout = y;
+    if (c->layer >= 0) {
+        memcpy(c->full_v + c->offset, v, sizeof(double) * (size_t)c->dim);
+        vin = c->full_v;
+        yout = c->full_y;
+    }
+    cs_status st = c->kind == CS_CURV_HESSIAN  ? cs_objective_hvp(c->obj, vin, c->layer, yout, err)
+                   : c->kind == CS_CURV_FISHER_EMP ? cs_objective_empfvp(c->obj, vin, c->layer, yout, err)
+                                                   : cs_objective_ggnvp(c->obj, vin, c->layer, yout, err);
+    if (!st && c->layer >= 0)
+        memcpy(y, c->full_y + c->offset, sizeof(double) * (size_t)c->dim);
     c->calls++;
     if (!st && c->o->progress)
         c->o->progress(c->o->progress_ctx, c->calls < c->expected ? c->calls : c->expected, c->expected);
     return st;
 }
 
-static cs_status one_curvature(cs_objective *obj, cs_curv_kind kind, const cs_spectrum_opts *o,
+static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts *o, cs_net_spectrum *s,
+                            cs_err *err);
+
+static cs_status one_curvature(cs_objective *obj, cs_curv_kind kind, int layer, const cs_spectrum_opts *o,
                                cs_net_spectrum *s, cs_err *err)
 {
-    int64_t P = obj->g->n_param_scalars;
+    const cs_graph *g = obj->g;
+    int64_t P = layer < 0 ? g->n_param_scalars : g->layers[layer].numel;
     s->curv = kind;
+    s->layer = layer;
     s->dim = P;
     s->repeats = o->repeats;
-    product_ctx ctx = {.obj = obj, .kind = kind, .o = o,
+    product_ctx ctx = {.obj = obj, .kind = kind, .o = o, .layer = layer,
                        .expected = (int64_t)o->repeats * o->steps + (int64_t)o->probes * o->steps +
                                    o->probes + (o->power ? o->power_iters : 0)};
+    if (layer >= 0) {
+        ctx.offset = g->params[g->layers[layer].first_param].offset;
+        ctx.dim = P;
+        ctx.full_v = calloc((size_t)g->n_param_scalars + 1, sizeof(double));
+        ctx.full_y = calloc((size_t)g->n_param_scalars + 1, sizeof(double));
+        if (!ctx.full_v || !ctx.full_y) {
+            free(ctx.full_v), free(ctx.full_y);
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        }
+    }
+    cs_status st = spectra_of(&ctx, P, o, s, err);
+    free(ctx.full_v);
+    free(ctx.full_y);
+    return st;
+}
+
+static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts *o, cs_net_spectrum *s,
+                            cs_err *err)
+{
     s->lanczos = calloc((size_t)o->repeats, sizeof *s->lanczos);
     s->converged = calloc((size_t)o->repeats, sizeof *s->converged);
     if (!s->lanczos || !s->converged)
@@ -71,7 +110,7 @@ static cs_status one_curvature(cs_objective *obj, cs_curv_kind kind, const cs_sp
         /* Stop at an invariant subspace: beta below 1e-9 of the largest |alpha|
          * is rounding noise of the products (float64 models), not a direction. */
         cs_lanczos_opts lo = {.steps = o->steps, .reorth_passes = 2, .stop_rtol = 1e-9};
-        st = cs_lanczos_ex(product, &ctx, P, NULL, o->seed + 1000003u * (uint64_t)(r + 1), &lo,
+        st = cs_lanczos_ex(product, pctx, P, NULL, o->seed + 1000003u * (uint64_t)(r + 1), &lo,
                            &s->lanczos[r], err);
         if (st)
             break;
@@ -89,7 +128,7 @@ static cs_status one_curvature(cs_objective *obj, cs_curv_kind kind, const cs_sp
     if (st)
         return st;
     t0 = now_seconds();
-    if (o->probes > 0 && (st = cs_slq_ex(product, &ctx, P, o->probes, o->steps, o->seed + 17,
+    if (o->probes > 0 && (st = cs_slq_ex(product, pctx, P, o->probes, o->steps, o->seed + 17,
                                          CS_PROBE_RADEMACHER, &s->slq, err)))
         return st;
     s->seconds_slq = now_seconds() - t0;
@@ -122,12 +161,12 @@ static cs_status one_curvature(cs_objective *obj, cs_curv_kind kind, const cs_sp
         cs_slq_density(&s->slq, lo - 5 * s->sigma, hi + 5 * s->sigma, o->bins, s->sigma, s->edges, s->density);
     }
     t0 = now_seconds();
-    if (o->probes > 0 && (st = cs_hutchinson(product, &ctx, P, o->probes, o->seed + 29, &s->hutch_trace,
+    if (o->probes > 0 && (st = cs_hutchinson(product, pctx, P, o->probes, o->seed + 29, &s->hutch_trace,
                                              &s->hutch_stderr, NULL, err)))
         return st;
     s->seconds_hutch = now_seconds() - t0;
     t0 = now_seconds();
-    if (o->power && (st = cs_power_iteration(product, &ctx, P, o->seed + 31, o->power_iters, 1e-4,
+    if (o->power && (st = cs_power_iteration(product, pctx, P, o->seed + 31, o->power_iters, 1e-4,
                                              &s->power_lambda, NULL, &s->power_iters, err)))
         return st;
     s->seconds_power = now_seconds() - t0;
@@ -155,16 +194,24 @@ cs_status cs_spectrum_compute(const cs_graph *g, const cs_dataset *ds, const cs_
     cs_status st = cs_objective_init(&obj, g, ds, o->norm, o->loss, o->batch, CS_AD_HVP, err);
     if (st)
         return st;
-    int n = __builtin_popcount(o->curvatures);
+    int big = 0;
+    for (int l = 0; o->layer_min_dim > 0 && l < g->n_layers; l++)
+        big += g->layers[l].numel >= o->layer_min_dim;
+    int n = __builtin_popcount(o->curvatures) * (1 + big);
     cs_net_spectrum *res = calloc((size_t)n + 1, sizeof *res);
     if (!res) {
         cs_objective_free(&obj);
         return cs_fail(err, CS_ERR_NOMEM, "out of memory");
     }
     int k = 0;
-    for (int c = 0; c < CS_CURV_COUNT && !st; c++)
-        if (o->curvatures >> c & 1)
-            st = one_curvature(&obj, (cs_curv_kind)c, o, &res[k++], err);
+    for (int c = 0; c < CS_CURV_COUNT && !st; c++) {
+        if (!(o->curvatures >> c & 1))
+            continue;
+        st = one_curvature(&obj, (cs_curv_kind)c, -1, o, &res[k++], err);
+        for (int l = 0; l < g->n_layers && !st && o->layer_min_dim > 0; l++)
+            if (g->layers[l].numel >= o->layer_min_dim)
+                st = one_curvature(&obj, (cs_curv_kind)c, l, o, &res[k++], err);
+    }
     cs_objective_free(&obj);
     if (st) {
         cs_spectrum_free(res, k);

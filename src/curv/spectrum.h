@@ -35,12 +35,17 @@ typedef struct cs_spectrum_opts {
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     const volatile int *cancel;
+    /* Also each single layer with at least this many parameters (a layer too
+     * large for an exact block): the operator restricted to its block.
+     * 0: the whole network only. */
+    int64_t layer_min_dim;
 } cs_spectrum_opts;
 
 void cs_spectrum_opts_init(cs_spectrum_opts *o);
 
 typedef struct cs_net_spectrum {
     cs_curv_kind curv;
+    int layer;                    /* -1: the whole network, else the layer's block */
     int64_t dim;                  /* parameters */
     int repeats;
     cs_lanczos_result *lanczos;   /* [repeats] */
@@ -55,7 +60,8 @@ typedef struct cs_net_spectrum {
     double seconds_lanczos, seconds_slq, seconds_hutch, seconds_power;
 } cs_net_spectrum;
 
-/* out receives one entry per requested curvature (in cs_curv_kind order). */
+/* out receives, per requested curvature (in cs_curv_kind order), the whole
+ * network and then every layer of at least layer_min_dim parameters. */
 cs_status cs_spectrum_compute(const cs_graph *g, const cs_dataset *ds, const cs_spectrum_opts *o,
                               cs_net_spectrum **out, int *n_out, cs_err *err) CS_MUST_CHECK;
 void cs_spectrum_free(cs_net_spectrum *s, int n);

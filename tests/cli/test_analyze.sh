@@ -82,6 +82,17 @@ ok "power iteration agrees with Lanczos on the top GGN eigenvalue (rtol 1e-3)" \
     '[ "$(q "$DB" "SELECT abs(p.lambda_max - l.lambda_max) <= 1e-3 * abs(l.lambda_max) FROM curvature p JOIN curvature l ON l.run_id = p.run_id AND l.curvature = p.curvature AND l.method = '\''lanczos'\'' AND l.layer_id IS NULL WHERE p.run_id = $R AND p.method = '\''power'\'' AND p.curvature = '\''ggn'\''")" = 1 ]'
 ok "the spectrum settings are stored as conventions" \
     '[ "$(q "$DB" "SELECT value FROM conventions WHERE run_id = $R AND key = '\''lanczos_steps'\''")" = 12 ]'
+# Matrix-free spectra of a layer too large for an exact block, and the
+# comparison with the exact whole-network block when there is one.
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr full --spectrum ggn --lanczos-steps 20 --probes 4 \
+    --max-full 45 >"$tmp/out" 2>"$tmp/err"
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "--spectrum covers the 51-parameter layer above --max-full 45 (lanczos, slq, hutchinson rows)" \
+    '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE run_id = $R AND layer_id = 2 AND method IN ('\''lanczos'\'', '\''slq'\'', '\''hutchinson'\'')")" = 3 ] && grep -q "^fc ggn" "$tmp/out"'
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr full --spectrum ggn --lanczos-steps 20 --probes 4 >"$tmp/out" 2>"$tmp/err"
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "Lanczos's top eigenvalue is scored against the exact whole-network block (rel err < 1e-8)" \
+    '[ "$(q "$DB" "SELECT rel_lambda_max_error < 1e-8 FROM repr_comparison WHERE run_id = $R AND layer_id IS NULL AND repr = '\''lanczos'\''")" = 1 ]'
 expect2_spectrum() {
     "$CS" "$@" >"$tmp/out" 2>"$tmp/err"
     rc=$?
