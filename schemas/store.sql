@@ -382,32 +382,46 @@ JOIN curvature AS c
  AND c.method = 'slq'
 GROUP BY d.run_id, d.layer_id, d.curvature;
 
--- Importance aggregated per output unit / channel (the structured-pruning
--- view) and per layer: sum and mean of each score.
-CREATE VIEW v_importance_unit AS
-SELECT i.run_id, p.layer_id, l.name AS layer, i.unit, count(*) AS n,
-       sum(i.obd) AS obd_sum, avg(i.obd) AS obd_mean,
-       sum(i.obs) AS obs_sum, avg(i.obs) AS obs_mean,
-       sum(i.taylor) AS taylor_sum, avg(i.taylor) AS taylor_mean,
-       sum(i.diag_ggn) AS diag_ggn_sum, sum(i.diag_fisher_emp) AS diag_fisher_emp_sum,
-       sum(i.diag_hessian) AS diag_hessian_sum
-FROM importance AS i
-JOIN params AS p ON p.run_id = i.run_id AND p.param_id = i.param_id
-JOIN layers AS l ON l.run_id = p.run_id AND l.layer_id = p.layer_id
-WHERE i.unit IS NOT NULL
-GROUP BY i.run_id, p.layer_id, i.unit;
+-- Importance aggregated per output unit / channel of each layer, always
+-- over every parameter (also when --importance-top stores only the top
+-- elements in `importance`); unit NULL gathers the parameters without one.
+CREATE TABLE importance_units (
+    run_id              INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id            INTEGER NOT NULL,
+    unit                INTEGER,
+    n                   INTEGER NOT NULL CHECK (n > 0),
+    obd_sum             REAL,
+    obs_sum             REAL,
+    taylor_sum          REAL,
+    diag_ggn_sum        REAL,
+    diag_fisher_emp_sum REAL,
+    diag_hessian_sum    REAL,
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+CREATE INDEX importance_units_by_layer ON importance_units (run_id, layer_id, unit);
 
+-- The structured-pruning view: sum and mean of each score per unit ...
+CREATE VIEW v_importance_unit AS
+SELECT u.run_id, u.layer_id, l.name AS layer, u.unit, u.n,
+       u.obd_sum, u.obd_sum / u.n AS obd_mean,
+       u.obs_sum, u.obs_sum / u.n AS obs_mean,
+       u.taylor_sum, u.taylor_sum / u.n AS taylor_mean,
+       u.diag_ggn_sum, u.diag_fisher_emp_sum, u.diag_hessian_sum
+FROM importance_units AS u
+JOIN layers AS l ON l.run_id = u.run_id AND l.layer_id = u.layer_id
+WHERE u.unit IS NOT NULL;
+
+-- ... and per layer.
 CREATE VIEW v_importance_layer AS
-SELECT i.run_id, p.layer_id, l.name AS layer, l.op_type, count(*) AS n,
-       sum(i.obd) AS obd_sum, avg(i.obd) AS obd_mean,
-       sum(i.obs) AS obs_sum, avg(i.obs) AS obs_mean,
-       sum(i.taylor) AS taylor_sum, avg(i.taylor) AS taylor_mean,
-       sum(i.diag_ggn) AS diag_ggn_sum, sum(i.diag_fisher_emp) AS diag_fisher_emp_sum,
-       sum(i.diag_hessian) AS diag_hessian_sum
-FROM importance AS i
-JOIN params AS p ON p.run_id = i.run_id AND p.param_id = i.param_id
-JOIN layers AS l ON l.run_id = p.run_id AND l.layer_id = p.layer_id
-GROUP BY i.run_id, p.layer_id;
+SELECT u.run_id, u.layer_id, l.name AS layer, l.op_type, sum(u.n) AS n,
+       sum(u.obd_sum) AS obd_sum, sum(u.obd_sum) / sum(u.n) AS obd_mean,
+       sum(u.obs_sum) AS obs_sum, sum(u.obs_sum) / sum(u.n) AS obs_mean,
+       sum(u.taylor_sum) AS taylor_sum, sum(u.taylor_sum) / sum(u.n) AS taylor_mean,
+       sum(u.diag_ggn_sum) AS diag_ggn_sum, sum(u.diag_fisher_emp_sum) AS diag_fisher_emp_sum,
+       sum(u.diag_hessian_sum) AS diag_hessian_sum
+FROM importance_units AS u
+JOIN layers AS l ON l.run_id = u.run_id AND l.layer_id = u.layer_id
+GROUP BY u.run_id, u.layer_id;
 
 -- The pruning check: loss and accuracy after zeroing the share `fraction`
 -- of weights (Gemm, MatMul, Conv weight tensors, ranked globally) with the

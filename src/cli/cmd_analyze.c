@@ -22,6 +22,7 @@
 #include "curv/steps.h"
 #include "interp/objective.h"
 #include "curv/spectrum.h"
+#include "spectral/dense.h"
 #include "store/store.h"
 
 void cmd_analyze_usage(FILE *f)
@@ -53,6 +54,8 @@ void cmd_analyze_usage(FILE *f)
                "                     diagonals computed, OBD, OBS, Taylor (a gradient pass more)\n"
                "  --importance-curvature C  curvature of OBD and OBS (default ggn)\n"
                "  --importance-damping R    OBS damping: R * trace(block) / block size (1e-3)\n"
+               "  --importance-top K store only the top K elements of each layer by each score\n"
+               "                     (the per-unit and per-layer aggregates stay complete)\n"
                "  --prune-check LIST zero the lowest-scoring fractions (e.g. 0.1,0.3,0.5) of the\n"
                "                     Gemm/MatMul/Conv weights by each score and re-evaluate\n"
                "                     (implies --importance; results in pruning_curve)\n"
@@ -318,8 +321,10 @@ static cs_status compute_importance(const cs_graph *g, const cs_dataset *ds, con
     return st;
 }
 
+/* One importance row per scalar (or, with top > 0, only the top `top`
+ * elements of each layer by each score), and the complete per-unit sums. */
 static cs_status store_importance(cs_store *db, int64_t run, const cs_graph *g, const cs_importance *imp,
-                                  cs_err *err)
+                                  int64_t top, cs_err *err)
 {
     cs_status st = CS_OK;
     if (!imp->n)
@@ -330,17 +335,85 @@ static cs_status store_importance(cs_store *db, int64_t run, const cs_graph *g, 
         any_ggn = any_ggn || !isnan(imp->diag_ggn[i]);
         any_emp = any_emp || !isnan(imp->diag_fisher_emp[i]);
     }
+    const double *scores[6] = {imp->obd, imp->obs, imp->taylor, any_ggn ? imp->diag_ggn : NULL,
+                               any_emp ? imp->diag_fisher_emp : NULL, any_hessian ? imp->diag_hessian : NULL};
+    bool *keep = NULL;
+    if (top > 0) {
+        keep = calloc((size_t)imp->n + 1, sizeof(bool));
+        double *tmp = malloc(sizeof(double) * (size_t)imp->n + 1);
+        if (!keep || !tmp) {
+            free(keep), free(tmp);
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        }
+        for (int l = 0; l < g->n_layers; l++) {
+            int64_t off = g->params[g->layers[l].first_param].offset, W = g->layers[l].numel;
+            for (int k = 0; k < 6; k++) {
+                if (!scores[k])
+                    continue;
+                /* the top-th largest value of this score in the layer */
+                int64_t m = 0;
+                for (int64_t i = 0; i < W; i++)
+                    if (!isnan(scores[k][off + i]))
+                        tmp[m++] = scores[k][off + i];
+                if (m == 0)
+                    continue;
+                cs_sort_desc(tmp, m);
+                double cut = tmp[(top < m ? top : m) - 1];
+                int64_t taken = 0;
+                for (int64_t i = 0; i < W && taken < top; i++)
+                    if (scores[k][off + i] >= cut) {
+                        keep[off + i] = true;
+                        taken++;
+                    }
+            }
+        }
+        free(tmp);
+    }
     for (int q = 0; q < g->n_params && !st; q++) {
         int64_t off = g->params[q].offset, n = cs_tensor_numel(&g->values[g->params[q].value].init);
-        cs_importance_cols c = {.first_index = 0, .value = imp->value + off,
-                                .grad = imp->grad ? imp->grad + off : NULL,
-                                .diag_ggn = any_ggn ? imp->diag_ggn + off : NULL,
-                                .diag_fisher_emp = any_emp ? imp->diag_fisher_emp + off : NULL,
-                                .diag_hessian = any_hessian ? imp->diag_hessian + off : NULL,
-                                .obd = imp->obd + off, .obs = imp->obs + off,
-                                .taylor = imp->taylor ? imp->taylor + off : NULL,
-                                .unit = imp->layer_unit + off};
-        st = cs_store_importance(db, run, q, &c, n, err);
+        for (int64_t i = 0; i < n && !st;) {
+            /* a run of consecutive kept elements */
+            int64_t j = i;
+            if (keep)
+                while (j < n && keep[off + j])
+                    j++;
+            else
+                j = n;
+            if (j > i) {
+                int64_t o = off + i;
+                cs_importance_cols c = {.first_index = i, .value = imp->value + o,
+                                        .grad = imp->grad ? imp->grad + o : NULL,
+                                        .diag_ggn = any_ggn ? imp->diag_ggn + o : NULL,
+                                        .diag_fisher_emp = any_emp ? imp->diag_fisher_emp + o : NULL,
+                                        .diag_hessian = any_hessian ? imp->diag_hessian + o : NULL,
+                                        .obd = imp->obd + o, .obs = imp->obs + o,
+                                        .taylor = imp->taylor ? imp->taylor + o : NULL,
+                                        .unit = imp->layer_unit + o};
+                st = cs_store_importance(db, run, q, &c, j - i, err);
+            }
+            i = j > i ? j : i + 1;
+        }
+    }
+    free(keep);
+    /* Complete per-unit sums (unit -1: parameters without one). */
+    for (int l = 0; l < g->n_layers && !st; l++) {
+        int64_t off = g->params[g->layers[l].first_param].offset, W = g->layers[l].numel;
+        int max_unit = -1;
+        for (int64_t i = 0; i < W; i++)
+            max_unit = imp->layer_unit[off + i] > max_unit ? imp->layer_unit[off + i] : max_unit;
+        for (int u = -1; u <= max_unit && !st; u++) {
+            double sums[6] = {0};
+            int64_t n = 0;
+            for (int64_t i = 0; i < W; i++) {
+                if (imp->layer_unit[off + i] != u)
+                    continue;
+                n++;
+                for (int k = 0; k < 6; k++)
+                    sums[k] += scores[k] ? scores[k][off + i] : NAN;
+            }
+            if (n)
+                st = cs_store_importance_unit(db, run, l, u, n, sums, err);
+        }
     }
     for (int l = 0; l < g->n_layers && !st; l++) {
         char key[64], val[128];
@@ -470,7 +543,7 @@ int cmd_analyze(int argc, char **argv)
         {"repeats", required_argument, NULL, 'R'}, {"power", no_argument, NULL, 'P'},
         {"importance", no_argument, NULL, 'I'}, {"importance-curvature", required_argument, NULL, 'C'},
         {"importance-damping", required_argument, NULL, 'D'},
-        {"prune-check", required_argument, NULL, 'X'},
+        {"prune-check", required_argument, NULL, 'X'}, {"importance-top", required_argument, NULL, 'T'},
         {"precond", required_argument, NULL, 'Q'}, {"damping", required_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
@@ -487,6 +560,7 @@ int cmd_analyze(int argc, char **argv)
     int n_fractions = 0, n_dampings = 3;
     unsigned precond_mask = 0;
     double imp_damping = 1e-3;
+    int64_t imp_top = 0;
     int c, idx;
     cs_err err = {0};
     optind = 1;
@@ -544,6 +618,11 @@ int cmd_analyze(int argc, char **argv)
         }
         case 'P': so.power = true; break;
         case 'I': importance = true; break;
+        case 'T':
+            if (cli_parse_count("analyze", "importance-top", optarg, &imp_top))
+                return 2;
+            importance = true;
+            break;
         case 'Q':
             if (cs_precond_parse_list(optarg, &precond_mask, &err))
                 return cli_usage_error("analyze", "%s", err.msg);
@@ -719,7 +798,7 @@ int cmd_analyze(int argc, char **argv)
         st = cs_spectrum_compute(g, &ds, &so, &spec, &n_spec, &err);
     if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)) &&
         !(st = store_spectra(db, run, spec, n_spec, so.topk, &rep, &err)) &&
-        !(st = store_importance(db, run, g, &imp, &err)))
+        !(st = store_importance(db, run, g, &imp, imp_top, &err)))
         for (int i = 0; i < n_pts && !st; i++)
             st = cs_store_pruning_point(db, run, pts[i].score, pts[i].fraction, pts[i].n_pruned,
                                         pts[i].loss, pts[i].accuracy, &err);

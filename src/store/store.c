@@ -37,6 +37,7 @@ enum stmt_id {
     ST_LANCZOS,
     ST_RITZ,
     ST_PRUNE,
+    ST_IMP_UNIT,
     ST_DENSITY,
     ST_REPR_COMPARISON,
     ST_KFAC_FACTOR,
@@ -89,6 +90,10 @@ static const struct {
     [ST_PRUNE] = {"pruning_curve",
         "INSERT INTO pruning_curve (run_id, score, fraction, n_pruned, loss, accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    [ST_IMP_UNIT] = {"importance_units",
+        "INSERT INTO importance_units (run_id, layer_id, unit, n, obd_sum, obs_sum, taylor_sum, "
+        "diag_ggn_sum, diag_fisher_emp_sum, diag_hessian_sum) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
     [ST_DENSITY] = {"density",
         "INSERT INTO density (run_id, layer_id, curvature, lo, hi, density) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -980,6 +985,26 @@ cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const cha
             r = stmt_exec(s, st, err, "insert Ritz value %lld into ritz_values", (long long)k);
     }
     return rows_end(s, r, "ritz_values", err);
+}
+
+cs_status cs_store_importance_unit(cs_store *s, int64_t run_id, int64_t layer_id, int64_t unit,
+                                   int64_t n, const double sums[6], cs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    cs_status r = stmt_get(s, ST_IMP_UNIT, &st, err);
+    if (r != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    bind_i64(&b, 1, run_id);
+    bind_i64(&b, 2, layer_id);
+    bind_layer(&b, 3, unit); /* -1: NULL */
+    bind_i64(&b, 4, n);
+    for (int k = 0; k < 6; k++)
+        bind_f64(&b, 5 + k, sums[k]);
+    if ((r = bind_check(s, &b, ST_IMP_UNIT, err)) != CS_OK)
+        return r;
+    return stmt_exec(s, st, err, "insert unit %lld of layer %lld into importance_units", (long long)unit,
+                     (long long)layer_id);
 }
 
 cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,

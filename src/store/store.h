@@ -124,6 +124,11 @@ cs_status cs_store_lanczos_coefficients(cs_store *s, int64_t run_id, int64_t lay
 cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
                         int64_t repeat, const double *values, const double *residuals,
                         const int *converged, int64_t n, cs_err *err) CS_MUST_CHECK;
+/* Sums of obd, obs, taylor, diag_ggn, diag_fisher_emp, diag_hessian over
+ * the n parameters of one unit (unit -1: NULL, the parameters without one);
+ * NaN sums are stored as NULL. */
+cs_status cs_store_importance_unit(cs_store *s, int64_t run_id, int64_t layer_id, int64_t unit,
+                                   int64_t n, const double sums[6], cs_err *err) CS_MUST_CHECK;
 /* One point of the pruning check (accuracy NaN: NULL). */
 cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,
                                  int64_t n_pruned, double loss, double accuracy, cs_err *err) CS_MUST_CHECK;

@@ -114,6 +114,16 @@ ok "per-unit aggregates cover every unit of the three layers (4 + 4 + 3)" \
 ok "per-layer aggregates sum the per-unit ones" \
     '[ "$(q "$DB" "SELECT count(*) FROM v_importance_layer AS l WHERE l.run_id = $R AND abs(l.obs_sum - (SELECT sum(u.obs_sum) FROM v_importance_unit AS u WHERE u.run_id = l.run_id AND u.layer_id = l.layer_id)) > 1e-12 * l.obs_sum")" = 0 ]'
 
+RF=$R
+"$CS" analyze $TINY --db "$DB" --importance --importance-top 2 --curvature fisher_emp --repr diag >"$tmp/out" 2>"$tmp/err"
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "--importance-top 2 keeps between 2 and 2 x 5 scores rows per layer" \
+    '[ "$(q "$DB" "SELECT min(c) >= 2 AND max(c) <= 10 FROM (SELECT count(*) AS c FROM importance i JOIN params p ON p.run_id = i.run_id AND p.param_id = i.param_id WHERE i.run_id = $R GROUP BY p.layer_id)")" = 1 ]'
+ok "--importance-top keeps the largest obd of each layer" \
+    '[ "$(q "$DB" "SELECT count(*) FROM v_importance_layer l WHERE l.run_id = $RF AND NOT EXISTS (SELECT 1 FROM importance i JOIN params p ON p.run_id = i.run_id AND p.param_id = i.param_id WHERE i.run_id = $R AND p.layer_id = l.layer_id AND i.obd = (SELECT max(i2.obd) FROM importance i2 JOIN params p2 ON p2.run_id = i2.run_id AND p2.param_id = i2.param_id WHERE i2.run_id = $RF AND p2.layer_id = l.layer_id))")" = 0 ]'
+ok "the aggregates stay complete with --importance-top (equal to the full run's)" \
+    '[ "$(q "$DB" "SELECT count(*) FROM v_importance_layer a JOIN v_importance_layer b ON b.layer_id = a.layer_id AND b.run_id = $R WHERE a.run_id = $RF AND (a.n != b.n OR abs(a.obs_sum - b.obs_sum) > 1e-12 * abs(a.obs_sum))")" = 0 ]'
+
 # The pruning check.
 "$CS" analyze $TINY --db "$DB" --curvature ggn --repr diag --prune-check 0.2,0.6 >"$tmp/out" 2>"$tmp/err"
 rc=$?
