@@ -51,6 +51,8 @@ typedef struct layer_state {
     /* accumulators per family */
     double *full[FAM_COUNT], *diag[FAM_COUNT], *unit[FAM_COUNT], *G[FAM_COUNT];
     double *A;               /* K-FAC A, shared, [groups][dA][dA] */
+    double *sh_L, *sh_R;     /* Shampoo statistics, [groups][dG][dG] and [groups][dA][dA] */
+    double *sh_G;            /* one sample's gradient matrices [groups][dG][dA] */
     double a_count;
     /* Hessian */
     double *h_full, *h_diag, *h_diag_sq; /* h_diag_sq: per-probe trace estimates (stderr) */
@@ -384,6 +386,28 @@ static void accumulate_rows(engine *e, int l, int f, const double *rows, int64_t
     }
 }
 
+/* Shampoo: each sample's gradient as [dG, dA] matrices per group;
+ * L += G G^T, R += G^T G. */
+static void accumulate_shampoo(layer_state *s, const double *rows, int64_t B)
+{
+    int64_t gsz = s->dG * s->dA;
+    for (int64_t b = 0; b < B; b++) {
+        const double *r = rows + b * s->W;
+        memset(s->sh_G, 0, sizeof(double) * (size_t)(s->groups * gsz));
+        for (int64_t p = 0; p < s->W; p++) {
+            const int64_t *k = s->kron + 3 * p;
+            s->sh_G[k[0] * gsz + k[1] * s->dA + k[2]] = r[p];
+        }
+        for (int64_t grp = 0; grp < s->groups; grp++) {
+            const double *G = s->sh_G + grp * gsz;
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)s->dG, (int)s->dA, 1.0, G, (int)s->dA,
+                        1.0, s->sh_L + grp * s->dG * s->dG, (int)s->dG);
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)s->dA, (int)s->dG, 1.0, G, (int)s->dA,
+                        1.0, s->sh_R + grp * s->dA * s->dA, (int)s->dA);
+        }
+    }
+}
+
 /* One seed's backward and everything its captures feed. */
 static cs_status seed_pass(engine *e, int which, int f, double scale, int64_t B, cs_err *err)
 {
@@ -394,7 +418,8 @@ static cs_status seed_pass(engine *e, int which, int f, double scale, int64_t B,
         return st;
     for (int l = 0; l < e->g->n_layers; l++) {
         layer_state *s = &e->L[l];
-        bool need_rows = s->full[f] || s->diag[f] || s->unit[f] || (e->net_full && e->net[f]);
+        bool need_rows = s->full[f] || s->diag[f] || s->unit[f] || (e->net_full && e->net[f]) ||
+                         (f == FAM_EMP && s->sh_L);
         if (need_rows) {
             if ((st = cs_ad_per_sample_grads(ad, l, e->rows, err)))
                 return st;
@@ -402,6 +427,8 @@ static cs_status seed_pass(engine *e, int which, int f, double scale, int64_t B,
                 for (int64_t i = 0; i < B * s->W; i++)
                     e->rows[i] *= scale;
             accumulate_rows(e, l, f, e->rows, B);
+            if (f == FAM_EMP && s->sh_L)
+                accumulate_shampoo(s, e->rows, B);
             if (e->net_full && e->net[f])
                 for (int64_t b = 0; b < B; b++)
                     memcpy(e->net_rows + b * e->P + s->offset, e->rows + b * s->W,
@@ -823,7 +850,7 @@ static void engine_free(engine *e)
     if (e->L)
         for (int l = 0; l < e->g->n_layers; l++) {
             layer_state *s = &e->L[l];
-            free(s->kron), free(s->unit_idx), free(s->A);
+            free(s->kron), free(s->unit_idx), free(s->A), free(s->sh_L), free(s->sh_R), free(s->sh_G);
             for (int f = 0; f < FAM_COUNT; f++)
                 free(s->full[f]), free(s->diag[f]), free(s->unit[f]), free(s->G[f]);
             free(s->h_full), free(s->h_diag), free(s->h_diag_sq), free(s->h_probe_trace);
@@ -845,6 +872,8 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
     e->hessian = o->curvatures >> CS_CURV_HESSIAN & 1;
     for (int f = 0; f < FAM_COUNT; f++)
         e->fam[f] = family_wanted(e, f);
+    if (o->shampoo)
+        e->fam[FAM_EMP] = true; /* Shampoo's statistics come from the true-label gradients */
     bool any_full = o->reprs >> CS_REPR_FULL & 1;
     bool compare_any = (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
     e->net_full = any_full && e->P <= o->max_full && g->n_layers > 0;
@@ -882,6 +911,13 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         }
         if (kfac && (e->fam[FAM_GGN] || e->fam[FAM_MC] || e->fam[FAM_EMP]))
             s->A = zalloc((size_t)(s->groups * s->dA * s->dA));
+        if (o->shampoo && s->kind != 3 && s->kfac_ok) {
+            s->sh_L = zalloc((size_t)(s->groups * s->dG * s->dG));
+            s->sh_R = zalloc((size_t)(s->groups * s->dA * s->dA));
+            s->sh_G = zalloc((size_t)(s->groups * s->dG * s->dA));
+            if (!s->sh_L || !s->sh_R || !s->sh_G)
+                return cs_fail(err, CS_ERR_NOMEM, "out of memory for Shampoo statistics");
+        }
         if (e->hessian) {
             bool need_block = any_full || compare_any || (o->reprs >> CS_REPR_DIAG & 1) ||
                               (o->reprs >> CS_REPR_UNIT & 1);
@@ -1038,6 +1074,33 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
     for (int f = 0; f < FAM_COUNT; f++)
         if (e.net[f])
             symmetrize(e.net[f], e.P, inv_n);
+    if (o->shampoo) {
+        out->shampoo = calloc((size_t)g->n_layers + 1, sizeof *out->shampoo);
+        out->n_shampoo = g->n_layers;
+        if (!out->shampoo) {
+            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (int l = 0; l < g->n_layers; l++) {
+            layer_state *s = &e.L[l];
+            if (!s->sh_L)
+                continue;
+            cs_shampoo_stats *x = &out->shampoo[l];
+            for (int64_t grp = 0; grp < s->groups; grp++) {
+                symmetrize(s->sh_L + grp * s->dG * s->dG, s->dG, inv_n);
+                symmetrize(s->sh_R + grp * s->dA * s->dA, s->dA, inv_n);
+            }
+            x->groups = s->groups, x->dG = s->dG, x->dA = s->dA, x->dim = s->W;
+            x->L = s->sh_L, x->R = s->sh_R; /* ownership moves to the report */
+            s->sh_L = s->sh_R = NULL;
+            x->index = malloc(sizeof(int64_t) * 3 * (size_t)s->W);
+            if (!x->index) {
+                st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
+            memcpy(x->index, s->kron, sizeof(int64_t) * 3 * (size_t)s->W);
+        }
+    }
 
     for (int c = 0; c < CS_CURV_COUNT && !st; c++) {
         if (!(o->curvatures >> c & 1))
@@ -1092,6 +1155,9 @@ void cs_curv_report_free(cs_curv_report *r)
         free(r->res[i].kfac_index);
     }
     free(r->res);
+    for (int l = 0; r->shampoo && l < r->n_shampoo; l++)
+        free(r->shampoo[l].L), free(r->shampoo[l].R), free(r->shampoo[l].index);
+    free(r->shampoo);
     memset(r, 0, sizeof *r);
 }
 

@@ -38,6 +38,7 @@ typedef struct cs_curv_opts {
     cs_loss_kind loss;
     const cs_norm *norm;
     bool keep_matrices;    /* keep dense matrices in the results (tests) */
+    bool shampoo;          /* Shampoo statistics L, R per layer (from true-label captures) */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     /* Checked between batches: when it points to a non-zero value the
@@ -71,9 +72,22 @@ typedef struct cs_curv_result {
     double cmp_frob, cmp_lmax, cmp_trace, cmp_align;
 } cs_curv_result;
 
+/* Shampoo's statistics of a layer (Gupta, Koren & Singer 2018), from the
+ * per-sample gradients G_n in DESIGN.md's [W | b] orientation (rows =
+ * output units), per group: L = (1/N) sum_n G_n G_n^T ([dG, dG]) and
+ * R = (1/N) sum_n G_n^T G_n ([dA, dA]); index maps each parameter to
+ * (group, row, column). */
+typedef struct cs_shampoo_stats {
+    int64_t groups, dG, dA, dim;
+    double *L, *R;
+    int64_t *index;
+} cs_shampoo_stats;
+
 typedef struct cs_curv_report {
     int n;
     cs_curv_result *res;
+    cs_shampoo_stats *shampoo;  /* [layers] with shampoo; L NULL where none */
+    int n_shampoo;
     int n_notes;
     char notes[64][200];        /* skipped combinations, fallbacks */
     double seconds;

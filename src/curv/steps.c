@@ -21,6 +21,7 @@ static const struct {
     [CS_PRE_UNIT] = {"unit", 1u << CS_CURV_GGN, 1u << CS_REPR_FULL | 1u << CS_REPR_KFAC},
     [CS_PRE_FULL] = {"full", 1u << CS_CURV_GGN, 1u << CS_REPR_FULL},
     [CS_PRE_NEWTON] = {"newton", 1u << CS_CURV_HESSIAN, 1u << CS_REPR_FULL},
+    [CS_PRE_SHAMPOO] = {"shampoo", 0, 0},
 };
 static_assert(sizeof preconds / sizeof preconds[0] == CS_PRE_COUNT, "register every preconditioner");
 
@@ -41,7 +42,7 @@ cs_status cs_precond_parse_list(const char *text, unsigned *mask, cs_err *err)
                 found = k;
         if (found < 0)
             return cs_fail(err, CS_ERR_USAGE,
-                           "unknown preconditioner '%.*s' (expected sgd, diag, kfac, unit, full, newton)",
+                           "unknown preconditioner '%.*s' (expected sgd, diag, kfac, unit, full, newton, shampoo)",
                            (int)len, p);
         *mask |= 1u << found;
         p = end ? end + 1 : p + len;
@@ -51,8 +52,9 @@ cs_status cs_precond_parse_list(const char *text, unsigned *mask, cs_err *err)
     return CS_OK;
 }
 
-void cs_precond_needs(unsigned mask, unsigned *curvatures, unsigned *reprs)
+void cs_precond_needs(unsigned mask, unsigned *curvatures, unsigned *reprs, bool *shampoo)
 {
+    *shampoo = *shampoo || (mask >> CS_PRE_SHAMPOO & 1);
     for (int k = 0; k < CS_PRE_COUNT; k++)
         if (mask >> k & 1) {
             *curvatures |= preconds[k].curvatures;
@@ -198,6 +200,69 @@ static cs_status unit_solve(const cs_graph *g, int l, const cs_curv_result *full
     return st;
 }
 
+/* (M + lambda I)^(-1/4) of a symmetric positive semi-definite n x n
+ * matrix into out, by its eigendecomposition; directions whose damped
+ * eigenvalue vanishes get 0 (pseudo-inverse root). */
+static cs_status inv_fourth_root(const double *M, int64_t n, double lambda, double *out, cs_err *err)
+{
+    double *Q = malloc(sizeof(double) * (size_t)(n * n) + 1), *w = malloc(sizeof(double) * (size_t)n + 1);
+    if (!Q || !w) {
+        free(Q), free(w);
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(Q, M, sizeof(double) * (size_t)(n * n));
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, Q, (lapack_int)n, w);
+    if (!info) {
+        double wmax = 0;
+        for (int64_t i = 0; i < n; i++)
+            wmax = fmax(wmax, fabs(w[i]));
+        for (int64_t i = 0; i < n; i++) {
+            double d = w[i] + lambda;
+            w[i] = d > 1e-12 * (wmax + lambda) ? pow(d, -0.25) : 0.0;
+        }
+        for (int64_t a = 0; a < n; a++)
+            for (int64_t b = 0; b < n; b++) {
+                double v = 0;
+                for (int64_t i = 0; i < n; i++)
+                    v += Q[a * n + i] * w[i] * Q[b * n + i];
+                out[a * n + b] = v;
+            }
+    }
+    free(Q), free(w);
+    if (info)
+        return cs_fail(err, CS_ERR_RUNTIME, "eigen-solve of a Shampoo statistic failed (LAPACK info %d)", (int)info);
+    return CS_OK;
+}
+
+/* Shampoo: X = -(L + lambda I)^-1/4 G (R + lambda I)^-1/4 per group. */
+static cs_status shampoo_solve(const cs_shampoo_stats *x, double lambda, const double *g, double *out, cs_err *err)
+{
+    int64_t dG = x->dG, dA = x->dA, gsz = dG * dA;
+    double *G = calloc((size_t)(x->groups * gsz) + 1, sizeof(double));
+    double *Lr = malloc(sizeof(double) * (size_t)(dG * dG) + 1), *Rr = malloc(sizeof(double) * (size_t)(dA * dA) + 1);
+    double *T = malloc(sizeof(double) * (size_t)gsz + 1);
+    cs_status st = G && Lr && Rr && T ? CS_OK : cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    for (int64_t p = 0; !st && p < x->dim; p++) {
+        const int64_t *k = x->index + 3 * p;
+        G[k[0] * gsz + k[1] * dA + k[2]] = g[p];
+    }
+    for (int64_t grp = 0; grp < x->groups && !st; grp++) {
+        if ((st = inv_fourth_root(x->L + grp * dG * dG, dG, lambda, Lr, err)) ||
+            (st = inv_fourth_root(x->R + grp * dA * dA, dA, lambda, Rr, err)))
+            break;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)dG, (int)dA, (int)dG, 1.0, Lr, (int)dG,
+                    G + grp * gsz, (int)dA, 0.0, T, (int)dA);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)dG, (int)dA, (int)dA, -1.0, T, (int)dA, Rr,
+                    (int)dA, 0.0, G + grp * gsz, (int)dA);
+    }
+    for (int64_t p = 0; !st && p < x->dim; p++) {
+        const int64_t *k = x->index + 3 * p;
+        out[p] = G[k[0] * gsz + k[1] * dA + k[2]];
+    }
+    free(G), free(Lr), free(Rr), free(T);
+    return st;
+}
+
 cs_status cs_precond_step(const cs_graph *g, const cs_curv_report *rep, cs_precond_kind k,
                           double damping, const double *grad, double *step, bool *used_sgd,
                           cs_err *err)
@@ -231,6 +296,10 @@ cs_status cs_precond_step(const cs_graph *g, const cs_curv_report *rep, cs_preco
         case CS_PRE_FULL:
             if ((r = fisher_result(rep, CS_REPR_FULL, l)) && r->matrix)
                 done = !(st = eig_solve(r->matrix, W, damping, false, gl, xl, err));
+            break;
+        case CS_PRE_SHAMPOO:
+            if (rep->shampoo && l < rep->n_shampoo && rep->shampoo[l].L)
+                done = !(st = shampoo_solve(&rep->shampoo[l], damping, gl, xl, err));
             break;
         case CS_PRE_NEWTON:
             if ((r = cs_curv_report_find(rep, CS_CURV_HESSIAN, CS_REPR_FULL, l)) && r->matrix)

@@ -19,6 +19,11 @@
  *            absolute values, (|H| + lambda I)^-1 (saddle-free Newton,
  *            Dauphin et al. 2014): negative curvature is followed downhill
  *            instead of being climbed
+ *   shampoo  -(L + lambda I)^-1/4 G (R + lambda I)^-1/4 on the layer's
+ *            gradient matrix G ([W | b], rows = output units), with L, R
+ *            Shampoo's statistics from the per-sample gradients (Gupta,
+ *            Koren & Singer 2018; one step, so the statistics are the
+ *            dataset's, not an accumulation over iterations)
  * A layer a preconditioner cannot serve (no block computed) falls back to
  * sgd for that layer; the fallbacks are reported. */
 #ifndef CS_CURV_STEPS_H
@@ -33,6 +38,7 @@ typedef enum cs_precond_kind {
     CS_PRE_UNIT,
     CS_PRE_FULL,
     CS_PRE_NEWTON,
+    CS_PRE_SHAMPOO,
     CS_PRE_COUNT
 } cs_precond_kind;
 
@@ -40,8 +46,8 @@ const char *cs_precond_name(cs_precond_kind k);
 cs_status cs_precond_parse_list(const char *text, unsigned *mask, cs_err *err) CS_MUST_CHECK;
 
 /* The curvature results each preconditioner reads (to request from the
- * engine with keep_matrices). */
-void cs_precond_needs(unsigned preconds, unsigned *curvatures, unsigned *reprs);
+ * engine with keep_matrices), and whether Shampoo's statistics are needed. */
+void cs_precond_needs(unsigned preconds, unsigned *curvatures, unsigned *reprs, bool *shampoo);
 
 typedef struct cs_step_result {
     cs_precond_kind precond;

@@ -150,6 +150,10 @@ ok "the sgd step is -g: cosine 1 and |step| = |g|" \
     '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R AND precond = '\''sgd'\'' AND (abs(cosine - 1) > 1e-12 OR abs(step_norm - grad_norm) > 1e-12 * grad_norm)")" = 0 ]'
 ok "the best step size is on the grid 2^-8 .. 2^2" \
     '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R AND (best_lr < 0.0039 OR best_lr > 4.001 OR best_change > actual_decrease)")" = 0 ]'
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr diag --precond shampoo --damping 0.01 >"$tmp/out" 2>"$tmp/err"
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "--precond shampoo: rows for the network and 3 layers, the BatchNorm layer falling back to sgd" \
+    '[ "$(q "$DB" "SELECT count(*) FROM step_diagnostics WHERE run_id = $R AND precond = '\''shampoo'\''")" = 4 ] && grep -q "shampoo: layer bn falls back to sgd" "$tmp/out"'
 expect_bad() { "$CS" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
 expect_bad analyze $TINY --db "$DB" --precond adam
 ok "--precond adam is refused: exit 2, one line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'

@@ -49,9 +49,13 @@ static int gauss_jordan(double *a, double *inv, long n)
     return 1;
 }
 
-/* |M| = Q |L| Q^T of a symmetric matrix by cyclic Jacobi rotations
+/* f(M) = Q f(L) Q^T of a symmetric matrix by cyclic Jacobi rotations
  * (independent of LAPACK), in place. */
-static void abs_matrix(double *M, long n)
+static double fn_abs(double x) { return fabs(x); }
+static double fn_damp = 0;
+static double fn_inv_fourth(double x) { return pow(x + fn_damp, -0.25); }
+
+static void matrix_function(double *M, long n, double (*fn)(double))
 {
     double *Q = calloc((size_t)(n * n), sizeof(double)), *A = M;
     for (long i = 0; i < n; i++)
@@ -85,7 +89,7 @@ static void abs_matrix(double *M, long n)
     }
     double *d = malloc(sizeof(double) * (size_t)n);
     for (long i = 0; i < n; i++)
-        d[i] = fabs(A[i * n + i]);
+        d[i] = fn(A[i * n + i]);
     for (long i = 0; i < n; i++)
         for (long j = 0; j < n; j++) {
             double v = 0;
@@ -157,7 +161,7 @@ static void check_against_dense(void)
     unsigned all = (1u << CS_PRE_COUNT) - 1;
     o.curvatures = 0;
     o.reprs = 0;
-    cs_precond_needs(all, &o.curvatures, &o.reprs);
+    cs_precond_needs(all, &o.curvatures, &o.reprs, &o.shampoo);
     o.reprs |= 1u << CS_REPR_DIAG;
     o.keep_matrices = true;
     o.batch = 5;
@@ -184,7 +188,7 @@ static void check_against_dense(void)
             double *M = malloc(sizeof(double) * (size_t)(W * W));
             memcpy(M, B->v, sizeof(double) * (size_t)(W * W));
             if (cases[c].k == CS_PRE_NEWTON)
-                abs_matrix(M, W); /* saddle-free Newton: |H| */
+                matrix_function(M, W, fn_abs); /* saddle-free Newton: |H| */
             if (cases[c].k == CS_PRE_DIAG)
                 for (long i = 0; i < W; i++)
                     for (long j = 0; j < W; j++)
@@ -241,6 +245,96 @@ static void check_against_dense(void)
     free(step);
     free(want);
     cs_curv_report_free(&rep);
+    fx_free(&fx);
+    cs_dataset_free(&ds);
+    cs_graph_free(g);
+}
+
+/* Shampoo: the statistics' traces equal the empirical Fisher block's trace
+ * (sum_n |G_n|_F^2 / N), and the step equals -(L + lambda I)^-1/4 G
+ * (R + lambda I)^-1/4 with the roots taken here by Jacobi rotations and G
+ * laid out by hand from the gradient. */
+static void check_shampoo(void)
+{
+    cs_graph *g;
+    cs_dataset ds;
+    if (load("tiny_mlp64", "tiny_mlp64", &g, &ds))
+        return;
+    char path[512];
+    fx_file fx;
+    if (fx_load(&fx, test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_ce.txt"))) {
+        ok(0, "shampoo: fixture");
+        return;
+    }
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_FISHER_EMP;
+    o.reprs = 1u << CS_REPR_DIAG;
+    o.shampoo = true;
+    o.batch = 5;
+    cs_curv_report rep;
+    cs_err err = {0};
+    const fx_record *grad = fx_get(&fx, "grad/net");
+    if (ok(cs_curvature_compute(g, &ds, &o, &rep, &err) == CS_OK && rep.shampoo, "shampoo: statistics (%s)", err.msg)) {
+        for (int l = 0; l < 2; l++) {
+            const cs_shampoo_stats *x = &rep.shampoo[l];
+            char name[64];
+            snprintf(name, sizeof name, "block/fisher_emp/%d", l);
+            const fx_record *F = fx_get(&fx, name);
+            double trL = 0, trR = 0, trF = 0;
+            for (long i = 0; i < x->dG; i++)
+                trL += x->L[i * x->dG + i];
+            for (long i = 0; i < x->dA; i++)
+                trR += x->R[i * x->dA + i];
+            for (long i = 0; i < F->rows; i++)
+                trF += F->v[i * F->rows + i];
+            ok(fabs(trL - trF) <= 1e-12 * trF && fabs(trR - trF) <= 1e-12 * trF,
+               "shampoo: tr L = tr R = tr of the empirical Fisher block of layer %d (%.10g, %.10g, %.10g)", l, trL,
+               trR, trF);
+        }
+        double lambda = 1e-2;
+        long P = (long)g->n_param_scalars;
+        double *step = malloc(sizeof(double) * (size_t)P), *want = malloc(sizeof(double) * (size_t)P);
+        cs_status st = cs_precond_step(g, &rep, CS_PRE_SHAMPOO, lambda, grad->v, step, NULL, &err);
+        for (int l = 0; l < 2; l++) {
+            const cs_shampoo_stats *x = &rep.shampoo[l];
+            long dG = (long)x->dG, dA = (long)x->dA, off = l == 0 ? 0 : 25;
+            double *G = calloc((size_t)(dG * dA), sizeof(double)), *L = malloc(sizeof(double) * (size_t)(dG * dG));
+            double *R = malloc(sizeof(double) * (size_t)(dA * dA)), *T = calloc((size_t)(dG * dA), sizeof(double));
+            /* fc1: weight [5, 4] (transB = 1) + bias [5]; fc2: weight [5, 3]
+             * stored [in, out] (transB = 0) + bias [3]: [W | b] by hand. */
+            for (long o2 = 0; o2 < dG; o2++) {
+                for (long j = 0; j < dA - 1; j++)
+                    G[o2 * dA + j] = l == 0 ? grad->v[off + o2 * 4 + j] : grad->v[off + j * 3 + o2];
+                G[o2 * dA + dA - 1] = grad->v[off + (l == 0 ? 20 : 15) + o2];
+            }
+            memcpy(L, x->L, sizeof(double) * (size_t)(dG * dG));
+            memcpy(R, x->R, sizeof(double) * (size_t)(dA * dA));
+            fn_damp = lambda;
+            matrix_function(L, dG, fn_inv_fourth);
+            matrix_function(R, dA, fn_inv_fourth);
+            for (long a = 0; a < dG; a++)
+                for (long b = 0; b < dA; b++) {
+                    double v = 0;
+                    for (long c = 0; c < dG; c++)
+                        for (long d = 0; d < dA; d++)
+                            v += L[a * dG + c] * G[c * dA + d] * R[d * dA + b];
+                    T[a * dA + b] = -v;
+                }
+            for (long o2 = 0; o2 < dG; o2++) {
+                for (long j = 0; j < dA - 1; j++)
+                    want[l == 0 ? off + o2 * 4 + j : off + j * 3 + o2] = T[o2 * dA + j];
+                want[off + (l == 0 ? 20 : 15) + o2] = T[o2 * dA + dA - 1];
+            }
+            free(G), free(L), free(R), free(T);
+        }
+        double e = rel_err(step, want, P);
+        ok(!st && e <= 1e-9, "shampoo step equals -(L + lambda I)^-1/4 G (R + lambda I)^-1/4 computed densely (rel err %.2g)",
+           e);
+        free(step);
+        free(want);
+        cs_curv_report_free(&rep);
+    }
     fx_free(&fx);
     cs_dataset_free(&ds);
     cs_graph_free(g);
@@ -305,6 +399,7 @@ static void check_newton_quadratic(void)
 int main(void)
 {
     check_against_dense();
+    check_shampoo();
     check_newton_quadratic();
     return tap_done();
 }
