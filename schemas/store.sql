@@ -436,3 +436,19 @@ CREATE TABLE pruning_curve (
     accuracy  REAL,
     UNIQUE (run_id, score, fraction)
 );
+
+-- Top Ritz vectors of a Lanczos run (--eigenvectors K), importance-style:
+-- one row per parameter element (params.param_id, flat_index), k = 0 the
+-- eigenvector of the largest Ritz value.  Unit norm over the operator's
+-- dimension (the whole network, or the layer's block).
+CREATE TABLE eigenvectors (
+    run_id     INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id   INTEGER,                       -- NULL: whole network
+    curvature  TEXT    NOT NULL,
+    k          INTEGER NOT NULL CHECK (k >= 0),
+    param_id   INTEGER NOT NULL,
+    flat_index INTEGER NOT NULL CHECK (flat_index >= 0),
+    value      REAL    NOT NULL,
+    FOREIGN KEY (run_id, param_id) REFERENCES params (run_id, param_id) ON DELETE CASCADE
+);
+CREATE INDEX eigenvectors_by_run ON eigenvectors (run_id, curvature, k);

@@ -50,6 +50,7 @@ void cmd_analyze_usage(FILE *f)
                "  --sigma F          density broadening as a fraction of the spectral spread (0.01)\n"
                "  --repeats R        Lanczos runs with other seeds, for the spread (default 1)\n"
                "  --power            also the top eigenvalue by power iteration (as PyHessian)\n"
+               "  --eigenvectors K   store the top K Lanczos eigenvectors per element (eigenvectors)\n"
                "  --importance       per-parameter scores in `importance`: value, gradient, the\n"
                "                     diagonals computed, OBD, OBS, Taylor (a gradient pass more)\n"
                "  --importance-curvature C  curvature of OBD and OBS (default ggn)\n"
@@ -225,8 +226,8 @@ static cs_status store_results(cs_store *db, int64_t run, const cs_curv_report *
 /* Whole-network matrix-free results: Lanczos (top / bottom eigenvalues
  * and all Ritz values per repeat with residuals, the tridiagonals), SLQ
  * (density, tridiagonals, trace from its moments), Hutchinson, power. */
-static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum *spec, int n,
-                               int topk, const cs_curv_report *rep, cs_err *err)
+static cs_status store_spectra(cs_store *db, int64_t run, const cs_graph *g, const cs_net_spectrum *spec,
+                               int n, int topk, const cs_curv_report *rep, cs_err *err)
 {
     cs_status st = CS_OK;
     for (int i = 0; i < n && !st; i++) {
@@ -267,7 +268,7 @@ static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum 
                                 .trace_stderr = s->slq_mean_stderr * (double)s->dim,
                                 .frobenius = sqrt(fmax(0, s->slq_mean_sq) * (double)s->dim),
                                 .lambda_max = hi, .lambda_min = lo, .condition = NAN,
-                                .effective_rank = NAN, .seconds = s->seconds_slq};
+                                .effective_rank = s->slq_effective_rank, .seconds = s->seconds_slq};
             st = cs_store_curvature(db, run, &srow, err);
             for (int p = 0; p < s->slq.probes && !st; p++)
                 st = cs_store_lanczos_coefficients(db, run, s->layer, cn, "slq", 0, p, s->slq.alpha + p * s->slq.steps,
@@ -280,6 +281,18 @@ static cs_status store_spectra(cs_store *db, int64_t run, const cs_net_spectrum 
                                 .effective_rank = NAN, .seconds = s->seconds_hutch};
             if (!st)
                 st = cs_store_curvature(db, run, &hrow, err);
+        }
+        /* Ritz vectors, element by element (whole network: every tensor;
+         * a layer block: its tensors). */
+        for (int v = 0; v < L->n_vectors && !st; v++) {
+            const double *vec = L->vectors + (size_t)v * (size_t)s->dim;
+            int64_t base = s->layer < 0 ? 0 : g->params[g->layers[s->layer].first_param].offset;
+            for (int q = 0; q < g->n_params && !st; q++) {
+                if (s->layer >= 0 && g->params[q].layer != s->layer)
+                    continue;
+                int64_t nq = cs_tensor_numel(&g->values[g->params[q].value].init);
+                st = cs_store_eigenvector(db, run, s->layer, cn, v, q, 0, vec + (g->params[q].offset - base), nq, err);
+            }
         }
         /* Against the exact whole-network block when the run has it: how
          * far the matrix-free estimates are (repr 'lanczos' rows). */
@@ -542,6 +555,7 @@ int cmd_analyze(int argc, char **argv)
         {"spectrum", required_argument, NULL, 'S'}, {"lanczos-steps", required_argument, NULL, 'L'},
         {"bins", required_argument, NULL, 'B'}, {"sigma", required_argument, NULL, 'g'},
         {"repeats", required_argument, NULL, 'R'}, {"power", no_argument, NULL, 'P'},
+        {"eigenvectors", required_argument, NULL, 'V'},
         {"importance", no_argument, NULL, 'I'}, {"importance-curvature", required_argument, NULL, 'C'},
         {"importance-damping", required_argument, NULL, 'D'},
         {"prune-check", required_argument, NULL, 'X'}, {"importance-top", required_argument, NULL, 'T'},
@@ -618,6 +632,11 @@ int cmd_analyze(int argc, char **argv)
             break;
         }
         case 'P': so.power = true; break;
+        case 'V':
+            if (cli_parse_count("analyze", "eigenvectors", optarg, &n))
+                return 2;
+            so.eigenvectors = (int)(n > 1000 ? 1000 : n);
+            break;
         case 'I': importance = true; break;
         case 'T':
             if (cli_parse_count("analyze", "importance-top", optarg, &imp_top))
@@ -798,7 +817,7 @@ int cmd_analyze(int argc, char **argv)
     if (!st && so.curvatures)
         st = cs_spectrum_compute(g, &ds, &so, &spec, &n_spec, &err);
     if (!st && !(st = cs_store_begin(db, &err)) && !(st = store_results(db, run, &rep, topk, &err)) &&
-        !(st = store_spectra(db, run, spec, n_spec, so.topk, &rep, &err)) &&
+        !(st = store_spectra(db, run, g, spec, n_spec, so.topk, &rep, &err)) &&
         !(st = store_importance(db, run, g, &imp, imp_top, &err)))
         for (int i = 0; i < n_pts && !st; i++)
             st = cs_store_pruning_point(db, run, pts[i].score, pts[i].fraction, pts[i].n_pruned,

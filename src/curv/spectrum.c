@@ -109,7 +109,8 @@ static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts
         /* Each repeat starts from another seeded Gaussian vector. */
         /* Stop at an invariant subspace: beta below 1e-9 of the largest |alpha|
          * is rounding noise of the products (float64 models), not a direction. */
-        cs_lanczos_opts lo = {.steps = o->steps, .reorth_passes = 2, .stop_rtol = 1e-9};
+        cs_lanczos_opts lo = {.steps = o->steps, .reorth_passes = 2, .stop_rtol = 1e-9,
+                              .want_vectors = r == 0 ? o->eigenvectors : 0};
         st = cs_lanczos_ex(product, pctx, P, NULL, o->seed + 1000003u * (uint64_t)(r + 1), &lo,
                            &s->lanczos[r], err);
         if (st)
@@ -159,6 +160,22 @@ static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts
         if (!s->edges || !s->density)
             return cs_fail(err, CS_ERR_NOMEM, "out of memory");
         cs_slq_density(&s->slq, lo - 5 * s->sigma, hi + 5 * s->sigma, o->bins, s->sigma, s->edges, s->density);
+        /* Effective rank exp(-sum p log p), p = lambda / T over the positive
+         * eigenvalues: with T = tr(A+) and S = tr(A+ log A+), both
+         * estimated by the quadrature, it is exp(log T - S / T). */
+        double T = 0, S = 0, tol = 1e-12 * fmax(fabs(hi), fabs(lo));
+        for (int p = 0; p < o->probes; p++)
+            for (int i = 0; i < s->slq.n_steps[p]; i++) {
+                double th = s->slq.nodes[p * s->slq.steps + i], w = s->slq.weights[p * s->slq.steps + i];
+                if (th > tol) {
+                    T += w * th;
+                    S += w * th * log(th);
+                }
+            }
+        /* tr f(A) ~ n * mean over probes of sum_i w_i f(theta_i) */
+        T *= (double)P / o->probes;
+        S *= (double)P / o->probes;
+        s->slq_effective_rank = T > 0 ? exp(log(T) - S / T) : NAN;
     }
     t0 = now_seconds();
     if (o->probes > 0 && (st = cs_hutchinson(product, pctx, P, o->probes, o->seed + 29, &s->hutch_trace,

@@ -39,6 +39,7 @@ typedef struct cs_spectrum_opts {
      * large for an exact block): the operator restricted to its block.
      * 0: the whole network only. */
     int64_t layer_min_dim;
+    int eigenvectors;     /* top Ritz vectors to form (first repeat), 0: none */
 } cs_spectrum_opts;
 
 void cs_spectrum_opts_init(cs_spectrum_opts *o);
@@ -54,6 +55,7 @@ typedef struct cs_net_spectrum {
     double sigma, *edges, *density; /* bins + 1 edges, bins values */
     int bins;
     double slq_mean, slq_mean_sq, slq_mean_stderr, neg_fraction;
+    double slq_effective_rank;    /* exp(spectral entropy) of the positive part, from the quadrature */
     double hutch_trace, hutch_stderr;
     double power_lambda;
     int power_iters;

@@ -38,6 +38,7 @@ enum stmt_id {
     ST_RITZ,
     ST_PRUNE,
     ST_IMP_UNIT,
+    ST_EIGVEC,
     ST_DENSITY,
     ST_REPR_COMPARISON,
     ST_KFAC_FACTOR,
@@ -94,6 +95,9 @@ static const struct {
         "INSERT INTO importance_units (run_id, layer_id, unit, n, obd_sum, obs_sum, taylor_sum, "
         "diag_ggn_sum, diag_fisher_emp_sum, diag_hessian_sum) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+    [ST_EIGVEC] = {"eigenvectors",
+        "INSERT INTO eigenvectors (run_id, layer_id, curvature, k, param_id, flat_index, value) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
     [ST_DENSITY] = {"density",
         "INSERT INTO density (run_id, layer_id, curvature, lo, hi, density) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
@@ -1005,6 +1009,33 @@ cs_status cs_store_importance_unit(cs_store *s, int64_t run_id, int64_t layer_id
         return r;
     return stmt_exec(s, st, err, "insert unit %lld of layer %lld into importance_units", (long long)unit,
                      (long long)layer_id);
+}
+
+cs_status cs_store_eigenvector(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                               int64_t k, int64_t param_id, int64_t first_index, const double *values,
+                               int64_t n, cs_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    cs_status r;
+    if (n <= 0 || (r = stmt_get(s, ST_EIGVEC, &st, err)) != CS_OK)
+        return n <= 0 ? CS_OK : r;
+    if ((r = rows_begin(s, "eigenvectors", err)) != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    bind_i64(&b, 1, run_id);
+    bind_layer(&b, 2, layer_id);
+    bind_text(&b, 3, curvature);
+    bind_i64(&b, 4, k);
+    bind_i64(&b, 5, param_id);
+    r = bind_check(s, &b, ST_EIGVEC, err);
+    for (int64_t i = 0; i < n && r == CS_OK; i++) {
+        bind_i64(&b, 6, first_index + i);
+        bind_f64(&b, 7, values[i]);
+        if ((r = bind_check(s, &b, ST_EIGVEC, err)) == CS_OK)
+            r = stmt_exec(s, st, err, "insert element %lld of eigenvector %lld into eigenvectors",
+                          (long long)(first_index + i), (long long)k);
+    }
+    return rows_end(s, r, "eigenvectors", err);
 }
 
 cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,

@@ -129,6 +129,11 @@ cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const cha
  * NaN sums are stored as NULL. */
 cs_status cs_store_importance_unit(cs_store *s, int64_t run_id, int64_t layer_id, int64_t unit,
                                    int64_t n, const double sums[6], cs_err *err) CS_MUST_CHECK;
+/* n elements of eigenvector k of parameter tensor param_id, from flat
+ * index first_index. */
+cs_status cs_store_eigenvector(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                               int64_t k, int64_t param_id, int64_t first_index, const double *values,
+                               int64_t n, cs_err *err) CS_MUST_CHECK;
 /* One point of the pruning check (accuracy NaN: NULL). */
 cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,
                                  int64_t n_pruned, double loss, double accuracy, cs_err *err) CS_MUST_CHECK;

@@ -93,6 +93,13 @@ ok "--spectrum covers the 51-parameter layer above --max-full 45 (lanczos, slq, 
 R=$(q "$DB" "SELECT max(id) FROM runs")
 ok "Lanczos's top eigenvalue is scored against the exact whole-network block (rel err < 1e-8)" \
     '[ "$(q "$DB" "SELECT rel_lambda_max_error < 1e-8 FROM repr_comparison WHERE run_id = $R AND layer_id IS NULL AND repr = '\''lanczos'\''")" = 1 ]'
+ok "--eigenvectors: none stored unless asked" '[ "$(q "$DB" "SELECT count(*) FROM eigenvectors WHERE run_id = $R")" = 0 ]'
+"$CS" analyze $TINY --db "$DB" --curvature ggn --repr full --spectrum ggn --lanczos-steps 30 --probes 2 --eigenvectors 2 >"$tmp/out" 2>"$tmp/err"
+R=$(q "$DB" "SELECT max(id) FROM runs")
+ok "--eigenvectors 2: 2 x 99 elements, each vector of unit norm" \
+    '[ "$(q "$DB" "SELECT count(*), round(sum(value * value), 9) FROM eigenvectors WHERE run_id = $R")" = "198|2.0" ]'
+ok "the two eigenvectors are orthogonal" \
+    '[ "$(q "$DB" "SELECT abs(sum(a.value * b.value)) < 1e-9 FROM eigenvectors a JOIN eigenvectors b ON b.run_id = a.run_id AND b.param_id = a.param_id AND b.flat_index = a.flat_index AND b.k = 1 WHERE a.run_id = $R AND a.k = 0")" = 1 ]'
 expect2_spectrum() {
     "$CS" "$@" >"$tmp/out" 2>"$tmp/err"
     rc=$?

@@ -139,6 +139,18 @@ static void check_tiny(const char *model, cs_loss_kind loss)
             ok(fabs(m2 - fro2 / P) <= 4 * se2,
                "%s/%s %s: SLQ second moment %.6g within 4 standard errors (%.2g) of tr(A^2)/n %.6g", model, ln, cn,
                m2, se2, fro2 / P);
+            /* Effective rank from the quadrature against the exact one
+             * (spectrum-level statistic of 300 probes: 10% tolerance). */
+            double T = 0, Sx = 0, amax = fabs(ev->v[0]);
+            for (long k = 0; k < ev->cols; k++)
+                if (ev->v[k] > (double)ev->cols * 2.220446049250313e-16 * amax) {
+                    T += ev->v[k];
+                    Sx += ev->v[k] * log(ev->v[k]);
+                }
+            double erank = exp(log(T) - Sx / T);
+            ok(fabs(sp[i].slq_effective_rank - erank) <= 0.1 * erank,
+               "%s/%s %s: SLQ effective rank %.4g within 10%% of the exact %.4g", model, ln, cn,
+               sp[i].slq_effective_rank, erank);
             ok(fabs(sp[i].hutch_trace - tr) <= 4 * sp[i].hutch_stderr,
                "%s/%s %s: Hutchinson trace %.6g within 4 standard errors (%.2g) of %.6g", model, ln, cn,
                sp[i].hutch_trace, sp[i].hutch_stderr, tr);
