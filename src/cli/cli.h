@@ -27,6 +27,8 @@ int cmd_run(int argc, char **argv);
 void cmd_run_usage(FILE *f);
 int cmd_analyze(int argc, char **argv);
 void cmd_analyze_usage(FILE *f);
+int cmd_finetune(int argc, char **argv);
+void cmd_finetune_usage(FILE *f);
 
 /* Print "curvscope: error: MSG" on stderr and return the exit code for st. */
 int cli_report(cs_status st, const cs_err *err);

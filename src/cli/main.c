@@ -14,6 +14,8 @@ static const cs_cmd commands[] = {
      cmd_run_usage},
     {"analyze", "per-layer curvature, spectra and approximation quality into SQLite", cmd_analyze,
      cmd_analyze_usage},
+    {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
+     cmd_finetune_usage},
 };
 
 static void usage(FILE *f)

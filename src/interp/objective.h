@@ -39,6 +39,12 @@ void cs_objective_free(cs_objective *o);
 cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_err *err)
     CS_MUST_CHECK;
 
+/* Loss, correct predictions and gradient of the mean loss over the single
+ * batch [start, start + batch) (the last one may be shorter); grad gets
+ * (1/B) sum over the batch, the training step's gradient. */
+cs_status cs_objective_batch_gradient(cs_objective *o, int64_t start, double *loss, int64_t *hits,
+                                      double *grad, cs_err *err) CS_MUST_CHECK;
+
 /* hv = H v.  layer >= 0 says v is zero outside that layer's block (only
  * nodes downstream of it carry tangents); hv is still the full product. */
 cs_status cs_objective_hvp(cs_objective *o, const double *v, int layer, double *hv,
