@@ -52,6 +52,15 @@ typedef struct cli_data_opts {
     bool json;
 } cli_data_opts;
 
+/* The getopt_long entries of the shared data options (val 0: the caller
+ * hands opts[idx].name to cli_data_opt). */
+#define DATA_LONG_OPTS                                                                    \
+    {"data", required_argument, NULL, 0}, {"labels", required_argument, NULL, 0},        \
+    {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},         \
+    {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},        \
+    {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},         \
+    {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0}
+
 void cli_data_opts_init(cli_data_opts *o);
 /* Handle one of the shared options (long name without "--"); returns 1 if
  * it was one, 0 if not, -1 (error printed) if its value is bad. */

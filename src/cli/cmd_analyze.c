@@ -5,6 +5,7 @@
  * the results in one transaction, mark the run 'done' -- or 'failed' with
  * the error, also on SIGINT / SIGTERM. */
 #include "config.h"
+#include "base/clock.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -78,13 +79,6 @@ static void on_signal(int sig)
 {
     interrupted = sig;
     cancel_flag = 1;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int64_t peak_rss_bytes(void)
@@ -543,11 +537,7 @@ static void print_summary(const cs_graph *g, const cs_curv_report *rep, unsigned
 int cmd_analyze(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"data", required_argument, NULL, 0}, {"labels", required_argument, NULL, 0},
-        {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},
-        {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},
-        {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},
-        {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0},
+        DATA_LONG_OPTS,
         {"db", required_argument, NULL, 'd'}, {"curvature", required_argument, NULL, 'c'},
         {"repr", required_argument, NULL, 'r'}, {"max-full", required_argument, NULL, 'm'},
         {"topk", required_argument, NULL, 'k'}, {"mc-samples", required_argument, NULL, 's'},
@@ -780,7 +770,7 @@ int cmd_analyze(int argc, char **argv)
     cs_run_info info = {.kind = "analyze", .model_path = model, .model_sha256 = sha, .data = data_desc,
                         .loss = cs_loss_name(d.loss), .argv = args, .n_samples = ds.n};
     int64_t run = -1;
-    double t0 = now_seconds();
+    double t0 = cs_now_seconds();
     if (!st)
         st = cs_store_run_begin(db, &info, &run, &err);
     if (!st) {
@@ -840,7 +830,7 @@ int cmd_analyze(int argc, char **argv)
             snprintf(why, sizeof why, "interrupted by signal %d: %s", (int)interrupted, err.msg);
         else
             snprintf(why, sizeof why, "%s", err.msg);
-        cs_status st2 = cs_store_run_end(db, run, st ? "failed" : "done", now_seconds() - t0,
+        cs_status st2 = cs_store_run_end(db, run, st ? "failed" : "done", cs_now_seconds() - t0,
                                          peak_rss_bytes(), st ? why : NULL, &err2);
         if (!st && st2) {
             st = st2;

@@ -25,13 +25,6 @@ void cmd_eval_usage(FILE *f)
                "grad_norms (initializer name -> L2 norm) and grad_norm (whole vector).\n");
 }
 
-/* Options of every dataset command, for getopt_long; ids index the table. */
-#define DATA_LONG_OPTS                                                                    \
-    {"data", required_argument, NULL, 0}, {"labels", required_argument, NULL, 0},        \
-    {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},         \
-    {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},        \
-    {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},         \
-    {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0}
 
 static double norm2(const double *x, int64_t n)
 {

@@ -74,11 +74,7 @@ static void on_eval(void *vctx, int epoch, const char *split, double loss, doubl
 int cmd_finetune(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"data", required_argument, NULL, 0}, {"labels", required_argument, NULL, 0},
-        {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},
-        {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},
-        {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},
-        {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0},
+        DATA_LONG_OPTS,
         {"precond", required_argument, NULL, 'p'}, {"out", required_argument, NULL, 'o'},
         {"db", required_argument, NULL, 'd'}, {"val-data", required_argument, NULL, 'v'},
         {"val-labels", required_argument, NULL, 'w'}, {"epochs", required_argument, NULL, 'e'},

@@ -1,4 +1,5 @@
 #include "curv/engine.h"
+#include "base/clock.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,13 +23,6 @@ void cs_curv_opts_init(cs_curv_opts *o)
     o->probes = 20;
     o->batch = 128;
     o->loss = CS_LOSS_CE;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* The GGN-type curvatures computed from captures; fisher shares ggn's
@@ -631,7 +625,7 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
     double *full = c == CS_CURV_HESSIAN ? s->h_full : s->full[f];
     double *diag = c == CS_CURV_HESSIAN ? NULL : s->diag[f];
     cs_status st = CS_OK;
-    double t0 = now_seconds();
+    double t0 = cs_now_seconds();
     /* The exact block's summary is copied out: results live in a growing
      * array, so pointers into it do not survive the next new_result. */
     cs_curv_result *ex = NULL;
@@ -649,7 +643,7 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
             if (ex->matrix)
                 memcpy(ex->matrix, full, sizeof(double) * (size_t)(W * W));
         }
-        ex->seconds = now_seconds() - t0;
+        ex->seconds = cs_now_seconds() - t0;
         if (!(e->o->reprs >> CS_REPR_FULL & 1))
             ex->dim = -ex->dim; /* computed only as the reference: marked for removal below */
         ex_sum_copy = ex->sum;
@@ -710,7 +704,7 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
                     goto done;
                 }
             }
-            r->seconds = now_seconds() - t0;
+            r->seconds = cs_now_seconds() - t0;
         }
         free(tmp);
     }
@@ -763,7 +757,7 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
                 }
             }
             free(own);
-            r->seconds = now_seconds() - t0;
+            r->seconds = cs_now_seconds() - t0;
             if (st)
                 goto done;
         }
@@ -835,7 +829,7 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
                     free(M);
             }
         }
-        r->seconds = now_seconds() - t0;
+        r->seconds = cs_now_seconds() - t0;
     }
 done:
     free(ex_top);
@@ -979,7 +973,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                                cs_curv_report *out, cs_err *err)
 {
     memset(out, 0, sizeof *out);
-    double t_start = now_seconds();
+    double t_start = cs_now_seconds();
     engine e = {.g = g, .ds = ds, .o = o, .rep = out};
     cs_rng_seed(&e.rng, o->seed);
     for (int c = 0; c < CS_CURV_COUNT; c++)
@@ -1113,13 +1107,13 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                 for (int64_t i = 0; i < e.P; i++)
                     for (int64_t j = i + 1; j < e.P; j++)
                         net[i * e.P + j] = net[j * e.P + i] = 0.5 * (net[i * e.P + j] + net[j * e.P + i]);
-            double t0 = now_seconds();
+            double t0 = cs_now_seconds();
             cs_curv_result *r = new_result(&e, -1, (cs_curv_kind)c, CS_REPR_FULL, e.P);
             st = r ? spectrum_of(net, e.P, r, NULL, err) : cs_fail(err, CS_ERR_NOMEM, "out of memory");
             if (!st && o->keep_matrices && (r->matrix = malloc(sizeof(double) * (size_t)(e.P * e.P))))
                 memcpy(r->matrix, net, sizeof(double) * (size_t)(e.P * e.P));
             if (r)
-                r->seconds = now_seconds() - t0;
+                r->seconds = cs_now_seconds() - t0;
         }
     }
     if (st)
@@ -1135,7 +1129,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
     }
     out->n = k;
     engine_free(&e);
-    out->seconds = now_seconds() - t_start;
+    out->seconds = cs_now_seconds() - t_start;
     return CS_OK;
 fail:
     engine_free(&e);

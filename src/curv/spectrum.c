@@ -1,4 +1,5 @@
 #include "curv/spectrum.h"
+#include "base/clock.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,13 +20,6 @@ void cs_spectrum_opts_init(cs_spectrum_opts *o)
     o->power_iters = 100;
     o->conv_rtol = 1e-3;
     o->batch = 128;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 typedef struct product_ctx {
@@ -104,7 +98,7 @@ static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts
     if (!s->lanczos || !s->converged)
         return cs_fail(err, CS_ERR_NOMEM, "out of memory");
     cs_status st = CS_OK;
-    double t0 = now_seconds();
+    double t0 = cs_now_seconds();
     for (int r = 0; r < o->repeats && !st; r++) {
         /* Each repeat starts from another seeded Gaussian vector. */
         /* Stop at an invariant subspace: beta below 1e-9 of the largest |alpha|
@@ -125,14 +119,14 @@ static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts
         for (int i = 0; i < L->steps; i++)
             s->converged[r][i] = L->residual[i] <= o->conv_rtol * amax;
     }
-    s->seconds_lanczos = now_seconds() - t0;
+    s->seconds_lanczos = cs_now_seconds() - t0;
     if (st)
         return st;
-    t0 = now_seconds();
+    t0 = cs_now_seconds();
     if (o->probes > 0 && (st = cs_slq_ex(product, pctx, P, o->probes, o->steps, o->seed + 17,
                                          CS_PROBE_RADEMACHER, &s->slq, err)))
         return st;
-    s->seconds_slq = now_seconds() - t0;
+    s->seconds_slq = cs_now_seconds() - t0;
     if (o->probes > 0) {
         cs_slq_moments(&s->slq, &s->slq_mean, &s->slq_mean_sq, &s->neg_fraction);
         /* Spread of the per-probe estimates of tr(A)/n. */
@@ -177,16 +171,16 @@ static cs_status spectra_of(product_ctx *pctx, int64_t P, const cs_spectrum_opts
         S *= (double)P / o->probes;
         s->slq_effective_rank = T > 0 ? exp(log(T) - S / T) : NAN;
     }
-    t0 = now_seconds();
+    t0 = cs_now_seconds();
     if (o->probes > 0 && (st = cs_hutchinson(product, pctx, P, o->probes, o->seed + 29, &s->hutch_trace,
                                              &s->hutch_stderr, NULL, err)))
         return st;
-    s->seconds_hutch = now_seconds() - t0;
-    t0 = now_seconds();
+    s->seconds_hutch = cs_now_seconds() - t0;
+    t0 = cs_now_seconds();
     if (o->power && (st = cs_power_iteration(product, pctx, P, o->seed + 31, o->power_iters, 1e-4,
                                              &s->power_lambda, NULL, &s->power_iters, err)))
         return st;
-    s->seconds_power = now_seconds() - t0;
+    s->seconds_power = cs_now_seconds() - t0;
     return CS_OK;
 }
 

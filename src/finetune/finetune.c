@@ -1,4 +1,5 @@
 #include "finetune/finetune.h"
+#include "base/clock.h"
 
 #include <assert.h>
 #include <math.h>
@@ -22,13 +23,6 @@ void cs_finetune_opts_init(cs_finetune_opts *o)
     o->beta2 = 0.999;
     o->eps = 1e-8;
     o->log_every = 10;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- optimisers: one table ---- */
@@ -149,7 +143,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
         read_params(g, theta);
     int64_t steps_per_epoch = (N + obj.batch - 1) / (obj.batch ? obj.batch : 1);
     int64_t total = steps_per_epoch * o->epochs;
-    double t_start = now_seconds();
+    double t_start = cs_now_seconds();
     for (int epoch = 0; epoch < o->epochs && !st; epoch++) {
         /* Fisher-Yates with the seeded generator: the same seed gives the
          * same order, hence the same run with one thread. */
@@ -163,7 +157,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
         }
         shuffle_into(train, perm, &sh);
         for (int64_t start = 0; start < N && !st; start += obj.batch) {
-            double t0 = now_seconds(), loss;
+            double t0 = cs_now_seconds(), loss;
             int64_t hits, B = start + obj.batch <= N ? obj.batch : N - start;
             if ((st = cs_objective_batch_gradient(&obj, start, &loss, &hits, grad, err)))
                 break;
@@ -172,7 +166,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
             optimisers[which].step(&os, grad, theta, lr);
             write_params(g, theta);
             res->steps = os.t;
-            double dt = now_seconds() - t0;
+            double dt = cs_now_seconds() - t0;
             if (o->on_step && (os.t % (o->log_every > 0 ? o->log_every : 1) == 0 || os.t == total))
                 o->on_step(o->ctx, epoch, os.t, loss, train->int_labels ? (double)hits / (double)B : NAN, lr, dt,
                            dt > 0 ? (double)B / dt : 0);
@@ -195,7 +189,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
                 o->on_eval(o->ctx, epoch, "val", r.loss, res->val_accuracy);
         }
     }
-    res->seconds = now_seconds() - t_start;
+    res->seconds = cs_now_seconds() - t_start;
     cs_objective_free(&obj);
     cs_tensor_free(&sh.x);
     cs_tensor_free(&sh.y);

@@ -1,16 +1,10 @@
 #include "interp/evaluate.h"
+#include "base/clock.h"
 
 #include <string.h>
 #include <time.h>
 
 #include "interp/plan.h"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 cs_status cs_plan_prepare_batch(cs_plan *p, const cs_graph *g, int64_t batch, cs_err *err)
 {
@@ -88,7 +82,7 @@ cs_status cs_evaluate(const cs_graph *g, const cs_dataset *ds, const cs_eval_opt
     if (rest && (st = cs_plan_prepare_batch(&tail, g, rest, err)))
         goto done;
 
-    double t0 = now_seconds(), loss_sum = 0;
+    double t0 = cs_now_seconds(), loss_sum = 0;
     int64_t hits = 0, start = 0;
     for (; start + B <= ds->n; start += B) {
         if ((st = eval_batch(&full, ds, o, &out->head, start, &loss_sum, &hits, err)))
@@ -102,7 +96,7 @@ cs_status cs_evaluate(const cs_graph *g, const cs_dataset *ds, const cs_eval_opt
         if (o->progress)
             o->progress(o->progress_ctx, ds->n, ds->n);
     }
-    out->seconds = now_seconds() - t0;
+    out->seconds = cs_now_seconds() - t0;
     out->samples = ds->n;
     out->loss = loss_sum / (double)ds->n;
     out->has_accuracy = ds->int_labels;
