@@ -58,6 +58,15 @@ int cli_parse_count(const char *cmd, const char *name, const char *value, int64_
     return 0;
 }
 
+int cli_parse_int(const char *cmd, const char *name, const char *value, int max, int *out)
+{
+    int64_t v;
+    if (cli_parse_count(cmd, name, value, &v))
+        return -1;
+    *out = (int)(v > max ? max : v);
+    return 0;
+}
+
 int cli_data_opt(cli_data_opts *o, const char *cmd, const char *name, const char *value)
 {
     cs_err err = {0};

@@ -69,6 +69,8 @@ int cli_data_opt(cli_data_opts *o, const char *cmd, const char *name, const char
 void cli_data_opts_usage(FILE *f);
 /* Parse a positive integer option value. */
 int cli_parse_count(const char *cmd, const char *name, const char *value, int64_t *out);
+/* The same into an int, capped at max. */
+int cli_parse_int(const char *cmd, const char *name, const char *value, int max, int *out);
 
 /* Load a model, printing the error; returns NULL on failure (*code set). */
 cs_graph *cli_load_model(const char *path, int *code);

@@ -556,7 +556,7 @@ int cmd_analyze(int argc, char **argv)
     cs_curv_opts o;
     cs_curv_opts_init(&o);
     const char *db_path = NULL, *curv_text = NULL, *repr_text = NULL, *spec_text = NULL;
-    int64_t topk = 50, n;
+    int64_t topk = 50;
     cs_spectrum_opts so;
     cs_spectrum_opts_init(&so);
     bool probes_given = false, importance = false;
@@ -588,31 +588,27 @@ int cmd_analyze(int argc, char **argv)
                 return 2;
             break;
         case 's':
-            if (cli_parse_count("analyze", "mc-samples", optarg, &n))
+            if (cli_parse_int("analyze", "mc-samples", optarg, 1000000, &o.mc_samples))
                 return 2;
-            o.mc_samples = (int)(n > 1000000 ? 1000000 : n);
             break;
         case 'p':
-            if (cli_parse_count("analyze", "probes", optarg, &n))
+            if (cli_parse_int("analyze", "probes", optarg, 100000, &o.probes))
                 return 2;
-            o.probes = so.probes = (int)(n > 100000 ? 100000 : n);
+            so.probes = o.probes;
             probes_given = true;
             break;
         case 'S': spec_text = optarg; break;
         case 'L':
-            if (cli_parse_count("analyze", "lanczos-steps", optarg, &n))
+            if (cli_parse_int("analyze", "lanczos-steps", optarg, 100000, &so.steps))
                 return 2;
-            so.steps = (int)(n > 100000 ? 100000 : n);
             break;
         case 'B':
-            if (cli_parse_count("analyze", "bins", optarg, &n))
+            if (cli_parse_int("analyze", "bins", optarg, 1000000, &so.bins))
                 return 2;
-            so.bins = (int)(n > 1000000 ? 1000000 : n);
             break;
         case 'R':
-            if (cli_parse_count("analyze", "repeats", optarg, &n))
+            if (cli_parse_int("analyze", "repeats", optarg, 1000, &so.repeats))
                 return 2;
-            so.repeats = (int)(n > 1000 ? 1000 : n);
             break;
         case 'g': {
             char *end;
@@ -623,9 +619,8 @@ int cmd_analyze(int argc, char **argv)
         }
         case 'P': so.power = true; break;
         case 'V':
-            if (cli_parse_count("analyze", "eigenvectors", optarg, &n))
+            if (cli_parse_int("analyze", "eigenvectors", optarg, 1000, &so.eigenvectors))
                 return 2;
-            so.eigenvectors = (int)(n > 1000 ? 1000 : n);
             break;
         case 'I': importance = true; break;
         case 'T':

@@ -89,7 +89,6 @@ int cmd_finetune(int argc, char **argv)
     const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL;
     bool precond_given = false;
     int c, idx;
-    int64_t n;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
@@ -105,14 +104,12 @@ int cmd_finetune(int argc, char **argv)
         case 'v': val_data = optarg; break;
         case 'w': val_labels = optarg; break;
         case 'e':
-            if (cli_parse_count("finetune", "epochs", optarg, &n))
+            if (cli_parse_int("finetune", "epochs", optarg, 100000, &fo.epochs))
                 return 2;
-            fo.epochs = (int)(n > 100000 ? 100000 : n);
             break;
         case 'k':
-            if (cli_parse_count("finetune", "log-every", optarg, &n))
+            if (cli_parse_int("finetune", "log-every", optarg, 1000000, &fo.log_every))
                 return 2;
-            fo.log_every = (int)(n > 1000000 ? 1000000 : n);
             break;
         case 'l':
         case 'm':

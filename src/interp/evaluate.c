@@ -31,22 +31,9 @@ static cs_status eval_batch(cs_plan *p, const cs_dataset *ds, const cs_eval_opts
     cs_status st = cs_dataset_fill_inputs(ds, start, o->norm, cs_plan_input(p, 0), err);
     if (st || (st = cs_plan_forward(p, err)))
         return st;
-    const cs_tensor *z = &p->vals[h->logits_value]; /* [B, C] */
-    int64_t B = z->dims[0], C = cs_tensor_numel(z) / B;
-    bool dbl = z->dtype == CS_DT_DOUBLE;
-    size_t es = cs_dtype_size(z->dtype);
-    for (int64_t b = 0; b < B; b++) {
-        const char *row = (const char *)z->data + (size_t)(b * C) * es;
-        *loss_sum += cs_loss_sample(h, row, dbl, C, ds, start + b, NULL);
-        if (ds->int_labels) {
-            int64_t best = 0;
-            for (int64_t c = 1; c < C; c++)
-                if ((dbl ? ((const double *)row)[c] : ((const float *)row)[c]) >
-                    (dbl ? ((const double *)row)[best] : ((const float *)row)[best]))
-                    best = c;
-            *hits += best == cs_dataset_label(ds, start + b);
-        }
-    }
+    int64_t batch_hits;
+    *loss_sum += cs_loss_batch_sum(h, &p->vals[h->logits_value], ds, start, &batch_hits);
+    *hits += batch_hits;
     return CS_OK;
 }
 

@@ -242,3 +242,27 @@ void cs_loss_seed_batch(const cs_loss_head *h, cs_seed_kind kind, int64_t column
             put(out, b * C + c, row[c]);
     }
 }
+
+double cs_loss_batch_sum(const cs_loss_head *h, const cs_tensor *z, const cs_dataset *ds,
+                         int64_t start, int64_t *hits)
+{
+    int64_t B = z->dims[0], C = cs_tensor_numel(z) / B;
+    bool dbl = z->dtype == CS_DT_DOUBLE;
+    size_t es = cs_dtype_size(z->dtype);
+    double sum = 0;
+    int64_t n_hits = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const char *row = (const char *)z->data + (size_t)(b * C) * es;
+        sum += cs_loss_sample(h, row, dbl, C, ds, start + b, NULL);
+        if (hits && ds->int_labels) {
+            int64_t best = 0;
+            for (int64_t c = 1; c < C; c++)
+                if (get(z, b * C + c) > get(z, b * C + best))
+                    best = c;
+            n_hits += best == cs_dataset_label(ds, start + b);
+        }
+    }
+    if (hits)
+        *hits = n_hits;
+    return sum;
+}

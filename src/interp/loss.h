@@ -47,6 +47,12 @@ cs_status cs_loss_check_labels(const cs_loss_head *h, const cs_dataset *ds, int6
 double cs_loss_sample(const cs_loss_head *h, const void *z, bool is_double, int64_t C,
                       const cs_dataset *ds, int64_t i, double *grad);
 
+/* Sum of the per-sample losses of a batch with logits z [B, C] starting at
+ * dataset sample `start`, and (integer labels) how many argmax z == label;
+ * hits may be NULL. */
+double cs_loss_batch_sum(const cs_loss_head *h, const cs_tensor *z, const cs_dataset *ds,
+                         int64_t start, int64_t *hits);
+
 /* ---- batched seeds for the derivative passes ----
  * z is the logits tensor [B, C] of a batch that starts at dataset sample
  * `start`; out has z's shape and dtype; work holds 2 C doubles. */

@@ -90,12 +90,7 @@ cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_
         if (st)
             return st;
         const cs_tensor *z = logits(o, i);
-        int64_t B = z->dims[0];
-        bool dbl = z->dtype == CS_DT_DOUBLE;
-        size_t es = cs_dtype_size(z->dtype);
-        for (int64_t b = 0; b < B; b++)
-            sum += cs_loss_sample(&o->head, (const char *)z->data + (size_t)(b * o->classes) * es,
-                                  dbl, o->classes, o->ds, start + b, NULL);
+        sum += cs_loss_batch_sum(&o->head, z, o->ds, start, NULL);
         if (!grad)
             continue;
         cs_ad *ad = &o->ad[i];
@@ -214,25 +209,8 @@ cs_status cs_objective_batch_gradient(cs_objective *o, int64_t start, double *lo
     if (st)
         return st;
     const cs_tensor *z = logits(o, i);
-    int64_t B = z->dims[0], C = o->classes;
-    bool dbl = z->dtype == CS_DT_DOUBLE;
-    size_t es = cs_dtype_size(z->dtype);
-    double sum = 0;
-    int64_t h = 0;
-    for (int64_t b = 0; b < B; b++) {
-        const char *row = (const char *)z->data + (size_t)(b * C) * es;
-        sum += cs_loss_sample(&o->head, row, dbl, C, o->ds, start + b, NULL);
-        if (o->ds->int_labels) {
-            int64_t best = 0;
-            for (int64_t c = 1; c < C; c++)
-                if ((dbl ? ((const double *)row)[c] : ((const float *)row)[c]) >
-                    (dbl ? ((const double *)row)[best] : ((const float *)row)[best]))
-                    best = c;
-            h += best == cs_dataset_label(o->ds, start + b);
-        }
-    }
-    *loss = sum / (double)B;
-    *hits = h;
+    int64_t B = z->dims[0];
+    *loss = cs_loss_batch_sum(&o->head, z, o->ds, start, hits) / (double)B;
     cs_ad *ad = &o->ad[i];
     ad->param_grads = true;
     cs_loss_grad_batch(&o->head, z, o->ds, start, 1.0 / (double)B, cs_ad_seed(ad), o->work);
