@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,51 @@ int cli_parse_int(const char *cmd, const char *name, const char *value, int max,
     if (cli_parse_count(cmd, name, value, &v))
         return -1;
     *out = (int)(v > max ? max : v);
+    return 0;
+}
+
+/* A finite number that is at least lo, and above lo when open_lo. */
+static bool real_in_range(double v, double lo, bool open_lo, double hi)
+{
+    return isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi;
+}
+
+static const char *real_range_words(bool positive)
+{
+    return positive ? "a positive number" : "a non-negative number";
+}
+
+int cli_parse_real(const char *cmd, const char *name, const char *value, bool positive, double *out)
+{
+    char *end;
+    double v = strtod(value, &end);
+    if (end == value || *end || !real_in_range(v, 0, positive, HUGE_VAL)) {
+        cli_usage_error(cmd, "--%s needs %s, got '%s'", name, real_range_words(positive), value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_real_list(const char *cmd, const char *name, const char *value, double hi, int max_n,
+                        double *vals, int *n)
+{
+    const char *p = value;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || !real_in_range(v, 0, false, hi) || *n == max_n) {
+            if (hi < HUGE_VAL)
+                cli_usage_error(cmd, "--%s needs at most %d comma-separated numbers in [0, %g], got '%s'",
+                                name, max_n, hi, value);
+            else
+                cli_usage_error(cmd, "--%s needs at most %d comma-separated non-negative numbers, got '%s'",
+                                name, max_n, value);
+            return -1;
+        }
+        vals[(*n)++] = v;
+        p = *end == ',' ? end + 1 : end;
+    }
     return 0;
 }
 

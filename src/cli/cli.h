@@ -71,6 +71,11 @@ void cli_data_opts_usage(FILE *f);
 int cli_parse_count(const char *cmd, const char *name, const char *value, int64_t *out);
 /* The same into an int, capped at max. */
 int cli_parse_int(const char *cmd, const char *name, const char *value, int max, int *out);
+/* Parse a finite number >= 0 (> 0 when positive). */
+int cli_parse_real(const char *cmd, const char *name, const char *value, bool positive, double *out);
+/* Append comma-separated numbers in [0, hi] to vals[*n..], at most max_n in all. */
+int cli_parse_real_list(const char *cmd, const char *name, const char *value, double hi, int max_n,
+                        double *vals, int *n);
 
 /* Load a model, printing the error; returns NULL on failure (*code set). */
 cs_graph *cli_load_model(const char *path, int *code);

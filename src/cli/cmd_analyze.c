@@ -610,13 +610,10 @@ int cmd_analyze(int argc, char **argv)
             if (cli_parse_int("analyze", "repeats", optarg, 1000, &so.repeats))
                 return 2;
             break;
-        case 'g': {
-            char *end;
-            so.sigma_frac = strtod(optarg, &end);
-            if (end == optarg || *end || !(so.sigma_frac > 0))
-                return cli_usage_error("analyze", "--sigma needs a positive number, got '%s'", optarg);
+        case 'g':
+            if (cli_parse_real("analyze", "sigma", optarg, true, &so.sigma_frac))
+                return 2;
             break;
-        }
         case 'P': so.power = true; break;
         case 'V':
             if (cli_parse_int("analyze", "eigenvectors", optarg, 1000, &so.eigenvectors))
@@ -632,45 +629,22 @@ int cmd_analyze(int argc, char **argv)
             if (cs_precond_parse_list(optarg, &precond_mask, &err))
                 return cli_usage_error("analyze", "%s", err.msg);
             break;
-        case 'Z': {
-            const char *p = optarg;
-            n_dampings = 0;
-            while (*p) {
-                char *end;
-                double v = strtod(p, &end);
-                if (end == p || !(v >= 0) || n_dampings == 32 || (*end && *end != ','))
-                    return cli_usage_error("analyze", "--damping needs non-negative numbers like 1e-3,1e-2, got '%s'",
-                                           optarg);
-                dampings[n_dampings++] = v;
-                p = *end == ',' ? end + 1 : end;
-            }
+        case 'Z':
+            n_dampings = 0; /* the last --damping wins */
+            if (cli_parse_real_list("analyze", "damping", optarg, HUGE_VAL, 32, dampings, &n_dampings))
+                return 2;
             break;
-        }
-        case 'X': {
-            const char *p = optarg;
-            while (*p) {
-                char *end;
-                double v = strtod(p, &end);
-                if (end == p || !(v >= 0 && v <= 1) || n_fractions == 32)
-                    return cli_usage_error("analyze", "--prune-check needs fractions in [0, 1] like 0.1,0.3,0.5, got '%s'",
-                                           optarg);
-                fractions[n_fractions++] = v;
-                p = *end == ',' ? end + 1 : end;
-                if (*end && *end != ',')
-                    return cli_usage_error("analyze", "--prune-check: bad list '%s'", optarg);
-            }
+        case 'X':
+            if (cli_parse_real_list("analyze", "prune-check", optarg, 1.0, 32, fractions, &n_fractions))
+                return 2;
             importance = true;
             break;
-        }
         case 'C': imp_text = optarg; importance = true; break;
-        case 'D': {
-            char *end;
-            imp_damping = strtod(optarg, &end);
-            if (end == optarg || *end || !(imp_damping > 0))
-                return cli_usage_error("analyze", "--importance-damping needs a positive number, got '%s'", optarg);
+        case 'D':
+            if (cli_parse_real("analyze", "importance-damping", optarg, true, &imp_damping))
+                return 2;
             importance = true;
             break;
-        }
         case 'j': d.json = true; break;
         case 'h': cmd_analyze_usage(stdout); return 0;
         default: return cli_option_error("analyze", c, argv, optind);

@@ -92,7 +92,6 @@ int cmd_finetune(int argc, char **argv)
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
-        char *end = NULL;
         switch (c) {
         case 0:
             if (cli_data_opt(&d, "finetune", opts[idx].name, optarg) < 0)
@@ -112,17 +111,18 @@ int cmd_finetune(int argc, char **argv)
                 return 2;
             break;
         case 'l':
-        case 'm':
-        case 'W': {
-            double v = strtod(optarg, &end);
-            if (end == optarg || *end || !(v >= 0) || (c == 'l' && !(v > 0)))
-                return cli_usage_error("finetune", "option '%s' needs a %s number, got '%s'", argv[optind - 1],
-                                       c == 'l' ? "positive" : "non-negative", optarg);
-            *(c == 'l' ? &fo.lr : c == 'm' ? &fo.momentum : &fo.weight_decay) = v;
-            if (c == 'm')
-                fo.beta1 = v;
+            if (cli_parse_real("finetune", "lr", optarg, true, &fo.lr))
+                return 2;
             break;
-        }
+        case 'm':
+            if (cli_parse_real("finetune", "momentum", optarg, false, &fo.momentum))
+                return 2;
+            fo.beta1 = fo.momentum;
+            break;
+        case 'W':
+            if (cli_parse_real("finetune", "weight-decay", optarg, false, &fo.weight_decay))
+                return 2;
+            break;
         case 'n': fo.nesterov = true; break;
         case 'S':
             if (strcmp(optarg, "cosine") == 0)

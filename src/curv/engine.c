@@ -143,39 +143,23 @@ static cs_status layer_geometry(engine *e, int l, layer_state *s, cs_err *err)
     int64_t bias_numel = s->bias ? cs_tensor_numel(&g->values[g->params[L->first_param + 1].value].init) : 0;
     s->kind = 3;
     s->kfac_ok = false;
-    if (strcmp(L->op_type, "Gemm") == 0 && w_slot == 1 && w->ndim == 2 &&
-        !cs_node_attr_int(n, "transA", 0)) {
-        bool tb = cs_node_attr_int(n, "transB", 0);
-        s->kind = 0;
+    bool gemm = strcmp(L->op_type, "Gemm") == 0 && !cs_node_attr_int(n, "transA", 0);
+    bool matmul = strcmp(L->op_type, "MatMul") == 0;
+    if ((gemm || matmul) && w_slot == 1 && w->ndim == 2) {
+        /* Stored [out, in] for Gemm with transB, else [in, out]. */
+        bool tb = gemm && cs_node_attr_int(n, "transB", 0);
+        s->kind = gemm ? 0 : 1;
         s->groups = 1;
         s->dG = tb ? w->dims[0] : w->dims[1];
         s->fan_in = tb ? w->dims[1] : w->dims[0];
         s->kfac_ok = !s->bias || bias_numel == s->dG;
         s->kron = malloc(sizeof(int64_t) * 3 * (size_t)s->W);
-        for (int64_t p = 0; p < s->W; p++) {
+        for (int64_t p = 0; s->kron && p < s->W; p++) {
             int64_t *k = s->kron + 3 * p;
             k[0] = 0;
             if (p < s->dG * s->fan_in) {
                 k[1] = tb ? p / s->fan_in : p % s->dG;
                 k[2] = tb ? p % s->fan_in : p / s->dG;
-            } else {
-                k[1] = bias_numel == s->dG ? p - s->dG * s->fan_in : 0;
-                k[2] = s->fan_in;
-            }
-        }
-    } else if (strcmp(L->op_type, "MatMul") == 0 && w_slot == 1 && w->ndim == 2) {
-        s->kind = 1;
-        s->groups = 1;
-        s->fan_in = w->dims[0];
-        s->dG = w->dims[1];
-        s->kfac_ok = !s->bias || bias_numel == s->dG;
-        s->kron = malloc(sizeof(int64_t) * 3 * (size_t)s->W);
-        for (int64_t p = 0; p < s->W; p++) {
-            int64_t *k = s->kron + 3 * p;
-            k[0] = 0;
-            if (p < s->dG * s->fan_in) {
-                k[1] = p % s->dG;
-                k[2] = p / s->dG;
             } else {
                 k[1] = bias_numel == s->dG ? p - s->dG * s->fan_in : 0;
                 k[2] = s->fan_in;
@@ -192,7 +176,7 @@ static cs_status layer_geometry(engine *e, int l, layer_state *s, cs_err *err)
         s->fan_in = Kp;
         s->kfac_ok = !s->bias || bias_numel == M;
         s->kron = malloc(sizeof(int64_t) * 3 * (size_t)s->W);
-        for (int64_t p = 0; p < s->W; p++) {
+        for (int64_t p = 0; s->kron && p < s->W; p++) {
             int64_t *k = s->kron + 3 * p;
             int64_t unit = p < M * Kp ? p / Kp : (bias_numel == M ? p - M * Kp : 0);
             k[0] = unit / s->dG;

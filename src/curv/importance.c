@@ -64,11 +64,8 @@ static cs_status kfac_inverse_diag(const cs_curv_result *r, double lambda, doubl
     double *D = malloc(sizeof(double) * (size_t)(G * dG * dA) + 1);
     cs_status st = qa && qg && wa && wg && K && T && D ? CS_OK : cs_fail(err, CS_ERR_NOMEM, "out of memory");
     for (int64_t grp = 0; grp < G && !st; grp++) {
-        memcpy(qa, r->kfac_A + grp * dA * dA, sizeof(double) * (size_t)(dA * dA));
-        memcpy(qg, r->kfac_G + grp * dG * dG, sizeof(double) * (size_t)(dG * dG));
-        lapack_int ia = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)dA, qa, (lapack_int)dA, wa);
-        lapack_int ig = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)dG, qg, (lapack_int)dG, wg);
-        if (ia || ig) {
+        if (cs_sym_eigvecs(r->kfac_A + grp * dA * dA, dA, qa, wa, NULL) ||
+            cs_sym_eigvecs(r->kfac_G + grp * dG * dG, dG, qg, wg, NULL)) {
             st = cs_fail(err, CS_ERR_RUNTIME, "eigen-solve of a K-FAC factor failed");
             break;
         }

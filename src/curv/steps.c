@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "interp/objective.h"
+#include "spectral/dense.h"
 #include "tensor/blas.h"
 
 /* The one table of preconditioners: name and the curvature results it
@@ -82,12 +83,9 @@ static cs_status eig_solve(const double *M, int64_t W, double lambda, bool absva
         free(Q), free(w), free(c);
         return cs_fail(err, CS_ERR_NOMEM, "out of memory");
     }
-    memcpy(Q, M, sizeof(double) * (size_t)(W * W));
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)W, Q, (lapack_int)W, w);
+    double wmax;
+    lapack_int info = cs_sym_eigvecs(M, W, Q, w, &wmax);
     if (!info) {
-        double wmax = 0;
-        for (int64_t i = 0; i < W; i++)
-            wmax = fmax(wmax, fabs(w[i]));
         cblas_dgemv(CblasRowMajor, CblasTrans, (int)W, (int)W, 1.0, Q, (int)W, g, 1, 0.0, c, 1); /* Q^T g */
         for (int64_t i = 0; i < W; i++) {
             double d = (absval ? fabs(w[i]) : w[i]) + lambda;
@@ -121,17 +119,13 @@ static cs_status kfac_solve(const cs_curv_result *r, double lambda, const double
         }
     }
     for (int64_t grp = 0; grp < r->kfac_groups && !st; grp++) {
-        memcpy(qa, r->kfac_A + grp * (int64_t)na, sizeof(double) * na);
-        memcpy(qg, r->kfac_G + grp * (int64_t)ng, sizeof(double) * ng);
-        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)dA, qa, (lapack_int)dA, wa) ||
-            LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)dG, qg, (lapack_int)dG, wg)) {
+        double amax, gmax;
+        if (cs_sym_eigvecs(r->kfac_A + grp * (int64_t)na, dA, qa, wa, &amax) ||
+            cs_sym_eigvecs(r->kfac_G + grp * (int64_t)ng, dG, qg, wg, &gmax)) {
             st = cs_fail(err, CS_ERR_RUNTIME, "eigen-solve of a K-FAC factor failed");
             break;
         }
-        double *Vg = V + grp * (int64_t)nv, big = 0;
-        for (int64_t p = 0; p < dG; p++)
-            for (int64_t q = 0; q < dA; q++)
-                big = fmax(big, fabs(wg[p] * wa[q]));
+        double *Vg = V + grp * (int64_t)nv, big = gmax * amax; /* max |g_p a_q| */
         /* T = Q_G^T V; U = T Q_A */
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)dG, (int)dA, (int)dG, 1.0, qg, (int)dG, Vg,
                     (int)dA, 0.0, T, (int)dA);
@@ -210,23 +204,22 @@ static cs_status inv_fourth_root(const double *M, int64_t n, double lambda, doub
         free(Q), free(w);
         return cs_fail(err, CS_ERR_NOMEM, "out of memory");
     }
-    memcpy(Q, M, sizeof(double) * (size_t)(n * n));
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, Q, (lapack_int)n, w);
+    double wmax;
+    lapack_int info = cs_sym_eigvecs(M, n, Q, w, &wmax);
     if (!info) {
-        double wmax = 0;
-        for (int64_t i = 0; i < n; i++)
-            wmax = fmax(wmax, fabs(w[i]));
+        /* Q d^(-1/4) Q^T = (Q d^(-1/8)) (Q d^(-1/8))^T: scale Q's columns,
+         * then one dsyrk for the upper triangle and a mirror. */
         for (int64_t i = 0; i < n; i++) {
             double d = w[i] + lambda;
-            w[i] = d > 1e-12 * (wmax + lambda) ? pow(d, -0.25) : 0.0;
+            w[i] = d > 1e-12 * (wmax + lambda) ? pow(d, -0.125) : 0.0;
         }
         for (int64_t a = 0; a < n; a++)
-            for (int64_t b = 0; b < n; b++) {
-                double v = 0;
-                for (int64_t i = 0; i < n; i++)
-                    v += Q[a * n + i] * w[i] * Q[b * n + i];
-                out[a * n + b] = v;
-            }
+            for (int64_t i = 0; i < n; i++)
+                Q[a * n + i] *= w[i];
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)n, 1.0, Q, (int)n, 0.0, out, (int)n);
+        for (int64_t a = 0; a < n; a++)
+            for (int64_t b = 0; b < a; b++)
+                out[a * n + b] = out[b * n + a];
     }
     free(Q), free(w);
     if (info)

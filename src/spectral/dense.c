@@ -30,6 +30,18 @@ cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *e
     return CS_OK;
 }
 
+int cs_sym_eigvecs(const double *M, int64_t n, double *Q, double *w, double *wmax)
+{
+    memcpy(Q, M, sizeof(double) * (size_t)(n * n));
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, Q, (lapack_int)n, w);
+    if (wmax) {
+        *wmax = 0;
+        for (int64_t i = 0; !info && i < n; i++)
+            *wmax = fmax(*wmax, fabs(w[i]));
+    }
+    return (int)info;
+}
+
 void cs_spectrum_summarize(const double *w, int64_t n, cs_spectrum_summary *s)
 {
     memset(s, 0, sizeof *s);

@@ -12,6 +12,13 @@
  * eigenvalue (unit norm) is written there. */
 cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *err) CS_MUST_CHECK;
 
+/* M = Q diag(w) Q^T for the symmetric n x n M (row-major, kept), by
+ * LAPACKE dsyevd: Q (n x n) gets the eigenvectors in its columns, w the
+ * eigenvalues in ascending order, and *wmax (unless wmax is NULL) max |w_i|,
+ * the scale for a relative cut-off of vanishing directions.  Returns
+ * LAPACK's info (0 on success). */
+int cs_sym_eigvecs(const double *M, int64_t n, double *Q, double *w, double *wmax);
+
 /* Summary numbers of a spectrum given in descending order:
  *   trace       sum of eigenvalues
  *   frobenius   sqrt(sum lambda^2) (the matrix's Frobenius norm)

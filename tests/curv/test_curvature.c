@@ -12,6 +12,7 @@
 #include "../test_util.h"
 #include "curv/engine.h"
 #include "interp/objective.h"
+#include "case.h"
 #include "fixture.h"
 #include "onnx/loader.h"
 
@@ -31,25 +32,6 @@ static double max_diff(const double *a, const double *b, long n)
     return m;
 }
 
-static int load_case(const char *model, cs_graph **g, cs_dataset *ds, int64_t samples)
-{
-    char rel[160], path[512], x[600], y[600];
-    cs_err err = {0};
-    snprintf(rel, sizeof rel, "tests/models/%s.onnx", model);
-    test_src_path(path, sizeof path, rel);
-    if (!ok(cs_onnx_load_file(path, g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
-        return -1;
-    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_x.npy", model);
-    snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, rel));
-    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_y.npy", model);
-    snprintf(y, sizeof y, "npy:%s", test_src_path(path, sizeof path, rel));
-    if (!ok(cs_dataset_load(ds, x, y, samples, &err) == CS_OK, "%s: data (%s)", model, err.msg)) {
-        cs_graph_free(*g);
-        return -1;
-    }
-    return 0;
-}
-
 static const cs_curv_kind kinds[] = {CS_CURV_HESSIAN, CS_CURV_GGN, CS_CURV_FISHER_EMP};
 
 static void check_case(const char *model, cs_loss_kind loss)
@@ -57,7 +39,7 @@ static void check_case(const char *model, cs_loss_kind loss)
     const char *lname = cs_loss_name(loss);
     cs_graph *g;
     cs_dataset ds;
-    if (load_case(model, &g, &ds, 0))
+    if (curv_case_load(model, model, 0, &g, &ds))
         return;
     char rel[160], path[512];
     snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_%s.txt", model, lname);
@@ -209,7 +191,7 @@ static void check_kfac_exact_one_sample(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load_case("tiny_mlp64", &g, &ds, 1))
+    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 1, &g, &ds))
         return;
     cs_curv_opts o;
     cs_curv_opts_init(&o);
@@ -246,7 +228,7 @@ static void check_mc_fisher(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load_case("tiny_mlp64", &g, &ds, 0))
+    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
         return;
     cs_curv_opts o;
     cs_curv_opts_init(&o);
@@ -287,7 +269,7 @@ static void check_hutchinson(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load_case("tiny_mlp64", &g, &ds, 0))
+    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
         return;
     char path[512];
     fx_file fx;
@@ -345,7 +327,7 @@ static void check_products(const char *model, cs_loss_kind loss)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load_case(model, &g, &ds, 0))
+    if (curv_case_load(model, model, 0, &g, &ds))
         return;
     char rel[160], path[512];
     snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_%s.txt", model, cs_loss_name(loss));

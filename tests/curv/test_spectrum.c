@@ -14,36 +14,18 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "curv/spectrum.h"
+#include "case.h"
 #include "fixture.h"
 #include "onnx/loader.h"
 #include "spectral/dense.h"
 #include "tensor/blas.h"
-
-static int load_tiny(const char *model, cs_graph **g, cs_dataset *ds)
-{
-    char rel[160], path[512], x[600], y[600];
-    cs_err err = {0};
-    snprintf(rel, sizeof rel, "tests/models/%s.onnx", model);
-    test_src_path(path, sizeof path, rel);
-    if (!ok(cs_onnx_load_file(path, g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
-        return -1;
-    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_x.npy", model);
-    snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, rel));
-    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_y.npy", model);
-    snprintf(y, sizeof y, "npy:%s", test_src_path(path, sizeof path, rel));
-    if (!ok(cs_dataset_load(ds, x, y, 0, &err) == CS_OK, "%s: data (%s)", model, err.msg)) {
-        cs_graph_free(*g);
-        return -1;
-    }
-    return 0;
-}
 
 static void check_tiny(const char *model, cs_loss_kind loss)
 {
     const char *ln = cs_loss_name(loss);
     cs_graph *g;
     cs_dataset ds;
-    if (load_tiny(model, &g, &ds))
+    if (curv_case_load(model, model, 0, &g, &ds))
         return;
     char rel[160], path[512];
     snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_%s.txt", model, ln);
@@ -167,7 +149,7 @@ static void check_hutchinson_seeds(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load_tiny("tiny_mlp64", &g, &ds))
+    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
         return;
     char path[512];
     fx_file fx;

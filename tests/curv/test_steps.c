@@ -13,6 +13,7 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "curv/steps.h"
+#include "case.h"
 #include "dense_ref.h"
 #include "fixture.h"
 #include "interp/objective.h"
@@ -95,29 +96,11 @@ static double rel_err(const double *a, const double *b, long n)
     return s > 0 ? e / s : e;
 }
 
-static int load(const char *model, const char *data_model, cs_graph **g, cs_dataset *ds)
-{
-    char rel[160], path[512], x[600], y[600];
-    cs_err err = {0};
-    snprintf(rel, sizeof rel, "tests/models/%s.onnx", model);
-    if (!ok(cs_onnx_load_file(test_src_path(path, sizeof path, rel), g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
-        return -1;
-    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_x.npy", data_model);
-    snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, rel));
-    snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_y.npy", data_model);
-    snprintf(y, sizeof y, "npy:%s", test_src_path(path, sizeof path, rel));
-    if (!ok(cs_dataset_load(ds, x, y, 0, &err) == CS_OK, "%s: data (%s)", model, err.msg)) {
-        cs_graph_free(*g);
-        return -1;
-    }
-    return 0;
-}
-
 static void check_against_dense(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load("tiny_mlp64", "tiny_mlp64", &g, &ds))
+    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
         return;
     char path[512];
     fx_file fx;
@@ -227,7 +210,7 @@ static void check_shampoo(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load("tiny_mlp64", "tiny_mlp64", &g, &ds))
+    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
         return;
     char path[512];
     fx_file fx;
@@ -315,7 +298,7 @@ static void check_newton_quadratic(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (load("tiny_linear64", "tiny_mlp64", &g, &ds))
+    if (curv_case_load("tiny_linear64", "tiny_mlp64", 0, &g, &ds))
         return;
     cs_curv_opts o;
     cs_curv_opts_init(&o);

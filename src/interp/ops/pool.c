@@ -111,6 +111,16 @@ static cs_status pool_check_ad(const cs_op_call *c, const cs_tensor *gx, const c
     return CS_OK;
 }
 
+/* The window geometry for a derivative rule, after checking the
+ * derivatives it is given (pool_check_ad). */
+static cs_status pool_ad_geometry(const cs_op_call *c, const cs_tensor *gx, const cs_tensor *gy,
+                                  cs_conv_geom *g, cs_err *err)
+{
+    int64_t dims[2 + CS_CONV_AXES];
+    cs_status st = pool_geometry(c, g, dims, err);
+    return st ? st : pool_check_ad(c, gx, gy, err);
+}
+
 /* A zero tangent (jvp with tX = NULL). */
 static cs_status pool_zero(cs_tensor *t)
 {
@@ -311,10 +321,7 @@ DEFINE_MAXPOOL_AD(double, f64)
 static cs_status maxpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
     cs_conv_geom g;
-    int64_t dims[2 + CS_CONV_AXES];
-    cs_status st = pool_geometry(c, &g, dims, err);
-    if (!st)
-        st = pool_check_ad(c, a->gin[0], a->gout[0], err);
+    cs_status st = pool_ad_geometry(c, a->gin[0], a->gout[0], &g, err);
     if (st || !a->gin[0] || !a->gout[0])
         return st;
     const cs_tensor *x = c->in[0];
@@ -332,10 +339,7 @@ static cs_status maxpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 static cs_status maxpool_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
     cs_conv_geom g;
-    int64_t dims[2 + CS_CONV_AXES];
-    cs_status st = pool_geometry(c, &g, dims, err);
-    if (!st)
-        st = pool_check_ad(c, a->tin[0], a->tout[0], err);
+    cs_status st = pool_ad_geometry(c, a->tin[0], a->tout[0], &g, err);
     if (st || !a->tout[0])
         return st;
     if (!a->tin[0])
@@ -470,10 +474,7 @@ static cs_status avgpool_forward(cs_op_call *c, cs_err *err)
 static cs_status avgpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
     cs_conv_geom g;
-    int64_t dims[2 + CS_CONV_AXES];
-    cs_status st = pool_geometry(c, &g, dims, err);
-    if (!st)
-        st = pool_check_ad(c, a->gin[0], a->gout[0], err);
+    cs_status st = pool_ad_geometry(c, a->gin[0], a->gout[0], &g, err);
     if (st || !a->gin[0] || !a->gout[0])
         return st;
     const cs_tensor *x = c->in[0];
@@ -489,10 +490,7 @@ static cs_status avgpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 static cs_status avgpool_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
     cs_conv_geom g;
-    int64_t dims[2 + CS_CONV_AXES];
-    cs_status st = pool_geometry(c, &g, dims, err);
-    if (!st)
-        st = pool_check_ad(c, a->tin[0], a->tout[0], err);
+    cs_status st = pool_ad_geometry(c, a->tin[0], a->tout[0], &g, err);
     if (st || !a->tout[0])
         return st;
     if (!a->tin[0])

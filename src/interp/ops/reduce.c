@@ -164,6 +164,19 @@ static void reduce_view_of(const cs_tensor *x, const reduce_axes *ax, reduce_vie
     }
 }
 
+/* Step the odometer idx over v's dimensions except the innermost, keeping
+ * *off the matching offset into the reduced output. */
+static inline void reduce_view_next_run(const reduce_view *v, int64_t *idx, int64_t *off)
+{
+    for (int d = v->rank - 2; d >= 0; d--) {
+        *off += v->out_stride[d];
+        if (++idx[d] < v->dims[d])
+            return;
+        *off -= v->out_stride[d] * v->dims[d];
+        idx[d] = 0;
+    }
+}
+
 /* acc (numel(y) entries) += x summed over the reduced dimensions; then
  * y = acc, or acc / count for the mean. */
 #define DEFINE_REDUCE(T, S, ACC)                                                          \
@@ -188,13 +201,7 @@ static void reduce_view_of(const cs_tensor *x, const reduce_axes *ax, reduce_vie
                 for (int64_t j = 0; j < inner; j++)                                       \
                     acc[off + j] += run[j];                                               \
             }                                                                             \
-            for (int d = r - 2; d >= 0; d--) {                                            \
-                off += v->out_stride[d];                                                  \
-                if (++idx[d] < v->dims[d])                                                \
-                    break;                                                                \
-                off -= v->out_stride[d] * v->dims[d];                                     \
-                idx[d] = 0;                                                               \
-            }                                                                             \
+            reduce_view_next_run(v, idx, &off); \
         }                                                                                 \
         int64_t count = y_numel ? x_numel / y_numel : 0;                                  \
         for (int64_t i = 0; i < y_numel; i++)                                             \
@@ -266,13 +273,7 @@ static cs_status reduce_forward(cs_op_call *c, const reduce_kind *kind, cs_err *
                 for (int64_t j = 0; j < inner; j++)                                   \
                     run[j] += scale * src[j];                                         \
             }                                                                         \
-            for (int d = r - 2; d >= 0; d--) {                                        \
-                off += v->out_stride[d];                                              \
-                if (++idx[d] < v->dims[d])                                            \
-                    break;                                                            \
-                off -= v->out_stride[d] * v->dims[d];                                 \
-                idx[d] = 0;                                                           \
-            }                                                                         \
+            reduce_view_next_run(v, idx, &off); \
         }                                                                             \
     }
 DEFINE_REDUCE_VJP(float, f32)
