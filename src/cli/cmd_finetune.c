@@ -12,6 +12,7 @@
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "finetune/finetune.h"
+#include "finetune/precond.h"
 #include "onnx/writer.h"
 #include "store/store.h"
 
@@ -21,16 +22,40 @@ void cmd_finetune_usage(FILE *f)
                "                          --out TUNED.onnx --db OUT.db [options]\n\n"
                "Train the model's layer parameters and write the result as ONNX (the same\n"
                "graph, opsets and metadata; only the trained initializers change).\n\n"
-               "  --precond NAME     sgd (momentum, --nesterov) or adamw\n"
-               "  --out FILE         the tuned model\n"
+               "  --precond NAME     the preconditioner:\n");
+    for (int i = 0; i < ft_precond_count(); i++) {
+        const ft_precond_def *d = ft_precond_at(i);
+        fprintf(f, "                       %-8s %s\n", d->name, d->about);
+        if (d->reads_curvature || d->observe)
+            fprintf(f, "                                default --damping %g\n", d->default_damping);
+    }
+    fprintf(f, "  --out FILE         the tuned model\n"
                "  --db FILE          progress: finetune_steps, finetune_evals\n"
                "  --val-data SPEC, --val-labels SPEC   validation set (evaluated per epoch)\n"
                "  --epochs E         default 1\n"
-               "  --lr LR            default 0.01\n"
-               "  --momentum M       sgd momentum, adamw beta1 (default 0.9)\n"
-               "  --nesterov         Nesterov momentum (sgd)\n"
+               "  --lr LR            default 0.001\n"
+               "  --momentum M       momentum on the preconditioned direction, adamw beta1\n"
+               "                     (default 0.9)\n"
+               "  --nesterov         Nesterov momentum\n"
                "  --weight-decay WD  decoupled weight decay (default 0)\n"
                "  --lr-schedule S    constant or cosine (default constant)\n"
+               "  --damping L        lambda added to the curvature (default: the preconditioner's,\n"
+               "                     above; 0 gives pseudo-inverses)\n"
+               "  --curvature C      fisher_mc, fisher_emp, fisher, ggn or hessian (default:\n"
+               "                     fisher_mc; hessian for newton; fisher_emp for smw)\n"
+               "  --update-interval K  curvature statistics and inverses every K steps\n"
+               "                     (default 10; smw uses every step's batch)\n"
+               "  --ema D            running average of the statistics, S <- D S + (1 - D) S_new\n"
+               "                     (default 0.95; 0 keeps only the latest)\n"
+               "  --inverse M        cholesky (default) or eig; eig (pseudo-inverse) at damping 0\n"
+               "  --no-pi-damping    kfac: sqrt(lambda) on both factors instead of pi's split\n"
+               "  --no-graft         shampoo: the raw direction, not SGD's norm per layer\n"
+               "  --max-full N       largest layer block for full and newton (default 4096)\n"
+               "  --mc-samples S     sampled labels per sample for fisher_mc (default 1)\n"
+               "  --freeze L1,L2     layers (by name, as curvscope info lists them) kept fixed\n"
+               "  --kl-clip K        scale curvature directions so lr^2 |d^T g| <= K\n"
+               "                     (Ba et al. 2017; default 0.001, 0 turns it off)\n"
+               "  --bn-train         update BatchNormalization running statistics from batches\n"
                "  --log-every K      a finetune_steps row every K steps (default 10)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
@@ -71,6 +96,20 @@ static void on_eval(void *vctx, int epoch, const char *split, double loss, doubl
     printf("epoch %d %-5s loss %.6f accuracy %.4f\n", epoch, split, loss, acc);
 }
 
+/* A layer that falls back to sgd: said on the terminal and kept with the run. */
+static void on_note(void *vctx, const char *text)
+{
+    log_ctx *c = vctx;
+    if (isatty(2))
+        fprintf(stderr, "\r\033[K");
+    printf("note: %s\n", text);
+    char key[160];
+    const char *sp = strchr(text + 6, ' ');
+    snprintf(key, sizeof key, "fallback.%.*s", sp ? (int)(sp - text - 6) : 100, text + 6);
+    if (!c->st)
+        c->st = cs_store_convention(c->db, c->run, key, text, &c->err);
+}
+
 int cmd_finetune(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -81,13 +120,20 @@ int cmd_finetune(int argc, char **argv)
         {"lr", required_argument, NULL, 'l'}, {"momentum", required_argument, NULL, 'm'},
         {"nesterov", no_argument, NULL, 'n'}, {"weight-decay", required_argument, NULL, 'W'},
         {"lr-schedule", required_argument, NULL, 'S'}, {"log-every", required_argument, NULL, 'k'},
+        {"damping", required_argument, NULL, 'D'}, {"curvature", required_argument, NULL, 'C'},
+        {"update-interval", required_argument, NULL, 'K'}, {"ema", required_argument, NULL, 'E'},
+        {"inverse", required_argument, NULL, 'I'}, {"no-pi-damping", no_argument, NULL, 'Q'},
+        {"no-graft", no_argument, NULL, 'G'}, {"max-full", required_argument, NULL, 'F'},
+        {"mc-samples", required_argument, NULL, 'M'}, {"freeze", required_argument, NULL, 'Z'},
+        {"bn-train", no_argument, NULL, 'B'}, {"kl-clip", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
     cli_data_opts_init(&d);
     cs_finetune_opts fo;
     cs_finetune_opts_init(&fo);
     const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL;
-    bool precond_given = false;
+    bool precond_given = false, lr_given = false, damping_given = false;
+    int max_full = 4096;
     int c, idx;
     optind = 1;
     opterr = 0;
@@ -112,6 +158,56 @@ int cmd_finetune(int argc, char **argv)
             break;
         case 'l':
             if (cli_parse_real("finetune", "lr", optarg, true, &fo.lr))
+                return 2;
+            lr_given = true;
+            break;
+        case 'D':
+            if (cli_parse_real("finetune", "damping", optarg, false, &fo.damping))
+                return 2;
+            damping_given = true;
+            break;
+        case 'E':
+            if (cli_parse_real("finetune", "ema", optarg, false, &fo.ema))
+                return 2;
+            if (fo.ema >= 1)
+                return cli_usage_error("finetune", "--ema is a decay in [0, 1), got '%s'", optarg);
+            break;
+        case 'K':
+            if (cli_parse_int("finetune", "update-interval", optarg, 1000000, &fo.update_interval))
+                return 2;
+            break;
+        case 'F':
+            if (cli_parse_int("finetune", "max-full", optarg, 1 << 20, &max_full))
+                return 2;
+            fo.max_full = max_full;
+            break;
+        case 'M':
+            if (cli_parse_int("finetune", "mc-samples", optarg, 1000, &fo.mc_samples))
+                return 2;
+            break;
+        case 'C': {
+            unsigned mask = 0;
+            cs_err e = {0};
+            if (cs_curv_parse_list(optarg, &mask, &e) || (mask & (mask - 1)))
+                return cli_usage_error("finetune", "--curvature takes one of fisher_mc, fisher_emp, fisher, ggn, hessian, got '%s'",
+                                       optarg);
+            for (int k = 0; k < CS_CURV_COUNT; k++)
+                if (mask >> k & 1)
+                    fo.curvature = k;
+            break;
+        }
+        case 'I':
+            if (strcmp(optarg, "eig") == 0)
+                fo.cholesky = false;
+            else if (strcmp(optarg, "cholesky") != 0)
+                return cli_usage_error("finetune", "--inverse is eig or cholesky, got '%s'", optarg);
+            break;
+        case 'Q': fo.pi_damping = false; break;
+        case 'G': fo.graft = false; break;
+        case 'Z': fo.freeze = optarg; break;
+        case 'B': fo.bn_train = true; break;
+        case 'L':
+            if (cli_parse_real("finetune", "kl-clip", optarg, false, &fo.kl_clip))
                 return 2;
             break;
         case 'm':
@@ -141,9 +237,14 @@ int cmd_finetune(int argc, char **argv)
     if (!d.data || !d.labels)
         return cli_usage_error("finetune", "missing --data SPEC or --labels SPEC");
     if (!precond_given)
-        return cli_usage_error("finetune", "missing --precond NAME (sgd, adamw)");
-    if (strcmp(fo.precond, "sgd") != 0 && strcmp(fo.precond, "adamw") != 0)
-        return cli_usage_error("finetune", "--precond %s: finetune supports sgd and adamw so far", fo.precond);
+        return cli_usage_error("finetune", "missing --precond NAME (%s)", ft_precond_names());
+    const ft_precond_def *pdef = ft_precond_find(fo.precond);
+    if (!pdef)
+        return cli_usage_error("finetune", "unknown --precond '%s' (%s)", fo.precond, ft_precond_names());
+    if (!lr_given)
+        fo.lr = pdef->default_lr;
+    if (!damping_given)
+        fo.damping = pdef->default_damping;
     if (!out || !db_path)
         return cli_usage_error("finetune", "missing --out TUNED.onnx or --db OUT.db");
     if ((val_data == NULL) != (val_labels == NULL))
@@ -182,14 +283,25 @@ int cmd_finetune(int argc, char **argv)
     if (!st)
         st = cs_store_run_begin(db, &info, &run, &err);
     char buf[64];
+    cs_curv_kind curv = fo.curvature >= 0 ? (cs_curv_kind)fo.curvature : pdef->default_curv;
     const char *kv[][2] = {{"precond", fo.precond}, {"lr_schedule", fo.cosine ? "cosine" : "constant"},
-                           {"nesterov", fo.nesterov ? "1" : "0"}, {"batchnorm_mode", "running statistics frozen"},
-                           {"master_weights", "float64"}};
+                           {"nesterov", fo.nesterov ? "1" : "0"},
+                           {"batchnorm_mode", fo.bn_train ? "running statistics updated from batch statistics (EMA), normalised with running statistics"
+                                                          : "running statistics frozen"},
+                           {"master_weights", "float64"},
+                           {"curvature", pdef->reads_curvature ? cs_curv_name(curv) : "none"},
+                           {"inverse", fo.cholesky ? "cholesky" : "eig"},
+                           {"kfac_damping", fo.pi_damping ? "pi split (Martens & Grosse 2015, 6.3)" : "sqrt(lambda) on both factors"},
+                           {"shampoo_graft", fo.graft ? "sgd norm per layer" : "none"},
+                           {"frozen_layers", fo.freeze ? fo.freeze : ""}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !st; i++)
         st = cs_store_convention(db, run, kv[i][0], kv[i][1], &err);
-    double nums[] = {fo.lr, fo.momentum, fo.weight_decay, (double)fo.epochs, (double)d.batch, (double)d.seed};
-    const char *nk[] = {"lr", "momentum", "weight_decay", "epochs", "batch", "seed"};
-    for (int i = 0; i < 6 && !st; i++) {
+    double nums[] = {fo.lr, fo.momentum, fo.weight_decay, (double)fo.epochs, (double)d.batch, (double)d.seed,
+                     fo.damping, fo.ema, (double)fo.update_interval, (double)fo.max_full, (double)fo.mc_samples,
+                     fo.kl_clip};
+    const char *nk[] = {"lr", "momentum", "weight_decay", "epochs", "batch", "seed",
+                        "damping", "ema", "update_interval", "max_full", "mc_samples", "kl_clip"};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0] && !st; i++) {
         snprintf(buf, sizeof buf, "%.17g", nums[i]);
         st = cs_store_convention(db, run, nk[i], buf, &err);
     }
@@ -201,6 +313,7 @@ int cmd_finetune(int argc, char **argv)
     log_ctx lc = {.db = db, .run = run};
     fo.on_step = on_step;
     fo.on_eval = on_eval;
+    fo.on_note = on_note;
     fo.ctx = &lc;
     fo.cancel = &ft_cancel;
     struct sigaction sa;
@@ -234,9 +347,10 @@ int cmd_finetune(int argc, char **argv)
     if (st)
         code = cli_report(st, &err);
     else
-        printf("%lld steps in %.2f s; final train loss %.6f accuracy %.4f%s; wrote %s (run %lld in %s)\n",
-               (long long)res.steps, res.seconds, res.train_loss, res.train_accuracy,
-               val_data ? "" : "", out, (long long)run, db_path);
+        printf("%lld steps in %.2f s (%lld curvature refreshes, %.2f s); final train loss %.6f accuracy %.4f; "
+               "wrote %s (run %lld in %s)\n",
+               (long long)res.steps, res.seconds, (long long)res.refreshes, res.refresh_seconds, res.train_loss,
+               res.train_accuracy, out, (long long)run, db_path);
     if (!st && val_data)
         printf("final validation loss %.6f accuracy %.4f\n", res.val_loss, res.val_accuracy);
     cs_dataset_free(&ds);

@@ -66,6 +66,7 @@ typedef struct engine {
     int64_t P;
     double *net[FAM_COUNT], *h_net;
     double *rows, *net_rows; /* per-sample gradients [B, W] and [B, P] */
+    double *unit_rows;       /* one unit's columns of rows, [B, unit_d] */
     double *abuf;            /* K-FAC input / gradient rows in double */
     size_t abuf_len;
     double *seedwork;        /* loss rows */
@@ -345,21 +346,17 @@ static void accumulate_rows(engine *e, int l, int f, const double *rows, int64_t
             for (int64_t i = 0; i < W; i++)
                 s->diag[f][i] += rows[b * W + i] * rows[b * W + i];
     if (s->unit[f]) {
+        /* Each unit's columns gathered to [B, d], then one dsyrk (absent
+         * slots stay zero columns). */
         int64_t d = s->unit_d;
+        double *X = e->unit_rows;
         for (int64_t u = 0; u < s->n_units; u++) {
             const int64_t *idx = s->unit_idx + u * d;
-            double *blk = s->unit[f] + u * d * d;
-            for (int64_t b = 0; b < B; b++) {
-                const double *r = rows + b * W;
-                for (int64_t x = 0; x < d; x++) {
-                    if (idx[x] < 0)
-                        continue;
-                    double rx = r[idx[x]];
-                    for (int64_t y = x; y < d; y++)
-                        if (idx[y] >= 0)
-                            blk[x * d + y] += rx * r[idx[y]];
-                }
-            }
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t x = 0; x < d; x++)
+                    X[b * d + x] = idx[x] >= 0 ? rows[b * W + idx[x]] : 0.0;
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)B, 1.0, X, (int)d, 1.0,
+                        s->unit[f] + u * d * d, (int)d);
         }
     }
 }
@@ -387,7 +384,8 @@ static void accumulate_shampoo(layer_state *s, const double *rows, int64_t B)
 }
 
 /* One seed's backward and everything its captures feed. */
-static cs_status seed_pass(engine *e, int which, int f, double scale, int64_t B, cs_err *err)
+static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, int64_t start, int64_t B,
+                           cs_err *err)
 {
     cs_ad *ad = &e->obj.ad[which];
     ad->param_grads = false;
@@ -397,7 +395,7 @@ static cs_status seed_pass(engine *e, int which, int f, double scale, int64_t B,
     for (int l = 0; l < e->g->n_layers; l++) {
         layer_state *s = &e->L[l];
         bool need_rows = s->full[f] || s->diag[f] || s->unit[f] || (e->net_full && e->net[f]) ||
-                         (f == FAM_EMP && s->sh_L);
+                         (f == FAM_EMP && s->sh_L) || e->o->on_rows;
         if (need_rows) {
             if ((st = cs_ad_per_sample_grads(ad, l, e->rows, err)))
                 return st;
@@ -405,6 +403,8 @@ static cs_status seed_pass(engine *e, int which, int f, double scale, int64_t B,
                 for (int64_t i = 0; i < B * s->W; i++)
                     e->rows[i] *= scale;
             accumulate_rows(e, l, f, e->rows, B);
+            if (e->o->on_rows)
+                e->o->on_rows(e->o->rows_ctx, l, start, seed, e->rows, B);
             if (f == FAM_EMP && s->sh_L)
                 accumulate_shampoo(s, e->rows, B);
             if (e->net_full && e->net[f])
@@ -821,7 +821,95 @@ done:
     return st;
 }
 
+static double *dup_doubles(const double *src, int64_t n)
+{
+    double *d = malloc(sizeof(double) * (size_t)n + 1);
+    if (d)
+        memcpy(d, src, sizeof(double) * (size_t)n);
+    return d;
+}
+
+/* stats_only: the accumulated matrices of one layer and curvature, without
+ * spectra (the fine-tuning preconditioners invert them themselves). */
+static cs_status layer_stats(engine *e, int l, cs_curv_kind c, cs_err *err)
+{
+    layer_state *s = &e->L[l];
+    int64_t W = s->W;
+    int f = family_of(c);
+    const double *full = c == CS_CURV_HESSIAN ? s->h_full : s->full[f];
+    if (full && want(e, c, CS_REPR_FULL)) {
+        cs_curv_result *r = new_result(e, l, c, CS_REPR_FULL, W);
+        if (!r || !(r->matrix = dup_doubles(full, W * W)))
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    }
+    if (want(e, c, CS_REPR_DIAG)) {
+        const double *d = c == CS_CURV_HESSIAN ? (s->h_hutch ? s->h_diag : NULL) : s->diag[f];
+        if (d || full) {
+            cs_curv_result *r = new_result(e, l, c, CS_REPR_DIAG, W);
+            if (!r || !(r->matrix = d ? dup_doubles(d, W) : malloc(sizeof(double) * (size_t)W + 1)))
+                return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+            for (int64_t i = 0; !d && i < W; i++)
+                r->matrix[i] = full[i * W + i];
+            r->method = d && c == CS_CURV_HESSIAN ? "hutchinson" : "exact";
+        }
+    }
+    if (want(e, c, CS_REPR_UNIT) && s->unit_idx && (c != CS_CURV_HESSIAN || full)) {
+        int64_t d = s->unit_d, nu = s->n_units;
+        cs_curv_result *r = new_result(e, l, c, CS_REPR_UNIT, W);
+        if (!r || !(r->unit_index = malloc(sizeof(int64_t) * (size_t)(nu * d) + 1)) ||
+            !(r->unit_blocks = c == CS_CURV_HESSIAN ? calloc((size_t)(nu * d * d) + 1, sizeof(double))
+                                                    : dup_doubles(s->unit[f], nu * d * d)))
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        memcpy(r->unit_index, s->unit_idx, sizeof(int64_t) * (size_t)(nu * d));
+        r->n_units = nu;
+        r->unit_d = d;
+        for (int64_t u = 0; c == CS_CURV_HESSIAN && u < nu; u++)
+            for (int64_t x = 0; x < d; x++)
+                for (int64_t y = 0; y < d; y++) {
+                    int64_t p = s->unit_idx[u * d + x], q = s->unit_idx[u * d + y];
+                    if (p >= 0 && q >= 0)
+                        r->unit_blocks[u * d * d + x * d + y] = full[p * W + q];
+                }
+    }
+    if (want(e, c, CS_REPR_KFAC) && s->kfac_ok && s->G[f]) {
+        cs_curv_result *r = new_result(e, l, c, CS_REPR_KFAC, W);
+        if (!r)
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        r->method = "kron";
+        r->kfac_A = dup_doubles(s->A, s->groups * s->dA * s->dA);
+        r->kfac_G = dup_doubles(s->G[f], s->groups * s->dG * s->dG);
+        r->kfac_index = malloc(sizeof(int64_t) * 3 * (size_t)W + 1);
+        if (!r->kfac_A || !r->kfac_G || !r->kfac_index)
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        memcpy(r->kfac_index, s->kron, sizeof(int64_t) * 3 * (size_t)W);
+        r->kfac_groups = s->groups;
+        r->kfac_dA = s->dA;
+        r->kfac_dG = s->dG;
+    }
+    return CS_OK;
+}
+
 /* ---- set-up, the pass, and results ---- */
+
+cs_status cs_curv_layer_layout(const cs_graph *g, int l, bool *ok, int64_t *groups, int64_t *dG, int64_t *dA,
+                               int64_t **index, cs_err *err)
+{
+    cs_curv_opts o;
+    cs_curv_opts_init(&o);
+    engine e = {.g = g, .o = &o};
+    layer_state s;
+    memset(&s, 0, sizeof s);
+    *index = NULL;
+    cs_status st = layer_geometry(&e, l, &s, err);
+    *ok = !st && s.kind != 3 && s.kfac_ok;
+    if (*ok) {
+        *groups = s.groups, *dG = s.dG, *dA = s.dA;
+        *index = s.kron;
+        s.kron = NULL;
+    }
+    free(s.kron), free(s.unit_idx);
+    return st;
+}
 
 static void engine_free(engine *e)
 {
@@ -836,7 +924,7 @@ static void engine_free(engine *e)
     free(e->L);
     for (int f = 0; f < FAM_COUNT; f++)
         free(e->net[f]);
-    free(e->h_net), free(e->rows), free(e->net_rows), free(e->abuf), free(e->seedwork);
+    free(e->h_net), free(e->rows), free(e->unit_rows), free(e->net_rows), free(e->abuf), free(e->seedwork);
     free(e->hcol), free(e->probe), free(e->vec);
     cs_objective_free(&e->obj);
 }
@@ -853,8 +941,9 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
     if (o->shampoo)
         e->fam[FAM_EMP] = true; /* Shampoo's statistics come from the true-label gradients */
     bool any_full = o->reprs >> CS_REPR_FULL & 1;
-    bool compare_any = (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
-    e->net_full = any_full && e->P <= o->max_full && g->n_layers > 0;
+    bool compare_any = !o->stats_only &&
+                       (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
+    e->net_full = any_full && e->P <= o->max_full && g->n_layers > 0 && !o->stats_only;
     int64_t B = e->obj.batch, maxW = 1;
     size_t abuf = 1;
     e->L = calloc((size_t)g->n_layers + 1, sizeof *e->L);
@@ -932,6 +1021,11 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         }
     }
     e->rows = zalloc((size_t)(B * maxW));
+    int64_t max_unit = 1;
+    for (int l = 0; l < g->n_layers; l++)
+        if (e->L[l].unit_idx && e->L[l].unit_d > max_unit)
+            max_unit = e->L[l].unit_d;
+    e->unit_rows = zalloc((size_t)(B * max_unit));
     if (e->net_full)
         for (int f = 0; f < FAM_COUNT; f++)
             if (e->fam[f])
@@ -948,7 +1042,7 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         for (int64_t i = 0; e->probe && i < (int64_t)o->probes * e->P; i++)
             e->probe[i] = cs_rng_sign(&e->rng);
     }
-    if (!e->rows || !e->seedwork || !e->vec || !e->hcol || (e->hessian && !e->probe))
+    if (!e->rows || !e->unit_rows || !e->seedwork || !e->vec || !e->hcol || (e->hessian && !e->probe))
         return cs_fail(err, CS_ERR_NOMEM, "out of memory for curvature accumulators");
     return abuf_reserve(e, abuf, err);
 }
@@ -1001,7 +1095,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                                    f == FAM_GGN ? CS_SEED_FACTOR_COLUMN
                                                 : f == FAM_MC ? CS_SEED_SAMPLED : CS_SEED_TRUE_LABEL,
                                    k, z, ds, start, &e.rng, cs_ad_seed(ad), e.seedwork);
-                if ((st = seed_pass(&e, which, f, scale, B, err)))
+                if ((st = seed_pass(&e, which, f, k, scale, start, B, err)))
                     goto fail;
                 if (!a_done) {
                     for (int l = 0; l < g->n_layers; l++)
@@ -1084,7 +1178,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
         if (!(o->curvatures >> c & 1))
             continue;
         for (int l = 0; l < g->n_layers && !st; l++)
-            st = layer_results(&e, l, (cs_curv_kind)c, err);
+            st = o->stats_only ? layer_stats(&e, l, (cs_curv_kind)c, err) : layer_results(&e, l, (cs_curv_kind)c, err);
         double *net = c == CS_CURV_HESSIAN ? e.h_net : family_of((cs_curv_kind)c) >= 0 ? e.net[family_of((cs_curv_kind)c)] : NULL;
         if (!st && net) {
             if (c == CS_CURV_HESSIAN)
@@ -1131,6 +1225,8 @@ void cs_curv_report_free(cs_curv_report *r)
         free(r->res[i].kfac_A);
         free(r->res[i].kfac_G);
         free(r->res[i].kfac_index);
+        free(r->res[i].unit_blocks);
+        free(r->res[i].unit_index);
     }
     free(r->res);
     for (int l = 0; r->shampoo && l < r->n_shampoo; l++)

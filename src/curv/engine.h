@@ -39,6 +39,19 @@ typedef struct cs_curv_opts {
     const cs_norm *norm;
     bool keep_matrices;    /* keep dense matrices in the results (tests) */
     bool shampoo;          /* Shampoo statistics L, R per layer (from true-label captures) */
+    /* Statistics only (fine-tuning): results carry the accumulated matrices
+     * (implies keep_matrices) but no spectra, summaries, comparisons or
+     * whole-network blocks. */
+    bool stats_only;
+    /* Called with every seed's per-sample gradients of every layer, already
+     * scaled so that the curvature is (1/N) sum over all calls of
+     * sum_b rows_b rows_b^T: rows is [B, W] in the layer's parameter order,
+     * start the batch's first sample, seed the seed's index within its
+     * family (0 .. C-1 for ggn/fisher, 0 .. S-1 for fisher_mc, 0 for
+     * fisher_emp).  Makes the engine form per-sample gradients for every
+     * layer. */
+    void (*on_rows)(void *ctx, int layer, int64_t start, int seed, const double *rows, int64_t B);
+    void *rows_ctx;
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     /* Checked between batches: when it points to a non-zero value the
@@ -67,6 +80,11 @@ typedef struct cs_curv_result {
     int64_t kfac_groups, kfac_dA, kfac_dG;
     double *kfac_A, *kfac_G;
     int64_t *kfac_index;        /* [dim][3] */
+    /* unit with keep_matrices: n_units blocks of unit_d x unit_d and each
+     * block slot's parameter index within the layer (-1 where absent). */
+    int64_t n_units, unit_d;
+    double *unit_blocks;
+    int64_t *unit_index;
     double seconds;
     bool has_cmp;               /* scored against the exact full block */
     double cmp_frob, cmp_lmax, cmp_trace, cmp_align;
@@ -96,6 +114,13 @@ typedef struct cs_curv_report {
 cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
                                cs_curv_report *out, cs_err *err) CS_MUST_CHECK;
 void cs_curv_report_free(cs_curv_report *r);
+
+/* Layer l's K-FAC layout (DESIGN.md's [W | b] orientation, per group):
+ * *ok is false for layers without one (normalisation layers); otherwise
+ * groups, dG, dA and *index ([numel][3]: group, unit, feature; the caller
+ * frees it). */
+cs_status cs_curv_layer_layout(const cs_graph *g, int l, bool *ok, int64_t *groups, int64_t *dG, int64_t *dA,
+                               int64_t **index, cs_err *err) CS_MUST_CHECK;
 
 /* The result for (curv, repr, layer), or NULL. */
 const cs_curv_result *cs_curv_report_find(const cs_curv_report *r, cs_curv_kind c, cs_repr_kind p,

@@ -3,11 +3,13 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "base/rng.h"
+#include "finetune/precond.h"
 #include "interp/evaluate.h"
 #include "interp/objective.h"
 
@@ -23,9 +25,19 @@ void cs_finetune_opts_init(cs_finetune_opts *o)
     o->beta2 = 0.999;
     o->eps = 1e-8;
     o->log_every = 10;
+    o->damping = 1e-3;
+    o->ema = 0.95;
+    o->update_interval = 10;
+    o->curvature = -1;
+    o->max_full = 4096;
+    o->mc_samples = 1;
+    o->pi_damping = true;
+    o->graft = true;
+    o->kl_clip = 1e-3;
+    o->cholesky = true;
 }
 
-/* ---- optimisers: one table ---- */
+/* ---- update rules ---- */
 
 typedef struct opt_state {
     const cs_finetune_opts *o;
@@ -33,13 +45,13 @@ typedef struct opt_state {
     double *m, *v; /* momentum / first moment, second moment */
 } opt_state;
 
-/* theta -= lr * (update from g); t counts steps from 1. */
-typedef void (*opt_step_fn)(opt_state *s, const double *g, double *theta, double lr);
+/* theta[i0, i1) -= lr * (update from the direction g); t counts steps from 1. */
+typedef void (*opt_step_fn)(opt_state *s, const double *g, double *theta, double lr, int64_t i0, int64_t i1);
 
-static void sgd_step(opt_state *s, const double *g, double *theta, double lr)
+static void sgd_step(opt_state *s, const double *g, double *theta, double lr, int64_t i0, int64_t i1)
 {
     const cs_finetune_opts *o = s->o;
-    for (int64_t i = 0; i < s->P; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         /* PyTorch's SGD: buf = mu buf + g; step = g + mu buf (Nesterov) or buf */
         s->m[i] = o->momentum * s->m[i] + g[i];
         double d = o->nesterov ? g[i] + o->momentum * s->m[i] : s->m[i];
@@ -47,11 +59,11 @@ static void sgd_step(opt_state *s, const double *g, double *theta, double lr)
     }
 }
 
-static void adamw_step(opt_state *s, const double *g, double *theta, double lr)
+static void adamw_step(opt_state *s, const double *g, double *theta, double lr, int64_t i0, int64_t i1)
 {
     const cs_finetune_opts *o = s->o;
     double c1 = 1 - pow(o->beta1, (double)s->t), c2 = 1 - pow(o->beta2, (double)s->t);
-    for (int64_t i = 0; i < s->P; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         s->m[i] = o->beta1 * s->m[i] + (1 - o->beta1) * g[i];
         s->v[i] = o->beta2 * s->v[i] + (1 - o->beta2) * g[i] * g[i];
         double mh = s->m[i] / c1, vh = s->v[i] / c2;
@@ -59,14 +71,6 @@ static void adamw_step(opt_state *s, const double *g, double *theta, double lr)
     }
 }
 
-static const struct {
-    const char *name;
-    opt_step_fn step;
-    bool second_moment;
-} optimisers[] = {
-    {"sgd", sgd_step, false},
-    {"adamw", adamw_step, true},
-};
 
 /* ---- parameters as one float64 vector ---- */
 
@@ -96,24 +100,129 @@ static void shuffle_into(const cs_dataset *src, const int64_t *perm, cs_dataset 
     }
 }
 
+/* frozen[l] for the layers named in the comma-separated list. */
+static cs_status parse_freeze(const cs_graph *g, const char *list, bool *frozen, int *n_frozen, cs_err *err)
+{
+    *n_frozen = 0;
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int found = -1;
+        for (int l = 0; l < g->n_layers && found < 0; l++)
+            if (strlen(g->layers[l].name) == len && strncmp(g->layers[l].name, p, len) == 0)
+                found = l;
+        if (found < 0)
+            return cs_fail(err, CS_ERR_USAGE, "--freeze: no layer named '%.*s' (curvscope info lists the layers)",
+                           (int)len, p);
+        if (!frozen[found])
+            (*n_frozen)++;
+        frozen[found] = true;
+        p = e ? e + 1 : p + len;
+    }
+    return CS_OK;
+}
+
+/* --bn-train: fold the batch statistics of every BatchNormalization input
+ * (in the plan that ran the step's forward) into its running statistics. */
+static cs_status bn_update_running(cs_graph *g, const cs_plan *p, cs_err *err)
+{
+    for (int k = 0; k < g->n_nodes; k++) {
+        const cs_node *n = &g->nodes[k];
+        if (strcmp(n->op_type, "BatchNormalization") != 0)
+            continue;
+        if (n->n_inputs < 5 || g->values[n->inputs[3]].kind != CS_VALUE_INITIALIZER ||
+            g->values[n->inputs[4]].kind != CS_VALUE_INITIALIZER)
+            return cs_fail(err, CS_ERR_UNSUPPORTED,
+                           "--bn-train: node '%s' has running statistics that are not initializers", n->name);
+        const cs_tensor *X = &p->vals[n->inputs[0]];
+        cs_tensor *mean = &g->values[n->inputs[3]].init, *var = &g->values[n->inputs[4]].init;
+        int64_t C = X->ndim >= 2 ? X->dims[1] : 1, Nb = X->dims[0], S = cs_tensor_numel(X) / (Nb * (C ? C : 1));
+        if (cs_tensor_numel(mean) != C || cs_tensor_numel(var) != C)
+            return cs_fail(err, CS_ERR_SHAPE, "--bn-train: node '%s' has %lld channels but %lld running means",
+                           n->name, (long long)C, (long long)cs_tensor_numel(mean));
+        double momentum = cs_node_attr_float(n, "momentum", 0.9f), cnt = (double)(Nb * S);
+        for (int64_t c = 0; c < C; c++) {
+            double sum = 0, sq = 0;
+            for (int64_t b = 0; b < Nb; b++)
+                for (int64_t i = 0; i < S; i++) {
+                    int64_t at = (b * C + c) * S + i;
+                    double x = X->dtype == CS_DT_DOUBLE ? ((const double *)X->data)[at] : ((const float *)X->data)[at];
+                    sum += x;
+                    sq += x * x;
+                }
+            double mu = sum / cnt, v = cnt > 1 ? (sq - cnt * mu * mu) / (cnt - 1) : 0;
+            if (v < 0)
+                v = 0;
+            double rm, rv;
+            cs_convert(&rm, CS_DT_DOUBLE, (const char *)mean->data + c * cs_dtype_size(mean->dtype), mean->dtype, 1);
+            cs_convert(&rv, CS_DT_DOUBLE, (const char *)var->data + c * cs_dtype_size(var->dtype), var->dtype, 1);
+            rm = momentum * rm + (1 - momentum) * mu;
+            rv = momentum * rv + (1 - momentum) * v;
+            cs_convert((char *)mean->data + c * cs_dtype_size(mean->dtype), mean->dtype, &rm, CS_DT_DOUBLE, 1);
+            cs_convert((char *)var->data + c * cs_dtype_size(var->dtype), var->dtype, &rv, CS_DT_DOUBLE, 1);
+        }
+    }
+    return CS_OK;
+}
+
+/* KL clipping (finetune.h): d *= min(1, sqrt(kappa / (lr^2 |d^T g|))) over
+ * the trained layers. */
+static void kl_clip(const cs_graph *g, const bool *frozen, const double *grad, double *dir, double lr,
+                    double kappa)
+{
+    double dg = 0;
+    for (int l = 0; l < g->n_layers; l++) {
+        if (frozen[l])
+            continue;
+        int64_t off = g->params[g->layers[l].first_param].offset;
+        for (int64_t i = 0; i < g->layers[l].numel; i++)
+            dg += dir[off + i] * grad[off + i];
+    }
+    double q = lr * lr * fabs(dg);
+    if (q > kappa) {
+        double nu = sqrt(kappa / q);
+        for (int64_t i = 0; i < g->n_param_scalars; i++)
+            dir[i] *= nu;
+    }
+}
+
+/* Samples [start, start + B) of ds as a dataset that borrows its arrays. */
+static cs_dataset batch_view(const cs_dataset *ds, int64_t start, int64_t B)
+{
+    cs_dataset v = *ds;
+    size_t xs = cs_tensor_bytes(&ds->x) / (size_t)ds->n, ys = cs_tensor_bytes(&ds->y) / (size_t)ds->n;
+    v.n = B;
+    v.x.dims[0] = B;
+    v.x.data = (char *)ds->x.data + (size_t)start * xs;
+    v.x.owns_data = false;
+    if (ds->y.ndim > 0) {
+        v.y.dims[0] = B;
+        v.y.data = (char *)ds->y.data + (size_t)start * ys;
+        v.y.owns_data = false;
+    }
+    return v;
+}
+
 cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_opts *o,
                       cs_finetune_result *res, cs_err *err)
 {
     memset(res, 0, sizeof *res);
     res->val_loss = res->val_accuracy = NAN;
-    int which = -1;
-    for (size_t k = 0; k < sizeof optimisers / sizeof optimisers[0]; k++)
-        if (strcmp(optimisers[k].name, o->precond) == 0)
-            which = (int)k;
-    if (which < 0)
-        return cs_fail(err, CS_ERR_USAGE, "unknown preconditioner '%s' for finetune (sgd, adamw)", o->precond);
+    const ft_precond_def *def = ft_precond_find(o->precond);
+    if (!def)
+        return cs_fail(err, CS_ERR_USAGE, "unknown preconditioner '%s' for finetune (%s)", o->precond,
+                       ft_precond_names());
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
         return cs_fail(err, CS_ERR_USAGE, "finetune needs epochs >= 1, batch >= 1 and lr > 0");
+    if (o->update_interval < 1 || !(o->ema >= 0 && o->ema < 1) || !(o->damping >= 0))
+        return cs_fail(err, CS_ERR_USAGE, "finetune needs --update-interval >= 1, 0 <= --ema < 1 and --damping >= 0");
     if (!train->has_labels)
         return cs_fail(err, CS_ERR_USAGE, "finetune needs labels");
     int64_t P = g->n_param_scalars, N = train->n;
     if (P == 0)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "the model has no trainable parameters");
+    bool adam = strcmp(def->name, "adamw") == 0;
+    opt_step_fn update = adam ? adamw_step : sgd_step;
 
     /* The shuffled copy of the training set, allocated once. */
     cs_dataset sh = *train;
@@ -122,13 +231,22 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     cs_tensor_set_shape(&sh.x, train->x.dtype, train->x.ndim, train->x.dims);
     cs_tensor_set_shape(&sh.y, train->y.dtype, train->y.ndim, train->y.dims);
     opt_state os = {.o = o, .P = P};
+    int L = g->n_layers;
     double *theta = malloc(sizeof(double) * (size_t)P + 1), *grad = malloc(sizeof(double) * (size_t)P + 1);
+    double *dir = malloc(sizeof(double) * (size_t)P + 1);
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)N + 1);
+    bool *frozen = calloc((size_t)L + 1, sizeof(bool)), *fallback = calloc((size_t)L + 1, sizeof(bool));
+    bool *told = calloc((size_t)L + 1, sizeof(bool));
+    const char **why = calloc((size_t)L + 1, sizeof(char *));
     os.m = calloc((size_t)P + 1, sizeof(double));
-    os.v = optimisers[which].second_moment ? calloc((size_t)P + 1, sizeof(double)) : NULL;
+    os.v = adam ? calloc((size_t)P + 1, sizeof(double)) : NULL;
     cs_status st = CS_OK;
-    if (!theta || !grad || !perm || !os.m || (optimisers[which].second_moment && !os.v))
+    if (!theta || !grad || !dir || !perm || !frozen || !fallback || !told || !why || !os.m || (adam && !os.v))
         st = cs_fail(err, CS_ERR_NOMEM, "out of memory for fine-tuning");
+    if (!st)
+        st = parse_freeze(g, o->freeze, frozen, &res->n_frozen, err);
+    if (!st && res->n_frozen == L)
+        st = cs_fail(err, CS_ERR_USAGE, "--freeze leaves no layer to train");
     if (!st)
         st = cs_tensor_alloc(&sh.x, err);
     if (!st)
@@ -137,6 +255,11 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     memset(&obj, 0, sizeof obj);
     if (!st)
         st = cs_objective_init(&obj, g, &sh, o->norm, o->loss, o->batch, CS_AD_GRAD, err);
+    ft_ctx ctx = {.g = g, .o = o, .curv = o->curvature >= 0 ? (cs_curv_kind)o->curvature : def->default_curv,
+                  .frozen = frozen, .fallback = fallback, .why = why};
+    void *pstate = NULL;
+    if (!st && def->create)
+        st = def->create(&ctx, &pstate, err);
     cs_rng rng;
     cs_rng_seed(&rng, o->seed);
     if (!st)
@@ -161,9 +284,40 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
             int64_t hits, B = start + obj.batch <= N ? obj.batch : N - start;
             if ((st = cs_objective_batch_gradient(&obj, start, &loss, &hits, grad, err)))
                 break;
+            if (o->bn_train && (st = bn_update_running(g, &obj.plan[B == obj.batch ? 0 : 1], err)))
+                break;
+            if (def->observe)
+                def->observe(pstate, &ctx, grad);
+            if (def->refresh && (def->every_step || os.t % o->update_interval == 0)) {
+                double tr = cs_now_seconds();
+                cs_dataset view = batch_view(&sh, start, B);
+                /* A distinct, reproducible seed per refresh for sampled labels. */
+                ctx.seed = o->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(os.t + 1));
+                if ((st = def->refresh(pstate, &ctx, &view, err)))
+                    break;
+                ctx.refreshes = ++res->refreshes;
+                res->refresh_seconds += cs_now_seconds() - tr;
+                for (int l = 0; l < L; l++)
+                    if (fallback[l] && !told[l] && !frozen[l] && o->on_note) {
+                        char line[300];
+                        snprintf(line, sizeof line, "layer %s (%s): steps along the gradient (sgd): %s",
+                                 g->layers[l].name, g->layers[l].op_type, why[l] ? why[l] : "not supported");
+                        o->on_note(o->ctx, line);
+                        told[l] = true;
+                    }
+            }
+            if ((st = def->apply(pstate, &ctx, grad, dir, err)))
+                break;
             os.t++;
             double lr = o->cosine ? o->lr * 0.5 * (1 + cos(M_PI * (double)(os.t - 1) / (double)total)) : o->lr;
-            optimisers[which].step(&os, grad, theta, lr);
+            if (def->reads_curvature && o->kl_clip > 0)
+                kl_clip(g, frozen, grad, dir, lr, o->kl_clip);
+            for (int l = 0; l < L; l++) {
+                if (frozen[l])
+                    continue;
+                int64_t off = g->params[g->layers[l].first_param].offset;
+                update(&os, dir, theta, lr, off, off + g->layers[l].numel);
+            }
             write_params(g, theta);
             res->steps = os.t;
             double dt = cs_now_seconds() - t0;
@@ -190,9 +344,12 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
         }
     }
     res->seconds = cs_now_seconds() - t_start;
+    if (def->destroy)
+        def->destroy(pstate);
     cs_objective_free(&obj);
     cs_tensor_free(&sh.x);
     cs_tensor_free(&sh.y);
-    free(theta), free(grad), free(perm), free(os.m), free(os.v);
+    free(theta), free(grad), free(dir), free(perm), free(os.m), free(os.v);
+    free(frozen), free(fallback), free(told), free(why);
     return st;
 }

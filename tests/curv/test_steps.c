@@ -19,56 +19,17 @@
 #include "interp/objective.h"
 #include "onnx/loader.h"
 
-/* f(M) = Q f(L) Q^T of a symmetric matrix by cyclic Jacobi rotations
- * (independent of LAPACK), in place. */
-static double fn_abs(double x) { return fabs(x); }
-static double fn_damp = 0;
-static double fn_inv_fourth(double x) { return pow(x + fn_damp, -0.25); }
-
-static void matrix_function(double *M, long n, double (*fn)(double))
+static double fn_abs(double x, double xmax, const void *arg)
 {
-    double *Q = calloc((size_t)(n * n), sizeof(double)), *A = M;
-    for (long i = 0; i < n; i++)
-        Q[i * n + i] = 1;
-    for (int sweep = 0; sweep < 100; sweep++) {
-        double off = 0;
-        for (long p = 0; p < n; p++)
-            for (long q = p + 1; q < n; q++)
-                off += A[p * n + q] * A[p * n + q];
-        if (off < 1e-30)
-            break;
-        for (long p = 0; p < n; p++)
-            for (long q = p + 1; q < n; q++) {
-                if (fabs(A[p * n + q]) < 1e-300)
-                    continue;
-                double th = (A[q * n + q] - A[p * n + p]) / (2 * A[p * n + q]);
-                double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1)), c = 1 / sqrt(t * t + 1), sn = t * c;
-                for (long k = 0; k < n; k++) { /* A = J^T A J */
-                    double akp = A[k * n + p], akq = A[k * n + q];
-                    A[k * n + p] = c * akp - sn * akq, A[k * n + q] = sn * akp + c * akq;
-                }
-                for (long k = 0; k < n; k++) {
-                    double apk = A[p * n + k], aqk = A[q * n + k];
-                    A[p * n + k] = c * apk - sn * aqk, A[q * n + k] = sn * apk + c * aqk;
-                }
-                for (long k = 0; k < n; k++) {
-                    double qkp = Q[k * n + p], qkq = Q[k * n + q];
-                    Q[k * n + p] = c * qkp - sn * qkq, Q[k * n + q] = sn * qkp + c * qkq;
-                }
-            }
-    }
-    double *d = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++)
-        d[i] = fn(A[i * n + i]);
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < n; j++) {
-            double v = 0;
-            for (long k = 0; k < n; k++)
-                v += Q[i * n + k] * d[k] * Q[j * n + k];
-            M[i * n + j] = v;
-        }
-    free(Q);
-    free(d);
+    (void)xmax, (void)arg;
+    return fabs(x);
+}
+
+/* (x + damping)^-1/4, damping in *arg */
+static double fn_inv_fourth(double x, double xmax, const void *arg)
+{
+    (void)xmax;
+    return pow(x + *(const double *)arg, -0.25);
 }
 
 /* x = -(M + lambda I)^-1 g, dense. */
@@ -140,7 +101,7 @@ static void check_against_dense(void)
             double *M = malloc(sizeof(double) * (size_t)(W * W));
             memcpy(M, B->v, sizeof(double) * (size_t)(W * W));
             if (cases[c].k == CS_PRE_NEWTON)
-                matrix_function(M, W, fn_abs); /* saddle-free Newton: |H| */
+                jacobi_matrix_function(M, W, fn_abs, NULL); /* saddle-free Newton: |H| */
             if (cases[c].k == CS_PRE_DIAG)
                 for (long i = 0; i < W; i++)
                     for (long j = 0; j < W; j++)
@@ -262,9 +223,8 @@ static void check_shampoo(void)
             }
             memcpy(L, x->L, sizeof(double) * (size_t)(dG * dG));
             memcpy(R, x->R, sizeof(double) * (size_t)(dA * dA));
-            fn_damp = lambda;
-            matrix_function(L, dG, fn_inv_fourth);
-            matrix_function(R, dA, fn_inv_fourth);
+            jacobi_matrix_function(L, dG, fn_inv_fourth, &lambda);
+            jacobi_matrix_function(R, dA, fn_inv_fourth, &lambda);
             for (long a = 0; a < dG; a++)
                 for (long b = 0; b < dA; b++) {
                     double v = 0;
