@@ -29,6 +29,8 @@ int cmd_analyze(int argc, char **argv);
 void cmd_analyze_usage(FILE *f);
 int cmd_finetune(int argc, char **argv);
 void cmd_finetune_usage(FILE *f);
+int cmd_report(int argc, char **argv);
+void cmd_report_usage(FILE *f);
 
 /* Print "curvscope: error: MSG" on stderr and return the exit code for st. */
 int cli_report(cs_status st, const cs_err *err);
@@ -86,5 +88,6 @@ void cli_progress(void *ctx, int64_t done, int64_t total);
 /* ---- JSON output (json.c) ---- */
 void json_string(FILE *f, const char *s);
 void json_shape(FILE *f, const cs_tensor *t);
+void json_number(FILE *f, double v);
 
 #endif

@@ -508,6 +508,101 @@ static void print_spectra(const cs_graph *g, const cs_net_spectrum *spec, int n)
     }
 }
 
+/* --json: the same summary as one object (numbers that are not finite as
+ * null): run, db, seconds, results, layers (per layer and curvature the
+ * most exact representation's lambda_max, trace, condition; layer null for
+ * the whole network), steps (whole-network rows), pruning, spectra, notes. */
+static void print_json(const cs_graph *g, const cs_curv_report *rep, unsigned curvs, const cs_step_report *steps,
+                       const cs_prune_point *pts, int n_pts, const cs_net_spectrum *spec, int n_spec,
+                       const char *db, int64_t run)
+{
+    static const cs_repr_kind pref[] = {CS_REPR_FULL, CS_REPR_KFAC, CS_REPR_UNIT, CS_REPR_DIAG};
+    printf("{\"run\": %lld, \"db\": ", (long long)run);
+    json_string(stdout, db);
+    printf(", \"seconds\": ");
+    json_number(stdout, rep->seconds);
+    printf(", \"results\": %d, \"layers\": [", rep->n);
+    bool first = true;
+    for (int l = -1; l < g->n_layers; l++)
+        for (int c = 0; c < CS_CURV_COUNT; c++) {
+            const cs_curv_result *r = NULL;
+            for (size_t k = 0; k < 4 && !r && (curvs >> c & 1); k++)
+                r = cs_curv_report_find(rep, (cs_curv_kind)c, pref[k], l);
+            if (!r)
+                continue;
+            printf("%s{\"layer\": ", first ? "" : ", ");
+            first = false;
+            if (l < 0)
+                printf("null");
+            else
+                json_string(stdout, g->layers[l].name);
+            printf(", \"curvature\": \"%s\", \"repr\": \"%s\", \"lambda_max\": ", cs_curv_name(r->curv),
+                   cs_repr_name(r->repr));
+            json_number(stdout, r->sum.lambda_max);
+            printf(", \"trace\": ");
+            json_number(stdout, r->sum.trace);
+            printf(", \"condition\": ");
+            json_number(stdout, r->sum.condition);
+            printf("}");
+        }
+    printf("], \"steps\": [");
+    first = true;
+    for (int i = 0; i < steps->n; i++) {
+        const cs_step_result *x = &steps->res[i];
+        if (x->layer != -1)
+            continue;
+        printf("%s{\"precond\": \"%s\", \"damping\": ", first ? "" : ", ", cs_precond_name(x->precond));
+        first = false;
+        const double v[] = {x->damping, x->predicted, x->actual, x->rho, x->best_lr, x->best_change};
+        const char *k[] = {NULL, "predicted", "actual", "rho", "best_lr", "best_change"};
+        json_number(stdout, v[0]);
+        for (int j = 1; j < 6; j++) {
+            printf(", \"%s\": ", k[j]);
+            json_number(stdout, v[j]);
+        }
+        printf("}");
+    }
+    printf("], \"pruning\": [");
+    for (int i = 0; i < n_pts; i++) {
+        printf("%s{\"score\": ", i ? ", " : "");
+        json_string(stdout, pts[i].score);
+        printf(", \"fraction\": ");
+        json_number(stdout, pts[i].fraction);
+        printf(", \"loss\": ");
+        json_number(stdout, pts[i].loss);
+        printf(", \"accuracy\": ");
+        json_number(stdout, pts[i].accuracy);
+        printf("}");
+    }
+    printf("], \"spectra\": [");
+    for (int i = 0; i < n_spec; i++) {
+        const cs_net_spectrum *x = &spec[i];
+        const cs_lanczos_result *L = &x->lanczos[0];
+        printf("%s{\"layer\": ", i ? ", " : "");
+        if (x->layer < 0)
+            printf("null");
+        else
+            json_string(stdout, g->layers[x->layer].name);
+        printf(", \"curvature\": \"%s\", \"top\": ", cs_curv_name(x->curv));
+        json_number(stdout, L->steps ? L->ritz[0] : NAN);
+        printf(", \"bottom\": ");
+        json_number(stdout, L->steps ? L->ritz[L->steps - 1] : NAN);
+        printf(", \"hutchinson_trace\": ");
+        json_number(stdout, x->slq.probes > 0 ? x->hutch_trace : NAN);
+        printf("}");
+    }
+    printf("], \"notes\": [");
+    for (int i = 0; i < rep->n_notes; i++) {
+        printf("%s", i ? ", " : "");
+        json_string(stdout, rep->notes[i]);
+    }
+    for (int i = 0; i < steps->n_notes; i++) {
+        printf("%s", i || rep->n_notes ? ", " : "");
+        json_string(stdout, steps->notes[i]);
+    }
+    printf("]}\n");
+}
+
 /* Per layer: lambda_max, trace, condition for each curvature, from the
  * most exact representation computed. */
 static void print_summary(const cs_graph *g, const cs_curv_report *rep, unsigned curvs, const char *db,
@@ -808,6 +903,8 @@ int cmd_analyze(int argc, char **argv)
     }
     if (st)
         code = cli_report(st, &err);
+    else if (d.json)
+        print_json(g, &rep, o.curvatures, &steps, pts, n_pts, spec, n_spec, db_path, run);
     else {
         print_steps(&steps);
         print_pruning(pts, n_pts);

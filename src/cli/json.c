@@ -1,5 +1,7 @@
 #include "cli/cli.h"
 
+#include <math.h>
+
 void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -33,4 +35,13 @@ void json_shape(FILE *f, const cs_tensor *t)
             fprintf(f, "%lld", (long long)t->dims[i]);
     }
     fputc(']', f);
+}
+
+/* JSON has no NaN or infinity: those print as null. */
+void json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
 }

@@ -95,7 +95,7 @@ cs_status cs_norm_parse_scale(cs_norm *norm, const char *text, cs_err *err)
 cs_status cs_norm_parse_mean(cs_norm *norm, const char *text, cs_err *err)
 {
     double vals[CS_NORM_MAX_CHANNELS];
-    int n;
+    int n = 0;
     cs_status st = parse_list("--mean", text, vals, &n, err);
     if (st)
         return st;
@@ -107,7 +107,7 @@ cs_status cs_norm_parse_mean(cs_norm *norm, const char *text, cs_err *err)
 cs_status cs_norm_parse_std(cs_norm *norm, const char *text, cs_err *err)
 {
     double vals[CS_NORM_MAX_CHANNELS];
-    int n;
+    int n = 0;
     cs_status st = parse_list("--std", text, vals, &n, err);
     if (st)
         return st;

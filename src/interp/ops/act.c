@@ -218,12 +218,17 @@ typedef enum ad_mode { AD_VJP, AD_JVP, AD_ROP } ad_mode;
         if (mode == AD_VJP) {                                                       \
             switch (kind) {                                                         \
             case U_RELU:                                                            \
-                for (int64_t i = 0; i < n; i++)                                     \
-                    pd[i] += px[i] > 0 ? ps[i] : 0;                                 \
+                for (int64_t i = 0; i < n; i++) { /* both loads unconditional: \
+                                                       the loop if-converts */      \
+                    const T s = ps[i];                                              \
+                    pd[i] += px[i] > 0 ? s : (T)0;                                  \
+                }                                                                   \
                 break;                                                              \
             case U_LEAKY_RELU:                                                      \
-                for (int64_t i = 0; i < n; i++)                                     \
-                    pd[i] += px[i] > 0 ? ps[i] : alpha * ps[i];                     \
+                for (int64_t i = 0; i < n; i++) {                                   \
+                    const T s = ps[i];                                              \
+                    pd[i] += px[i] > 0 ? s : alpha * s;                             \
+                }                                                                   \
                 break;                                                              \
             case U_NEG:                                                             \
                 for (int64_t i = 0; i < n; i++)                                     \
@@ -234,12 +239,16 @@ typedef enum ad_mode { AD_VJP, AD_JVP, AD_ROP } ad_mode;
         } else if (mode == AD_JVP) {                                                \
             switch (kind) {                                                         \
             case U_RELU:                                                            \
-                for (int64_t i = 0; i < n; i++)                                     \
-                    pd[i] = px[i] > 0 ? ps[i] : 0;                                  \
+                for (int64_t i = 0; i < n; i++) {                                   \
+                    const T s = ps[i];                                              \
+                    pd[i] = px[i] > 0 ? s : (T)0;                                   \
+                }                                                                   \
                 break;                                                              \
             case U_LEAKY_RELU:                                                      \
-                for (int64_t i = 0; i < n; i++)                                     \
-                    pd[i] = px[i] > 0 ? ps[i] : alpha * ps[i];                      \
+                for (int64_t i = 0; i < n; i++) {                                   \
+                    const T s = ps[i];                                              \
+                    pd[i] = px[i] > 0 ? s : alpha * s;                              \
+                }                                                                   \
                 break;                                                              \
             case U_NEG:                                                             \
                 for (int64_t i = 0; i < n; i++)                                     \

@@ -177,6 +177,37 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
         for (int d = 0; d < 3; d++)                                                             \
             inside = inside && g->pad_begin[d] == 0 && g->dilation[d] == 1 &&                   \
                      (g->out[d] - 1) * g->stride[d] + g->kernel[d] <= g->in[d];                 \
+        if (inside && !col_major && g->kernel[0] == 1 && g->out[0] == 1 && g->kernel[1] == 2 && \
+            g->kernel[2] == 2 && g->stride[1] == 2 && g->stride[2] == 2) {                      \
+            /* The 2x2 / stride 2 window of 2-D pooling, unrolled: the same \
+             * first-maximum and NaN rules as the general loops below. */  \
+            for (int64_t pl = 0; pl < planes; pl++) {                                           \
+                const T *xp = x + pl * g->in_size;                                              \
+                int64_t q = pl * g->out_size;                                                   \
+                for (int64_t o1 = 0; o1 < g->out[1]; o1++) {                                    \
+                    const int64_t r0 = 2 * o1 * i2n, r1 = r0 + i2n;                             \
+                    for (int64_t o2 = 0; o2 < g->out[2]; o2++, q++) {                           \
+                        /* branch-free selects: the data decide, not the predictor */ \
+                        const int64_t c0 = r0 + 2 * o2, c2 = r1 + 2 * o2;                      \
+                        const T a = xp[c0], b = xp[c0 + 1], cc = xp[c2], d = xp[c2 + 1];        \
+                        bool t = (b > a) | ((b != b) & (a == a));                               \
+                        T best = t ? b : a;                                                     \
+                        int64_t bo = t ? c0 + 1 : c0;                                           \
+                        t = (cc > best) | ((cc != cc) & (best == best));                        \
+                        best = t ? cc : best;                                                   \
+                        bo = t ? c2 : bo;                                                       \
+                        t = (d > best) | ((d != d) & (best == best));                           \
+                        best = t ? d : best;                                                    \
+                        bo = t ? c2 + 1 : bo;                                                   \
+                        if (y)                                                                  \
+                            y[q] = best;                                                        \
+                        if (idx)                                                                \
+                            idx[q] = pl * g->in_size + bo;                                      \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
         if (inside && !col_major) {                                                             \
             const int64_t k0 = g->kernel[0], k1 = g->kernel[1], k2 = g->kernel[2];              \
             for (int64_t pl = 0; pl < planes; pl++) {                                           \

@@ -1,0 +1,520 @@
+#include "report/report.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report/svg.h"
+
+/* ---- query results as a table of strings ---- */
+
+typedef struct table {
+    int ncol;
+    int64_t n, cap;
+    char **cell;     /* n x ncol, NULL for SQL NULL */
+    bool nomem;
+} table;
+
+static int table_row(void *ctx, int ncol, char **vals, char **names)
+{
+    (void)names;
+    table *t = ctx;
+    if (t->n == t->cap) {
+        int64_t cap = t->cap ? 2 * t->cap : 64;
+        char **grown = realloc(t->cell, sizeof(char *) * (size_t)(cap * ncol));
+        if (!grown) {
+            t->nomem = true;
+            return 1;
+        }
+        t->cell = grown;
+        t->cap = cap;
+    }
+    t->ncol = ncol;
+    for (int c = 0; c < ncol; c++) {
+        char *v = vals[c] ? strdup(vals[c]) : NULL;
+        if (vals[c] && !v)
+            t->nomem = true;
+        t->cell[t->n * ncol + c] = v;
+    }
+    t->n++;
+    return t->nomem;
+}
+
+static void table_free(table *t)
+{
+    for (int64_t i = 0; i < t->n * t->ncol; i++)
+        free(t->cell[i]);
+    free(t->cell);
+    memset(t, 0, sizeof *t);
+}
+
+/* Run the printf-formatted query into t (emptied first). */
+static cs_status query(cs_store *db, table *t, cs_err *err, const char *fmt, ...)
+{
+    table_free(t);
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    cs_status st = cs_store_exec(db, sql, table_row, t, err);
+    if (t->nomem)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory reading the database");
+    return st;
+}
+
+static const char *str(const table *t, int64_t r, int c)
+{
+    return t->cell[r * t->ncol + c];
+}
+
+static double num(const table *t, int64_t r, int c)
+{
+    const char *s = str(t, r, c);
+    return s ? strtod(s, NULL) : NAN;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* ---- the page ---- */
+
+static void section(FILE *f, const char *id, const char *title, const char *intro)
+{
+    fprintf(f, "<section id=\"%s\">\n<h2>", id);
+    svg_escape(f, title);
+    fprintf(f, "</h2>\n");
+    if (intro) {
+        fprintf(f, "<p>");
+        svg_escape(f, intro);
+        fprintf(f, "</p>\n");
+    }
+}
+
+static void missing(FILE *f, const char *what)
+{
+    fprintf(f, "<p class=\"missing\">");
+    svg_escape(f, what);
+    fprintf(f, "</p>\n");
+}
+
+static cs_status run_metadata(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-run", "Run", NULL);
+    cs_status st = query(db, t, err,
+                         "SELECT id, kind, status, model_path, model_sha256, data, n_samples, loss, version, "
+                         "started_at, finished_at, seconds, peak_rss_bytes / 1048576.0, argv FROM runs WHERE id = %lld",
+                         (long long)run);
+    if (st || t->n == 0)
+        return st;
+    static const char *const names[] = {"run",     "kind",     "status",      "model",   "model sha256",
+                                        "data",    "samples",  "loss",        "version", "started (UTC)",
+                                        "finished (UTC)", "seconds", "peak memory (MiB)", "command"};
+    fprintf(f, "<table id=\"tbl-run\">\n");
+    for (int c = 0; c < 14 && c < t->ncol; c++) {
+        fprintf(f, "<tr><th>%s</th><td>", names[c]);
+        svg_escape(f, str(t, 0, c) ? str(t, 0, c) : "");
+        fprintf(f, "</td></tr>\n");
+    }
+    fprintf(f, "</table>\n<h3>Conventions</h3>\n<table id=\"tbl-conventions\">\n");
+    if ((st = query(db, t, err, "SELECT key, value FROM conventions WHERE run_id = %lld ORDER BY key", (long long)run)))
+        return st;
+    for (int64_t r = 0; r < t->n; r++) {
+        fprintf(f, "<tr><th>");
+        svg_escape(f, str(t, r, 0));
+        fprintf(f, "</th><td>");
+        svg_escape(f, str(t, r, 1) ? str(t, r, 1) : "");
+        fprintf(f, "</td></tr>\n");
+    }
+    fprintf(f, "</table>\n</section>\n");
+    return CS_OK;
+}
+
+/* Series from consecutive rows that share the label columns [0, nlab):
+ * x from column xc (or the row's rank within the series when xc < 0), y
+ * from column yc.  Fills s (at most max) and the x, y buffers (t->n each);
+ * names point into names (nlab labels joined by " "). */
+static int series_from(const table *t, int nlab, int xc, int yc, svg_series *s, int max, double *x, double *y,
+                       char (*names)[80])
+{
+    int ns = 0;
+    for (int64_t r = 0; r < t->n; r++) {
+        bool start = r == 0;
+        for (int c = 0; c < nlab && !start; c++)
+            start = !same(str(t, r, c), str(t, r - 1, c));
+        if (start) {
+            if (ns == max)
+                break;
+            names[ns][0] = 0;
+            for (int c = 0; c < nlab; c++)
+                snprintf(names[ns] + strlen(names[ns]), 80 - strlen(names[ns]), "%s%s", c ? " " : "",
+                         str(t, r, c) ? str(t, r, c) : "-");
+            s[ns] = (svg_series){.name = names[ns], .x = x + r, .y = y + r, .n = 0};
+            ns++;
+        }
+        x[r] = xc >= 0 ? num(t, r, xc) : (double)(s[ns - 1].n + 1);
+        y[r] = num(t, r, yc);
+        s[ns - 1].n++;
+    }
+    return ns;
+}
+
+enum { MAX_SERIES = 24 };
+
+static cs_status eigen_decay(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-eigen", "Eigenvalue decay per layer",
+            "Stored eigenvalues of each curvature and representation, largest first (full blocks: all of them; "
+            "K-FAC and unit-wise: the top --topk). Log scale: eigenvalues at or below zero are left out and "
+            "counted under each figure.");
+    table layers = {0};
+    cs_status st = query(db, &layers, err, "SELECT layer_id, name, op_type, n_params FROM layers WHERE run_id = %lld "
+                                           "ORDER BY layer_id", (long long)run);
+    for (int64_t l = 0; !st && l < layers.n; l++) {
+        if ((st = query(db, t, err,
+                        "SELECT curvature, repr, value FROM eigenvalues WHERE run_id = %lld AND layer_id = %s "
+                        "ORDER BY curvature, repr, k", (long long)run, str(&layers, l, 0))))
+            break;
+        char title[200], id[64];
+        snprintf(title, sizeof title, "Layer %s: %s (%s, %s parameters)", str(&layers, l, 0), str(&layers, l, 1),
+                 str(&layers, l, 2), str(&layers, l, 3));
+        snprintf(id, sizeof id, "fig-eigdecay-%s", str(&layers, l, 0));
+        if (t->n == 0) {
+            fprintf(f, "<h3>");
+            svg_escape(f, title);
+            fprintf(f, "</h3>\n");
+            missing(f, "No eigenvalues stored for this layer.");
+            continue;
+        }
+        double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
+        if (!x || !y) {
+            free(x), free(y);
+            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+            break;
+        }
+        svg_series s[MAX_SERIES];
+        char names[MAX_SERIES][80];
+        int ns = series_from(t, 2, -1, 2, s, MAX_SERIES, x, y, names);
+        int64_t nonpos = 0;
+        for (int64_t r = 0; r < t->n; r++)
+            nonpos += !(y[r] > 0);
+        svg_axes ax = {.title = title, .xlabel = "rank k", .ylabel = "eigenvalue", .logx = true, .logy = true};
+        fprintf(f, "<figure>\n");
+        svg_line_plot(f, id, &ax, s, ns, false);
+        fprintf(f, "<figcaption>%lld eigenvalue(s) at or below zero not shown.</figcaption>\n</figure>\n",
+                (long long)nonpos);
+        free(x), free(y);
+    }
+    table_free(&layers);
+    fprintf(f, "</section>\n");
+    return st;
+}
+
+static cs_status density(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-density", "Spectral density of the whole network",
+            "Stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017), Gaussian-broadened; per unit eigenvalue, "
+            "integrating to 1.");
+    cs_status st = query(db, t, err,
+                         "SELECT curvature, (lo + hi) / 2, density FROM density WHERE run_id = %lld AND layer_id IS NULL "
+                         "ORDER BY curvature, lo", (long long)run);
+    if (!st && t->n == 0)
+        missing(f, "No whole-network density in this run (analyze --spectrum hessian,ggn computes one).");
+    if (!st && t->n > 0) {
+        double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
+        if (!x || !y)
+            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        else {
+            svg_series s[MAX_SERIES];
+            char names[MAX_SERIES][80];
+            int ns = series_from(t, 1, 1, 2, s, MAX_SERIES, x, y, names);
+            svg_axes ax = {.title = "Spectral density", .xlabel = "eigenvalue", .ylabel = "density"};
+            fprintf(f, "<figure>\n");
+            svg_line_plot(f, "fig-density", &ax, s, ns, false);
+            fprintf(f, "</figure>\n");
+        }
+        free(x), free(y);
+    }
+    fprintf(f, "</section>\n");
+    return st;
+}
+
+/* lambda_max, trace and condition per layer: one bar per curvature, from
+ * the most exact representation stored (full, else kfac, else diag). */
+static cs_status layer_bars(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-layers", "Curvature per layer",
+            "One bar per curvature, from the most exact representation stored for the layer (full, else K-FAC, "
+            "else diagonal); log scale.");
+    table layers = {0};
+    cs_status st = query(db, &layers, err, "SELECT layer_id, name FROM layers WHERE run_id = %lld ORDER BY layer_id",
+                         (long long)run);
+    if (!st)
+        st = query(db, t, err,
+                   "SELECT c.curvature, c.layer_id, c.lambda_max, c.trace, c.condition FROM curvature c "
+                   "WHERE c.run_id = %lld AND c.layer_id IS NOT NULL AND c.repr = ("
+                   " SELECT d.repr FROM curvature d WHERE d.run_id = c.run_id AND d.layer_id = c.layer_id"
+                   " AND d.curvature = c.curvature ORDER BY CASE d.repr WHEN 'full' THEN 0 WHEN 'kfac' THEN 1"
+                   " WHEN 'diag' THEN 2 ELSE 3 END LIMIT 1) ORDER BY c.curvature, c.layer_id",
+                   (long long)run);
+    if (!st && (t->n == 0 || layers.n == 0))
+        missing(f, "No per-layer curvature in this run.");
+    if (!st && t->n > 0 && layers.n > 0) {
+        int nl = (int)layers.n;
+        const char **cats = malloc(sizeof(char *) * (size_t)nl);
+        double *vals = malloc(sizeof(double) * (size_t)(3 * MAX_SERIES * nl));
+        if (!cats || !vals)
+            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        for (int l = 0; !st && l < nl; l++)
+            cats[l] = str(&layers, l, 1);
+        svg_series s[3][MAX_SERIES];
+        char names[MAX_SERIES][80];
+        int ns = 0;
+        for (int64_t r = 0; !st && r < t->n; r++) {
+            if (r == 0 || !same(str(t, r, 0), str(t, r - 1, 0))) {
+                if (ns == MAX_SERIES)
+                    break;
+                snprintf(names[ns], 80, "%s", str(t, r, 0));
+                for (int m = 0; m < 3; m++) {
+                    double *v = vals + (m * MAX_SERIES + ns) * nl;
+                    for (int l = 0; l < nl; l++)
+                        v[l] = NAN;
+                    s[m][ns] = (svg_series){.name = names[ns], .y = v, .n = nl};
+                }
+                ns++;
+            }
+            int64_t layer = (int64_t)num(t, r, 1);
+            for (int l = 0; l < nl; l++)
+                if ((int64_t)num(&layers, l, 0) == layer)
+                    for (int m = 0; m < 3; m++)
+                        vals[(m * MAX_SERIES + ns - 1) * nl + l] = num(t, r, 2 + m);
+        }
+        static const char *const ids[] = {"fig-lambda-max", "fig-trace", "fig-condition"};
+        static const char *const titles[] = {"Largest eigenvalue per layer", "Trace per layer",
+                                             "Condition number per layer"};
+        static const char *const ylabels[] = {"lambda_max", "trace", "lambda_max / smallest positive"};
+        for (int m = 0; !st && m < 3; m++) {
+            svg_axes ax = {.title = titles[m], .xlabel = "layer", .ylabel = ylabels[m], .logy = true};
+            fprintf(f, "<figure>\n");
+            svg_bar_plot(f, ids[m], &ax, cats, nl, s[m], ns);
+            fprintf(f, "</figure>\n");
+        }
+        free(cats), free(vals);
+    }
+    table_free(&layers);
+    fprintf(f, "</section>\n");
+    return st;
+}
+
+static cs_status importance(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-importance", "Parameter importance",
+            "Histograms of the per-parameter scores (OBD, OBS, Taylor and the curvature diagonals; log-spaced bins "
+            "of |score|), and the pruning check: the loss and accuracy after zeroing the lowest-scoring fraction of "
+            "the weights by each score.");
+    static const char *const scores[] = {"obd", "obs", "taylor", "diag_ggn", "diag_fisher_emp", "diag_hessian", "grad"};
+    enum { BINS = 40 };
+    static double centers[7][BINS], counts[7][BINS];
+    svg_series s[7];
+    int ns = 0;
+    cs_status st = CS_OK;
+    for (int k = 0; k < 7 && !st; k++) {
+        if ((st = query(db, t, err, "SELECT abs(%s) FROM importance WHERE run_id = %lld AND %s IS NOT NULL "
+                                    "AND %s != 0", scores[k], (long long)run, scores[k], scores[k])))
+            break;
+        if (t->n == 0)
+            continue;
+        /* bins in log10 |score| */
+        double lo = INFINITY, hi = -INFINITY;
+        for (int64_t r = 0; r < t->n; r++) {
+            double v = log10(num(t, r, 0));
+            if (isfinite(v))
+                lo = fmin(lo, v), hi = fmax(hi, v);
+        }
+        if (!(hi >= lo))
+            continue;
+        double w = hi > lo ? (hi - lo) / BINS : 1;
+        for (int b = 0; b < BINS; b++)
+            centers[ns][b] = pow(10, lo + (b + 0.5) * w), counts[ns][b] = 0;
+        for (int64_t r = 0; r < t->n; r++) {
+            double v = log10(num(t, r, 0));
+            if (!isfinite(v))
+                continue;
+            int b = (int)((v - lo) / w);
+            counts[ns][b < 0 ? 0 : b >= BINS ? BINS - 1 : b] += 1;
+        }
+        s[ns] = (svg_series){.name = scores[k], .x = centers[ns], .y = counts[ns], .n = BINS};
+        ns++;
+    }
+    if (st)
+        return st;
+    if (ns == 0)
+        missing(f, "No importance scores in this run (analyze --importance computes them).");
+    else {
+        svg_axes ax = {.title = "Importance scores", .xlabel = "|score|", .ylabel = "parameters per bin",
+                       .logx = true, .logy = true};
+        fprintf(f, "<figure>\n");
+        svg_line_plot(f, "fig-importance-hist", &ax, s, ns, false);
+        fprintf(f, "</figure>\n");
+    }
+    if ((st = query(db, t, err, "SELECT score, fraction, loss, accuracy FROM pruning_curve WHERE run_id = %lld "
+                                "ORDER BY score, fraction", (long long)run)))
+        return st;
+    if (t->n == 0)
+        missing(f, "No pruning check in this run (analyze --prune-check 0.1,0.3,0.5 runs one).");
+    else {
+        double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
+        if (!x || !y) {
+            free(x), free(y);
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+        }
+        svg_series ps[MAX_SERIES];
+        char names[MAX_SERIES][80];
+        for (int m = 0; m < 2; m++) {
+            int n = series_from(t, 1, 1, 2 + m, ps, MAX_SERIES, x, y, names);
+            svg_axes ax = {.title = m ? "Pruning: accuracy" : "Pruning: loss", .xlabel = "fraction of weights zeroed",
+                           .ylabel = m ? "accuracy" : "mean loss"};
+            fprintf(f, "<figure>\n");
+            svg_line_plot(f, m ? "fig-pruning-acc" : "fig-pruning-loss", &ax, ps, n, true);
+            fprintf(f, "</figure>\n");
+        }
+        free(x), free(y);
+    }
+    fprintf(f, "</section>\n");
+    return CS_OK;
+}
+
+static cs_status steps(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-steps", "Preconditioned steps",
+            "Whole-network step of each preconditioner and damping at the analysed point: the loss change at the "
+            "best step size on 2^-8 .. 2^2 (lowest highlighted), rho = actual / predicted decrease at unit step, "
+            "and the cosine between -g and the step.");
+    cs_status st = query(db, t, err,
+                         "SELECT precond, damping, best_change, best_lr, rho, predicted_decrease, actual_decrease, "
+                         "cosine, step_norm FROM step_diagnostics WHERE run_id = %lld AND layer_id IS NULL "
+                         "ORDER BY best_change", (long long)run);
+    if (st)
+        return st;
+    if (t->n == 0)
+        missing(f, "No step diagnostics in this run (analyze --precond sgd,kfac,... computes them).");
+    else {
+        fprintf(f, "<table id=\"tbl-steps\">\n<tr><th>preconditioner</th><th>damping</th><th>best loss change</th>"
+                   "<th>best step size</th><th>rho</th><th>predicted</th><th>actual</th><th>cosine</th>"
+                   "<th>|step|</th></tr>\n");
+        for (int64_t r = 0; r < t->n; r++) {
+            fprintf(f, "<tr%s><td>", r == 0 ? " class=\"best\"" : "");
+            svg_escape(f, str(t, r, 0));
+            fprintf(f, "</td>");
+            for (int c = 1; c < 9; c++)
+                fprintf(f, "<td>%.4g</td>", num(t, r, c));
+            fprintf(f, "</tr>\n");
+        }
+        fprintf(f, "</table>\n");
+    }
+    fprintf(f, "</section>\n");
+    return CS_OK;
+}
+
+static cs_status finetune_runs(cs_store *db, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-finetune", "Fine-tuning runs in this file",
+            "Every finetune run: the batch loss and accuracy per logged step, and the last evaluation of each.");
+    cs_status st = query(db, t, err,
+                         "SELECT r.id || ' ' || coalesce(c.value, '?'), s.step, s.loss, s.accuracy FROM runs r "
+                         "LEFT JOIN conventions c ON c.run_id = r.id AND c.key = 'precond' "
+                         "JOIN finetune_steps s ON s.run_id = r.id WHERE r.kind = 'finetune' ORDER BY r.id, s.step");
+    if (st)
+        return st;
+    if (t->n == 0) {
+        missing(f, "No finetune runs in this file.");
+        fprintf(f, "</section>\n");
+        return CS_OK;
+    }
+    double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
+    if (!x || !y) {
+        free(x), free(y);
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    }
+    svg_series s[MAX_SERIES];
+    char names[MAX_SERIES][80];
+    for (int m = 0; m < 2; m++) {
+        int ns = series_from(t, 1, 1, 2 + m, s, MAX_SERIES, x, y, names);
+        svg_axes ax = {.title = m ? "Fine-tuning: batch accuracy" : "Fine-tuning: batch loss", .xlabel = "step",
+                       .ylabel = m ? "accuracy" : "mean loss", .logy = m == 0};
+        fprintf(f, "<figure>\n");
+        svg_line_plot(f, m ? "fig-finetune-acc" : "fig-finetune-loss", &ax, s, ns, false);
+        fprintf(f, "</figure>\n");
+    }
+    free(x), free(y);
+    if ((st = query(db, t, err,
+                    "SELECT r.id, coalesce(c.value, '?'), e.split, e.epoch, e.loss, e.accuracy, r.seconds, "
+                    "r.peak_rss_bytes / 1048576.0 FROM runs r LEFT JOIN conventions c ON c.run_id = r.id AND "
+                    "c.key = 'precond' JOIN finetune_evals e ON e.run_id = r.id AND e.epoch = (SELECT max(epoch) "
+                    "FROM finetune_evals WHERE run_id = r.id) WHERE r.kind = 'finetune' ORDER BY e.split, e.loss")))
+        return st;
+    fprintf(f, "<table id=\"tbl-finetune\">\n<tr><th>run</th><th>preconditioner</th><th>split</th><th>epoch</th>"
+               "<th>loss</th><th>accuracy</th><th>seconds</th><th>peak MiB</th></tr>\n");
+    for (int64_t r = 0; r < t->n; r++) {
+        fprintf(f, "<tr><td>%s</td><td>", str(t, r, 0));
+        svg_escape(f, str(t, r, 1));
+        fprintf(f, "</td><td>");
+        svg_escape(f, str(t, r, 2));
+        fprintf(f, "</td><td>%s</td><td>%.4f</td><td>%.4f</td><td>%.1f</td><td>%.0f</td></tr>\n", str(t, r, 3),
+                num(t, r, 4), num(t, r, 5), num(t, r, 6), num(t, r, 7));
+    }
+    fprintf(f, "</table>\n</section>\n");
+    return CS_OK;
+}
+
+cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
+{
+    table t = {0};
+    cs_status st = CS_OK;
+    if (run <= 0) {
+        if ((st = query(db, &t, err, "SELECT max(id) FROM runs WHERE kind = 'analyze' AND status = 'done'")))
+            return st;
+        run = t.n > 0 && str(&t, 0, 0) ? (int64_t)num(&t, 0, 0) : -1;
+    } else {
+        if ((st = query(db, &t, err, "SELECT kind FROM runs WHERE id = %lld", (long long)run)))
+            return st;
+        if (t.n == 0) {
+            table_free(&t);
+            return cs_fail(err, CS_ERR_USAGE, "no run %lld in the database", (long long)run);
+        }
+    }
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+               "<title>curvscope report</title>\n<style>\n"
+               "body { font-family: sans-serif; max-width: 1000px; margin: 2em auto; color: #222; }\n"
+               "h2 { border-bottom: 1px solid #ccc; padding-bottom: 4px; margin-top: 2em; }\n"
+               "table { border-collapse: collapse; margin: 1em 0; }\n"
+               "th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 13px; }\n"
+               "tr.best td { background: #d8f5d0; font-weight: bold; }\n"
+               "figure { margin: 1em 0; } figcaption { font-size: 12px; color: #555; }\n"
+               ".missing { color: #777; font-style: italic; }\n</style>\n</head>\n<body>\n<h1>curvscope report</h1>\n");
+    if (run > 0) {
+        st = run_metadata(db, run, f, &t, err);
+        if (!st)
+            st = eigen_decay(db, run, f, &t, err);
+        if (!st)
+            st = density(db, run, f, &t, err);
+        if (!st)
+            st = layer_bars(db, run, f, &t, err);
+        if (!st)
+            st = importance(db, run, f, &t, err);
+        if (!st)
+            st = steps(db, run, f, &t, err);
+    } else {
+        missing(f, "No finished analyze run in this file.");
+    }
+    if (!st)
+        st = finetune_runs(db, f, &t, err);
+    fprintf(f, "</body>\n</html>\n");
+    table_free(&t);
+    if (!st && ferror(f))
+        st = cs_fail(err, CS_ERR_IO, "writing the report failed");
+    return st;
+}
