@@ -172,7 +172,8 @@ void cli_data_opts_usage(FILE *f)
             "  --batch B          samples per forward pass (default 128)\n"
             "  --loss ce|mse      loss on the first graph output (default ce)\n"
             "  --seed S           random seed (default 0)\n"
-            "  --threads T        BLAS threads (default 1: curvscope's GEMMs are mostly small)\n"
+            "  --threads T        threads for curvscope's kernels (default 1; BLAS stays on one\n"
+            "                     except in large eigen-solves)\n"
             "  --json             print one JSON object instead of text\n");
 }
 

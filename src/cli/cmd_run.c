@@ -20,7 +20,7 @@ void cmd_run_usage(FILE *f)
                "With a single graph input, NAME= may be left out.\n\n"
                "  --input NAME=SPEC  value of graph input NAME\n"
                "  --out DIR          folder for the outputs (created if missing)\n"
-               "  --threads T        BLAS threads\n"
+               "  --threads T        threads (see curvscope eval --help)\n"
                "  --help             this text\n");
 }
 

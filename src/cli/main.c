@@ -44,10 +44,8 @@ int main(int argc, char **argv)
         printf("curvscope %s\n", PACKAGE_VERSION);
         return 0;
     }
-    /* BLAS single-threaded unless --threads says otherwise: most GEMMs
-     * here are small (per layer, per sample, per group), where OpenBLAS's
-     * threads cost more than they give (the CNN's gradient over 2048
-     * samples: 0.58 s with one thread, 1.2 s with two). */
+    /* One thread unless --threads says otherwise (then OpenMP threads for
+     * curvscope's kernels, BLAS still on one: tensor/blas.c). */
     cs_blas_set_threads(1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(name, commands[i].name) == 0)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/parallel.h"
 #include "base/rng.h"
 #include "interp/objective.h"
 #include "interp/ops/conv_im2col.h"
@@ -341,10 +342,19 @@ static void accumulate_rows(engine *e, int l, int f, const double *rows, int64_t
     if (s->full[f])
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)W, (int)B, 1.0, rows, (int)W, 1.0,
                     s->full[f], (int)W);
-    if (s->diag[f])
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t i = 0; i < W; i++)
-                s->diag[f][i] += rows[b * W + i] * rows[b * W + i];
+    if (s->diag[f]) {
+        /* Parameters are independent: each thread sums its slice over the
+         * samples in order. */
+#pragma omp parallel if (B * W >= CS_OMP_MIN_ELEMS)
+        {
+            int64_t lo, hi;
+            cs_omp_slice(W, &lo, &hi);
+            double *d = s->diag[f];
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t i = lo; i < hi; i++)
+                    d[i] += rows[b * W + i] * rows[b * W + i];
+        }
+    }
     if (s->unit[f]) {
         /* Each unit's columns gathered to [B, d], then one dsyrk (absent
          * slots stay zero columns). */

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "interp/ops/conv_im2col.h"
 #include "tensor/blas.h"
 
@@ -365,7 +366,15 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
 
 /* Bytes cs_ad_per_sample_grads needs at most, over the layers: Conv keeps
  * one group's patches (double, and float when the model is float) and its
- * output gradient rows; MatMul a [K, M] float product. */
+ * output gradient rows, once per thread (it splits the samples over
+ * threads); MatMul a [K, M] float product. */
+static size_t conv_thread_bytes(const cs_tensor *W, const cs_conv_geom *geo, int64_t groups)
+{
+    size_t KT = (size_t)(cs_conv_patch_rows(geo) * geo->out_size);
+    size_t b = KT * (sizeof(double) + sizeof(float)) + (size_t)(W->dims[0] / groups * geo->out_size) * sizeof(double);
+    return (b + 63) / 64 * 64; /* each thread's part on its own cache lines */
+}
+
 static size_t per_sample_workspace(const cs_ad *ad)
 {
     const cs_graph *g = ad->g;
@@ -380,9 +389,7 @@ static size_t per_sample_workspace(const cs_ad *ad)
             const cs_tensor *X = &ad->p->vals[n->inputs[0]], *W = &ad->p->vals[n->inputs[1]];
             if (cs_conv_geometry(n, X, W, &geo, &groups, NULL) != CS_OK)
                 continue;
-            size_t KT = (size_t)(cs_conv_patch_rows(&geo) * geo.out_size);
-            need = KT * (sizeof(double) + sizeof(float)) +
-                   (size_t)(W->dims[0] / groups * geo.out_size) * sizeof(double);
+            need = conv_thread_bytes(W, &geo, groups) * (size_t)cs_omp_max_threads();
         } else if (strcmp(L->op_type, "MatMul") == 0) {
             const cs_tensor *W = &g->values[g->params[L->first_param].value].init;
             need = (size_t)cs_tensor_numel(W) * sizeof(float);
@@ -524,35 +531,42 @@ static cs_status per_sample_conv(const cs_ad *ad, const cs_layer *L, const cs_la
     int64_t Kp = cs_conv_patch_rows(&geo), Mg = M / groups;
     bool dbl = X->dtype == CS_DT_DOUBLE;
     size_t es = cs_dtype_size(X->dtype);
-    /* Patch matrix of one group of one sample, in the double the result
-     * needs (workspace laid out by per_sample_workspace). */
-    double *col = ad->ps_buf;
-    double *dd = col + Kp * T;
-    float *colf = (float *)(dd + Mg * T);
-    for (int64_t b = 0; b < N; b++) {
-        double *o = out + b * width;
-        for (int64_t grp = 0; grp < groups; grp++) {
-            const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * geo.in_size) * es;
-            if (dbl) {
-                cs_im2col_f64(&geo, (const double *)xg, col, T);
-            } else {
-                cs_im2col_f32(&geo, (const float *)xg, colf, T);
-                for (int64_t i = 0; i < Kp * T; i++)
-                    col[i] = colf[i];
+    /* Samples are independent: split over threads, each with its own part
+     * of the workspace (per_sample_workspace) for one group's patch matrix
+     * in the double the result needs. */
+    size_t part = conv_thread_bytes(W, &geo, groups);
+#pragma omp parallel if (N * Kp * T >= CS_OMP_MIN_ELEMS)
+    {
+        int64_t lo, hi;
+        cs_omp_slice(N, &lo, &hi);
+        double *col = (double *)((char *)ad->ps_buf + part * (size_t)cs_omp_thread());
+        double *dd = col + Kp * T;
+        float *colf = (float *)(dd + Mg * T);
+        for (int64_t b = lo; b < hi; b++) {
+            double *o = out + b * width;
+            for (int64_t grp = 0; grp < groups; grp++) {
+                const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * geo.in_size) * es;
+                if (dbl) {
+                    cs_im2col_f64(&geo, (const double *)xg, col, T);
+                } else {
+                    cs_im2col_f32(&geo, (const float *)xg, colf, T);
+                    for (int64_t i = 0; i < Kp * T; i++)
+                        col[i] = colf[i];
+                }
+                for (int64_t m = 0; m < Mg * T; m++)
+                    dd[m] = at(D, (b * M + grp * Mg) * T + m);
+                /* [Mg, Kp] = [Mg, T] x [T, Kp] */
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)Kp, (int)T, 1.0, dd,
+                            (int)T, col, (int)T, 0.0, o + grp * Mg * Kp, (int)Kp);
             }
-            for (int64_t m = 0; m < Mg * T; m++)
-                dd[m] = at(D, (b * M + grp * Mg) * T + m);
-            /* [Mg, Kp] = [Mg, T] x [T, Kp] */
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)Kp, (int)T, 1.0, dd,
-                        (int)T, col, (int)T, 0.0, o + grp * Mg * Kp, (int)Kp);
-        }
-        if (L->n_params > 1) {
-            double *ob = o + M * Kp;
-            for (int64_t m = 0; m < M; m++) {
-                double s = 0;
-                for (int64_t t = 0; t < T; t++)
-                    s += at(D, (b * M + m) * T + t);
-                ob[m] = s;
+            if (L->n_params > 1) {
+                double *ob = o + M * Kp;
+                for (int64_t m = 0; m < M; m++) {
+                    double s = 0;
+                    for (int64_t t = 0; t < T; t++)
+                        s += at(D, (b * M + m) * T + t);
+                    ob[m] = s;
+                }
             }
         }
     }

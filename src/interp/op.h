@@ -16,6 +16,8 @@
 #include "graph/graph.h"
 #include "tensor/tensor.h"
 
+#include "base/parallel.h"
+
 /* One invocation of an operator on concrete tensors.
  *
  * in[i] is NULL for an omitted optional input (n_in == node->n_inputs);

@@ -164,6 +164,31 @@ static int series_from(const table *t, int nlab, int xc, int yc, svg_series *s, 
 
 enum { MAX_SERIES = 24 };
 
+/* One line plot, in a <figure>, of the series of t (as series_from reads
+ * them); caption may be NULL. */
+static cs_status plot_table(FILE *f, const table *t, int nlab, int xc, int yc, const char *id, const svg_axes *ax,
+                            bool markers, const char *caption, cs_err *err)
+{
+    double *x = malloc(sizeof(double) * (size_t)t->n + 1), *y = malloc(sizeof(double) * (size_t)t->n + 1);
+    if (!x || !y) {
+        free(x), free(y);
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    }
+    svg_series s[MAX_SERIES];
+    char names[MAX_SERIES][80];
+    int ns = series_from(t, nlab, xc, yc, s, MAX_SERIES, x, y, names);
+    fprintf(f, "<figure>\n");
+    svg_line_plot(f, id, ax, s, ns, markers);
+    if (caption) {
+        fprintf(f, "<figcaption>");
+        svg_escape(f, caption);
+        fprintf(f, "</figcaption>\n");
+    }
+    fprintf(f, "</figure>\n");
+    free(x), free(y);
+    return CS_OK;
+}
+
 static cs_status eigen_decay(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
 {
     section(f, "sec-eigen", "Eigenvalue decay per layer",
@@ -189,24 +214,13 @@ static cs_status eigen_decay(cs_store *db, int64_t run, FILE *f, table *t, cs_er
             missing(f, "No eigenvalues stored for this layer.");
             continue;
         }
-        double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
-        if (!x || !y) {
-            free(x), free(y);
-            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
-            break;
-        }
-        svg_series s[MAX_SERIES];
-        char names[MAX_SERIES][80];
-        int ns = series_from(t, 2, -1, 2, s, MAX_SERIES, x, y, names);
         int64_t nonpos = 0;
         for (int64_t r = 0; r < t->n; r++)
-            nonpos += !(y[r] > 0);
+            nonpos += !(num(t, r, 2) > 0);
+        char caption[96];
+        snprintf(caption, sizeof caption, "%lld eigenvalue(s) at or below zero not shown.", (long long)nonpos);
         svg_axes ax = {.title = title, .xlabel = "rank k", .ylabel = "eigenvalue", .logx = true, .logy = true};
-        fprintf(f, "<figure>\n");
-        svg_line_plot(f, id, &ax, s, ns, false);
-        fprintf(f, "<figcaption>%lld eigenvalue(s) at or below zero not shown.</figcaption>\n</figure>\n",
-                (long long)nonpos);
-        free(x), free(y);
+        st = plot_table(f, t, 2, -1, 2, id, &ax, false, caption, err);
     }
     table_free(&layers);
     fprintf(f, "</section>\n");
@@ -224,19 +238,8 @@ static cs_status density(cs_store *db, int64_t run, FILE *f, table *t, cs_err *e
     if (!st && t->n == 0)
         missing(f, "No whole-network density in this run (analyze --spectrum hessian,ggn computes one).");
     if (!st && t->n > 0) {
-        double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
-        if (!x || !y)
-            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
-        else {
-            svg_series s[MAX_SERIES];
-            char names[MAX_SERIES][80];
-            int ns = series_from(t, 1, 1, 2, s, MAX_SERIES, x, y, names);
-            svg_axes ax = {.title = "Spectral density", .xlabel = "eigenvalue", .ylabel = "density"};
-            fprintf(f, "<figure>\n");
-            svg_line_plot(f, "fig-density", &ax, s, ns, false);
-            fprintf(f, "</figure>\n");
-        }
-        free(x), free(y);
+        svg_axes ax = {.title = "Spectral density", .xlabel = "eigenvalue", .ylabel = "density"};
+        st = plot_table(f, t, 1, 1, 2, "fig-density", &ax, false, NULL, err);
     }
     fprintf(f, "</section>\n");
     return st;
@@ -365,24 +368,13 @@ static cs_status importance(cs_store *db, int64_t run, FILE *f, table *t, cs_err
         return st;
     if (t->n == 0)
         missing(f, "No pruning check in this run (analyze --prune-check 0.1,0.3,0.5 runs one).");
-    else {
-        double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
-        if (!x || !y) {
-            free(x), free(y);
-            return cs_fail(err, CS_ERR_NOMEM, "out of memory");
-        }
-        svg_series ps[MAX_SERIES];
-        char names[MAX_SERIES][80];
-        for (int m = 0; m < 2; m++) {
-            int n = series_from(t, 1, 1, 2 + m, ps, MAX_SERIES, x, y, names);
-            svg_axes ax = {.title = m ? "Pruning: accuracy" : "Pruning: loss", .xlabel = "fraction of weights zeroed",
-                           .ylabel = m ? "accuracy" : "mean loss"};
-            fprintf(f, "<figure>\n");
-            svg_line_plot(f, m ? "fig-pruning-acc" : "fig-pruning-loss", &ax, ps, n, true);
-            fprintf(f, "</figure>\n");
-        }
-        free(x), free(y);
+    for (int m = 0; m < 2 && t->n > 0 && !st; m++) {
+        svg_axes ax = {.title = m ? "Pruning: accuracy" : "Pruning: loss", .xlabel = "fraction of weights zeroed",
+                       .ylabel = m ? "accuracy" : "mean loss"};
+        st = plot_table(f, t, 1, 1, 2 + m, m ? "fig-pruning-acc" : "fig-pruning-loss", &ax, true, NULL, err);
     }
+    if (st)
+        return st;
     fprintf(f, "</section>\n");
     return CS_OK;
 }
@@ -434,22 +426,13 @@ static cs_status finetune_runs(cs_store *db, FILE *f, table *t, cs_err *err)
         fprintf(f, "</section>\n");
         return CS_OK;
     }
-    double *x = malloc(sizeof(double) * (size_t)t->n), *y = malloc(sizeof(double) * (size_t)t->n);
-    if (!x || !y) {
-        free(x), free(y);
-        return cs_fail(err, CS_ERR_NOMEM, "out of memory");
-    }
-    svg_series s[MAX_SERIES];
-    char names[MAX_SERIES][80];
-    for (int m = 0; m < 2; m++) {
-        int ns = series_from(t, 1, 1, 2 + m, s, MAX_SERIES, x, y, names);
+    for (int m = 0; m < 2 && !st; m++) {
         svg_axes ax = {.title = m ? "Fine-tuning: batch accuracy" : "Fine-tuning: batch loss", .xlabel = "step",
                        .ylabel = m ? "accuracy" : "mean loss", .logy = m == 0};
-        fprintf(f, "<figure>\n");
-        svg_line_plot(f, m ? "fig-finetune-acc" : "fig-finetune-loss", &ax, s, ns, false);
-        fprintf(f, "</figure>\n");
+        st = plot_table(f, t, 1, 1, 2 + m, m ? "fig-finetune-acc" : "fig-finetune-loss", &ax, false, NULL, err);
     }
-    free(x), free(y);
+    if (st)
+        return st;
     if ((st = query(db, t, err,
                     "SELECT r.id, coalesce(c.value, '?'), e.split, e.epoch, e.loss, e.accuracy, r.seconds, "
                     "r.peak_rss_bytes / 1048576.0 FROM runs r LEFT JOIN conventions c ON c.run_id = r.id AND "

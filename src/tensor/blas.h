@@ -4,10 +4,17 @@
 #ifndef CS_TENSOR_BLAS_H
 #define CS_TENSOR_BLAS_H
 
+#include <stdbool.h>
+
 #include <cblas.h>
 #include <lapacke.h>
 
-/* Threads used by BLAS (0 keeps the library default). */
+/* --threads n: n OpenMP threads for curvscope's kernels, one BLAS thread
+ * (blas.c says why); 0 keeps the defaults. */
 void cs_blas_set_threads(int n);
+/* Around one large dense operation outside the kernels' parallel loops
+ * (an eigen-solve of order >= 512): BLAS gets the whole team, then one
+ * thread again. */
+void cs_blas_wide(bool on);
 
 #endif

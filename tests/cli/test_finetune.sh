@@ -64,5 +64,12 @@ ok "another seed gives another model" '! cmp -s "$tmp/sgd.onnx" "$tmp/other.onnx
 "$CS" finetune "$MODELS/mlp.onnx" $DATA --precond lbfgs --out "$tmp/x.onnx" --db "$tmp/ft.db" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 ok "an unknown preconditioner: exit 2, one line, no file written" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/x.onnx" ]'
+# The kernels' OpenMP loops split independent elements only: the gradient
+# does not depend on the thread count.
+for t in 1 2; do
+    "$CS" eval "$MODELS/cnn.onnx" $DATA --threads $t --grad-out "$tmp/grad$t.npy" >/dev/null 2>&1
+done
+ok "the CNN's gradient with --threads 2 equals --threads 1 bit for bit" \
+    '[ -s "$tmp/grad1.npy" ] && cmp -s "$tmp/grad1.npy" "$tmp/grad2.npy"'
 echo "1..$n"
 exit 0

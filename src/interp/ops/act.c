@@ -144,8 +144,22 @@ static cs_status unary_forward(cs_op_call *c, unary_kind kind, cs_err *err)
     int64_t n = cs_tensor_numel(x);
     float alpha = kind == U_LEAKY_RELU ? cs_node_attr_float(c->node, "alpha", 0.01f) : 0.0f;
     switch (x->dtype) {
-    case CS_DT_FLOAT: unary_f32(kind, n, x->data, y->data, alpha); break;
-    case CS_DT_DOUBLE: unary_f64(kind, n, x->data, y->data, (double)alpha); break;
+    case CS_DT_FLOAT:
+#pragma omp parallel if (n >= CS_OMP_MIN_ELEMS)
+    {
+        int64_t lo, hi;
+        cs_omp_slice(n, &lo, &hi);
+        unary_f32(kind, hi - lo, (const float *)x->data + lo, (float *)y->data + lo, alpha);
+    }
+        break;
+    case CS_DT_DOUBLE:
+#pragma omp parallel if (n >= CS_OMP_MIN_ELEMS)
+    {
+        int64_t lo, hi;
+        cs_omp_slice(n, &lo, &hi);
+        unary_f64(kind, hi - lo, (const double *)x->data + lo, (double *)y->data + lo, (double)alpha);
+    }
+        break;
     case CS_DT_INT8: unary_i8(kind, n, x->data, y->data); break;
     case CS_DT_INT16: unary_i16(kind, n, x->data, y->data); break;
     case CS_DT_INT32: unary_i32(kind, n, x->data, y->data); break;
@@ -276,13 +290,25 @@ static cs_status unary_ad(cs_op_call *c, unary_kind kind, ad_mode mode, cs_tenso
     const cs_tensor *x = c->in[0];
     int64_t n = cs_tensor_numel(x);
     float alpha = kind == U_LEAKY_RELU ? cs_node_attr_float(c->node, "alpha", 0.01f) : 0.0f;
-    if (x->dtype == CS_DT_FLOAT)
-        unary_ad_f32(kind, mode, n, x->data, c->out[0]->data, s->data, g ? g->data : NULL,
-                     d->data, alpha);
-    else if (x->dtype == CS_DT_DOUBLE)
-        unary_ad_f64(kind, mode, n, x->data, c->out[0]->data, s->data, g ? g->data : NULL,
-                     d->data, (double)alpha);
-    else
+    if (x->dtype == CS_DT_FLOAT) {
+#pragma omp parallel if (n >= CS_OMP_MIN_ELEMS)
+        {
+            int64_t lo, hi;
+            cs_omp_slice(n, &lo, &hi);
+            unary_ad_f32(kind, mode, hi - lo, (const float *)x->data + lo, (const float *)c->out[0]->data + lo,
+                         (const float *)s->data + lo, g ? (const float *)g->data + lo : NULL,
+                         (float *)d->data + lo, alpha);
+        }
+    } else if (x->dtype == CS_DT_DOUBLE) {
+#pragma omp parallel if (n >= CS_OMP_MIN_ELEMS)
+        {
+            int64_t lo, hi;
+            cs_omp_slice(n, &lo, &hi);
+            unary_ad_f64(kind, mode, hi - lo, (const double *)x->data + lo, (const double *)c->out[0]->data + lo,
+                         (const double *)s->data + lo, g ? (const double *)g->data + lo : NULL,
+                         (double *)d->data + lo, (double)alpha);
+        }
+    } else
         return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "no derivative rules for type %s",
                           cs_dtype_name(x->dtype));
     return CS_OK;

@@ -481,13 +481,15 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
         for (int64_t n0 = 0; n0 < p->batch; n0 += p->chunk) {                                    \
             int64_t nb = p->batch - n0 < p->chunk ? p->batch - n0 : p->chunk;                    \
             int64_t ld = nb * n_pos;                                                             \
-            for (int64_t j = 0; j < nb; j++)                                                     \
+            _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")                   \
+            for (int64_t j = 0; j < nb; j++) /* samples' patches: disjoint columns */            \
                 cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);           \
             for (int64_t gi = 0; gi < p->group; gi++)                                            \
                 GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)ld, (int)kr, 1,   \
                      w + gi * mg * kr, (int)kr, col + gi * kr * ld, (int)ld, 0,                  \
                      tmp + gi * mg * ld, (int)ld);                                               \
             /* tmp [M, nb, T] -> y [nb, M, T], adding the bias */                                \
+            _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")                   \
             for (int64_t j = 0; j < nb; j++)                                                     \
                 for (int64_t m = 0; m < m_all; m++) {                                            \
                     const T *src = tmp + m * ld + j * n_pos;                                     \
@@ -575,6 +577,7 @@ DEFINE_CONV_APPLY(double, f64, cblas_dgemm)
                     memcpy(tmp + m * ld + j * n_pos, gy + ((n0 + j) * m_all + m) * n_pos,        \
                            (size_t)n_pos * sizeof(T));                                           \
             if (gw) {                                                                            \
+                _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")               \
                 for (int64_t j = 0; j < nb; j++)                                                 \
                     cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);       \
                 for (int64_t gi = 0; gi < p->group; gi++)                                        \
@@ -587,7 +590,8 @@ DEFINE_CONV_APPLY(double, f64, cblas_dgemm)
                     GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kr, (int)ld, (int)mg, 1, \
                          w + gi * mg * kr, (int)kr, tmp + gi * mg * ld, (int)ld, 0,              \
                          col + gi * kr * ld, (int)ld);                                           \
-                for (int64_t j = 0; j < nb; j++)                                                 \
+                _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")               \
+                for (int64_t j = 0; j < nb; j++) /* into disjoint samples of gx */               \
                     cs_col2im_##SUF(&p->g, col + j * n_pos, ld, gx + (n0 + j) * x_sample);      \
             }                                                                                    \
         }                                                                                        \

@@ -116,10 +116,17 @@ static cs_status bn_forward(cs_op_call *c, cs_err *err)
     }
     int64_t n = x->dims[0], numel = cs_tensor_numel(x);
     int64_t s = n * n_chan > 0 ? numel / (n * n_chan) : 0;
-    if (x->dtype == CS_DT_FLOAT)
-        bn_f32(n, n_chan, s, a, b, x->data, c->out[0]->data);
-    else
-        bn_f64(n, n_chan, s, a, b, x->data, c->out[0]->data);
+    /* Samples are independent: split them over threads. */
+#pragma omp parallel if (numel >= CS_OMP_MIN_ELEMS)
+    {
+        int64_t lo, hi;
+        cs_omp_slice(n, &lo, &hi);
+        size_t off = (size_t)(lo * n_chan * s);
+        if (x->dtype == CS_DT_FLOAT)
+            bn_f32(hi - lo, n_chan, s, a, b, (const float *)x->data + off, (float *)c->out[0]->data + off);
+        else
+            bn_f64(hi - lo, n_chan, s, a, b, (const double *)x->data + off, (double *)c->out[0]->data + off);
+    }
     return CS_OK;
 }
 
@@ -267,6 +274,8 @@ static cs_status bn_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
     const cs_tensor *x = c->in[0], *g = a->gout[0];
     double eps = cs_node_attr_float(c->node, "epsilon", 1e-5f);
     bool need_sums = a->gin[1] || a->gin[2] || a->gin[3] || a->gin[4];
+    /* Channels touch disjoint slices: split over threads, same result. */
+#pragma omp parallel for schedule(static) if (cs_tensor_numel(x) >= CS_OMP_MIN_ELEMS)
     for (int64_t ch = 0; ch < x->dims[1]; ch++) {
         bn_chan k = bn_chan_at(c, ch, eps);
         double sums[3] = {0, 0, 0}; /* sum G, sum G X */
@@ -292,6 +301,7 @@ static cs_status bn_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
     double eps = cs_node_attr_float(c->node, "epsilon", 1e-5f);
     int64_t n, n_chan, s;
     bn_dims(x, &n, &n_chan, &s);
+#pragma omp parallel for schedule(static) if (cs_tensor_numel(x) >= CS_OMP_MIN_ELEMS)
     for (int64_t ch = 0; ch < n_chan; ch++) {
         bn_chan k = bn_chan_at(c, ch, eps);
         double cu = k.r * bn_get(a->tin[1], ch) -

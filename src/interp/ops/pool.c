@@ -157,8 +157,9 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
     cs_tensor_set_shape(c->out[0], x->dtype, x->ndim, dims);
     if (c->n_out > 1 && c->out[1])
         cs_tensor_set_shape(c->out[1], CS_DT_INT64, x->ndim, dims);
-    /* The rules recompute one plane's argmax offsets at a time. */
-    c->ad_scratch_bytes = (size_t)g.out_size * sizeof(int64_t);
+    /* The rules recompute one plane's argmax offsets at a time, one plane
+     * buffer per thread. */
+    c->ad_scratch_bytes = (size_t)g.out_size * sizeof(int64_t) * (size_t)cs_omp_max_threads();
     return CS_OK;
 }
 
@@ -307,6 +308,18 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
     int64_t planes = x->dims[0] * x->dims[1];
     int64_t *idx = c->n_out > 1 && c->out[1] ? c->out[1]->data : NULL;
     void *y = c->out[0]->data;
+    if (x->dtype == CS_DT_FLOAT && !idx) {
+        /* Planes are independent: split them over threads (Indices hold
+         * flat offsets across planes, so that case stays on one). */
+#pragma omp parallel if (cs_tensor_numel(x) >= CS_OMP_MIN_ELEMS)
+        {
+            int64_t lo, hi;
+            cs_omp_slice(planes, &lo, &hi);
+            maxpool_f32(&g, hi - lo, col_major, (const float *)x->data + lo * g.in_size,
+                        (float *)y + lo * g.out_size, NULL);
+        }
+        return CS_OK;
+    }
     switch (x->dtype) {
     case CS_DT_FLOAT: maxpool_f32(&g, planes, col_major, x->data, y, idx); break;
     case CS_DT_DOUBLE: maxpool_f64(&g, planes, col_major, x->data, y, idx); break;
@@ -327,9 +340,16 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
  * the op is CS_OP_LINEAR (piecewise linear) with no R-op term. */
 #define DEFINE_MAXPOOL_AD(T, SUF)                                                               \
     static void maxpool_route_##SUF(const cs_conv_geom *g, int64_t planes, const T *x,         \
-                                    int64_t *arg, const T *gy, T *gx, const T *tx, T *ty)       \
+                                    int64_t *arg_all, const T *gy, T *gx, const T *tx, T *ty)   \
     {                                                                                           \
-        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+        /* planes are independent: split over threads, each with its own \
+         * argmax buffer */                                                \
+        _Pragma("omp parallel if (planes * g->in_size >= CS_OMP_MIN_ELEMS)")                    \
+        {                                                                                       \
+        int64_t lo, hi;                                                                         \
+        cs_omp_slice(planes, &lo, &hi);                                                         \
+        int64_t *arg = arg_all + (int64_t)cs_omp_thread() * g->out_size;                        \
+        for (int64_t pl = lo; pl < hi; pl++) {                                                  \
             maxpool_##SUF(g, 1, false, x + pl * g->in_size, NULL, arg);                         \
             if (gx) {                                                                           \
                 const T *gyp = gy + pl * g->out_size;                                           \
@@ -343,6 +363,7 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
                 for (int64_t q = 0; q < g->out_size; q++)                                       \
                     typ[q] = arg[q] >= 0 ? txp[arg[q]] : (T)0;                                  \
             }                                                                                   \
+        }                                                                                       \
         }                                                                                       \
     }
 
