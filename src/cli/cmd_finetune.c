@@ -74,6 +74,9 @@ typedef struct log_ctx {
     int64_t run;
     cs_status st;
     cs_err err;
+    FILE *text;            /* progress lines: stdout, or stderr under --json */
+    int n_notes;
+    char notes[32][300];   /* fallbacks, for --json */
 } log_ctx;
 
 static void on_step(void *vctx, int epoch, int64_t step, double loss, double acc, double lr, double s,
@@ -93,7 +96,7 @@ static void on_eval(void *vctx, int epoch, const char *split, double loss, doubl
         c->st = cs_store_finetune_eval(c->db, c->run, epoch, split, loss, acc, &c->err);
     if (isatty(2))
         fprintf(stderr, "\r\033[K");
-    printf("epoch %d %-5s loss %.6f accuracy %.4f\n", epoch, split, loss, acc);
+    fprintf(c->text, "epoch %d %-5s loss %.6f accuracy %.4f\n", epoch, split, loss, acc);
 }
 
 /* A layer that falls back to sgd: said on the terminal and kept with the run. */
@@ -102,12 +105,40 @@ static void on_note(void *vctx, const char *text)
     log_ctx *c = vctx;
     if (isatty(2))
         fprintf(stderr, "\r\033[K");
-    printf("note: %s\n", text);
+    fprintf(c->text, "note: %s\n", text);
+    if (c->n_notes < 32)
+        snprintf(c->notes[c->n_notes++], sizeof c->notes[0], "%s", text);
     char key[160];
     const char *sp = strchr(text + 6, ' ');
     snprintf(key, sizeof key, "fallback.%.*s", sp ? (int)(sp - text - 6) : 100, text + 6);
     if (!c->st)
         c->st = cs_store_convention(c->db, c->run, key, text, &c->err);
+}
+
+/* --json: the run's outcome as one object (no validation: nulls). */
+static void print_json(const cs_finetune_result *r, const log_ctx *lc, const char *precond, const char *out,
+                       const char *db, int64_t run)
+{
+    printf("{\"run\": %lld, \"db\": ", (long long)run);
+    json_string(stdout, db);
+    printf(", \"out\": ");
+    json_string(stdout, out);
+    printf(", \"precond\": ");
+    json_string(stdout, precond);
+    printf(", \"steps\": %lld, \"refreshes\": %lld", (long long)r->steps, (long long)r->refreshes);
+    const char *k[] = {"seconds", "refresh_seconds", "train_loss", "train_accuracy", "val_loss", "val_accuracy"};
+    const double v[] = {r->seconds, r->refresh_seconds, r->train_loss, r->train_accuracy, r->val_loss,
+                        r->val_accuracy};
+    for (int i = 0; i < 6; i++) {
+        printf(", \"%s\": ", k[i]);
+        json_number(stdout, v[i]);
+    }
+    printf(", \"fallbacks\": [");
+    for (int i = 0; i < lc->n_notes; i++) {
+        printf("%s", i ? ", " : "");
+        json_string(stdout, lc->notes[i]);
+    }
+    printf("]}\n");
 }
 
 int cmd_finetune(int argc, char **argv)
@@ -126,6 +157,7 @@ int cmd_finetune(int argc, char **argv)
         {"no-graft", no_argument, NULL, 'G'}, {"max-full", required_argument, NULL, 'F'},
         {"mc-samples", required_argument, NULL, 'M'}, {"freeze", required_argument, NULL, 'Z'},
         {"bn-train", no_argument, NULL, 'B'}, {"kl-clip", required_argument, NULL, 'L'},
+        {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'}, {0}};
     cli_data_opts d;
     cli_data_opts_init(&d);
@@ -206,6 +238,7 @@ int cmd_finetune(int argc, char **argv)
         case 'G': fo.graft = false; break;
         case 'Z': fo.freeze = optarg; break;
         case 'B': fo.bn_train = true; break;
+        case 'j': d.json = true; break;
         case 'L':
             if (cli_parse_real("finetune", "kl-clip", optarg, false, &fo.kl_clip))
                 return 2;
@@ -310,7 +343,7 @@ int cmd_finetune(int argc, char **argv)
     fo.loss = d.loss;
     fo.norm = &d.norm;
     fo.val = val_data ? &val : NULL;
-    log_ctx lc = {.db = db, .run = run};
+    log_ctx lc = {.db = db, .run = run, .text = d.json ? stderr : stdout};
     fo.on_step = on_step;
     fo.on_eval = on_eval;
     fo.on_note = on_note;
@@ -346,12 +379,14 @@ int cmd_finetune(int argc, char **argv)
     }
     if (st)
         code = cli_report(st, &err);
+    else if (d.json)
+        print_json(&res, &lc, fo.precond, out, db_path, run);
     else
         printf("%lld steps in %.2f s (%lld curvature refreshes, %.2f s); final train loss %.6f accuracy %.4f; "
                "wrote %s (run %lld in %s)\n",
                (long long)res.steps, res.seconds, (long long)res.refreshes, res.refresh_seconds, res.train_loss,
                res.train_accuracy, out, (long long)run, db_path);
-    if (!st && val_data)
+    if (!st && val_data && !d.json)
         printf("final validation loss %.6f accuracy %.4f\n", res.val_loss, res.val_accuracy);
     cs_dataset_free(&ds);
     if (val_data)

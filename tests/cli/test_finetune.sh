@@ -64,6 +64,12 @@ ok "another seed gives another model" '! cmp -s "$tmp/sgd.onnx" "$tmp/other.onnx
 "$CS" finetune "$MODELS/mlp.onnx" $DATA --precond lbfgs --out "$tmp/x.onnx" --db "$tmp/ft.db" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 ok "an unknown preconditioner: exit 2, one line, no file written" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/x.onnx" ]'
+"$CS" finetune "$MODELS/mlp.onnx" $DATA --precond full --lr 0.002 --seed 3 --json \
+    --out "$tmp/json.onnx" --db "$tmp/json.db" >"$tmp/json" 2>"$tmp/json.err"
+rc=$?
+ok "finetune --json: one JSON object with the outcome and the fallbacks; progress on stderr" \
+    '[ $rc -eq 0 ] && [ "$(wc -l <"$tmp/json")" -eq 1 ] && grep -q "\"train_loss\": [0-9]" "$tmp/json" &&
+     grep -q "\"fallbacks\": \[\"layer /fc1/Gemm" "$tmp/json" && grep -q "^epoch 0 train" "$tmp/json.err"'
 # The kernels' OpenMP loops split independent elements only: the gradient
 # does not depend on the thread count.
 for t in 1 2; do

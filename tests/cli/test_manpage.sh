@@ -19,6 +19,14 @@ for cmd in info eval run analyze finetune; do
         printf '%s\n' "$text" | grep -qE -- "$opt([^a-z-]|\$)" || missing="$missing $opt"
     done
     ok "every option of '$cmd --help' is in the man page${missing:+ (missing:$missing)}" '[ -z "$missing" ]'
+    # and the command accepts it (a value missing or the model missing is
+    # fine here; an unknown option is not)
+    refused=""
+    for opt in $("$CS" $cmd --help 2>&1 | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+        [ "$opt" = --help ] && continue
+        "$CS" $cmd "$opt" 2>&1 | grep -q "unknown option" && refused="$refused $opt"
+    done
+    ok "every option of '$cmd --help' is accepted by '$cmd'${refused:+ (refused:$refused)}" '[ -z "$refused" ]'
 done
 ok "the exit codes are documented" 'printf "%s\n" "$text" | grep -q "^\.SH EXIT STATUS"'
 if command -v groff >/dev/null 2>&1; then
