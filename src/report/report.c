@@ -193,15 +193,16 @@ static cs_status eigen_decay(cs_store *db, int64_t run, FILE *f, table *t, cs_er
 {
     section(f, "sec-eigen", "Eigenvalue decay per layer",
             "Stored eigenvalues of each curvature and representation, largest first (full blocks: all of them; "
-            "K-FAC and unit-wise: the top --topk). Log scale: eigenvalues at or below zero are left out and "
-            "counted under each figure.");
+            "K-FAC and unit-wise: the top --topk). Log scale: negative eigenvalues (the Hessian's) are drawn "
+            "by their magnitude as their own series; zeros are left out and counted under each figure.");
     table layers = {0};
     cs_status st = query(db, &layers, err, "SELECT layer_id, name, op_type, n_params FROM layers WHERE run_id = %lld "
                                            "ORDER BY layer_id", (long long)run);
     for (int64_t l = 0; !st && l < layers.n; l++) {
         if ((st = query(db, t, err,
-                        "SELECT curvature, repr, value FROM eigenvalues WHERE run_id = %lld AND layer_id = %s "
-                        "ORDER BY curvature, repr, k", (long long)run, str(&layers, l, 0))))
+                        "SELECT curvature, repr || CASE WHEN value < 0 THEN ' negative, |value|' ELSE '' END, "
+                        "abs(value) FROM eigenvalues WHERE run_id = %lld AND layer_id = %s "
+                        "ORDER BY curvature, repr, value < 0, abs(value) DESC", (long long)run, str(&layers, l, 0))))
             break;
         char title[200], id[64];
         snprintf(title, sizeof title, "Layer %s: %s (%s, %s parameters)", str(&layers, l, 0), str(&layers, l, 1),
@@ -214,11 +215,11 @@ static cs_status eigen_decay(cs_store *db, int64_t run, FILE *f, table *t, cs_er
             missing(f, "No eigenvalues stored for this layer.");
             continue;
         }
-        int64_t nonpos = 0;
+        int64_t zero = 0;
         for (int64_t r = 0; r < t->n; r++)
-            nonpos += !(num(t, r, 2) > 0);
+            zero += !(num(t, r, 2) > 0);
         char caption[96];
-        snprintf(caption, sizeof caption, "%lld eigenvalue(s) at or below zero not shown.", (long long)nonpos);
+        snprintf(caption, sizeof caption, "%lld zero eigenvalue(s) not shown.", (long long)zero);
         svg_axes ax = {.title = title, .xlabel = "rank k", .ylabel = "eigenvalue", .logx = true, .logy = true};
         st = plot_table(f, t, 2, -1, 2, id, &ax, false, caption, err);
     }
