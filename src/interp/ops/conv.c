@@ -435,9 +435,12 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
     for (int i = 0; i < rank; i++)
         dims[2 + i] = p.g.out[CS_CONV_AXES - rank + i];
     cs_tensor_set_shape(c->out[0], c->in[0]->dtype, 2 + rank, dims);
-    c->scratch_bytes = (size_t)(p.col_elems + p.tmp_elems) * cs_dtype_size(c->in[0]->dtype);
-    /* The rules walk the same lowering: one patch buffer (reused for the
-     * column gradient) and one [M, chunk * T] buffer for the gathered gY. */
+    /* One patch buffer and one [M, chunk * T] buffer per thread (the
+     * lowering splits chunks over threads); the rules walk the same
+     * lowering, the patch buffer reused for the column gradient and the
+     * other for the gathered gY. */
+    c->scratch_bytes = (size_t)(p.col_elems + p.tmp_elems) * cs_dtype_size(c->in[0]->dtype) *
+                       (size_t)cs_omp_max_threads();
     c->ad_scratch_bytes = c->scratch_bytes;
     return CS_OK;
 }
@@ -452,36 +455,42 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
     {                                                                                            \
         const int64_t n_pos = p->g.out_size, m_all = p->m_total, mg = p->m_group;               \
         const int64_t kr = p->k_rows, x_sample = p->g.channels * p->g.in_size;                  \
-        T *col = scratch;                    /* [C * prod(kernel), chunk * T] */                 \
-        T *tmp = scratch + p->col_elems;     /* [M, chunk * T] */                                \
-        if (p->chunk == 1) {                                                                     \
-            for (int64_t n = 0; n < p->batch; n++) {                                             \
-                T *yn = y + n * m_all * n_pos; /* [M, T] */                                      \
-                const T *pm = x + n * x_sample;                                                  \
-                if (!p->direct) {                                                                \
-                    cs_im2col_##SUF(&p->g, pm, col, n_pos);                                      \
-                    pm = col;                                                                    \
-                }                                                                                \
-                if (bias && accumulate)                                                          \
-                    for (int64_t m = 0; m < m_all; m++)                                          \
-                        for (int64_t t = 0; t < n_pos; t++)                                      \
-                            yn[m * n_pos + t] += bias[m];                                        \
-                else if (bias)                                                                   \
-                    for (int64_t m = 0; m < m_all; m++)                                          \
-                        for (int64_t t = 0; t < n_pos; t++)                                      \
-                            yn[m * n_pos + t] = bias[m];                                         \
-                T beta = bias || accumulate ? 1 : 0;                                             \
-                for (int64_t gi = 0; gi < p->group; gi++)                                        \
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)n_pos,        \
-                         (int)kr, 1, w + gi * mg * kr, (int)kr, pm + gi * kr * n_pos,           \
-                         (int)n_pos, beta, yn + gi * mg * n_pos, (int)n_pos);                    \
+        /* Chunks of samples are independent (disjoint rows of y): each     \
+         * thread lowers its own chunks in its own part of the scratch      \
+         * (conv_infer sizes it per thread), GEMMs included. */              \
+        const int64_t n_chunks = (p->batch + p->chunk - 1) / p->chunk;                           \
+        _Pragma("omp parallel if (p->batch * m_all * n_pos >= CS_OMP_MIN_ELEMS)")                \
+        {                                                                                        \
+        int64_t c_lo, c_hi;                                                                      \
+        cs_omp_slice(n_chunks, &c_lo, &c_hi);                                                    \
+        T *col = scratch + (p->col_elems + p->tmp_elems) * (int64_t)cs_omp_thread(); /* [C * prod(kernel), chunk * T] */ \
+        T *tmp = col + p->col_elems;         /* [M, chunk * T] */                                \
+        for (int64_t ci = c_lo; ci < c_hi && p->chunk == 1; ci++) {                              \
+            const int64_t n = ci;                                                                \
+            T *yn = y + n * m_all * n_pos; /* [M, T] */                                          \
+            const T *pm = x + n * x_sample;                                                      \
+            if (!p->direct) {                                                                    \
+                cs_im2col_##SUF(&p->g, pm, col, n_pos);                                          \
+                pm = col;                                                                        \
             }                                                                                    \
-            return;                                                                              \
+            if (bias && accumulate)                                                              \
+                for (int64_t m = 0; m < m_all; m++)                                              \
+                    for (int64_t t = 0; t < n_pos; t++)                                          \
+                        yn[m * n_pos + t] += bias[m];                                            \
+            else if (bias)                                                                       \
+                for (int64_t m = 0; m < m_all; m++)                                              \
+                    for (int64_t t = 0; t < n_pos; t++)                                          \
+                        yn[m * n_pos + t] = bias[m];                                             \
+            T beta = bias || accumulate ? 1 : 0;                                                 \
+            for (int64_t gi = 0; gi < p->group; gi++)                                            \
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)n_pos,            \
+                     (int)kr, 1, w + gi * mg * kr, (int)kr, pm + gi * kr * n_pos,               \
+                     (int)n_pos, beta, yn + gi * mg * n_pos, (int)n_pos);                        \
         }                                                                                        \
-        for (int64_t n0 = 0; n0 < p->batch; n0 += p->chunk) {                                    \
+        for (int64_t ci = c_lo; ci < c_hi && p->chunk > 1; ci++) {                               \
+            const int64_t n0 = ci * p->chunk;                                                    \
             int64_t nb = p->batch - n0 < p->chunk ? p->batch - n0 : p->chunk;                    \
             int64_t ld = nb * n_pos;                                                             \
-            _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")                   \
             for (int64_t j = 0; j < nb; j++) /* samples' patches: disjoint columns */            \
                 cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);           \
             for (int64_t gi = 0; gi < p->group; gi++)                                            \
@@ -489,7 +498,6 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
                      w + gi * mg * kr, (int)kr, col + gi * kr * ld, (int)ld, 0,                  \
                      tmp + gi * mg * ld, (int)ld);                                               \
             /* tmp [M, nb, T] -> y [nb, M, T], adding the bias */                                \
-            _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")                   \
             for (int64_t j = 0; j < nb; j++)                                                     \
                 for (int64_t m = 0; m < m_all; m++) {                                            \
                     const T *src = tmp + m * ld + j * n_pos;                                     \
@@ -502,6 +510,7 @@ static cs_status conv_infer(cs_op_call *c, cs_err *err)
                         for (int64_t t = 0; t < n_pos; t++)                                      \
                             dst[t] = src[t] + b;                                                 \
                 }                                                                                \
+        }                                                                                        \
         }                                                                                        \
     }
 
@@ -568,32 +577,47 @@ DEFINE_CONV_APPLY(double, f64, cblas_dgemm)
             }                                                                                    \
             return;                                                                              \
         }                                                                                        \
-        for (int64_t n0 = 0; n0 < p->batch; n0 += p->chunk) {                                    \
+        /* gx: chunks touch disjoint samples, so they are split over threads, \
+         * each with its own part of the scratch.  gw sums over all chunks:  \
+         * that pass stays in chunk order, so the result does not depend on   \
+         * the thread count. */                                               \
+        const int64_t n_chunks = (p->batch + p->chunk - 1) / p->chunk;                           \
+        _Pragma("omp parallel if (gx && p->batch * m_all * n_pos >= CS_OMP_MIN_ELEMS)")          \
+        {                                                                                        \
+        int64_t c_lo, c_hi;                                                                      \
+        cs_omp_slice(n_chunks, &c_lo, &c_hi);                                                    \
+        T *tcol = scratch + (p->col_elems + p->tmp_elems) * (int64_t)cs_omp_thread();           \
+        T *ttmp = tcol + p->col_elems;                                                           \
+        for (int64_t ci = c_lo; ci < c_hi && gx; ci++) {                                         \
+            const int64_t n0 = ci * p->chunk;                                                    \
             int64_t nb = p->batch - n0 < p->chunk ? p->batch - n0 : p->chunk;                    \
             int64_t ld = nb * n_pos;                                                             \
-            /* gy [nb, M, T] -> tmp [M, nb, T] */                                                \
-            for (int64_t j = 0; j < nb; j++)                                                     \
+            for (int64_t j = 0; j < nb; j++) /* gy [nb, M, T] -> tmp [M, nb, T] */               \
+                for (int64_t m = 0; m < m_all; m++)                                              \
+                    memcpy(ttmp + m * ld + j * n_pos, gy + ((n0 + j) * m_all + m) * n_pos,       \
+                           (size_t)n_pos * sizeof(T));                                           \
+            for (int64_t gi = 0; gi < p->group; gi++) /* col = W_g^T tmp_g, [K, nb*T] */         \
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kr, (int)ld, (int)mg, 1,     \
+                     w + gi * mg * kr, (int)kr, ttmp + gi * mg * ld, (int)ld, 0,                 \
+                     tcol + gi * kr * ld, (int)ld);                                              \
+            for (int64_t j = 0; j < nb; j++) /* into disjoint samples of gx */                   \
+                cs_col2im_##SUF(&p->g, tcol + j * n_pos, ld, gx + (n0 + j) * x_sample);         \
+        }                                                                                        \
+        }                                                                                        \
+        for (int64_t n0 = 0; gw && n0 < p->batch; n0 += p->chunk) {                              \
+            int64_t nb = p->batch - n0 < p->chunk ? p->batch - n0 : p->chunk;                    \
+            int64_t ld = nb * n_pos;                                                             \
+            _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)") \
+            for (int64_t j = 0; j < nb; j++) { /* gy -> tmp, and the samples' patches */         \
                 for (int64_t m = 0; m < m_all; m++)                                              \
                     memcpy(tmp + m * ld + j * n_pos, gy + ((n0 + j) * m_all + m) * n_pos,        \
                            (size_t)n_pos * sizeof(T));                                           \
-            if (gw) {                                                                            \
-                _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")               \
-                for (int64_t j = 0; j < nb; j++)                                                 \
-                    cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);       \
-                for (int64_t gi = 0; gi < p->group; gi++)                                        \
-                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mg, (int)kr, (int)ld, 1, \
-                         tmp + gi * mg * ld, (int)ld, col + gi * kr * ld, (int)ld, 1,            \
-                         gw + gi * mg * kr, (int)kr);                                            \
+                cs_im2col_##SUF(&p->g, x + (n0 + j) * x_sample, col + j * n_pos, ld);           \
             }                                                                                    \
-            if (gx) {                                                                            \
-                for (int64_t gi = 0; gi < p->group; gi++) /* col = W_g^T tmp_g, [K, nb*T] */     \
-                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kr, (int)ld, (int)mg, 1, \
-                         w + gi * mg * kr, (int)kr, tmp + gi * mg * ld, (int)ld, 0,              \
-                         col + gi * kr * ld, (int)ld);                                           \
-                _Pragma("omp parallel for schedule(static) if (nb * kr * n_pos >= CS_OMP_MIN_ELEMS)")               \
-                for (int64_t j = 0; j < nb; j++) /* into disjoint samples of gx */               \
-                    cs_col2im_##SUF(&p->g, col + j * n_pos, ld, gx + (n0 + j) * x_sample);      \
-            }                                                                                    \
+            for (int64_t gi = 0; gi < p->group; gi++)                                            \
+                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mg, (int)kr, (int)ld, 1,     \
+                     tmp + gi * mg * ld, (int)ld, col + gi * kr * ld, (int)ld, 1,                \
+                     gw + gi * mg * kr, (int)kr);                                                \
         }                                                                                        \
     }
 
