@@ -571,6 +571,20 @@ static void dense_unit(const layer_state *s, const double *U, double *M)
             }
 }
 
+/* The unit-wise blocks U [n_units][d][d] read off the layer's full block
+ * (zero-filled U; absent slots stay zero). */
+static void unit_blocks_from_full(const layer_state *s, const double *full, double *U)
+{
+    int64_t d = s->unit_d, W = s->W;
+    for (int64_t u = 0; u < s->n_units; u++)
+        for (int64_t x = 0; x < d; x++)
+            for (int64_t y = 0; y < d; y++) {
+                int64_t p = s->unit_idx[u * d + x], q = s->unit_idx[u * d + y];
+                if (p >= 0 && q >= 0)
+                    U[u * d * d + x * d + y] = full[p * W + q];
+            }
+}
+
 /* Score an approximation against the exact block (both dense W x W). */
 static cs_status compare(const double *approx, const double *exact, int64_t W,
                          const cs_spectrum_summary *ex, const double *ex_top, cs_curv_result *res,
@@ -707,16 +721,8 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
         int64_t d = s->unit_d, nu = s->n_units;
         double *U = c == CS_CURV_HESSIAN ? NULL : s->unit[f];
         double *own = NULL;
-        if (!U && full) { /* Hessian: blocks read off the full block */
-            own = U = zalloc((size_t)(nu * d * d));
-            for (int64_t u = 0; u < nu; u++)
-                for (int64_t x = 0; x < d; x++)
-                    for (int64_t y = 0; y < d; y++) {
-                        int64_t p = s->unit_idx[u * d + x], q = s->unit_idx[u * d + y];
-                        if (p >= 0 && q >= 0)
-                            U[u * d * d + x * d + y] = full[p * W + q];
-                    }
-        }
+        if (!U && full && (own = U = zalloc((size_t)(nu * d * d)))) /* Hessian: read off the full block */
+            unit_blocks_from_full(s, full, U);
         if (U) {
             cs_curv_result *r = new_result(e, l, c, CS_REPR_UNIT, W);
             double *blk = malloc(sizeof(double) * (size_t)(d * d) + 1), *w = malloc(sizeof(double) * (size_t)d + 1);
@@ -873,13 +879,8 @@ static cs_status layer_stats(engine *e, int l, cs_curv_kind c, cs_err *err)
         memcpy(r->unit_index, s->unit_idx, sizeof(int64_t) * (size_t)(nu * d));
         r->n_units = nu;
         r->unit_d = d;
-        for (int64_t u = 0; c == CS_CURV_HESSIAN && u < nu; u++)
-            for (int64_t x = 0; x < d; x++)
-                for (int64_t y = 0; y < d; y++) {
-                    int64_t p = s->unit_idx[u * d + x], q = s->unit_idx[u * d + y];
-                    if (p >= 0 && q >= 0)
-                        r->unit_blocks[u * d * d + x * d + y] = full[p * W + q];
-                }
+        if (c == CS_CURV_HESSIAN)
+            unit_blocks_from_full(s, full, r->unit_blocks);
     }
     if (want(e, c, CS_REPR_KFAC) && s->kfac_ok && s->G[f]) {
         cs_curv_result *r = new_result(e, l, c, CS_REPR_KFAC, W);

@@ -74,20 +74,6 @@ static cs_status unit_create(const ft_ctx *c, void **state, cs_err *err)
     return blocks_create(c, CS_REPR_UNIT, state, err);
 }
 
-typedef struct abs_arg {
-    double damping, tol;
-} abs_arg;
-
-/* Saddle-free: 1 / (|w| + lambda); at lambda = 0 the pseudo-inverse. */
-static double abs_reciprocal(double w, double wmax, const void *arg)
-{
-    const abs_arg *a = arg;
-    double m = fabs(w);
-    if (a->damping == 0)
-        return m > a->tol * wmax ? 1.0 / m : 0.0;
-    return 1.0 / (m + a->damping);
-}
-
 /* The inverse of one block restricted to its present slots (absent slots
  * stay zero); work holds 2 d^2 doubles. */
 static cs_status block_inverse(const ft_ctx *c, const int64_t *idx, int64_t d, const double *M, double *inv,
@@ -101,13 +87,8 @@ static cs_status block_inverse(const ft_ctx *c, const int64_t *idx, int64_t d, c
     for (int64_t x = 0; x < m; x++)
         for (int64_t y = 0; y < m; y++)
             C[x * m + y] = M[map[x] * d + map[y]];
-    cs_status st;
-    if (c->curv == CS_CURV_HESSIAN) {
-        abs_arg a = {c->o->damping, (double)m * 0x1p-52};
-        st = ft_sym_function(C, m, abs_reciprocal, &a, Ci, err);
-    } else {
-        st = ft_damped_inverse(C, m, c->o->damping, c->o->cholesky, Ci, err);
-    }
+    cs_status st = c->curv == CS_CURV_HESSIAN ? ft_sym_damped_power(C, m, c->o->damping, -1, true, Ci, err)
+                                              : ft_damped_inverse(C, m, c->o->damping, c->o->cholesky, Ci, err);
     if (st)
         return st;
     memset(inv, 0, sizeof(double) * (size_t)(d * d));

@@ -108,19 +108,6 @@ static void shampoo_observe(void *vs, const ft_ctx *c, const double *grad)
     s->started = true;
 }
 
-typedef struct root_arg {
-    double damping, tol;
-} root_arg;
-
-/* (w + lambda)^-1/4, or the pseudo-inverse's root with lambda = 0. */
-static double inverse_fourth_root(double w, double wmax, const void *arg)
-{
-    const root_arg *a = arg;
-    if (a->damping == 0)
-        return w > a->tol * wmax ? pow(w, -0.25) : 0.0;
-    return pow(w + a->damping, -0.25);
-}
-
 static cs_status shampoo_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_err *err)
 {
     (void)batch;
@@ -131,12 +118,11 @@ static cs_status shampoo_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, c
         if (!k->ok || c->fallback[l])
             continue;
         for (int64_t grp = 0; grp < k->groups && !st; grp++) {
-            root_arg ag = {c->o->damping, (double)k->dG * 0x1p-52}, aa = {c->o->damping, (double)k->dA * 0x1p-52};
-            st = ft_sym_function(k->G + grp * k->dG * k->dG, k->dG, inverse_fourth_root, &ag,
-                                 s->Lroot[l] + grp * k->dG * k->dG, err);
+            st = ft_sym_damped_power(k->G + grp * k->dG * k->dG, k->dG, c->o->damping, -0.25, false,
+                                     s->Lroot[l] + grp * k->dG * k->dG, err);
             if (!st)
-                st = ft_sym_function(k->A + grp * k->dA * k->dA, k->dA, inverse_fourth_root, &aa,
-                                     s->Rroot[l] + grp * k->dA * k->dA, err);
+                st = ft_sym_damped_power(k->A + grp * k->dA * k->dA, k->dA, c->o->damping, -0.25, false,
+                                         s->Rroot[l] + grp * k->dA * k->dA, err);
         }
     }
     return st;

@@ -42,7 +42,9 @@ static cs_status smw_create(const ft_ctx *c, void **state, cs_err *err)
     if (s) {
         s->P = c->g->n_param_scalars;
         s->m_max = c->o->batch * S;
-        s->U = malloc(sizeof(double) * (size_t)(s->m_max * s->P) + 1);
+        /* Zeroed once: every refresh rewrites the trained layers' columns of
+         * its rows, and frozen layers' columns stay zero. */
+        s->U = calloc((size_t)(s->m_max * s->P) + 1, sizeof(double));
         s->K = malloc(sizeof(double) * (size_t)(s->m_max * s->m_max) + 1);
         s->y = malloc(sizeof(double) * (size_t)s->m_max + 1);
     }
@@ -78,7 +80,6 @@ static cs_status smw_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_er
     s->c = c;
     s->B = batch->n;
     s->m = 0;
-    memset(s->U, 0, sizeof(double) * (size_t)(s->m_max * s->P));
     cs_curv_report rep;
     cs_status st = ft_curvature(c, batch, 1u << CS_REPR_DIAG, smw_rows, s, &rep, err);
     if (st)

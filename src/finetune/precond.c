@@ -102,7 +102,7 @@ void ft_ema(double *S, const double *X, int64_t n, double decay, bool first)
         S[i] = decay * S[i] + (1 - decay) * X[i];
 }
 
-cs_status ft_sym_function(const double *M, int64_t n, double (*f)(double w, double wmax, const void *arg),
+static cs_status sym_function(const double *M, int64_t n, double (*f)(double w, double wmax, const void *arg),
                           const void *arg, double *out, cs_err *err)
 {
     double *Q = malloc(sizeof(double) * (size_t)(n * n) + 1), *T = malloc(sizeof(double) * (size_t)(n * n) + 1);
@@ -123,24 +123,33 @@ cs_status ft_sym_function(const double *M, int64_t n, double (*f)(double w, doub
     return st;
 }
 
-typedef struct damp_arg {
-    double damping, tol; /* tol: relative cut-off of the pseudo-inverse */
-} damp_arg;
+typedef struct power_arg {
+    double damping, power, tol; /* tol: relative cut-off of the pseudo-inverse */
+    bool absolute;
+} power_arg;
 
-static double damped_reciprocal(double w, double wmax, const void *arg)
+/* (w + damping)^power, |w| for w when absolute; at damping 0 the
+ * pseudo-inverse's power (0 for |w| at or below tol * max |w|). */
+static double damped_power(double w, double wmax, const void *arg)
 {
-    const damp_arg *a = arg;
-    if (a->damping == 0)
-        return w > a->tol * wmax ? 1.0 / w : 0.0;
-    return 1.0 / (w + a->damping);
+    const power_arg *a = arg;
+    double m = (a->absolute ? fabs(w) : w) + a->damping;
+    if (a->damping == 0 && !(m > a->tol * wmax))
+        return 0.0;
+    return a->power == -1 ? 1.0 / m : pow(m, a->power);
+}
+
+cs_status ft_sym_damped_power(const double *M, int64_t n, double damping, double power, bool absolute, double *out,
+                              cs_err *err)
+{
+    power_arg a = {damping, power, (double)n * 0x1p-52, absolute};
+    return sym_function(M, n, damped_power, &a, out, err);
 }
 
 cs_status ft_damped_inverse(const double *M, int64_t n, double damping, bool chol, double *out, cs_err *err)
 {
-    if (!chol || damping == 0) {
-        damp_arg a = {damping, (double)n * 0x1p-52};
-        return ft_sym_function(M, n, damped_reciprocal, &a, out, err);
-    }
+    if (!chol || damping == 0)
+        return ft_sym_damped_power(M, n, damping, -1, false, out, err);
     if (out != M)
         memcpy(out, M, sizeof(double) * (size_t)(n * n));
     for (int64_t i = 0; i < n; i++)

@@ -72,10 +72,13 @@ void ft_ema(double *S, const double *X, int64_t n, double decay, bool first);
 cs_status ft_damped_inverse(const double *M, int64_t n, double damping, bool chol, double *out,
                             cs_err *err) CS_MUST_CHECK;
 
-/* out = Q f(w) Q^T for M = Q diag(w) Q^T (out may be M); f gets each
- * eigenvalue, the largest |w| and arg. */
-cs_status ft_sym_function(const double *M, int64_t n, double (*f)(double w, double wmax, const void *arg),
-                          const void *arg, double *out, cs_err *err) CS_MUST_CHECK;
+/* out = Q f(w) Q^T for M = Q diag(w) Q^T (eigendecomposition; out may be
+ * M) with f(w) = (w + damping)^power, or (|w| + damping)^power when
+ * absolute (saddle-free: negative curvature by its magnitude).  With
+ * damping 0 it is the pseudo-inverse's power: eigenvalues at or below
+ * n * 2^-52 * max|w| map to 0. */
+cs_status ft_sym_damped_power(const double *M, int64_t n, double damping, double power, bool absolute, double *out,
+                              cs_err *err) CS_MUST_CHECK;
 
 /* A layer's K-FAC layout and running factors (DESIGN.md: block G (x) A over
  * [W | b], rows = output units, per group). */

@@ -321,7 +321,7 @@ static cs_status importance(cs_store *db, int64_t run, FILE *f, table *t, cs_err
             "the weights by each score.");
     static const char *const scores[] = {"obd", "obs", "taylor", "diag_ggn", "diag_fisher_emp", "diag_hessian", "grad"};
     enum { BINS = 40 };
-    static double centers[7][BINS], counts[7][BINS];
+    double centers[7][BINS], counts[7][BINS];
     svg_series s[7];
     int ns = 0;
     cs_status st = CS_OK;

@@ -1,11 +1,20 @@
 /* Dense reference computations for the curvature tests, written here
- * independently of LAPACK: Gauss-Jordan inversion and cyclic Jacobi
- * eigen-solves. */
+ * independently of LAPACK: Gauss-Jordan inversion, cyclic Jacobi
+ * eigen-solves, and the relative error the tests compare with. */
 #ifndef CS_TESTS_CURV_DENSE_REF_H
 #define CS_TESTS_CURV_DENSE_REF_H
 
 #include <math.h>
 #include <stdlib.h>
+
+/* max |a_i - b_i| / max |b_i| (the absolute error when b is zero). */
+static inline double rel_err(const double *a, const double *b, long n)
+{
+    double e = 0, s = 0;
+    for (long i = 0; i < n; i++)
+        e = fmax(e, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
+    return s > 0 ? e / s : e;
+}
 
 /* Inverse of the n x n matrix a (overwritten) into inv, with partial
  * pivoting; returns 0 when singular. */

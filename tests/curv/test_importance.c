@@ -35,16 +35,6 @@ static void obs_reference(const double *M, long W, const double *w, double rel, 
     free(inv);
 }
 
-static double rel_err(const double *a, const double *b, long n)
-{
-    double e = 0, s = 0;
-    for (long i = 0; i < n; i++) {
-        e = fmax(e, fabs(a[i] - b[i]));
-        s = fmax(s, fabs(b[i]));
-    }
-    return s > 0 ? e / s : e;
-}
-
 static void check(const char *model, int64_t max_full)
 {
     char rel[160], path[512], x[600], y[600];

@@ -49,14 +49,6 @@ static void dense_step(const double *M, long W, double lambda, const double *g, 
     free(inv);
 }
 
-static double rel_err(const double *a, const double *b, long n)
-{
-    double e = 0, s = 0;
-    for (long i = 0; i < n; i++)
-        e = fmax(e, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
-    return s > 0 ? e / s : e;
-}
-
 static void check_against_dense(void)
 {
     cs_graph *g;

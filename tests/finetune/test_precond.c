@@ -18,14 +18,6 @@
 #include "finetune/precond.h"
 #include "interp/objective.h"
 
-static double rel_err(const double *a, const double *b, long n)
-{
-    double e = 0, s = 0;
-    for (long i = 0; i < n; i++)
-        e = fmax(e, fabs(a[i] - b[i])), s = fmax(s, fabs(b[i]));
-    return s > 0 ? e / s : e;
-}
-
 /* A preconditioner with its context, for driving it by hand. */
 typedef struct harness {
     const ft_precond_def *def;
