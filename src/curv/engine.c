@@ -1073,7 +1073,8 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                 note(out, "%s %s skipped: %s", cs_curv_name((cs_curv_kind)c), cs_repr_name((cs_repr_kind)r), why);
         }
     unsigned mode = CS_AD_GRAD | ((o->curvatures >> CS_CURV_HESSIAN & 1) ? CS_AD_HVP : 0);
-    cs_status st = cs_objective_init(&e.obj, g, ds, o->norm, o->loss, o->batch, mode, err);
+    /* the engine reads each batch's plan and derivatives itself */
+    cs_status st = cs_objective_init(&e.obj, g, ds, o->norm, o->loss, o->batch, mode | CS_OBJ_WHOLE_BATCH, err);
     if (st)
         return st;
     if (g->n_layers == 0) {

@@ -254,7 +254,10 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     cs_objective obj;
     memset(&obj, 0, sizeof obj);
     if (!st)
-        st = cs_objective_init(&obj, g, &sh, o->norm, o->loss, o->batch, CS_AD_GRAD, err);
+        /* --bn-train reads the batch's BatchNormalization inputs from the
+         * batch's plan, so the batch stays whole */
+        st = cs_objective_init(&obj, g, &sh, o->norm, o->loss, o->batch,
+                               CS_AD_GRAD | (o->bn_train ? CS_OBJ_WHOLE_BATCH : 0), err);
     ft_ctx ctx = {.g = g, .o = o, .curv = o->curvature >= 0 ? (cs_curv_kind)o->curvature : def->default_curv,
                   .frozen = frozen, .fallback = fallback, .why = why};
     void *pstate = NULL;

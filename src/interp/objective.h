@@ -4,9 +4,21 @@
  *   Hessian-vector product   H v      (forward-over-reverse R-operator)
  *   GGN-vector product       G v = (1/N) sum_n J_n^T Lambda_n J_n v
  * All vectors are double, g->n_param_scalars long, in DESIGN.md's parameter
- * order.  Plans and derivative buffers are made once (one for the batch
- * size, one for the last partial batch); each product is one pass over the
- * data with no allocation. */
+ * order.  Plans and derivative buffers are made once; each product is one
+ * pass over the data with no allocation.
+ *
+ * Micro-batches and lanes.  Each batch is cut into micro-batches of
+ * `micro` samples (the model's forward values for one micro-batch take
+ * about CS_OBJ_MICRO_BYTES, so a sample's whole forward and backward stays
+ * in the core's cache), and `n_lanes` threads (--threads) run micro-batches
+ * side by side, each lane on its own plans.  The loss is a sum over samples
+ * (DESIGN.md), so this changes nothing but the rounding; to keep results
+ * identical for every thread count, the micro-batch size does not depend on
+ * the thread count, and the micro-batches' contributions are added in
+ * micro-batch order.  With CS_OBJ_WHOLE_BATCH (the curvature engine, which
+ * reads the batch's plan directly), micro = batch and there is one lane:
+ * plan[0] and ad[0] are the full batch's, plan[1] and ad[1] the last
+ * partial batch's. */
 #ifndef CS_INTERP_OBJECTIVE_H
 #define CS_INTERP_OBJECTIVE_H
 
@@ -15,6 +27,24 @@
 #include "interp/loss.h"
 #include "interp/plan.h"
 
+/* Objective flags, passed with the CS_AD_* mode. */
+enum {
+    CS_OBJ_WHOLE_BATCH = 1u << 16, /* one lane, micro = batch: plan / ad are the batch's */
+};
+
+/* Forward values per micro-batch the lanes aim at (see above). */
+#define CS_OBJ_MICRO_BYTES (2u << 20)
+
+typedef struct cs_obj_lane {
+    int n_sizes;          /* distinct micro-batch sizes: plan i runs size[i] samples */
+    int64_t size[3];
+    cs_plan plan[3];
+    cs_ad ad[3];
+    double *work;         /* 2 * classes + 2 doubles for the loss rows */
+    cs_status st;         /* this lane's failure, if any, and its message */
+    cs_err err;
+} cs_obj_lane;
+
 typedef struct cs_objective {
     const cs_graph *g;
     const cs_dataset *ds;
@@ -22,17 +52,24 @@ typedef struct cs_objective {
     cs_loss_head head;
     int64_t batch;
     int64_t classes;
-    int n_plans;          /* 1, or 2 with a partial last batch */
-    cs_plan plan[2];
-    cs_ad ad[2];
-    double *work;         /* 2 * classes doubles for the loss rows */
+    int64_t micro;        /* samples per micro-batch */
+    int n_lanes;
+    cs_obj_lane *lanes;   /* [n_lanes] */
+    int n_plans;          /* CS_OBJ_WHOLE_BATCH: 1, or 2 with a partial last batch; else 0 */
+    cs_plan *plan;        /* CS_OBJ_WHOLE_BATCH: lanes[0].plan, else NULL */
+    cs_ad *ad;
+    int max_slots;        /* micro-batches per batch */
+    double *slots;        /* n_lanes > 1: [max_slots, n_param_scalars] contributions */
+    double *slot_loss;    /* [max_slots] */
+    int64_t *slot_hits;   /* [max_slots] */
 } cs_objective;
 
-/* ad_mode: CS_AD_* passes to plan (CS_AD_HVP for everything).  Borrows g,
- * ds and norm. */
+/* mode: CS_AD_* passes to plan (CS_AD_HVP for everything), optionally with
+ * CS_OBJ_WHOLE_BATCH.  Lanes: the OpenMP thread count at init, at most one
+ * per micro-batch of a batch.  Borrows g, ds and norm. */
 cs_status cs_objective_init(cs_objective *o, const cs_graph *g, const cs_dataset *ds,
                             const cs_norm *norm, cs_loss_kind loss, int64_t batch,
-                            unsigned ad_mode, cs_err *err) CS_MUST_CHECK;
+                            unsigned mode, cs_err *err) CS_MUST_CHECK;
 void cs_objective_free(cs_objective *o);
 
 /* L and dL/dtheta (grad may be NULL for the loss alone). */

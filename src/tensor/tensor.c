@@ -191,6 +191,18 @@ void cs_convert(void *dst, cs_dtype dt_dst, const void *src, cs_dtype dt_src, in
         memcpy(dst, src, (size_t)n * cs_dtype_size(dt_src));
         return;
     }
+    /* The float <-> double pair is the hot one (parameters, tangents):
+     * a plain loop, not the element-wise switch below. */
+    if (dt_dst == CS_DT_FLOAT && dt_src == CS_DT_DOUBLE) {
+        for (int64_t i = 0; i < n; i++)
+            ((float *)dst)[i] = (float)((const double *)src)[i];
+        return;
+    }
+    if (dt_dst == CS_DT_DOUBLE && dt_src == CS_DT_FLOAT) {
+        for (int64_t i = 0; i < n; i++)
+            ((double *)dst)[i] = ((const float *)src)[i];
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         double d = 0;
         int64_t k = 0;

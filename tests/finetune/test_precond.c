@@ -627,7 +627,7 @@ static void check_training_semantics(void)
     int64_t hits;
     err.msg[0] = 0;
     if (ok(bn >= 0, "tiny_cnn64 has a BatchNormalization") &&
-        ok(cs_objective_init(&obj, g, &one, &norm, CS_LOSS_CE, 4, CS_AD_GRAD, &err) == CS_OK &&
+        ok(cs_objective_init(&obj, g, &one, &norm, CS_LOSS_CE, 4, CS_AD_GRAD | CS_OBJ_WHOLE_BATCH, &err) == CS_OK &&
                cs_objective_batch_gradient(&obj, 0, &loss, &hits, gbuf, &err) == CS_OK,
            "forward of the batch (%s)", err.msg)) {
         const cs_node *n = &g->nodes[bn];

@@ -103,7 +103,7 @@ static void check_model(const char *name, cs_loss_kind loss)
     cs_dataset ds;
     make_dataset(&ds, g, C, 42);
     cs_objective o;
-    if (!ok(cs_objective_init(&o, g, &ds, NULL, loss, BATCH, CS_AD_HVP, &err) == CS_OK,
+    if (!ok(cs_objective_init(&o, g, &ds, NULL, loss, BATCH, CS_AD_HVP | CS_OBJ_WHOLE_BATCH, &err) == CS_OK,
             "%s/%s: objective (%s)", name, lname, err.msg)) {
         cs_dataset_free(&ds);
         cs_graph_free(g);
@@ -242,7 +242,7 @@ static void check_model(const char *name, cs_loss_kind loss)
     const cs_tensor *zt = &o.plan[0].vals[o.head.logits_value];
     st = cs_dataset_fill_inputs(&ds, 0, NULL, cs_plan_input(&o.plan[0], 0), &err);
     st |= cs_plan_forward(&o.plan[0], &err);
-    cs_loss_grad_batch(&o.head, zt, &ds, 0, 1.0, cs_ad_seed(ad), o.work);
+    cs_loss_grad_batch(&o.head, zt, &ds, 0, 1.0, cs_ad_seed(ad), o.lanes[0].work);
     ad->param_grads = true;
     st |= cs_ad_backward(ad, &err);
     memset(gp, 0, sizeof(double) * (size_t)P);
@@ -255,7 +255,7 @@ static void check_model(const char *name, cs_loss_kind loss)
          * forward and backward at the unperturbed point first. */
         cs_status pst = cs_dataset_fill_inputs(&ds, 0, NULL, cs_plan_input(&o.plan[0], 0), &err);
         pst = pst ? pst : cs_plan_forward(&o.plan[0], &err);
-        cs_loss_grad_batch(&o.head, zt, &ds, 0, 1.0, cs_ad_seed(ad), o.work);
+        cs_loss_grad_batch(&o.head, zt, &ds, 0, 1.0, cs_ad_seed(ad), o.lanes[0].work);
         pst = pst ? pst : cs_ad_backward(ad, &err);
         pst = pst ? pst : cs_ad_per_sample_grads(ad, l, rows, &err);
         double sum_err = 0, row_err = 0, rs = max_abs(gp + off, W);

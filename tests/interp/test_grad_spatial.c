@@ -562,6 +562,79 @@ static void test_maxpool_tie(void)
     gc_free(&g);
 }
 
+/* The 2x2 / stride 2 routing reads the argmax off the forward's Y; the
+ * general path (taken with storage_order 1, whose Y is the same) recomputes
+ * it.  Both must pick the same tap on inputs full of ties, NaN and signed
+ * zeros, with an odd width (a column no window covers), in both
+ * precisions: Y, gX and tY are compared bit for bit (NaN with NaN). */
+static bool same_bits(const cs_tensor *a, const cs_tensor *b)
+{
+    for (int64_t i = 0; i < cs_tensor_numel(a); i++) {
+        double x = cs_tensor_get_f64(a, i), y = cs_tensor_get_f64(b, i);
+        if (!(x == y && signbit(x) == signbit(y)) && !(isnan(x) && isnan(y)))
+            return false;
+    }
+    return true;
+}
+
+static void test_maxpool_2x2_route(cs_dtype dt)
+{
+    static const int64_t k22[] = {2, 2}, s22[] = {2, 2};
+    static const double pick[] = {-1, 0, -0.0, 1, 2, NAN};
+    const char *tn = dt == CS_DT_FLOAT ? "float" : "double";
+    int64_t xd[4] = {2, 3, 6, 7};
+    cs_tensor x = mk(dt, 4, xd, -1, 1);
+    for (int64_t i = 0; i < cs_tensor_numel(&x); i++)
+        cs_tensor_set_f64(&x, i, pick[(int)rnd(0, 6) % 6]);
+    cs_tensor ys[2], gxs[2], tys[2];
+    cs_tensor gy = {0}, tx = {0};
+    bool ran = true;
+    for (int order = 0; order < 2; order++) {
+        gcase g;
+        gc_init(&g, "MaxPool", 12);
+        cs_tensor xc = like(&x);
+        memcpy(xc.data, x.data, cs_tensor_bytes(&x));
+        gc_in(&g, xc, false);
+        op_test_attr_ints(&g.t, "kernel_shape", 2, k22);
+        op_test_attr_ints(&g.t, "strides", 2, s22);
+        op_test_attr_int(&g.t, "storage_order", order);
+        op_test_outputs(&g.t, 1);
+        cs_err err = {0};
+        ran = ran && op_test_run(&g.t, &err) == CS_OK;
+        if (!gy.data && ran) {
+            gy = mk(dt, g.t.out[0]->ndim, g.t.out[0]->dims, -1, 1);
+            tx = mk(dt, 4, xd, -1, 1);
+        }
+        ys[order] = like(g.t.out[0]);
+        gxs[order] = like(g.t.in[0]);
+        tys[order] = like(g.t.out[0]);
+        memset(gxs[order].data, 0, cs_tensor_bytes(&gxs[order]));
+        if (ran) {
+            memcpy(ys[order].data, g.t.out[0]->data, cs_tensor_bytes(&ys[order]));
+            cs_tensor *gout[1] = {&gy}, *gin[1] = {&gxs[order]}, *tin[1] = {&tx},
+                      *tout[1] = {&tys[order]};
+            cs_op_ad a = {.gout = gout, .gin = gin}, b = {.tin = tin, .tout = tout};
+            ran = g.t.node.op->vjp(&g.t.call, &a, &err) == CS_OK &&
+                  g.t.node.op->jvp(&g.t.call, &b, &err) == CS_OK;
+        }
+        gc_free(&g);
+    }
+    ok(ran && same_bits(&ys[0], &ys[1]), "MaxPool 2x2 fast path (%s): Y equals the general path's",
+       tn);
+    ok(ran && same_bits(&gxs[0], &gxs[1]),
+       "MaxPool 2x2 fast path (%s): vjp routes ties, NaN and signed zeros as the general path", tn);
+    ok(ran && same_bits(&tys[0], &tys[1]),
+       "MaxPool 2x2 fast path (%s): jvp picks the same taps as the general path", tn);
+    for (int order = 0; order < 2; order++) {
+        cs_tensor_free(&ys[order]);
+        cs_tensor_free(&gxs[order]);
+        cs_tensor_free(&tys[order]);
+    }
+    cs_tensor_free(&gy);
+    cs_tensor_free(&tx);
+    cs_tensor_free(&x);
+}
+
 /* ---- BatchNormalization ---- */
 
 static void bn_case(const char *label, int ndim, const int64_t *xd, double eps, unsigned mask)
@@ -706,6 +779,8 @@ int main(void)
     test_pool();
     test_maxpool_empty_window();
     test_maxpool_tie();
+    test_maxpool_2x2_route(CS_DT_FLOAT);
+    test_maxpool_2x2_route(CS_DT_DOUBLE);
     test_batchnorm();
     test_batchnorm_mixed();
     test_layernorm();

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../tap.h"
+#include "tensor/accum.h"
 #include "tensor/tensor.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -621,6 +622,61 @@ static void test_shape_str(void)
     ok(bad == 0, "into buffers of 1..20 bytes: the longest prefix that fits, terminated, no overflow");
 }
 
+/* ----------------------------------------------------------- reductions */
+
+/* cs_sum / cs_dot against long double sums: within the stated bound (float
+ * lanes add at most 8 terms before the double sum, so 16 float ulps of the
+ * magnitude covers them), exact on integers, and independent of where the
+ * array lies. */
+static void test_accum(void)
+{
+    static const int64_t lens[] = {0, 1, 7, 15, 16, 17, 127, 128, 129, 300, 1000, 4097};
+    enum { NL = sizeof lens / sizeof lens[0], MAXN = 4097 };
+    static float xf[MAXN + 1], yf[MAXN + 1];
+    static double xd[MAXN + 1], yd[MAXN + 1];
+    uint64_t s = 12345;
+    for (int i = 0; i <= MAXN; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0 * 2 - 1; /* [-1, 1) */
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double w = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+        xf[i] = (float)(u * 1e3), yf[i] = (float)w;
+        xd[i] = u * 1e3, yd[i] = w;
+    }
+    int bad_f = 0, bad_d = 0;
+    for (int l = 0; l < NL; l++) {
+        int64_t n = lens[l];
+        long double rs = 0, rd = 0, as = 0, ad = 0, rsd = 0, rdd = 0, asd = 0, add = 0;
+        for (int64_t i = 0; i < n; i++) {
+            rs += xf[i], as += fabsl((long double)xf[i]);
+            rd += (long double)xf[i] * yf[i], ad += fabsl((long double)xf[i] * yf[i]);
+            rsd += xd[i], asd += fabsl((long double)xd[i]);
+            rdd += (long double)xd[i] * yd[i], add += fabsl((long double)xd[i] * yd[i]);
+        }
+        bad_f += fabsl(cs_sum_f32(xf, n) - rs) > 16 * FLT_EPSILON * as;
+        bad_f += fabsl(cs_dot_f32(xf, yf, n) - rd) > 16 * FLT_EPSILON * ad;
+        bad_d += fabsl(cs_sum_f64(xd, n) - rsd) > 16 * DBL_EPSILON * asd;
+        bad_d += fabsl(cs_dot_f64(xd, yd, n) - rdd) > 16 * DBL_EPSILON * add;
+    }
+    ok(bad_f == 0, "cs_sum_f32 and cs_dot_f32 agree with long double within 16 float ulps of the "
+                   "magnitude (%d of %d off)", bad_f, 2 * NL);
+    ok(bad_d == 0, "cs_sum_f64 and cs_dot_f64 agree with long double within 16 double ulps (%d of "
+                   "%d off)", bad_d, 2 * NL);
+
+    static float ints[1000];
+    for (int i = 0; i < 1000; i++)
+        ints[i] = (float)(i + 1);
+    ok(cs_sum_f32(ints, 1000) == 500500.0 && cs_dot_f32(ints, ints, 100) == 338350.0,
+       "integer sums are exact (%.1f, %.1f)", cs_sum_f32(ints, 1000), cs_dot_f32(ints, ints, 100));
+
+    /* the same values one element further on: the same bits */
+    static float shifted[MAXN + 1];
+    memcpy(shifted + 1, xf, sizeof(float) * 1000);
+    ok(cs_sum_f32(shifted + 1, 1000) == cs_sum_f32(xf, 1000) &&
+           cs_dot_f32(shifted + 1, yf, 1000) == cs_dot_f32(xf, yf, 1000),
+       "results do not depend on the array's alignment");
+}
+
 int main(void)
 {
     test_dtypes();
@@ -631,5 +687,6 @@ int main(void)
     test_half();
     test_copy_free();
     test_shape_str();
+    test_accum();
     return tap_done();
 }

@@ -33,6 +33,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "tensor/accum.h"
 #include "tensor/blas.h"
 
 /* Columns per GEMM that the chunking aims for (see above); -D overrides it
@@ -539,11 +540,8 @@ DEFINE_CONV_APPLY(double, f64, cblas_dgemm)
         if (gb)                                                                                  \
             for (int64_t m = 0; m < m_all; m++) {                                                \
                 double s = 0;                                                                    \
-                for (int64_t n = 0; n < p->batch; n++) {                                         \
-                    const T *gyr = gy + (n * m_all + m) * n_pos;                                 \
-                    for (int64_t t = 0; t < n_pos; t++)                                          \
-                        s += gyr[t];                                                             \
-                }                                                                                \
+                for (int64_t n = 0; n < p->batch; n++)                                           \
+                    s += cs_sum_##SUF(gy + (n * m_all + m) * n_pos, n_pos);                      \
                 gb[m] += (T)s;                                                                   \
             }                                                                                    \
         if (!gx && !gw)                                                                          \

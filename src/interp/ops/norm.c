@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "interp/op.h"
+#include "tensor/accum.h"
 
 /* ---- BatchNormalization ---- */
 
@@ -183,14 +184,12 @@ static void bn_add(cs_tensor *t, int64_t ch, double v)
         for (int64_t i = 0; i < n; i++) {                                                       \
             int64_t off = (i * n_chan + ch) * s;                                                \
             const T *gp = g + off, *xp = x + off;                                               \
-            if (sums)                                                                           \
-                for (int64_t j = 0; j < s; j++) {                                               \
-                    sg += gp[j];                                                                \
-                    sgx += (double)gp[j] * xp[j];                                               \
-                }                                                                               \
+            if (sums) {                                                                         \
+                sg += cs_sum_##SUF(gp, s);                                                      \
+                sgx += cs_dot_##SUF(gp, xp, s);                                                 \
+            }                                                                                   \
             if (sums && tx)                                                                     \
-                for (int64_t j = 0; j < s; j++)                                                 \
-                    sgt += (double)gp[j] * tx[off + j];                                         \
+                sgt += cs_dot_##SUF(gp, tx + off, s);                                           \
             if (gx)                                                                             \
                 for (int64_t j = 0; j < s; j++)                                                 \
                     gx[off + j] += (T)(k * gp[j]);                                              \

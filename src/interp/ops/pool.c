@@ -163,6 +163,116 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* The usual 2-D pooling window: 2x2, stride 2, every window inside the
+ * input (no padding, no dilation).  Windows then tile the input without
+ * overlap, which the fast paths below rely on. */
+static bool maxpool_is_2x2(const cs_conv_geom *g)
+{
+    bool inside = true;
+    for (int d = 0; d < 3; d++)
+        inside = inside && g->pad_begin[d] == 0 && g->dilation[d] == 1 &&
+                 (g->out[d] - 1) * g->stride[d] + g->kernel[d] <= g->in[d];
+    return inside && g->kernel[0] == 1 && g->out[0] == 1 && g->kernel[1] == 2 &&
+           g->kernel[2] == 2 && g->stride[1] == 2 && g->stride[2] == 2;
+}
+
+/* Tap v replaces the running best: strictly greater (the first maximum
+ * wins), or NaN over a number (NaN propagates and stays).  Written as
+ * "best is a number and v is not <= best" so that the fast loops below
+ * vectorize (compares and masks, no branches). */
+#define MAXPOOL_WINS(v, best) ((best) == (best) && !((v) <= (best)))
+/* Tap v equals the window's maximum m, NaN matching NaN. */
+#define MAXPOOL_IS(v, m) (((v) == (m)) | (((v) != (v)) & ((m) != (m))))
+
+/* One output row of 2x2 pooling from input rows x0, x1 (y only), and its
+ * routings: row loops with restrict arguments, so that they vectorize. */
+#define DEFINE_MAXPOOL_2X2_ROW(T, SUF)                                                          \
+    static void maxpool_2x2_row_##SUF(int64_t o2n, const T *restrict x0,                       \
+                                      const T *restrict x1, T *restrict y)                      \
+    {                                                                                           \
+        for (int64_t o2 = 0; o2 < o2n; o2++) {                                                  \
+            T a = x0[2 * o2], b = x0[2 * o2 + 1], c = x1[2 * o2], d = x1[2 * o2 + 1];           \
+            T best = MAXPOOL_WINS(b, a) ? b : a;                                                \
+            best = MAXPOOL_WINS(c, best) ? c : best;                                            \
+            y[o2] = MAXPOOL_WINS(d, best) ? d : best;                                           \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* g0, g1 += J^T gy: the gradient passes down the taps until one is the \
+     * window's maximum m. */                                               \
+    static void maxpool_2x2_row_vjp_##SUF(int64_t o2n, const T *restrict x0,                   \
+                                          const T *restrict x1, const T *restrict y,            \
+                                          const T *restrict gy, T *restrict g0,                 \
+                                          T *restrict g1)                                       \
+    {                                                                                           \
+        for (int64_t o2 = 0; o2 < o2n; o2++) {                                                  \
+            /* all loads, then all stores: the vectorizer wants this shape */                   \
+            const T m = y[o2], a = x0[2 * o2], b = x0[2 * o2 + 1], c = x1[2 * o2];              \
+            int ea = MAXPOOL_IS(a, m), eb = MAXPOOL_IS(b, m), ec = MAXPOOL_IS(c, m);            \
+            T v = gy[o2];                                                                       \
+            const T va = ea ? v : (T)0;                                                         \
+            v = ea ? (T)0 : v;                                                                  \
+            const T vb = eb ? v : (T)0;                                                         \
+            v = eb ? (T)0 : v;                                                                  \
+            const T vc = ec ? v : (T)0;                                                         \
+            v = ec ? (T)0 : v;                                                                  \
+            g0[2 * o2] += va;                                                                   \
+            g0[2 * o2 + 1] += vb;                                                               \
+            g1[2 * o2] += vc;                                                                   \
+            g1[2 * o2 + 1] += v;                                                                \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* ty = J (t0, t1): the tangent of the first tap equal to m. */                             \
+    static void maxpool_2x2_row_jvp_##SUF(int64_t o2n, const T *restrict x0,                   \
+                                          const T *restrict x1, const T *restrict y,            \
+                                          const T *restrict t0, const T *restrict t1,           \
+                                          T *restrict ty)                                       \
+    {                                                                                           \
+        for (int64_t o2 = 0; o2 < o2n; o2++) {                                                  \
+            const T m = y[o2], a = x0[2 * o2], b = x0[2 * o2 + 1], c = x1[2 * o2];              \
+            int ea = MAXPOOL_IS(a, m), eb = MAXPOOL_IS(b, m), ec = MAXPOOL_IS(c, m);            \
+            const T ta = t0[2 * o2], tb = t0[2 * o2 + 1], tc = t1[2 * o2], td = t1[2 * o2 + 1];  \
+            ty[o2] = ea ? ta : eb ? tb : ec ? tc : td;                                          \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    /* 2x2 pooling of planes without Indices. */                                                \
+    static void maxpool_2x2_##SUF(const cs_conv_geom *g, int64_t planes, const T *x, T *y)     \
+    {                                                                                           \
+        const int64_t i2n = g->in[2], o1n = g->out[1], o2n = g->out[2];                         \
+        for (int64_t pl = 0; pl < planes; pl++)                                                 \
+            for (int64_t o1 = 0; o1 < o1n; o1++) {                                              \
+                const T *x0 = x + pl * g->in_size + 2 * o1 * i2n;                               \
+                maxpool_2x2_row_##SUF(o2n, x0, x0 + i2n, y + pl * g->out_size + o1 * o2n);      \
+            }                                                                                   \
+    }                                                                                           \
+                                                                                                \
+    /* The routing of 2x2 pooling, read off the forward's own Y rather than \
+     * recomputed: the forward chose the first tap equal to the window's   \
+     * maximum (a later equal tap never replaces it; an earlier one would   \
+     * have been chosen).  gx += J^T gy (gy, gx given) or ty = J tx (tx, ty \
+     * given); windows do not overlap, so each input gets at most one term. */ \
+    static void maxpool_2x2_route_##SUF(const cs_conv_geom *g, int64_t planes, const T *x,     \
+                                        const T *y, const T *gy, T *gx, const T *tx, T *ty)     \
+    {                                                                                           \
+        const int64_t i2n = g->in[2], o1n = g->out[1], o2n = g->out[2];                         \
+        for (int64_t pl = 0; pl < planes; pl++)                                                 \
+            for (int64_t o1 = 0; o1 < o1n; o1++) {                                              \
+                const int64_t r = pl * g->in_size + 2 * o1 * i2n;                               \
+                const int64_t q = pl * g->out_size + o1 * o2n;                                  \
+                if (gx)                                                                         \
+                    maxpool_2x2_row_vjp_##SUF(o2n, x + r, x + r + i2n, y + q, gy + q, gx + r,   \
+                                              gx + r + i2n);                                    \
+                else                                                                            \
+                    maxpool_2x2_row_jvp_##SUF(o2n, x + r, x + r + i2n, y + q, tx + r,           \
+                                              tx + r + i2n, ty + q);                            \
+            }                                                                                   \
+    }
+
+DEFINE_MAXPOOL_2X2_ROW(float, f32)
+DEFINE_MAXPOOL_2X2_ROW(double, f64)
+
 /* x [planes, in], y [planes, out] or NULL, idx [planes, out] or NULL;
  * planes = N*C, so plane pl starts at flat input index pl * in_size.  With
  * one plane and row-major order, idx is the argmax's offset inside the
@@ -172,43 +282,12 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
                               const T *x, T *y, int64_t *idx)                                   \
     {                                                                                           \
         const int64_t i1n = g->in[1], i2n = g->in[2];                                           \
-        /* Windows entirely inside the input (no padding, no dilation: the \
-         * usual 2x2 / stride 2 pooling) need no per-window clipping. */   \
+        /* Windows entirely inside the input (no padding, no dilation) need \
+         * no per-window clipping. */                                       \
         bool inside = true;                                                                     \
         for (int d = 0; d < 3; d++)                                                             \
             inside = inside && g->pad_begin[d] == 0 && g->dilation[d] == 1 &&                   \
                      (g->out[d] - 1) * g->stride[d] + g->kernel[d] <= g->in[d];                 \
-        if (inside && !col_major && g->kernel[0] == 1 && g->out[0] == 1 && g->kernel[1] == 2 && \
-            g->kernel[2] == 2 && g->stride[1] == 2 && g->stride[2] == 2) {                      \
-            /* The 2x2 / stride 2 window of 2-D pooling, unrolled: the same \
-             * first-maximum and NaN rules as the general loops below. */  \
-            for (int64_t pl = 0; pl < planes; pl++) {                                           \
-                const T *xp = x + pl * g->in_size;                                              \
-                int64_t q = pl * g->out_size;                                                   \
-                for (int64_t o1 = 0; o1 < g->out[1]; o1++) {                                    \
-                    const int64_t r0 = 2 * o1 * i2n, r1 = r0 + i2n;                             \
-                    for (int64_t o2 = 0; o2 < g->out[2]; o2++, q++) {                           \
-                        /* branch-free selects: the data decide, not the predictor */ \
-                        const int64_t c0 = r0 + 2 * o2, c2 = r1 + 2 * o2;                      \
-                        const T a = xp[c0], b = xp[c0 + 1], cc = xp[c2], d = xp[c2 + 1];        \
-                        bool t = (b > a) | ((b != b) & (a == a));                               \
-                        T best = t ? b : a;                                                     \
-                        int64_t bo = t ? c0 + 1 : c0;                                           \
-                        t = (cc > best) | ((cc != cc) & (best == best));                        \
-                        best = t ? cc : best;                                                   \
-                        bo = t ? c2 : bo;                                                       \
-                        t = (d > best) | ((d != d) & (best == best));                           \
-                        best = t ? d : best;                                                    \
-                        bo = t ? c2 + 1 : bo;                                                   \
-                        if (y)                                                                  \
-                            y[q] = best;                                                        \
-                        if (idx)                                                                \
-                            idx[q] = pl * g->in_size + bo;                                      \
-                    }                                                                           \
-                }                                                                               \
-            }                                                                                   \
-            return;                                                                             \
-        }                                                                                       \
         if (inside && !col_major) {                                                             \
             const int64_t k0 = g->kernel[0], k1 = g->kernel[1], k2 = g->kernel[2];              \
             for (int64_t pl = 0; pl < planes; pl++) {                                           \
@@ -227,7 +306,7 @@ static cs_status maxpool_infer(cs_op_call *c, cs_err *err)
                                     for (int64_t e = 0; e < k2; e++) {                          \
                                         T v = xp[row + e];                                      \
                                         /* strict >: first maximum wins; NaN wins */            \
-                                        if (v > best || (v != v && best == best)) {             \
+                                        if (MAXPOOL_WINS(v, best)) {                            \
                                             best = v;                                           \
                                             bo = row + e;                                       \
                                         }                                                       \
@@ -308,15 +387,27 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
     int64_t planes = x->dims[0] * x->dims[1];
     int64_t *idx = c->n_out > 1 && c->out[1] ? c->out[1]->data : NULL;
     void *y = c->out[0]->data;
-    if (x->dtype == CS_DT_FLOAT && !idx) {
+    if ((x->dtype == CS_DT_FLOAT || x->dtype == CS_DT_DOUBLE) && !idx) {
         /* Planes are independent: split them over threads (Indices hold
          * flat offsets across planes, so that case stays on one). */
+        bool fast = maxpool_is_2x2(&g);
+        bool f32 = x->dtype == CS_DT_FLOAT;
 #pragma omp parallel if (cs_tensor_numel(x) >= CS_OMP_MIN_ELEMS)
         {
             int64_t lo, hi;
             cs_omp_slice(planes, &lo, &hi);
-            maxpool_f32(&g, hi - lo, col_major, (const float *)x->data + lo * g.in_size,
-                        (float *)y + lo * g.out_size, NULL);
+            if (fast && f32)
+                maxpool_2x2_f32(&g, hi - lo, (const float *)x->data + lo * g.in_size,
+                                (float *)y + lo * g.out_size);
+            else if (fast)
+                maxpool_2x2_f64(&g, hi - lo, (const double *)x->data + lo * g.in_size,
+                                (double *)y + lo * g.out_size);
+            else if (f32)
+                maxpool_f32(&g, hi - lo, col_major, (const float *)x->data + lo * g.in_size,
+                            (float *)y + lo * g.out_size, NULL);
+            else
+                maxpool_f64(&g, hi - lo, col_major, (const double *)x->data + lo * g.in_size,
+                            (double *)y + lo * g.out_size, NULL);
         }
         return CS_OK;
     }
@@ -340,7 +431,8 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
  * the op is CS_OP_LINEAR (piecewise linear) with no R-op term. */
 #define DEFINE_MAXPOOL_AD(T, SUF)                                                               \
     static void maxpool_route_##SUF(const cs_conv_geom *g, int64_t planes, const T *x,         \
-                                    int64_t *arg_all, const T *gy, T *gx, const T *tx, T *ty)   \
+                                    const T *y, int64_t *arg_all, const T *gy, T *gx,           \
+                                    const T *tx, T *ty)                                         \
     {                                                                                           \
         /* planes are independent: split over threads, each with its own \
          * argmax buffer */                                                \
@@ -349,7 +441,13 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
         int64_t lo, hi;                                                                         \
         cs_omp_slice(planes, &lo, &hi);                                                         \
         int64_t *arg = arg_all + (int64_t)cs_omp_thread() * g->out_size;                        \
-        for (int64_t pl = lo; pl < hi; pl++) {                                                  \
+        if (y) /* 2x2 windows: the forward's Y tells the argmax */                              \
+            maxpool_2x2_route_##SUF(g, hi - lo, x + lo * g->in_size, y + lo * g->out_size,       \
+                                    gx ? gy + lo * g->out_size : NULL,                          \
+                                    gx ? gx + lo * g->in_size : NULL,                           \
+                                    gx ? NULL : tx + lo * g->in_size,                           \
+                                    gx ? NULL : ty + lo * g->out_size);                         \
+        for (int64_t pl = lo; pl < hi && !y; pl++) {                                            \
             maxpool_##SUF(g, 1, false, x + pl * g->in_size, NULL, arg);                         \
             if (gx) {                                                                           \
                 const T *gyp = gy + pl * g->out_size;                                           \
@@ -370,6 +468,14 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
 DEFINE_MAXPOOL_AD(float, f32)
 DEFINE_MAXPOOL_AD(double, f64)
 
+/* The forward's Y when the 2x2 routing can read the argmax off it, else
+ * NULL (the rules then recompute it). */
+static const void *maxpool_route_y(const cs_op_call *c, const cs_conv_geom *g)
+{
+    bool col_major = cs_node_attr_int(c->node, "storage_order", 0) == 1;
+    return !col_major && maxpool_is_2x2(g) && c->out[0] ? c->out[0]->data : NULL;
+}
+
 static cs_status maxpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
     cs_conv_geom g;
@@ -379,11 +485,11 @@ static cs_status maxpool_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
     const cs_tensor *x = c->in[0];
     int64_t planes = x->dims[0] * x->dims[1];
     if (x->dtype == CS_DT_FLOAT)
-        maxpool_route_f32(&g, planes, x->data, c->scratch, a->gout[0]->data, a->gin[0]->data,
-                          NULL, NULL);
+        maxpool_route_f32(&g, planes, x->data, maxpool_route_y(c, &g), c->scratch,
+                          a->gout[0]->data, a->gin[0]->data, NULL, NULL);
     else
-        maxpool_route_f64(&g, planes, x->data, c->scratch, a->gout[0]->data, a->gin[0]->data,
-                          NULL, NULL);
+        maxpool_route_f64(&g, planes, x->data, maxpool_route_y(c, &g), c->scratch,
+                          a->gout[0]->data, a->gin[0]->data, NULL, NULL);
     return CS_OK;
 }
 
@@ -399,11 +505,11 @@ static cs_status maxpool_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
     const cs_tensor *x = c->in[0];
     int64_t planes = x->dims[0] * x->dims[1];
     if (x->dtype == CS_DT_FLOAT)
-        maxpool_route_f32(&g, planes, x->data, c->scratch, NULL, NULL, a->tin[0]->data,
-                          a->tout[0]->data);
+        maxpool_route_f32(&g, planes, x->data, maxpool_route_y(c, &g), c->scratch, NULL, NULL,
+                          a->tin[0]->data, a->tout[0]->data);
     else
-        maxpool_route_f64(&g, planes, x->data, c->scratch, NULL, NULL, a->tin[0]->data,
-                          a->tout[0]->data);
+        maxpool_route_f64(&g, planes, x->data, maxpool_route_y(c, &g), c->scratch, NULL, NULL,
+                          a->tin[0]->data, a->tout[0]->data);
     return CS_OK;
 }
 
