@@ -1074,7 +1074,12 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
         }
     unsigned mode = CS_AD_GRAD | ((o->curvatures >> CS_CURV_HESSIAN & 1) ? CS_AD_HVP : 0);
     /* the engine reads each batch's plan and derivatives itself */
-    cs_status st = cs_objective_init(&e.obj, g, ds, o->norm, o->loss, o->batch, mode | CS_OBJ_WHOLE_BATCH, err);
+    /* Every statistic is a sum over samples, so the engine runs the
+     * objective's micro-batches (objective.h): its captures stay in cache
+     * and take a fraction of the memory; results change only by rounding
+     * and by the order in which fisher_mc draws its labels. */
+    int64_t batch = cs_objective_micro_batch(g, o->batch);
+    cs_status st = cs_objective_init(&e.obj, g, ds, o->norm, o->loss, batch, mode | CS_OBJ_WHOLE_BATCH, err);
     if (st)
         return st;
     if (g->n_layers == 0) {

@@ -123,10 +123,15 @@ cs_status cs_norm_parse_std(cs_norm *norm, const char *text, cs_err *err)
 
 /* ---- reading specs ---- */
 
-cs_status cs_data_read_spec(const char *spec, const char *role, cs_tensor *out, cs_err *err)
+/* cs_data_read_spec keeping the first max_rows rows (0: all) where the
+ * format allows reading fewer (idx); *file_rows gets the file's count. */
+static cs_status read_spec_rows(const char *spec, const char *role, int64_t max_rows,
+                                cs_tensor *out, int64_t *file_rows, cs_err *err)
 {
     static const char kinds[] = "idx, npy, csv, pb";
     memset(out, 0, sizeof *out);
+    if (file_rows)
+        *file_rows = -1;
     const char *colon = strchr(spec, ':');
     if (!colon || colon == spec)
         return cs_fail(err, CS_ERR_USAGE, "--%s '%s': expected KIND:PATH with KIND one of %s", role,
@@ -138,7 +143,7 @@ cs_status cs_data_read_spec(const char *spec, const char *role, cs_tensor *out, 
                        (int)kind_len, spec);
 #define KIND_IS(k) (kind_len == sizeof(k) - 1 && memcmp(spec, k, kind_len) == 0)
     if (KIND_IS("idx"))
-        return cs_read_idx(path, out, err);
+        return cs_read_idx_rows(path, max_rows, out, file_rows, err);
     if (KIND_IS("npy"))
         return cs_read_npy(path, out, err);
     if (KIND_IS("pb"))
@@ -171,6 +176,11 @@ cs_status cs_data_read_spec(const char *spec, const char *role, cs_tensor *out, 
 #undef KIND_IS
     return cs_fail(err, CS_ERR_USAGE, "--%s '%s': unknown kind '%.*s' (expected one of %s)", role,
                    spec, (int)kind_len, spec, kinds);
+}
+
+cs_status cs_data_read_spec(const char *spec, const char *role, cs_tensor *out, cs_err *err)
+{
+    return read_spec_rows(spec, role, 0, out, NULL, err);
 }
 
 /* ---- loading ---- */
@@ -221,7 +231,10 @@ cs_status cs_dataset_load(cs_dataset *ds, const char *data_spec, const char *lab
         return cs_fail(err, CS_ERR_USAGE, "--samples %lld: must be 0 (all) or positive",
                        (long long)max_samples);
     snprintf(ds->source, sizeof ds->source, "%s", data_spec);
-    cs_status st = cs_data_read_spec(data_spec, "data", &ds->x, err);
+    /* Formats that can stop early (idx) keep only the samples asked for;
+     * the counts below are the files' own. */
+    int64_t x_rows, y_rows;
+    cs_status st = read_spec_rows(data_spec, "data", max_samples, &ds->x, &x_rows, err);
     if (st)
         return st;
     if (ds->x.ndim == 0) {
@@ -234,20 +247,22 @@ cs_status cs_dataset_load(cs_dataset *ds, const char *data_spec, const char *lab
         st = cs_fail(err, CS_ERR_FORMAT, "--data %s: holds no samples", spec_path(data_spec));
         goto fail;
     }
-    int64_t n = ds->x.dims[0];
+    int64_t n = x_rows >= 0 ? x_rows : ds->x.dims[0];
 
     if (labels_spec) {
-        if ((st = cs_data_read_spec(labels_spec, "labels", &ds->y, err)))
+        if ((st = read_spec_rows(labels_spec, "labels", max_samples, &ds->y, &y_rows, err)))
             goto fail;
         if (ds->y.ndim == 0) { /* one label for a one-sample set */
             ds->y.ndim = 1;
             ds->y.dims[0] = 1;
         }
-        if (ds->y.dims[0] != n) {
+        if (y_rows < 0)
+            y_rows = ds->y.dims[0];
+        if (y_rows != n) {
             st = cs_fail(err, CS_ERR_FORMAT,
                          "sample count mismatch: --data %s has %lld samples, --labels %s has %lld",
                          spec_path(data_spec), (long long)n, spec_path(labels_spec),
-                         (long long)ds->y.dims[0]);
+                         (long long)y_rows);
             goto fail;
         }
         ds->has_labels = true;

@@ -109,6 +109,12 @@ static cs_status gz_failure(gzFile gz, int zerr, const char *path, size_t offset
 
 cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err)
 {
+    return cs_read_idx_rows(path, 0, out, NULL, err);
+}
+
+cs_status cs_read_idx_rows(const char *path, int64_t max_rows, cs_tensor *out, int64_t *file_rows,
+                           cs_err *err)
+{
     memset(out, 0, sizeof *out);
     errno = 0;
     gzFile gz = gzopen(path, "rb");
@@ -164,8 +170,15 @@ cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err)
 
     cs_tensor_set_shape(out, dt, ndim, dims);
     size_t es = cs_dtype_size(dt);
-    size_t want = cs_tensor_bytes(out);
-    size_t cap = want < IDX_FIRST_CHUNK ? want : IDX_FIRST_CHUNK;
+    size_t want = cs_tensor_bytes(out); /* the whole data part */
+    if (file_rows)
+        *file_rows = ndim > 0 ? dims[0] : 1;
+    /* Only the first max_rows rows are kept; the rest is still
+     * decompressed (into a small buffer) for the checks below. */
+    if (max_rows > 0 && ndim > 0 && max_rows < dims[0])
+        out->dims[0] = max_rows;
+    size_t keep = cs_tensor_bytes(out);
+    size_t cap = keep < IDX_FIRST_CHUNK ? keep : IDX_FIRST_CHUNK;
     data = malloc(cap ? cap : 1);
     if (!data) {
         st = cs_fail(err, CS_ERR_NOMEM, "%s: out of memory for %zu bytes", path, cap);
@@ -175,9 +188,9 @@ cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err)
     for (;;) {
         size_t n = gz_read_some(gz, data + have, cap - have, &zerr);
         have += n;
-        if (have < cap || have == want)
+        if (have < cap || have == keep)
             break;
-        size_t next = cap > want / 2 ? want : cap * 2;
+        size_t next = cap > keep / 2 ? keep : cap * 2;
         unsigned char *grown = realloc(data, next);
         if (!grown) {
             st = cs_fail(err, CS_ERR_NOMEM, "%s: out of memory for %zu bytes", path, next);
@@ -185,6 +198,14 @@ cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err)
         }
         data = grown;
         cap = next;
+    }
+    /* rows past max_rows: read, not kept (unless the kept part is short) */
+    for (bool more = have == keep; more && have < want;) {
+        unsigned char skip[1 << 16];
+        size_t part = want - have < sizeof skip ? want - have : sizeof skip;
+        size_t n = gz_read_some(gz, skip, part, &zerr);
+        have += n;
+        more = n == part;
     }
     if ((st = gz_failure(gz, zerr, path, head_len + have, err)))
         goto done;
@@ -212,7 +233,7 @@ cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err)
                     "%s: gzip stream is cut off after all %zu data bytes (no trailer)", path, want);
         goto done;
     }
-    idx_to_host(data, want / (es ? es : 1), es);
+    idx_to_host(data, keep / (es ? es : 1), es);
     out->data = data;
     out->owns_data = true;
     data = NULL;

@@ -11,6 +11,10 @@
 #define CS_DATA_MAX_NUMEL ((int64_t)1 << 34)
 
 cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
+/* The first max_rows rows only (0: all; the rest of the file is still read
+ * and checked, not kept); *file_rows (may be NULL) gets the file's count. */
+cs_status cs_read_idx_rows(const char *path, int64_t max_rows, cs_tensor *out, int64_t *file_rows,
+                           cs_err *err) CS_MUST_CHECK;
 cs_status cs_read_npy(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
 /* label_col: column index or header name, NULL for none; as_labels selects
  * that column only, else every column except it. */

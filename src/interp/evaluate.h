@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "graph/graph.h"
 #include "interp/loss.h"
+#include "interp/plan.h" /* cs_plan_prepare_batch */
 
 typedef struct cs_eval_opts {
     cs_loss_kind loss;
@@ -33,10 +34,5 @@ typedef struct cs_eval_result {
  * the batch. */
 cs_status cs_evaluate(const cs_graph *g, const cs_dataset *ds, const cs_eval_opts *opts,
                       cs_eval_result *out, cs_err *err) CS_MUST_CHECK;
-
-/* Prepare a plan whose only input has batch size `batch`. */
-struct cs_plan;
-cs_status cs_plan_prepare_batch(struct cs_plan *p, const cs_graph *g, int64_t batch,
-                                cs_err *err) CS_MUST_CHECK;
 
 #endif

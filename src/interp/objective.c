@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "base/parallel.h"
-#include "interp/evaluate.h"
 
 /* Slots hold one micro-batch's contribution each so that lanes can run in
  * any order and the sum still goes in micro-batch order; above this size
@@ -40,6 +39,17 @@ static int64_t micro_batch_size(int64_t batch, size_t bytes_per_sample)
     if (m > half)
         m = half;
     return m < 1 ? 1 : m;
+}
+
+int64_t cs_objective_micro_batch(const cs_graph *g, int64_t batch)
+{
+    size_t per_sample;
+    cs_err probe;
+    /* A graph that cannot run one sample (a batch dimension fixed
+     * somewhere inside) keeps whole batches. */
+    if (batch <= 1 || forward_bytes_per_sample(g, &per_sample, &probe) != CS_OK)
+        return batch;
+    return micro_batch_size(batch, per_sample);
 }
 
 /* The lane's plan index for micro-batches of `rows` samples. */
@@ -118,15 +128,7 @@ cs_status cs_objective_init(cs_objective *o, const cs_graph *g, const cs_dataset
         return st;
     unsigned ad_mode = mode & ~(unsigned)CS_OBJ_WHOLE_BATCH;
     o->batch = batch < ds->n ? batch : ds->n;
-    o->micro = o->batch;
-    if (!(mode & CS_OBJ_WHOLE_BATCH)) {
-        size_t per_sample;
-        cs_err probe;
-        /* A graph that cannot run one sample (a batch dimension fixed
-         * somewhere inside) keeps whole batches. */
-        if (forward_bytes_per_sample(g, &per_sample, &probe) == CS_OK)
-            o->micro = micro_batch_size(o->batch, per_sample);
-    }
+    o->micro = mode & CS_OBJ_WHOLE_BATCH ? o->batch : cs_objective_micro_batch(g, o->batch);
     o->max_slots = (int)((o->batch + o->micro - 1) / o->micro);
     int threads = cs_omp_max_threads();
     o->n_lanes = threads < o->max_slots ? threads : o->max_slots;
@@ -357,6 +359,16 @@ cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_
     if (!st && loss)
         *loss = sum * inv_n;
     return st;
+}
+
+cs_status cs_objective_loss(cs_objective *o, int64_t start, int64_t end, double *loss_sum,
+                            int64_t *hits, cs_err *err)
+{
+    if (start < 0 || end > o->ds->n || start > end)
+        return cs_fail(err, CS_ERR_RUNTIME, "samples %lld..%lld are outside the %lld loaded",
+                       (long long)start, (long long)end, (long long)o->ds->n);
+    obj_task t = {.kind = OBJ_LOSS, .layer = -1};
+    return run_range(o, start, end, &t, NULL, loss_sum, hits, err);
 }
 
 cs_status cs_objective_hvp(cs_objective *o, const double *v, int layer, double *hv, cs_err *err)

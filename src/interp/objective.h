@@ -72,6 +72,10 @@ cs_status cs_objective_init(cs_objective *o, const cs_graph *g, const cs_dataset
                             unsigned mode, cs_err *err) CS_MUST_CHECK;
 void cs_objective_free(cs_objective *o);
 
+/* The micro-batch size for batches of `batch` samples of graph g (batch
+ * itself where g cannot run smaller batches). */
+int64_t cs_objective_micro_batch(const cs_graph *g, int64_t batch);
+
 /* L and dL/dtheta (grad may be NULL for the loss alone). */
 cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_err *err)
     CS_MUST_CHECK;
@@ -81,6 +85,11 @@ cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_
  * (1/B) sum over the batch, the training step's gradient. */
 cs_status cs_objective_batch_gradient(cs_objective *o, int64_t start, double *loss, int64_t *hits,
                                       double *grad, cs_err *err) CS_MUST_CHECK;
+
+/* Sum of the losses of samples [start, end) and their correct predictions
+ * (forward passes only; any mode, 0 included). */
+cs_status cs_objective_loss(cs_objective *o, int64_t start, int64_t end, double *loss_sum,
+                            int64_t *hits, cs_err *err) CS_MUST_CHECK;
 
 /* hv = H v.  layer >= 0 says v is zero outside that layer's block (only
  * nodes downstream of it carry tangents); hv is still the full product. */

@@ -259,3 +259,20 @@ void cs_plan_free(cs_plan *p)
     cs_arena_free(&p->arena);
     memset(p, 0, sizeof *p);
 }
+
+cs_status cs_plan_prepare_batch(cs_plan *p, const cs_graph *g, int64_t batch, cs_err *err)
+{
+    if (g->n_inputs != 1)
+        return cs_fail(err, CS_ERR_UNSUPPORTED,
+                       "the model has %d inputs; curvscope feeds datasets to models with exactly one",
+                       g->n_inputs);
+    cs_tensor shape;
+    cs_status st = cs_graph_input_shape(g, 0, batch, &shape, err);
+    if (st)
+        return st;
+    if (shape.ndim == 0 || shape.dims[0] != batch)
+        return cs_fail(err, CS_ERR_UNSUPPORTED,
+                       "input '%s' has no batch dimension: its first dimension is not symbolic",
+                       g->values[g->inputs[0]].name);
+    return cs_plan_prepare(p, g, &shape, err);
+}

@@ -47,6 +47,12 @@ cs_status cs_graph_input_shape(const cs_graph *g, int i, int64_t batch, cs_tenso
 cs_status cs_plan_prepare(cs_plan *p, const cs_graph *g, const cs_tensor *inputs,
                           cs_err *err) CS_MUST_CHECK;
 
+/* Prepare for a graph whose only input gets `batch` samples (its first
+ * symbolic dimension); an input with no symbolic batch dimension is
+ * unsupported. */
+cs_status cs_plan_prepare_batch(cs_plan *p, const cs_graph *g, int64_t batch, cs_err *err)
+    CS_MUST_CHECK;
+
 /* Buffer of graph input i: write the batch here before cs_plan_forward. */
 cs_tensor *cs_plan_input(cs_plan *p, int i);
 /* Value of graph output k after cs_plan_forward. */

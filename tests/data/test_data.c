@@ -287,6 +287,24 @@ static void test_idx(void)
         ok(st == CS_OK && memcmp(t.data, noisy, sizeof noisy) == 0,
            "idx gzip of 3000 noisy bytes reads back whole");
         cs_tensor_free(&t);
+
+        /* the first rows only: the rest is read and checked, not kept */
+        int64_t rows = 0;
+        st = cs_read_idx_rows(tpath("full.idx.gz"), 1, &t, &rows, &err);
+        ok(st == CS_OK && t.ndim == 3 && t.dims[0] == 1 && t.dims[1] == 1000 && rows == 3 &&
+               memcmp(t.data, noisy, 1000) == 0,
+           "idx rows: 1 of 3 rows kept, the file's count reported (%s)", st ? err.msg : "");
+        cs_tensor_free(&t);
+        st = cs_read_idx_rows(tpath("full.idx.gz"), 7, &t, &rows, &err);
+        ok(st == CS_OK && t.dims[0] == 3 && rows == 3 && memcmp(t.data, noisy, 3000) == 0,
+           "idx rows: asking for 7 of 3 rows gives all 3");
+        cs_tensor_free(&t);
+        st = cs_read_idx_rows(tpath("cut.idx.gz"), 1, &t, &rows, &err);
+        expect_err("idx rows: a stream cut after the kept rows", st, CS_ERR_FORMAT, &err,
+                   "cut.idx.gz", "truncated");
+        st = cs_read_idx_rows(tpath("crc.idx.gz"), 1, &t, &rows, &err);
+        expect_err("idx rows: a bad checksum after the kept rows", st, CS_ERR_FORMAT, &err,
+                   "crc.idx.gz", "gzip");
     }
 
     /* a header claiming 2^96 elements in a 16-byte file */
@@ -713,6 +731,9 @@ static void test_load_and_fill(void)
     expect_err("sample count mismatch", st, CS_ERR_FORMAT, &err, "6 samples", "has 5");
     ok(has(&err, "x.idx") && has(&err, "y5.idx"), "sample count mismatch names both files");
     ok(ds.x.data == NULL && ds.y.data == NULL, "failed load leaves the dataset empty");
+    st = cs_dataset_load(&ds, dspec, lspec, 3, &err);
+    expect_err("sample count mismatch with --samples 3", st, CS_ERR_FORMAT, &err, "6 samples",
+               "has 5");
 
     /* real-valued targets [6, 2] from npy */
     double yr[12];
