@@ -49,6 +49,14 @@ typedef struct layer_state {
     double *sh_L, *sh_R;     /* Shampoo statistics, [groups][dG][dG] and [groups][dA][dA] */
     double *sh_G;            /* one sample's gradient matrices [groups][dG][dA] */
     double a_count;
+    /* Gemm / MatMul K-FAC rows waiting for one syrk (kfac_flush): a
+     * micro-batch gives few rows, and a syrk over many runs near the GEMM
+     * rate instead of streaming the whole factor through memory each time. */
+    int64_t kfac_cap;        /* rows each buffer holds */
+    double *a_rows;          /* [kfac_cap, dA] */
+    int64_t a_n;
+    double *g_rows[FAM_COUNT]; /* [kfac_cap, dG] */
+    int64_t g_n[FAM_COUNT];
     /* Hessian */
     double *h_full, *h_diag, *h_diag_sq; /* h_diag_sq: per-probe trace estimates (stderr) */
     double *h_probe_trace;   /* [probes] */
@@ -242,6 +250,51 @@ static cs_status abuf_reserve(engine *e, size_t n, cs_err *err)
     return CS_OK;
 }
 
+/* Row blocks of the factor syrk (see factor_syrk). */
+#define SYRK_BLOCKS 4
+/* Rows a Gemm / MatMul K-FAC buffer holds at least. */
+#define KFAC_ROWS 512
+
+/* The upper triangle of C [n, n] += X^T X, X [k, n] row-major.  Large
+ * factors are cut into SYRK_BLOCKS row blocks of equal work (block b ends
+ * at row n (1 - sqrt(1 - (b+1)/SYRK_BLOCKS))), each one dsyrk on its
+ * diagonal block and one dgemm on the part to its right, spread over the
+ * threads.  The cut is fixed, so the result does not depend on the thread
+ * count. */
+static void factor_syrk(double *C, int64_t n, int64_t k, const double *X)
+{
+    if (k == 0 || n == 0)
+        return;
+    int nb = n >= 256 ? SYRK_BLOCKS : 1;
+    int64_t edge[SYRK_BLOCKS + 1];
+    for (int b = 0; b <= nb; b++)
+        edge[b] = b == nb ? n : (int64_t)((double)n * (1.0 - sqrt(1.0 - (double)b / nb)));
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (int b = 0; b < nb; b++) {
+        int64_t r0 = edge[b], r1 = edge[b + 1], m = r1 - r0;
+        if (m <= 0)
+            continue;
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)m, (int)k, 1.0, X + r0, (int)n,
+                    1.0, C + r0 * n + r0, (int)n);
+        if (r1 < n)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)(n - r1), (int)k,
+                        1.0, X + r0, (int)n, X + r1, (int)n, 1.0, C + r0 * n + r1, (int)n);
+    }
+}
+
+/* The buffered Gemm / MatMul rows into their factors. */
+static void kfac_flush(layer_state *s)
+{
+    if (s->a_rows)
+        factor_syrk(s->A, s->dA, s->a_n, s->a_rows);
+    s->a_n = 0;
+    for (int f = 0; f < FAM_COUNT; f++) {
+        if (s->g_rows[f])
+            factor_syrk(s->G[f], s->dG, s->g_n[f], s->g_rows[f]);
+        s->g_n[f] = 0;
+    }
+}
+
 /* K-FAC A += sum abar abar^T over the batch's samples and positions. */
 static cs_status accumulate_A(engine *e, cs_ad *ad, int l, cs_err *err)
 {
@@ -254,15 +307,22 @@ static cs_status accumulate_A(engine *e, cs_ad *ad, int l, cs_err *err)
     int64_t B = X->dims[0];
     if (s->kind == 0 || s->kind == 1) {
         int64_t rows = cs_tensor_numel(X) / s->fan_in; /* B * T */
-        double *a = e->abuf;
+        if (s->a_n + rows > s->kfac_cap) {
+            factor_syrk(s->A, s->dA, s->a_n, s->a_rows);
+            s->a_n = 0;
+        }
+        double *a = s->a_rows + s->a_n * s->dA;
         for (int64_t r = 0; r < rows; r++) {
-            for (int64_t j = 0; j < s->fan_in; j++)
-                a[r * s->dA + j] = at(X, r * s->fan_in + j);
+            if (X->dtype == CS_DT_FLOAT)
+                for (int64_t j = 0; j < s->fan_in; j++)
+                    a[r * s->dA + j] = ((const float *)X->data)[r * s->fan_in + j];
+            else
+                for (int64_t j = 0; j < s->fan_in; j++)
+                    a[r * s->dA + j] = at(X, r * s->fan_in + j);
             if (s->bias)
                 a[r * s->dA + s->fan_in] = 1.0;
         }
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)s->dA, (int)rows, 1.0, a, (int)s->dA,
-                    1.0, s->A, (int)s->dA);
+        s->a_n += rows;
         s->a_count += (double)rows;
         return CS_OK;
     }
@@ -300,8 +360,9 @@ static cs_status accumulate_A(engine *e, cs_ad *ad, int l, cs_err *err)
     return CS_OK;
 }
 
-/* K-FAC G += scale^2 sum delta delta^T from the layer's output gradient. */
-static cs_status accumulate_G(engine *e, cs_ad *ad, int l, double *G, double scale, cs_err *err)
+/* K-FAC G of family f += scale^2 sum delta delta^T from the layer's
+ * output gradient. */
+static cs_status accumulate_G(engine *e, cs_ad *ad, int l, int f, double scale, cs_err *err)
 {
     layer_state *s = &e->L[l];
     cs_layer_capture cap;
@@ -309,16 +370,23 @@ static cs_status accumulate_G(engine *e, cs_ad *ad, int l, double *G, double sca
     if (st)
         return st;
     const cs_tensor *D = cap.output_grad;
-    double *d = e->abuf;
+    double *G = s->G[f];
     int64_t n = cs_tensor_numel(D);
-    for (int64_t i = 0; i < n; i++)
-        d[i] = scale * at(D, i);
     if (s->kind == 0 || s->kind == 1) {
         int64_t rows = n / s->dG;
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)s->dG, (int)rows, 1.0, d, (int)s->dG,
-                    1.0, G, (int)s->dG);
+        if (s->g_n[f] + rows > s->kfac_cap) {
+            factor_syrk(G, s->dG, s->g_n[f], s->g_rows[f]);
+            s->g_n[f] = 0;
+        }
+        double *d = s->g_rows[f] + s->g_n[f] * s->dG;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = scale * at(D, i);
+        s->g_n[f] += rows;
         return CS_OK;
     }
+    double *d = e->abuf;
+    for (int64_t i = 0; i < n; i++)
+        d[i] = scale * at(D, i);
     /* Conv: D is [B, M, T]; each group's rows gathered as [M/G, B T] so
      * its G is one dsyrk per batch. */
     int64_t B = D->dims[0], M = D->dims[1], T = n / (B * M), BT = B * T;
@@ -422,7 +490,7 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
                     memcpy(e->net_rows + b * e->P + s->offset, e->rows + b * s->W,
                            sizeof(double) * (size_t)s->W);
         }
-        if (s->G[f] && (st = accumulate_G(e, ad, l, s->G[f], scale, err)))
+        if (s->G[f] && (st = accumulate_G(e, ad, l, f, scale, err)))
             return st;
     }
     if (e->net_full && e->net[f])
@@ -928,8 +996,9 @@ static void engine_free(engine *e)
         for (int l = 0; l < e->g->n_layers; l++) {
             layer_state *s = &e->L[l];
             free(s->kron), free(s->unit_idx), free(s->A), free(s->sh_L), free(s->sh_R), free(s->sh_G);
+            free(s->a_rows);
             for (int f = 0; f < FAM_COUNT; f++)
-                free(s->full[f]), free(s->diag[f]), free(s->unit[f]), free(s->G[f]);
+                free(s->full[f]), free(s->diag[f]), free(s->unit[f]), free(s->G[f]), free(s->g_rows[f]);
             free(s->h_full), free(s->h_diag), free(s->h_diag_sq), free(s->h_probe_trace);
         }
     free(e->L);
@@ -1024,9 +1093,15 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
                     size_t a_need = (size_t)s->dA * bt + ((size_t)s->fan_in * bt + 1) / 2;
                     need = 2 * need > a_need ? 2 * need : a_need;
                 }
-            } else {
-                size_t rows = (size_t)(cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1));
-                need = need > rows * (size_t)s->dA ? need : rows * (size_t)s->dA;
+            } else if (s->A) {
+                int64_t rows = cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
+                s->kfac_cap = rows > KFAC_ROWS ? rows : KFAC_ROWS;
+                s->a_rows = zalloc((size_t)(s->kfac_cap * s->dA));
+                for (int f = 0; f < FAM_COUNT; f++)
+                    if (s->G[f] && !(s->g_rows[f] = zalloc((size_t)(s->kfac_cap * s->dG))))
+                        return cs_fail(err, CS_ERR_NOMEM, "out of memory for K-FAC rows");
+                if (!s->a_rows)
+                    return cs_fail(err, CS_ERR_NOMEM, "out of memory for K-FAC rows");
             }
             abuf = need > abuf ? need : abuf;
         }
@@ -1136,6 +1211,9 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
             goto fail;
         }
     }
+
+    for (int l = 0; l < g->n_layers; l++)
+        kfac_flush(&e.L[l]);
 
     /* Normalise: captures were per-sample (unscaled) losses. */
     for (int l = 0; l < g->n_layers; l++) {
