@@ -154,9 +154,11 @@ cs_status ft_damped_inverse(const double *M, int64_t n, double damping, bool cho
         memcpy(out, M, sizeof(double) * (size_t)(n * n));
     for (int64_t i = 0; i < n; i++)
         out[i * n + i] += damping;
+    cs_blas_wide(n >= 512); /* as the eigen-solves (spectral/dense.c) */
     lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, out, (lapack_int)n);
     if (info == 0)
         info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, out, (lapack_int)n);
+    cs_blas_wide(false);
     if (info > 0)
         return cs_fail(err, CS_ERR_RUNTIME,
                        "Cholesky: a damped matrix of order %lld is not positive definite (raise --damping or use --inverse eig)",
