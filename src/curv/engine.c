@@ -52,6 +52,7 @@ typedef struct layer_state {
     /* Gemm / MatMul K-FAC rows waiting for one syrk (kfac_flush): a
      * micro-batch gives few rows, and a syrk over many runs near the GEMM
      * rate instead of streaming the whole factor through memory each time. */
+    int64_t positions;       /* Gemm / MatMul: rows of the input per sample (T) */
     int64_t kfac_cap;        /* rows each buffer holds */
     double *a_rows;          /* [kfac_cap, dA] */
     int64_t a_n;
@@ -78,6 +79,7 @@ typedef struct engine {
     double *unit_rows;       /* one unit's columns of rows, [B, unit_d] */
     double *abuf;            /* K-FAC input / gradient rows in double */
     size_t abuf_len;
+    double *dbuf;            /* direct diagonals: squared inputs, squared gradients, product */
     double *seedwork;        /* loss rows */
     double *hcol;            /* one Hessian column (P) */
     double *probe;           /* [probes][P] Rademacher vectors */
@@ -474,6 +476,50 @@ static void accumulate_shampoo(layer_state *s, const double *rows, int64_t B)
     }
 }
 
+/* A Gemm / MatMul layer whose samples have one position each (B rows per
+ * capture): a sample's gradient is the outer product delta abar^T, so its
+ * squares are delta^2 (abar^2)^T and the diagonal's sum over the batch is
+ * one GEMM, (delta^2)^T (abar^2), with no per-sample gradient formed (the
+ * way BackPACK's DiagGGN treats linear layers).  Layers with weight sharing
+ * (Conv, MatMul over positions) square sums over positions and keep the
+ * per-sample rows. */
+static bool diag_direct_ok(const engine *e, const layer_state *s)
+{
+    return e->dbuf && s->kfac_ok && (s->kind == 0 || s->kind == 1) && s->groups == 1 &&
+           s->positions == 1;
+}
+
+static cs_status accumulate_diag_direct(engine *e, cs_ad *ad, int l, int f, double scale, cs_err *err)
+{
+    layer_state *s = &e->L[l];
+    cs_layer_capture cap;
+    cs_status st = cs_ad_capture(ad, l, &cap, err);
+    if (st)
+        return st;
+    const cs_tensor *X = cap.input, *D = cap.output_grad;
+    int64_t B = D->dims[0];
+    double *a2 = e->dbuf, *d2 = a2 + B * s->dA, *M = d2 + B * s->dG;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t j = 0; j < s->fan_in; j++) {
+            double v = at(X, b * s->fan_in + j);
+            a2[b * s->dA + j] = v * v;
+        }
+        if (s->bias)
+            a2[b * s->dA + s->fan_in] = 1.0;
+        for (int64_t i = 0; i < s->dG; i++) {
+            double v = scale * at(D, b * s->dG + i);
+            d2[b * s->dG + i] = v * v;
+        }
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->dG, (int)s->dA, (int)B, 1.0, d2,
+                (int)s->dG, a2, (int)s->dA, 0.0, M, (int)s->dA);
+    for (int64_t p = 0; p < s->W; p++) {
+        const int64_t *k = s->kron + 3 * p; /* (group, unit, feature) */
+        s->diag[f][p] += M[k[1] * s->dA + k[2]];
+    }
+    return CS_OK;
+}
+
 /* One seed's backward and everything its captures feed. */
 static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, int64_t start, int64_t B,
                            cs_err *err)
@@ -485,9 +531,12 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
         return st;
     for (int l = 0; l < e->g->n_layers; l++) {
         layer_state *s = &e->L[l];
-        bool need_rows = s->full[f] || s->diag[f] || s->unit[f] || (e->net_full && e->net[f]) ||
-                         (f == FAM_EMP && s->sh_L) || e->o->on_rows;
-        if (need_rows) {
+        bool other_rows = s->full[f] || s->unit[f] || (e->net_full && e->net[f]) ||
+                          (f == FAM_EMP && s->sh_L) || e->o->on_rows;
+        bool direct = s->diag[f] && !other_rows && diag_direct_ok(e, s);
+        if (direct && (st = accumulate_diag_direct(e, ad, l, f, scale, err)))
+            return st;
+        if (other_rows || (s->diag[f] && !direct)) {
             if ((st = cs_ad_per_sample_grads(ad, l, e->rows, err)))
                 return st;
             if (scale != 1.0)
@@ -1018,6 +1067,7 @@ static void engine_free(engine *e)
     for (int f = 0; f < FAM_COUNT; f++)
         free(e->net[f]);
     free(e->h_net), free(e->rows), free(e->unit_rows), free(e->net_rows), free(e->abuf), free(e->seedwork);
+    free(e->dbuf);
     free(e->hcol), free(e->probe), free(e->vec);
     cs_objective_free(&e->obj);
 }
@@ -1106,7 +1156,10 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
                     size_t a_need = (size_t)s->dA * bt + ((size_t)s->fan_in * bt + 1) / 2;
                     need = 2 * need > a_need ? 2 * need : a_need;
                 }
-            } else if (s->A) {
+            } else {
+                s->positions = cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1) / (B ? B : 1);
+            }
+            if (s->kind != 2 && s->A) {
                 int64_t rows = cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
                 s->kfac_cap = rows > KFAC_ROWS ? rows : KFAC_ROWS;
                 s->a_rows = zalloc_touched((size_t)(s->kfac_cap * s->dA));
@@ -1120,6 +1173,18 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         }
     }
     e->rows = zalloc((size_t)(B * maxW));
+    size_t dbuf = 0;
+    for (int l = 0; l < g->n_layers; l++) {
+        const layer_state *s = &e->L[l];
+        bool any_diag = false;
+        for (int f = 0; f < FAM_COUNT; f++)
+            any_diag = any_diag || s->diag[f];
+        size_t need = (size_t)(B * s->dA + B * s->dG + s->dG * s->dA);
+        if (any_diag && s->kfac_ok && (s->kind == 0 || s->kind == 1) && s->positions == 1 && need > dbuf)
+            dbuf = need;
+    }
+    if (dbuf && !(e->dbuf = zalloc(dbuf)))
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory for the diagonals");
     int64_t max_unit = 1;
     for (int l = 0; l < g->n_layers; l++)
         if (e->L[l].unit_idx && e->L[l].unit_d > max_unit)
@@ -1160,7 +1225,8 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                 !cs_curv_repr_valid((cs_curv_kind)c, (cs_repr_kind)r, &why))
                 note(out, "%s %s skipped: %s", cs_curv_name((cs_curv_kind)c), cs_repr_name((cs_repr_kind)r), why);
         }
-    unsigned mode = CS_AD_GRAD | ((o->curvatures >> CS_CURV_HESSIAN & 1) ? CS_AD_HVP : 0);
+    /* every seed of a forward reuses the Conv layers' patches */
+    unsigned mode = CS_AD_GRAD | CS_AD_PATCH_CACHE | ((o->curvatures >> CS_CURV_HESSIAN & 1) ? CS_AD_HVP : 0);
     /* the engine reads each batch's plan and derivatives itself */
     /* Every statistic is a sum over samples, so the engine runs the
      * objective's micro-batches (objective.h): its captures stay in cache

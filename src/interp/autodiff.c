@@ -1,4 +1,5 @@
 #include "interp/autodiff.h"
+#include "tensor/accum.h"
 
 #include <math.h>
 #include <string.h>
@@ -61,6 +62,7 @@ static void mark_from_sources(cs_ad *ad, bool inputs, bool *from)
 }
 
 static size_t per_sample_workspace(const cs_ad *ad);
+static cs_status plan_patch_cache(cs_ad *ad, cs_err *err);
 
 cs_status cs_ad_init(cs_ad *ad, cs_plan *p, int seed_value, unsigned mode, cs_err *err)
 {
@@ -165,6 +167,8 @@ cs_status cs_ad_init(cs_ad *ad, cs_plan *p, int seed_value, unsigned mode, cs_er
         if (!ad->ps_buf)
             st = cs_fail(err, CS_ERR_NOMEM, "out of memory for per-sample gradient workspace");
     }
+    if (!st && (mode & CS_AD_GRAD) && (mode & CS_AD_PATCH_CACHE))
+        st = plan_patch_cache(ad, err);
     if (st)
         cs_ad_free(ad);
     return st;
@@ -375,6 +379,37 @@ static size_t conv_thread_bytes(const cs_tensor *W, const cs_conv_geom *geo, int
     return (b + 63) / 64 * 64; /* each thread's part on its own cache lines */
 }
 
+/* The patch cache: every Conv layer's patches in double, while the total
+ * stays within CS_AD_PATCH_BYTES (a layer past it recomputes them). */
+static cs_status plan_patch_cache(cs_ad *ad, cs_err *err)
+{
+    const cs_graph *g = ad->g;
+    size_t nl = (size_t)g->n_layers + 1, total = 0;
+    ad->patches = cs_arena_alloc(&ad->arena, nl * sizeof(double *));
+    ad->patches_at = cs_arena_alloc(&ad->arena, nl * sizeof(uint64_t));
+    if (!ad->patches || !ad->patches_at)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory for the patch cache");
+    for (int l = 0; l < g->n_layers; l++) {
+        const cs_layer *L = &g->layers[l];
+        const cs_node *n = &g->nodes[L->node];
+        ad->patches_at[l] = UINT64_MAX;
+        if (strcmp(L->op_type, "Conv") != 0 || n->n_inputs < 2)
+            continue;
+        cs_conv_geom geo;
+        int64_t groups;
+        const cs_tensor *X = &ad->p->vals[n->inputs[0]], *W = &ad->p->vals[n->inputs[1]];
+        if (cs_conv_geometry(n, X, W, &geo, &groups, NULL) != CS_OK)
+            continue;
+        size_t bytes = (size_t)(X->dims[0] * groups * cs_conv_patch_rows(&geo) * geo.out_size) * sizeof(double);
+        if (total + bytes > CS_AD_PATCH_BYTES)
+            continue;
+        if (!(ad->patches[l] = cs_arena_alloc(&ad->arena, bytes)))
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory for the patch cache");
+        total += bytes;
+    }
+    return CS_OK;
+}
+
 static size_t per_sample_workspace(const cs_ad *ad)
 {
     const cs_graph *g = ad->g;
@@ -533,43 +568,53 @@ static cs_status per_sample_conv(const cs_ad *ad, const cs_layer *L, const cs_la
     size_t es = cs_dtype_size(X->dtype);
     /* Samples are independent: split over threads, each with its own part
      * of the workspace (per_sample_workspace) for one group's patch matrix
-     * in the double the result needs. */
+     * in the double the result needs, or the patch cache's, filled by the
+     * first seed after a forward and read by the others. */
     size_t part = conv_thread_bytes(W, &geo, groups);
+    const int li = (int)(L - g->layers);
+    double *cache = ad->patches ? ad->patches[li] : NULL;
+    const bool cached = cache && ad->patches_at[li] == ad->p->forward_count;
 #pragma omp parallel if (N * Kp * T >= CS_OMP_MIN_ELEMS)
     {
         int64_t lo, hi;
         cs_omp_slice(N, &lo, &hi);
-        double *col = (double *)((char *)ad->ps_buf + part * (size_t)cs_omp_thread());
-        double *dd = col + Kp * T;
+        double *buf = (double *)((char *)ad->ps_buf + part * (size_t)cs_omp_thread());
+        double *dd = buf + Kp * T;
         float *colf = (float *)(dd + Mg * T);
         for (int64_t b = lo; b < hi; b++) {
             double *o = out + b * width;
             for (int64_t grp = 0; grp < groups; grp++) {
                 const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * geo.in_size) * es;
-                if (dbl) {
+                double *col = cache ? cache + (b * groups + grp) * Kp * T : buf;
+                if (cached) {
+                    /* made by an earlier seed of this forward */
+                } else if (dbl) {
                     cs_im2col_f64(&geo, (const double *)xg, col, T);
                 } else {
                     cs_im2col_f32(&geo, (const float *)xg, colf, T);
                     for (int64_t i = 0; i < Kp * T; i++)
                         col[i] = colf[i];
                 }
-                for (int64_t m = 0; m < Mg * T; m++)
-                    dd[m] = at(D, (b * M + grp * Mg) * T + m);
+                const int64_t d0 = (b * M + grp * Mg) * T;
+                if (dbl)
+                    memcpy(dd, (const double *)D->data + d0, sizeof(double) * (size_t)(Mg * T));
+                else
+                    for (int64_t m = 0; m < Mg * T; m++)
+                        dd[m] = ((const float *)D->data)[d0 + m];
                 /* [Mg, Kp] = [Mg, T] x [T, Kp] */
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)Kp, (int)T, 1.0, dd,
                             (int)T, col, (int)T, 0.0, o + grp * Mg * Kp, (int)Kp);
             }
             if (L->n_params > 1) {
                 double *ob = o + M * Kp;
-                for (int64_t m = 0; m < M; m++) {
-                    double s = 0;
-                    for (int64_t t = 0; t < T; t++)
-                        s += at(D, (b * M + m) * T + t);
-                    ob[m] = s;
-                }
+                for (int64_t m = 0; m < M; m++)
+                    ob[m] = dbl ? cs_sum_f64((const double *)D->data + (b * M + m) * T, T)
+                                : cs_sum_f32((const float *)D->data + (b * M + m) * T, T);
             }
         }
     }
+    if (cache)
+        ad->patches_at[li] = ad->p->forward_count;
     return CS_OK;
 }
 
@@ -590,13 +635,20 @@ static cs_status per_sample_bn(const cs_ad *ad, const cs_layer *L, const cs_laye
         int64_t col0 = g->params[L->first_param + q].offset - g->params[L->first_param].offset;
         if (s != 1 && s != 2)
             return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': unexpected parameter slot %d", L->name, s);
+        bool f32 = X->dtype == CS_DT_FLOAT;
         for (int64_t b = 0; b < N; b++)
             for (int64_t c = 0; c < C; c++) {
-                double mu = at(mean, c), inv = 1.0 / sqrt(at(var, c) + eps), acc = 0;
-                for (int64_t i = 0; i < S; i++) {
-                    int64_t e = (b * C + c) * S + i;
-                    acc += s == 1 ? (at(X, e) - mu) * inv * at(D, e) : at(D, e);
-                }
+                /* dScale = sum (x - mean) / sqrt(var + eps) d, dB = sum d */
+                double mu = at(mean, c), inv = 1.0 / sqrt(at(var, c) + eps), acc;
+                int64_t e = (b * C + c) * S;
+                if (f32)
+                    acc = s == 1 ? inv * cs_dot_centered_f32((const float *)X->data + e,
+                                                             (const float *)D->data + e, mu, S)
+                                 : cs_sum_f32((const float *)D->data + e, S);
+                else
+                    acc = s == 1 ? inv * cs_dot_centered_f64((const double *)X->data + e,
+                                                             (const double *)D->data + e, mu, S)
+                                 : cs_sum_f64((const double *)D->data + e, S);
                 out[b * width + col0 + c] = acc;
             }
     }

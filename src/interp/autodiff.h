@@ -27,7 +27,13 @@ enum {
     CS_AD_TANGENT = 1u << 1,     /* forward mode */
     CS_AD_HVP = 1u << 2,         /* R-backward (implies both above) */
     CS_AD_INPUT_GRAD = 1u << 3,  /* also gradients w.r.t. the graph inputs */
+    /* Keep each Conv layer's patch matrices for cs_ad_per_sample_grads
+     * from one forward to the next (every seed of a forward reuses them),
+     * up to CS_AD_PATCH_BYTES in all. */
+    CS_AD_PATCH_CACHE = 1u << 4,
 };
+
+#define CS_AD_PATCH_BYTES ((size_t)64 << 20)
 
 typedef struct cs_ad {
     cs_plan *p;               /* borrowed */
@@ -46,6 +52,8 @@ typedef struct cs_ad {
     size_t scratch_bytes;
     void *ps_buf;             /* workspace of cs_ad_per_sample_grads, max over layers */
     size_t ps_bytes;
+    double **patches;         /* CS_AD_PATCH_CACHE: per layer, Conv patches [N, groups, K, T] or NULL */
+    uint64_t *patches_at;     /* per layer: the plan's forward_count they were made at */
     cs_arena arena;
 } cs_ad;
 

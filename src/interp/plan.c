@@ -242,6 +242,7 @@ cs_op_call cs_plan_call(const cs_plan *p, int k)
 
 cs_status cs_plan_forward(cs_plan *p, cs_err *err)
 {
+    p->forward_count++;
     for (int k = 0; k < p->g->n_nodes; k++) {
         if (p->folded[k])
             continue;

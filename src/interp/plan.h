@@ -31,6 +31,7 @@ typedef struct cs_plan {
     size_t *node_scratch; /* workspace each node asked for */
     size_t *node_ad_scratch; /* workspace of each node's derivative rules */
     int64_t batch;        /* batch size the plan was made for (0 if none) */
+    uint64_t forward_count; /* forwards started: what is derived from the values keys on it */
 } cs_plan;
 
 /* Shape of graph input i with symbolic dimensions: the first symbolic

@@ -57,10 +57,18 @@ static inline double cs_accum_fold(const double *acc)
     static inline double cs_dot_##SUF(const T *restrict x, const T *restrict y, int64_t n)      \
     {                                                                                           \
         CS_ACCUM_LOOP(T, CS_ACCUM_XY)                                                           \
+    }                                                                                           \
+    /* sum (x[j] - mu) y[j], j < n, every term and partial sum in double (the \
+     * centring must not round away a small x - mu) */                          \
+    static inline double cs_dot_centered_##SUF(const T *restrict x, const T *restrict y,        \
+                                               double mu, int64_t n)                           \
+    {                                                                                           \
+        CS_ACCUM_LOOP(double, CS_ACCUM_CENTERED)                                                \
     }
 
 #define CS_ACCUM_X(j) x[j]
 #define CS_ACCUM_XY(j) (x[j] * y[j])
+#define CS_ACCUM_CENTERED(j) (((double)x[j] - mu) * (double)y[j])
 
 CS_DEFINE_ACCUM(float, f32)
 CS_DEFINE_ACCUM(double, f64)
