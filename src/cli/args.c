@@ -169,11 +169,11 @@ void cli_data_opts_usage(FILE *f)
             "  --mean M           subtract M after scaling (one value, or one per channel: a,b,c)\n"
             "  --std D            then divide by D (one value or one per channel)\n"
             "  --samples N        use the first N samples (default: all)\n"
-            "  --batch B          samples per forward pass (default 128)\n"
+            "  --batch B          samples per batch (default 128; passes run in micro-batches)\n"
             "  --loss ce|mse      loss on the first graph output (default ce)\n"
             "  --seed S           random seed (default 0)\n"
-            "  --threads T        threads for curvscope's kernels (default 1; BLAS stays on one\n"
-            "                     except in large eigen-solves)\n"
+            "  --threads T        threads: micro-batches side by side (default 1; results do not\n"
+            "                     depend on T; BLAS gets all T only in large solves)\n"
             "  --json             print one JSON object instead of text\n");
 }
 
