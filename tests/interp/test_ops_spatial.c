@@ -403,6 +403,55 @@ static void test_im2col(void)
                     }
     ok(bad == 0, "im2col: rows (c, kh, kw), columns (oh, ow), zero padding (%d wrong)", bad);
 
+    /* The "same"-size, stride-1 path (one shifted copy per patch row, the
+     * wrapped columns zeroed) against the definition: 3x3 with pads 1, 5x5
+     * with asymmetric pads (1 before, 3 after), 1x3 with pads 0/2, in both
+     * precisions; the columns are padded (ld > T). */
+    {
+        static const int64_t kh_[3] = {3, 5, 1}, kw_[3] = {3, 5, 3};
+        static const int64_t pads_[3][4] = {{1, 1, 1, 1}, {1, 1, 3, 3}, {0, 0, 0, 2}};
+        int bad_same = 0, fast = 0;
+        for (int k = 0; k < 3; k++) {
+            int64_t xs4[4] = {1, 2, 6, 7}, ws4[4] = {1, 2, kh_[k], kw_[k]};
+            cs_tensor xq = make(CS_DT_DOUBLE, 4, xs4, true), wq = make(CS_DT_DOUBLE, 4, ws4, true);
+            op_test tq;
+            op_test_init(&tq, "Conv", 17);
+            op_test_attr_ints(&tq, "pads", 4, pads_[k]);
+            cs_conv_geom gq;
+            int64_t gr;
+            if (cs_conv_geometry(&tq.node, &xq, &wq, &gq, &gr, &err) != CS_OK) {
+                bad_same++;
+            } else {
+                fast += gq.out[1] == 6 && gq.out[2] == 7;
+                int64_t K = cs_conv_patch_rows(&gq), T = gq.out_size, L = T + 5;
+                double *cd = calloc((size_t)(K * L), sizeof *cd);
+                float *cf = calloc((size_t)(K * L), sizeof *cf), *xf1 = malloc(sizeof(float) * 84);
+                for (int i = 0; i < 84; i++)
+                    xf1[i] = (float)((double *)xq.data)[i];
+                cs_im2col_f64(&gq, xq.data, cd, L);
+                cs_im2col_f32(&gq, xf1, cf, L);
+                for (int64_t c = 0; c < 2; c++)
+                    for (int64_t a = 0; a < kh_[k]; a++)
+                        for (int64_t b = 0; b < kw_[k]; b++)
+                            for (int64_t oh = 0; oh < 6; oh++)
+                                for (int64_t ow = 0; ow < 7; ow++) {
+                                    int64_t ih = oh - pads_[k][0] + a, iw = ow - pads_[k][1] + b;
+                                    double v = ih >= 0 && ih < 6 && iw >= 0 && iw < 7
+                                                   ? ((double *)xq.data)[(c * 6 + ih) * 7 + iw]
+                                                   : 0.0;
+                                    int64_t at_ = ((c * kh_[k] + a) * kw_[k] + b) * L + oh * 7 + ow;
+                                    bad_same += cd[at_] != v || cf[at_] != (float)v;
+                                }
+                free(cd), free(cf), free(xf1);
+            }
+            op_test_free(&tq);
+            cs_tensor_free(&xq);
+            cs_tensor_free(&wq);
+        }
+        ok(fast == 3 && bad_same == 0,
+           "im2col, same-size stride-1 path: every element as the definition (%d wrong)", bad_same);
+    }
+
     /* Adjoint: <im2col(x), r> = <x, col2im(r)>, on a 3-D geometry. */
     int64_t x3[5] = {1, 2, 5, 4, 6}, w3[5] = {1, 2, 2, 3, 2};
     int64_t s3[3] = {2, 1, 2}, d3[3] = {1, 2, 1}, p3[6] = {1, 0, 1, 0, 1, 1};

@@ -242,6 +242,16 @@ static void valid_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int
     *hi = b;
 }
 
+/* 2-D (one leading axis of extent 1), stride 1, dilation 1, and an output
+ * plane the size of the input plane ("same" padding): see cs_im2col. */
+static bool im2col_same_2d(const cs_conv_geom *g)
+{
+    return g->in[0] == 1 && g->out[0] == 1 && g->kernel[0] == 1 && g->stride[1] == 1 &&
+           g->stride[2] == 1 && g->dilation[1] == 1 && g->dilation[2] == 1 &&
+           g->out[1] == g->in[1] && g->out[2] == g->in[2] && g->pad_begin[1] >= 0 &&
+           g->pad_begin[2] >= 0;
+}
+
 /* Both directions walk the patch matrix row by row: row (c, a, b, e) and,
  * along it, output positions (o0, o1, o2); the innermost axis is a strided
  * run of one input row, bounded by valid_range so the loop has no tests. */
@@ -251,6 +261,40 @@ static void valid_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int
         const int64_t i1n = g->in[1], i2n = g->in[2];                                            \
         const int64_t o0n = g->out[0], o1n = g->out[1], o2n = g->out[2];                         \
         const int64_t s0 = g->stride[0], s1 = g->stride[1], s2 = g->stride[2];                   \
+        if (im2col_same_2d(g)) {                                                                 \
+            /* Output plane = input plane: patch row (c, a, b) is the plane   \
+             * shifted by off = (a - p1) W + (b - p2), one flat copy; the     \
+             * columns the shift wraps across a row edge are then zeroed.    \
+             * The 3x3 "same" convolutions of CNNs take this path. */          \
+            const int64_t n = o1n * o2n;                                                         \
+            int64_t row = 0;                                                                     \
+            for (int64_t ch = 0; ch < g->channels; ch++)                                         \
+                for (int64_t a = 0; a < g->kernel[1]; a++)                                       \
+                    for (int64_t b = 0; b < g->kernel[2]; b++, row++) {                          \
+                        T *dst = col + row * ldcol;                                              \
+                        const T *xc = x + ch * g->in_size;                                       \
+                        const int64_t dc = b - g->pad_begin[2];                                  \
+                        const int64_t off = (a - g->pad_begin[1]) * i2n + dc;                    \
+                        int64_t lo = off < 0 ? -off : 0, hi = off > 0 ? n - off : n;             \
+                        lo = lo > n ? n : lo;                                                    \
+                        hi = hi < lo ? lo : hi;                                                  \
+                        for (int64_t q = 0; q < lo; q++)                                         \
+                            dst[q] = 0;                                                          \
+                        memcpy(dst + lo, xc + lo + off, sizeof(T) * (size_t)(hi - lo));          \
+                        for (int64_t q = hi; q < n; q++)                                         \
+                            dst[q] = 0;                                                          \
+                        for (int64_t o1 = 0; dc != 0 && o1 < o1n; o1++) {                        \
+                            T *r = dst + o1 * o2n;                                               \
+                            if (dc < 0)                                                          \
+                                for (int64_t o2 = 0; o2 < -dc && o2 < o2n; o2++)                 \
+                                    r[o2] = 0;                                                   \
+                            else                                                                 \
+                                for (int64_t o2 = o2n > dc ? o2n - dc : 0; o2 < o2n; o2++)       \
+                                    r[o2] = 0;                                                   \
+                        }                                                                        \
+                    }                                                                            \
+            return;                                                                              \
+        }                                                                                        \
         int64_t row = 0;                                                                         \
         for (int64_t ch = 0; ch < g->channels; ch++) {                                           \
             const T *xc = x + ch * g->in_size; /* [in0, in1, in2] */                             \
