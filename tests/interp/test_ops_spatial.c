@@ -442,6 +442,18 @@ static void test_im2col(void)
                                     int64_t at_ = ((c * kh_[k] + a) * kw_[k] + b) * L + oh * 7 + ow;
                                     bad_same += cd[at_] != v || cf[at_] != (float)v;
                                 }
+                /* col2im on this path: the adjoint, <im2col(x), r> = <x, col2im(r)> */
+                double *rr = malloc(sizeof(double) * (size_t)(K * L)), *bk = calloc(84, sizeof(double));
+                double lhs_s = 0, rhs_s = 0;
+                for (int64_t i = 0; i < K * L; i++)
+                    rr[i] = (i % L) < T ? rnd(-1, 1) : 0;
+                cs_col2im_f64(&gq, rr, L, bk);
+                for (int64_t i = 0; i < K * L; i++)
+                    lhs_s += cd[i] * rr[i];
+                for (int i = 0; i < 84; i++)
+                    rhs_s += ((double *)xq.data)[i] * bk[i];
+                bad_same += !tap_close(lhs_s, rhs_s, 1e-12, 1e-12) || lhs_s == 0;
+                free(rr), free(bk);
                 free(cd), free(cf), free(xf1);
             }
             op_test_free(&tq);
@@ -449,7 +461,8 @@ static void test_im2col(void)
             cs_tensor_free(&wq);
         }
         ok(fast == 3 && bad_same == 0,
-           "im2col, same-size stride-1 path: every element as the definition (%d wrong)", bad_same);
+           "im2col, same-size stride-1 path: every element as the definition, col2im its adjoint "
+           "(%d wrong)", bad_same);
     }
 
     /* Adjoint: <im2col(x), r> = <x, col2im(r)>, on a 3-D geometry. */

@@ -348,6 +348,38 @@ static bool im2col_same_2d(const cs_conv_geom *g)
         const int64_t i1n = g->in[1], i2n = g->in[2];                                            \
         const int64_t o0n = g->out[0], o1n = g->out[1], o2n = g->out[2];                         \
         const int64_t s0 = g->stride[0], s1 = g->stride[1], s2 = g->stride[2];                   \
+        if (im2col_same_2d(g)) {                                                                 \
+            /* The transpose of cs_im2col's shifted copy: a row with no      \
+             * column shift adds back in one flat run; otherwise each output  \
+             * row adds its o2n - |dc| columns that stay inside the input. */ \
+            const int64_t n = o1n * o2n;                                                         \
+            int64_t row = 0;                                                                     \
+            for (int64_t ch = 0; ch < g->channels; ch++)                                         \
+                for (int64_t a = 0; a < g->kernel[1]; a++)                                       \
+                    for (int64_t b = 0; b < g->kernel[2]; b++, row++) {                          \
+                        const T *src = col + row * ldcol;                                        \
+                        T *xc = x + ch * g->in_size;                                             \
+                        const int64_t dr = a - g->pad_begin[1], dc = b - g->pad_begin[2];        \
+                        if (dc == 0) {                                                           \
+                            const int64_t off = dr * i2n;                                        \
+                            int64_t lo = off < 0 ? -off : 0, hi = off > 0 ? n - off : n;         \
+                            for (int64_t q = lo; q < hi; q++)                                    \
+                                xc[q + off] += src[q];                                           \
+                            continue;                                                            \
+                        }                                                                        \
+                        const int64_t c0 = dc < 0 ? -dc : 0, c1 = dc > 0 ? o2n - dc : o2n;        \
+                        for (int64_t o1 = 0; o1 < o1n && c0 < c1; o1++) {                        \
+                            const int64_t i1 = o1 + dr;                                          \
+                            if (i1 < 0 || i1 >= i1n)                                             \
+                                continue;                                                        \
+                            T *xr = xc + i1 * i2n + dc;                                          \
+                            const T *sr = src + o1 * o2n;                                        \
+                            for (int64_t o2 = c0; o2 < c1; o2++)                                 \
+                                xr[o2] += sr[o2];                                                \
+                        }                                                                        \
+                    }                                                                            \
+            return;                                                                              \
+        }                                                                                        \
         int64_t row = 0;                                                                         \
         for (int64_t ch = 0; ch < g->channels; ch++) {                                           \
             T *xc = x + ch * g->in_size;                                                         \
