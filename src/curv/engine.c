@@ -483,10 +483,9 @@ static void accumulate_shampoo(layer_state *s, const double *rows, int64_t B)
  * way BackPACK's DiagGGN treats linear layers).  Layers with weight sharing
  * (Conv, MatMul over positions) square sums over positions and keep the
  * per-sample rows. */
-static bool diag_direct_ok(const engine *e, const layer_state *s)
+static bool diag_direct_ok(const layer_state *s)
 {
-    return e->dbuf && s->kfac_ok && (s->kind == 0 || s->kind == 1) && s->groups == 1 &&
-           s->positions == 1;
+    return s->kfac_ok && (s->kind == 0 || s->kind == 1) && s->groups == 1 && s->positions == 1;
 }
 
 static cs_status accumulate_diag_direct(engine *e, cs_ad *ad, int l, int f, double scale, cs_err *err)
@@ -533,7 +532,7 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
         layer_state *s = &e->L[l];
         bool other_rows = s->full[f] || s->unit[f] || (e->net_full && e->net[f]) ||
                           (f == FAM_EMP && s->sh_L) || e->o->on_rows;
-        bool direct = s->diag[f] && !other_rows && diag_direct_ok(e, s);
+        bool direct = s->diag[f] && !other_rows && diag_direct_ok(s);
         if (direct && (st = accumulate_diag_direct(e, ad, l, f, scale, err)))
             return st;
         if (other_rows || (s->diag[f] && !direct)) {
@@ -1180,7 +1179,7 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         for (int f = 0; f < FAM_COUNT; f++)
             any_diag = any_diag || s->diag[f];
         size_t need = (size_t)(B * s->dA + B * s->dG + s->dG * s->dA);
-        if (any_diag && s->kfac_ok && (s->kind == 0 || s->kind == 1) && s->positions == 1 && need > dbuf)
+        if (any_diag && diag_direct_ok(s) && need > dbuf)
             dbuf = need;
     }
     if (dbuf && !(e->dbuf = zalloc(dbuf)))

@@ -33,6 +33,8 @@ typedef struct blocks_state {
     layer_blocks *b;
     double *x, *y;     /* one block's gradient and direction */
     int64_t max_d;
+    double *work;      /* block_inverse's workspace, 2 d^2 for the largest block seen */
+    int64_t work_d;
 } blocks_state;
 
 static void blocks_destroy(void *vs)
@@ -42,7 +44,7 @@ static void blocks_destroy(void *vs)
         return;
     for (int l = 0; l < s->n_layers && s->b; l++)
         free(s->b[l].index), free(s->b[l].M), free(s->b[l].inv);
-    free(s->b), free(s->x), free(s->y);
+    free(s->b), free(s->x), free(s->y), free(s->work);
     free(s);
 }
 
@@ -105,7 +107,6 @@ static cs_status blocks_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs
     cs_status st = ft_curvature(c, batch, 1u << s->repr, NULL, NULL, &rep, err);
     if (st)
         return st;
-    double *work = NULL;
     for (int l = 0; l < s->n_layers && !st; l++) {
         if (c->fallback[l] || c->frozen[l])
             continue;
@@ -134,17 +135,19 @@ static cs_status blocks_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs
             s->max_d = b->d > s->max_d ? b->d : s->max_d;
         }
         ft_ema(b->M, src, b->n_blocks * b->d * b->d, c->o->ema, first);
-        double *grown = realloc(work, sizeof(double) * (size_t)(2 * b->d * b->d) + 1);
-        if (!grown) {
-            st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
-            break;
+        if (b->d > s->work_d) { /* grows during the first refresh only */
+            double *grown = realloc(s->work, sizeof(double) * (size_t)(2 * b->d * b->d) + 1);
+            if (!grown) {
+                st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
+                break;
+            }
+            s->work = grown;
+            s->work_d = b->d;
         }
-        work = grown;
         for (int64_t k = 0; k < b->n_blocks && !st; k++)
             st = block_inverse(c, b->index + k * b->d, b->d, b->M + k * b->d * b->d, b->inv + k * b->d * b->d,
-                               work, err);
+                               s->work, err);
     }
-    free(work);
     cs_curv_report_free(&rep);
     if (!st && !s->x && (!(s->x = malloc(sizeof(double) * (size_t)s->max_d + 1)) ||
                          !(s->y = malloc(sizeof(double) * (size_t)s->max_d + 1))))

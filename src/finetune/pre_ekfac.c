@@ -43,9 +43,9 @@ static void ekfac_destroy(void *vs)
 
 static cs_status ekfac_create(const ft_ctx *c, void **state, cs_err *err)
 {
-    if (!cs_curv_repr_valid(c->curv, CS_REPR_KFAC, NULL))
-        return cs_fail(err, CS_ERR_USAGE, "ekfac needs a GGN-type curvature (ggn, fisher, fisher_mc, fisher_emp), not %s",
-                       cs_curv_name(c->curv));
+    cs_status st = ft_need_kfac_curvature(c, "ekfac", err);
+    if (st)
+        return st;
     ekfac_state *s = calloc(1, sizeof *s);
     int L = c->g->n_layers;
     if (s) {
@@ -63,30 +63,16 @@ static cs_status ekfac_create(const ft_ctx *c, void **state, cs_err *err)
     return CS_OK;
 }
 
-/* T = Q_G^T X Q_A per group (to the eigenbasis); tmp: dG * dA. */
+/* The eigenbasis: T = Q_G^T X Q_A per group, and back, X = Q_G T Q_A^T
+ * (tmp: dG * dA doubles). */
 static void to_basis(const ft_kron *k, const double *QG, const double *QA, const double *X, double *T, double *tmp)
 {
-    int dG = (int)k->dG, dA = (int)k->dA;
-    for (int64_t grp = 0; grp < k->groups; grp++) {
-        int64_t o = grp * k->dG * k->dA;
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dG, dA, dG, 1.0, QG + grp * k->dG * k->dG, dG, X + o,
-                    dA, 0.0, tmp, dA);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dG, dA, dA, 1.0, tmp, dA, QA + grp * k->dA * k->dA,
-                    dA, 0.0, T + o, dA);
-    }
+    ft_kron_sandwich(k, QG, true, X, QA, false, T, tmp);
 }
 
-/* X = Q_G T Q_A^T per group (back from the eigenbasis). */
 static void from_basis(const ft_kron *k, const double *QG, const double *QA, const double *T, double *X, double *tmp)
 {
-    int dG = (int)k->dG, dA = (int)k->dA;
-    for (int64_t grp = 0; grp < k->groups; grp++) {
-        int64_t o = grp * k->dG * k->dA;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dG, dA, dG, 1.0, QG + grp * k->dG * k->dG, dG, T + o,
-                    dA, 0.0, tmp, dA);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, dG, dA, dA, 1.0, tmp, dA, QA + grp * k->dA * k->dA,
-                    dA, 0.0, X + o, dA);
-    }
+    ft_kron_sandwich(k, QG, false, T, QA, true, X, tmp);
 }
 
 /* The scaling pass: every per-sample gradient row, rotated and squared. */

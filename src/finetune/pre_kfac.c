@@ -37,9 +37,9 @@ static void kfac_destroy(void *vs)
 
 static cs_status kfac_create(const ft_ctx *c, void **state, cs_err *err)
 {
-    if (!cs_curv_repr_valid(c->curv, CS_REPR_KFAC, NULL))
-        return cs_fail(err, CS_ERR_USAGE, "kfac needs a GGN-type curvature (ggn, fisher, fisher_mc, fisher_emp), not %s",
-                       cs_curv_name(c->curv));
+    cs_status st = ft_need_kfac_curvature(c, "kfac", err);
+    if (st)
+        return st;
     kfac_state *s = calloc(1, sizeof *s);
     int L = c->g->n_layers;
     if (s) {
@@ -118,7 +118,7 @@ static cs_status kfac_apply(void *vs, const ft_ctx *c, const double *grad, doubl
         if (c->fallback[l] || !k->ok)
             continue;
         ft_kron_gather(k, grad + k->offset, s->X);
-        ft_kron_sandwich(k, s->Ginv[l], s->X, s->Ainv[l], s->Y, s->tmp);
+        ft_kron_sandwich(k, s->Ginv[l], false, s->X, s->Ainv[l], false, s->Y, s->tmp);
         ft_kron_scatter(k, s->Y, dir + k->offset);
     }
     return CS_OK;

@@ -138,7 +138,7 @@ static cs_status shampoo_apply(void *vs, const ft_ctx *c, const double *grad, do
         if (!k->ok || c->fallback[l])
             continue;
         ft_kron_gather(k, grad + k->offset, s->X);
-        ft_kron_sandwich(k, s->Lroot[l], s->X, s->Rroot[l], s->Y, s->tmp);
+        ft_kron_sandwich(k, s->Lroot[l], false, s->X, s->Rroot[l], false, s->Y, s->tmp);
         ft_kron_scatter(k, s->Y, dir + k->offset);
         if (c->o->graft) {
             double gn = 0, dn = 0;

@@ -234,17 +234,25 @@ void ft_kron_scatter(const ft_kron *k, const double *M, double *v)
     }
 }
 
-void ft_kron_sandwich(const ft_kron *k, const double *L, const double *X, const double *R, double *Y,
-                      double *tmp)
+void ft_kron_sandwich(const ft_kron *k, const double *L, bool trans_l, const double *X, const double *R,
+                      bool trans_r, double *Y, double *tmp)
 {
     int dG = (int)k->dG, dA = (int)k->dA;
     for (int64_t grp = 0; grp < k->groups; grp++) {
         const double *Xg = X + grp * k->dG * k->dA;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dG, dA, dG, 1.0, L + grp * k->dG * k->dG, dG, Xg,
-                    dA, 0.0, tmp, dA);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dG, dA, dA, 1.0, tmp, dA, R + grp * k->dA * k->dA,
-                    dA, 0.0, Y + grp * k->dG * k->dA, dA);
+        cblas_dgemm(CblasRowMajor, trans_l ? CblasTrans : CblasNoTrans, CblasNoTrans, dG, dA, dG, 1.0,
+                    L + grp * k->dG * k->dG, dG, Xg, dA, 0.0, tmp, dA);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, trans_r ? CblasTrans : CblasNoTrans, dG, dA, dA, 1.0, tmp, dA,
+                    R + grp * k->dA * k->dA, dA, 0.0, Y + grp * k->dG * k->dA, dA);
     }
+}
+
+cs_status ft_need_kfac_curvature(const ft_ctx *c, const char *name, cs_err *err)
+{
+    if (cs_curv_repr_valid(c->curv, CS_REPR_KFAC, NULL))
+        return CS_OK;
+    return cs_fail(err, CS_ERR_USAGE, "%s needs a GGN-type curvature (ggn, fisher, fisher_mc, fisher_emp), not %s",
+                   name, cs_curv_name(c->curv));
 }
 
 void ft_kron_free(ft_kron *k)

@@ -103,10 +103,15 @@ void ft_kron_gather(const ft_kron *k, const double *v, double *M);
 void ft_kron_scatter(const ft_kron *k, const double *M, double *v);
 void ft_kron_free(ft_kron *k);
 
-/* Y = L X R for each group's [dG, dA] matrix X, with L [groups][dG][dG] and
- * R [groups][dA][dA]; tmp holds dG * dA doubles. */
-void ft_kron_sandwich(const ft_kron *k, const double *L, const double *X, const double *R, double *Y,
-                      double *tmp);
+/* Y = op(L) X op(R) for each group's [dG, dA] matrix X, with L
+ * [groups][dG][dG], R [groups][dA][dA], op transposing where asked (EKFAC's
+ * changes of basis); tmp holds dG * dA doubles. */
+void ft_kron_sandwich(const ft_kron *k, const double *L, bool trans_l, const double *X, const double *R,
+                      bool trans_r, double *Y, double *tmp);
+
+/* Fail (usage) unless the context's curvature has a K-FAC form; `name` is
+ * the preconditioner's. */
+cs_status ft_need_kfac_curvature(const ft_ctx *c, const char *name, cs_err *err) CS_MUST_CHECK;
 
 /* Mark layer l as stepping along g, with the reason. */
 void ft_fallback(const ft_ctx *c, int l, const char *why);

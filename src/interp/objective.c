@@ -282,6 +282,14 @@ static cs_status micro_run(cs_objective *o, cs_obj_lane *ln, int64_t start, int6
     return cs_fail(err, CS_ERR_RUNTIME, "unknown objective task");
 }
 
+/* Micro-batch j of the batch [b0, b1): its first sample in *start, its
+ * size returned. */
+static int64_t micro_span(const cs_objective *o, int64_t b0, int64_t b1, int j, int64_t *start)
+{
+    *start = b0 + j * o->micro;
+    return b1 - *start < o->micro ? b1 - *start : o->micro;
+}
+
 /* Samples [first, end), a batch at a time, each batch as micro-batches:
  * out (zeroed here unless NULL) gets the sum of the task's products,
  * *loss the summed loss, *hits the correct predictions.  With one lane the
@@ -302,9 +310,8 @@ static cs_status run_range(cs_objective *o, int64_t first, int64_t end, const ob
         const int k = (int)((b1 - b0 + o->micro - 1) / o->micro);
         if (o->n_lanes == 1 || k == 1) {
             for (int j = 0; j < k; j++) {
-                int64_t s = b0 + j * o->micro, rows = b1 - s < o->micro ? b1 - s : o->micro;
                 double l;
-                int64_t h;
+                int64_t h, s, rows = micro_span(o, b0, b1, j, &s);
                 cs_status st = micro_run(o, &o->lanes[0], s, rows, t, out, &l, &h, err);
                 if (st)
                     return st;
@@ -321,7 +328,7 @@ static cs_status run_range(cs_objective *o, int64_t first, int64_t end, const ob
             /* micro-batch j on lane j mod lanes: a thread's kernels then
              * run on one thread (nested regions stay inactive) */
             for (int j = cs_omp_thread(); j < k && !ln->st; j += lanes) {
-                int64_t s = b0 + j * o->micro, rows = b1 - s < o->micro ? b1 - s : o->micro;
+                int64_t s, rows = micro_span(o, b0, b1, j, &s);
                 double *slot = out ? o->slots + (size_t)j * P : NULL;
                 if (slot)
                     memset(slot, 0, sizeof(double) * P);

@@ -270,14 +270,9 @@ static void check_hutchinson(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
-        return;
-    char path[512];
     fx_file fx;
-    if (fx_load(&fx, test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_ce.txt"))) {
-        ok(0, "hutchinson: fixture");
+    if (curv_case_load_fixture("tiny_mlp64", "tiny_mlp64", 0, "tiny_mlp64_ce", "hutchinson: fixture", &g, &ds, &fx))
         return;
-    }
     const fx_record *H = fx_get(&fx, "block/hessian/net");
     cs_curv_opts o;
     cs_curv_opts_init(&o);

@@ -53,14 +53,9 @@ static void check_against_dense(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
-        return;
-    char path[512];
     fx_file fx;
-    if (fx_load(&fx, test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_ce.txt"))) {
-        ok(0, "fixture");
+    if (curv_case_load_fixture("tiny_mlp64", "tiny_mlp64", 0, "tiny_mlp64_ce", "fixture", &g, &ds, &fx))
         return;
-    }
     cs_curv_opts o;
     cs_curv_opts_init(&o);
     unsigned all = (1u << CS_PRE_COUNT) - 1;
@@ -163,14 +158,9 @@ static void check_shampoo(void)
 {
     cs_graph *g;
     cs_dataset ds;
-    if (curv_case_load("tiny_mlp64", "tiny_mlp64", 0, &g, &ds))
-        return;
-    char path[512];
     fx_file fx;
-    if (fx_load(&fx, test_src_path(path, sizeof path, "tests/fixtures/curv_tiny_mlp64_ce.txt"))) {
-        ok(0, "shampoo: fixture");
+    if (curv_case_load_fixture("tiny_mlp64", "tiny_mlp64", 0, "tiny_mlp64_ce", "shampoo: fixture", &g, &ds, &fx))
         return;
-    }
     cs_curv_opts o;
     cs_curv_opts_init(&o);
     o.curvatures = 1u << CS_CURV_FISHER_EMP;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../tap.h"
+#include "../test_model.h"
 #include "../test_util.h"
 #include "base/rng.h"
 #include "interp/objective.h"
@@ -15,18 +16,6 @@
 
 #define N_SAMPLES 7
 #define BATCH 3 /* 7 = 3 + 3 + 1: full and tail plans both run */
-
-static cs_graph *load(const char *name)
-{
-    char rel[128], path[512];
-    snprintf(rel, sizeof rel, "tests/models/%s.onnx", name);
-    test_src_path(path, sizeof path, rel);
-    cs_err err = {0};
-    cs_graph *g = NULL;
-    if (!ok(cs_onnx_load_file(path, &g, &err) == CS_OK, "%s: load (%s)", name, err.msg))
-        return NULL;
-    return g;
-}
 
 /* Random float64 inputs of the model's per-sample shape and class labels. */
 static void make_dataset(cs_dataset *ds, const cs_graph *g, int64_t classes, uint64_t seed)
@@ -94,7 +83,7 @@ static void logits_of(cs_objective *o, int64_t n, double *z)
 static void check_model(const char *name, cs_loss_kind loss)
 {
     const char *lname = cs_loss_name(loss);
-    cs_graph *g = load(name);
+    cs_graph *g = test_load_model(name);
     if (!g)
         return;
     cs_err err = {0};

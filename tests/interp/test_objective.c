@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../tap.h"
+#include "../test_model.h"
 #include "../test_util.h"
 #include "base/parallel.h"
 #include "base/rng.h"
@@ -17,18 +18,6 @@
 
 #define N_SAMPLES 50
 #define BATCH 15 /* 50 = 3 x 15 + 5; micro-batches of 8: 8 + 7 per batch, 5 at the end */
-
-static cs_graph *load(const char *name)
-{
-    char rel[128], path[512];
-    snprintf(rel, sizeof rel, "tests/models/%s.onnx", name);
-    test_src_path(path, sizeof path, rel);
-    cs_err err = {0};
-    cs_graph *g = NULL;
-    if (!ok(cs_onnx_load_file(path, &g, &err) == CS_OK, "%s: load (%s)", name, err.msg))
-        return NULL;
-    return g;
-}
 
 /* Normal inputs of the model's input type and shape, labels of its
  * classes. */
@@ -124,7 +113,7 @@ static bool same(const run *a, const run *b, int64_t P)
 
 static void test_model(const char *name, double tol)
 {
-    cs_graph *g = load(name);
+    cs_graph *g = test_load_model(name);
     if (!g)
         return;
     cs_dataset ds;
