@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "interp/model.h"
 #include "onnx/loader.h"
 #include "tap.h"
 #include "test_util.h"
@@ -15,7 +16,7 @@ static inline cs_graph *test_load_model(const char *name)
     snprintf(rel, sizeof rel, "tests/models/%s.onnx", name);
     cs_err err = {0};
     cs_graph *g = NULL;
-    if (!ok(cs_onnx_load_file(test_src_path(path, sizeof path, rel), &g, &err) == CS_OK, "%s: load (%s)", name,
+    if (!ok(cs_model_load_file(test_src_path(path, sizeof path, rel), &g, &err) == CS_OK, "%s: load (%s)", name,
             err.msg))
         return NULL;
     return g;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 #include "tensor/blas.h"
 
@@ -181,7 +182,7 @@ cs_graph *cli_load_model(const char *path, int *code)
 {
     cs_err err = {0};
     cs_graph *g = NULL;
-    cs_status st = cs_onnx_load_file(path, &g, &err);
+    cs_status st = cs_model_load_file(path, &g, &err);
     if (st) {
         *code = cli_report(st, &err);
         return NULL;

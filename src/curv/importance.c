@@ -1,4 +1,5 @@
 #include "curv/importance.h"
+#include "interp/layer_kind.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -152,12 +153,18 @@ cs_status cs_importance_compute(const cs_graph *g, const cs_curv_report *rep, co
         if (rk && rk->kfac_index) {
             for (int64_t p = 0; p < W; p++)
                 out->layer_unit[off + p] = (int)(rk->kfac_index[3 * p] * rk->kfac_dG + rk->kfac_index[3 * p + 1]);
-        } else if (strcmp(L->op_type, "BatchNormalization") == 0 ||
-                   strcmp(L->op_type, "LayerNormalization") == 0) {
-            /* unit c: (scale_c, bias_c) */
-            int64_t C = cs_tensor_numel(&g->values[g->params[L->first_param].value].init);
-            for (int64_t p = 0; p < W; p++)
-                out->layer_unit[off + p] = (int)(p % C);
+        } else {
+            /* Kinds without a Kronecker form take their units from the
+             * layer-kind table's unit-wise layout (a norm's (scale_c, bias_c)). */
+            cs_layer_layout lay;
+            st = cs_layer_layout_make(g, l, &lay, err);
+            for (int64_t u = 0; !st && lay.kfac == CS_KFAC_NONE && lay.unit_idx && u < lay.n_units; u++)
+                for (int64_t x = 0; x < lay.unit_d; x++)
+                    if (lay.unit_idx[u * lay.unit_d + x] >= 0)
+                        out->layer_unit[off + lay.unit_idx[u * lay.unit_d + x]] = (int)u;
+            cs_layer_layout_free(&lay);
+            if (st)
+                break;
         }
         if (!src)
             continue;

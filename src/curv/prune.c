@@ -1,4 +1,5 @@
 #include "curv/prune.h"
+#include "interp/layer_kind.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,8 +20,7 @@ static int cmp_ranked(const void *a, const void *b)
 
 static bool prunable_layer(const cs_layer *L)
 {
-    return strcmp(L->op_type, "Gemm") == 0 || strcmp(L->op_type, "MatMul") == 0 ||
-           strcmp(L->op_type, "Conv") == 0;
+    return L->kind->prunable;
 }
 
 /* Weight element i (flat parameter index) as a pointer into its tensor. */

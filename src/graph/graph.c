@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "interp/op.h"
 
 const cs_attr *cs_node_attr(const cs_node *n, const char *name)
 {
@@ -108,12 +107,14 @@ cs_status cs_graph_finalize(cs_graph *g, cs_err *err)
     if (st)
         return st;
     for (int k = 0; k < g->n_nodes; k++) {
-        cs_node *n = &g->nodes[k];
-        const cs_op_def *op = cs_op_find(n->op_type, n->domain);
-        n->op = op && n->opset >= op->min_opset ? op : NULL;
-        n->layer = -1;
+        g->nodes[k].op = NULL;
+        g->nodes[k].layer = -1;
     }
-    return cs_graph_find_layers(g, err);
+    g->n_layers = g->n_params = 0;
+    g->n_param_scalars = 0;
+    for (int v = 0; v < g->n_values; v++)
+        g->values[v].param_index = -1;
+    return CS_OK;
 }
 
 int cs_graph_unsupported(const cs_graph *g, char *buf, size_t size)

@@ -20,6 +20,7 @@
 #include "tensor/tensor.h"
 
 struct cs_op_def;
+struct cs_layer_kind;
 
 typedef enum cs_value_kind {
     CS_VALUE_INPUT,        /* graph input fed by the user */
@@ -84,6 +85,7 @@ typedef struct cs_node {
 typedef struct cs_layer {
     const char *name;     /* ONNX node name of the layer's first node */
     const char *op_type;  /* "Gemm", "MatMul", "Conv", "BatchNormalization", ... */
+    const struct cs_layer_kind *kind; /* its row of the layer-kind table (interp/layer_kind.h) */
     int node;             /* the node that owns the weight */
     int bias_node;        /* MatMul+Add fusion: the Add node, else -1 */
     int first_param;      /* index into g->params */
@@ -134,12 +136,12 @@ const float *cs_node_attr_floats(const cs_node *n, const char *name, int *count)
 /* Index of the value named name, or -1. */
 int cs_graph_find_value(const cs_graph *g, const char *name);
 
-/* Resolves op definitions, checks topological order, finds layers and
- * parameters.  Called by the loader once nodes and values are in place. */
+/* Checks topological order and that every output is produced; leaves
+ * every node's op unresolved (NULL) and no layers.  Called by the loader
+ * once nodes and values are in place.  Resolving operators and finding
+ * layers is the interpreter's (cs_interp_bind, interp/model.h), so this
+ * directory knows nothing of the operator or layer-kind tables. */
 cs_status cs_graph_finalize(cs_graph *g, cs_err *err) CS_MUST_CHECK;
-
-/* Finds DESIGN.md's layers and fills g->layers / g->params (graph/layers.c). */
-cs_status cs_graph_find_layers(cs_graph *g, cs_err *err) CS_MUST_CHECK;
 
 /* Count of nodes whose operator is not supported; names them in buf. */
 int cs_graph_unsupported(const cs_graph *g, char *buf, size_t size);

@@ -1,12 +1,9 @@
 #include "interp/autodiff.h"
-#include "tensor/accum.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "base/parallel.h"
-#include "interp/ops/conv_im2col.h"
-#include "tensor/blas.h"
+#include "interp/layer_kind.h"
 
 static bool is_float_value(const cs_plan *p, int v)
 {
@@ -346,6 +343,17 @@ static void add_params(const cs_ad *ad, int first, int count, int64_t base, bool
 
 /* ---- captures ---- */
 
+/* The layer's input: the node's first input that is not a parameter
+ * (Gemm's A, MatMul's activation operand, Conv's X, a norm's X). */
+static int layer_input_value(const cs_graph *g, const cs_layer *L)
+{
+    const cs_node *n = &g->nodes[L->node];
+    for (int i = 0; i < n->n_inputs; i++)
+        if (n->inputs[i] >= 0 && !is_param(g, n->inputs[i]))
+            return n->inputs[i];
+    return n->inputs[0];
+}
+
 cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_err *err)
 {
     const cs_graph *g = ad->g;
@@ -353,9 +361,7 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
         return cs_fail(err, CS_ERR_RUNTIME, "no layer %d", layer);
     const cs_layer *L = &g->layers[layer];
     const cs_node *n = &g->nodes[L->node];
-    int in = n->inputs[0];
-    if (strcmp(L->op_type, "MatMul") == 0 && is_param(g, in))
-        in = n->inputs[1];
+    int in = layer_input_value(g, L);
     int out = L->bias_node >= 0 ? g->nodes[L->bias_node].outputs[0] : n->outputs[0];
     memset(cap, 0, sizeof *cap);
     cap->layer = layer;
@@ -368,19 +374,9 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
     return CS_OK;
 }
 
-/* Bytes cs_ad_per_sample_grads needs at most, over the layers: Conv keeps
- * one group's patches (double, and float when the model is float) and its
- * output gradient rows, once per thread (it splits the samples over
- * threads); MatMul a [K, M] float product. */
-static size_t conv_thread_bytes(const cs_tensor *W, const cs_conv_geom *geo, int64_t groups)
-{
-    size_t KT = (size_t)(cs_conv_patch_rows(geo) * geo->out_size);
-    size_t b = KT * (sizeof(double) + sizeof(float)) + (size_t)(W->dims[0] / groups * geo->out_size) * sizeof(double);
-    return (b + 63) / 64 * 64; /* each thread's part on its own cache lines */
-}
-
-/* The patch cache: every Conv layer's patches in double, while the total
- * stays within CS_AD_PATCH_BYTES (a layer past it recomputes them). */
+/* The patch cache: every layer's forward-time patches (the kinds that keep
+ * them), while the total stays within CS_AD_PATCH_BYTES (a layer past it
+ * recomputes them). */
 static cs_status plan_patch_cache(cs_ad *ad, cs_err *err)
 {
     const cs_graph *g = ad->g;
@@ -391,314 +387,30 @@ static cs_status plan_patch_cache(cs_ad *ad, cs_err *err)
         return cs_fail(err, CS_ERR_NOMEM, "out of memory for the patch cache");
     for (int l = 0; l < g->n_layers; l++) {
         const cs_layer *L = &g->layers[l];
-        const cs_node *n = &g->nodes[L->node];
         ad->patches_at[l] = UINT64_MAX;
-        if (strcmp(L->op_type, "Conv") != 0 || n->n_inputs < 2)
-            continue;
-        cs_conv_geom geo;
-        int64_t groups;
-        const cs_tensor *X = &ad->p->vals[n->inputs[0]], *W = &ad->p->vals[n->inputs[1]];
-        if (cs_conv_geometry(n, X, W, &geo, &groups, NULL) != CS_OK)
-            continue;
-        size_t bytes = (size_t)(X->dims[0] * groups * cs_conv_patch_rows(&geo) * geo.out_size) * sizeof(double);
-        if (total + bytes > CS_AD_PATCH_BYTES)
+        size_t bytes = L->kind->patch_bytes ? L->kind->patch_bytes(ad, L) : 0;
+        if (!bytes || total + bytes > CS_AD_PATCH_BYTES)
             continue;
         if (!(ad->patches[l] = cs_arena_alloc(&ad->arena, bytes)))
-            return cs_fail(err, CS_ERR_NOMEM, "out of memory for the patch cache");
+            return cs_fail(err, CS_ERR_NOMEM, "out of memory for the patch cache (%zu bytes, layer '%s')", bytes,
+                           L->name);
         total += bytes;
     }
     return CS_OK;
 }
 
+/* Bytes cs_ad_per_sample_grads needs at most, over the layers. */
 static size_t per_sample_workspace(const cs_ad *ad)
 {
     const cs_graph *g = ad->g;
     size_t most = 64;
     for (int l = 0; l < g->n_layers; l++) {
         const cs_layer *L = &g->layers[l];
-        const cs_node *n = &g->nodes[L->node];
-        size_t need = 0;
-        if (strcmp(L->op_type, "Conv") == 0 && n->n_inputs >= 2) {
-            cs_conv_geom geo;
-            int64_t groups;
-            const cs_tensor *X = &ad->p->vals[n->inputs[0]], *W = &ad->p->vals[n->inputs[1]];
-            if (cs_conv_geometry(n, X, W, &geo, &groups, NULL) != CS_OK)
-                continue;
-            need = conv_thread_bytes(W, &geo, groups) * (size_t)cs_omp_max_threads();
-        } else if (strcmp(L->op_type, "MatMul") == 0) {
-            const cs_tensor *W = &g->values[g->params[L->first_param].value].init;
-            need = (size_t)cs_tensor_numel(W) * sizeof(float);
-        }
+        size_t need = L->kind->per_sample_bytes ? L->kind->per_sample_bytes(ad, L) : 0;
         if (need > most)
             most = need;
     }
     return most;
-}
-
-/* Element i of a float or double tensor. */
-static inline double at(const cs_tensor *t, int64_t i)
-{
-    return t->dtype == CS_DT_FLOAT ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
-}
-
-/* Which input slot of node n holds parameter value v. */
-static int slot_of(const cs_node *n, int v)
-{
-    for (int i = 0; i < n->n_inputs; i++)
-        if (n->inputs[i] == v)
-            return i;
-    return -1;
-}
-
-/* Gemm: Y = alpha op(A) op(B) + beta C.  Sample n is row n of op(A) and of Y:
- * dB = alpha a_n d_n^T (or its transpose for transB), dC = beta d_n summed to
- * C's shape. */
-static cs_status per_sample_gemm(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap,
-                                 double *out, int64_t width, cs_err *err)
-{
-    const cs_graph *g = ad->g;
-    const cs_node *n = &g->nodes[L->node];
-    double alpha = cs_node_attr_float(n, "alpha", 1.0f), beta = cs_node_attr_float(n, "beta", 1.0f);
-    bool trans_a = cs_node_attr_int(n, "transA", 0), trans_b = cs_node_attr_int(n, "transB", 0);
-    const cs_tensor *A = cap->input, *D = cap->output_grad;
-    int64_t N = D->dims[0], M_out = D->dims[1], K = trans_a ? A->dims[0] : A->dims[1];
-    for (int q = 0; q < L->n_params; q++) {
-        int v = g->params[L->first_param + q].value;
-        int64_t col0 = g->params[L->first_param + q].offset - g->params[L->first_param].offset;
-        const cs_tensor *P = &g->values[v].init;
-        int s = slot_of(n, v);
-        if (s == 1) {
-            for (int64_t b = 0; b < N; b++) {
-                double *o = out + b * width + col0;
-                for (int64_t k = 0; k < K; k++) {
-                    double a = alpha * at(A, trans_a ? k * N + b : b * K + k);
-                    for (int64_t m = 0; m < M_out; m++) {
-                        double d = at(D, b * M_out + m);
-                        o[trans_b ? m * K + k : k * M_out + m] = a * d;
-                    }
-                }
-            }
-        } else if (s == 2) {
-            int64_t pn = cs_tensor_numel(P);
-            if (pn != M_out && pn != 1)
-                return cs_fail(err, CS_ERR_UNSUPPORTED,
-                               "layer '%s': per-sample gradients of a bias of shape other than [N] or scalar",
-                               L->name);
-            for (int64_t b = 0; b < N; b++) {
-                double *o = out + b * width + col0;
-                if (pn == 1) {
-                    double s1 = 0;
-                    for (int64_t m = 0; m < M_out; m++)
-                        s1 += at(D, b * M_out + m);
-                    o[0] = beta * s1;
-                } else {
-                    for (int64_t m = 0; m < M_out; m++)
-                        o[m] = beta * at(D, b * M_out + m);
-                }
-            }
-        } else {
-            return cs_fail(err, CS_ERR_UNSUPPORTED,
-                           "layer '%s': per-sample gradients of Gemm input %d are not supported", L->name, s);
-        }
-    }
-    return CS_OK;
-}
-
-/* MatMul (+ bias) with weight W [K, M] as the second operand, input
- * [N, T..., K]: sample n's gradient is A_n^T D_n summed over its T positions
- * (one small GEMM per sample), the bias's is the column sum of D_n. */
-static cs_status per_sample_matmul(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap,
-                                   double *out, int64_t width, cs_err *err)
-{
-    const cs_graph *g = ad->g;
-    const cs_node *n = &g->nodes[L->node];
-    int wv = g->params[L->first_param].value;
-    if (slot_of(n, wv) != 1 || g->values[wv].init.ndim != 2)
-        return cs_fail(err, CS_ERR_UNSUPPORTED,
-                       "layer '%s': per-sample gradients need the weight as MatMul's 2-D second operand",
-                       L->name);
-    const cs_tensor *A = cap->input, *D = cap->output_grad;
-    int64_t N = A->dims[0], K = A->dims[A->ndim - 1], M = D->dims[D->ndim - 1];
-    int64_t T = cs_tensor_numel(A) / (N * K);
-    if (A->ndim < 2 || cs_tensor_numel(D) != N * T * M)
-        return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': unexpected shapes for per-sample gradients",
-                       L->name);
-    for (int64_t b = 0; b < N; b++) {
-        double *o = out + b * width;
-        if (A->dtype == CS_DT_DOUBLE) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)M, (int)T, 1.0,
-                        (const double *)A->data + b * T * K, (int)K,
-                        (const double *)D->data + b * T * M, (int)M, 0.0, o, (int)M);
-        } else {
-            float *w = ad->ps_buf; /* [K, M] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)M, (int)T, 1.0f,
-                        (const float *)A->data + b * T * K, (int)K,
-                        (const float *)D->data + b * T * M, (int)M, 0.0f, w, (int)M);
-            for (int64_t i = 0; i < K * M; i++)
-                o[i] = w[i];
-        }
-        if (L->n_params > 1) {
-            double *ob = o + K * M;
-            memset(ob, 0, sizeof(double) * (size_t)M);
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t m = 0; m < M; m++)
-                    ob[m] += at(D, (b * T + t) * M + m);
-        }
-    }
-    return CS_OK;
-}
-
-/* Conv: dW_n = D_n (per group, [M/G, T]) times the patches of sample n
- * ([T, C/G * k]); db_n = sum over positions of D_n. */
-static cs_status per_sample_conv(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap,
-                                 double *out, int64_t width, cs_err *err)
-{
-    const cs_graph *g = ad->g;
-    const cs_node *n = &g->nodes[L->node];
-    const cs_tensor *X = cap->input, *D = cap->output_grad;
-    const cs_tensor *W = &ad->p->vals[n->inputs[1]];
-    cs_conv_geom geo;
-    int64_t groups;
-    cs_status st = cs_conv_geometry(n, X, W, &geo, &groups, err);
-    if (st)
-        return st;
-    int64_t N = X->dims[0], C = X->dims[1], M = W->dims[0], T = geo.out_size;
-    int64_t Kp = cs_conv_patch_rows(&geo), Mg = M / groups;
-    bool dbl = X->dtype == CS_DT_DOUBLE;
-    size_t es = cs_dtype_size(X->dtype);
-    /* Samples are independent: split over threads, each with its own part
-     * of the workspace (per_sample_workspace) for one group's patch matrix
-     * in the double the result needs, or the patch cache's, filled by the
-     * first seed after a forward and read by the others. */
-    size_t part = conv_thread_bytes(W, &geo, groups);
-    const int li = (int)(L - g->layers);
-    double *cache = ad->patches ? ad->patches[li] : NULL;
-    const bool cached = cache && ad->patches_at[li] == ad->p->forward_count;
-#pragma omp parallel if (N * Kp * T >= CS_OMP_MIN_ELEMS)
-    {
-        int64_t lo, hi;
-        cs_omp_slice(N, &lo, &hi);
-        double *buf = (double *)((char *)ad->ps_buf + part * (size_t)cs_omp_thread());
-        double *dd = buf + Kp * T;
-        float *colf = (float *)(dd + Mg * T);
-        for (int64_t b = lo; b < hi; b++) {
-            double *o = out + b * width;
-            for (int64_t grp = 0; grp < groups; grp++) {
-                const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * geo.in_size) * es;
-                double *col = cache ? cache + (b * groups + grp) * Kp * T : buf;
-                if (cached) {
-                    /* made by an earlier seed of this forward */
-                } else if (dbl) {
-                    cs_im2col_f64(&geo, (const double *)xg, col, T);
-                } else {
-                    cs_im2col_f32(&geo, (const float *)xg, colf, T);
-                    for (int64_t i = 0; i < Kp * T; i++)
-                        col[i] = colf[i];
-                }
-                const int64_t d0 = (b * M + grp * Mg) * T;
-                if (dbl)
-                    memcpy(dd, (const double *)D->data + d0, sizeof(double) * (size_t)(Mg * T));
-                else
-                    for (int64_t m = 0; m < Mg * T; m++)
-                        dd[m] = ((const float *)D->data)[d0 + m];
-                /* [Mg, Kp] = [Mg, T] x [T, Kp] */
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)Kp, (int)T, 1.0, dd,
-                            (int)T, col, (int)T, 0.0, o + grp * Mg * Kp, (int)Kp);
-            }
-            if (L->n_params > 1) {
-                double *ob = o + M * Kp;
-                for (int64_t m = 0; m < M; m++)
-                    ob[m] = dbl ? cs_sum_f64((const double *)D->data + (b * M + m) * T, T)
-                                : cs_sum_f32((const float *)D->data + (b * M + m) * T, T);
-            }
-        }
-    }
-    if (cache)
-        ad->patches_at[li] = ad->p->forward_count;
-    return CS_OK;
-}
-
-/* BatchNormalization (running statistics): y = scale * xhat + B with
- * xhat = (x - mean) / sqrt(var + eps); per channel c,
- * dscale_n[c] = sum_pos xhat * d, dB_n[c] = sum_pos d. */
-static cs_status per_sample_bn(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap,
-                               double *out, int64_t width, cs_err *err)
-{
-    const cs_graph *g = ad->g;
-    const cs_node *n = &g->nodes[L->node];
-    const cs_tensor *X = cap->input, *D = cap->output_grad;
-    const cs_tensor *mean = &ad->p->vals[n->inputs[3]], *var = &ad->p->vals[n->inputs[4]];
-    double eps = cs_node_attr_float(n, "epsilon", 1e-5f);
-    int64_t N = X->dims[0], C = X->dims[1], S = cs_tensor_numel(X) / (N * C);
-    for (int q = 0; q < L->n_params; q++) {
-        int s = slot_of(n, g->params[L->first_param + q].value);
-        int64_t col0 = g->params[L->first_param + q].offset - g->params[L->first_param].offset;
-        if (s != 1 && s != 2)
-            return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': unexpected parameter slot %d", L->name, s);
-        bool f32 = X->dtype == CS_DT_FLOAT;
-        for (int64_t b = 0; b < N; b++)
-            for (int64_t c = 0; c < C; c++) {
-                /* dScale = sum (x - mean) / sqrt(var + eps) d, dB = sum d */
-                double mu = at(mean, c), inv = 1.0 / sqrt(at(var, c) + eps), acc;
-                int64_t e = (b * C + c) * S;
-                if (f32)
-                    acc = s == 1 ? inv * cs_dot_centered_f32((const float *)X->data + e,
-                                                             (const float *)D->data + e, mu, S)
-                                 : cs_sum_f32((const float *)D->data + e, S);
-                else
-                    acc = s == 1 ? inv * cs_dot_centered_f64((const double *)X->data + e,
-                                                             (const double *)D->data + e, mu, S)
-                                 : cs_sum_f64((const double *)D->data + e, S);
-                out[b * width + col0 + c] = acc;
-            }
-    }
-    return CS_OK;
-}
-
-/* LayerNormalization over the trailing axes from `axis`: per row,
- * xhat = (x - mean) / sqrt(var + eps); dScale_n = sum over the sample's rows
- * of xhat * d, dB_n = sum of d (Scale and B of the normalised shape). */
-static cs_status per_sample_ln(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap,
-                               double *out, int64_t width, cs_err *err)
-{
-    const cs_graph *g = ad->g;
-    const cs_node *n = &g->nodes[L->node];
-    const cs_tensor *X = cap->input, *D = cap->output_grad;
-    int64_t axis = cs_node_attr_int(n, "axis", -1);
-    if (axis < 0)
-        axis += X->ndim;
-    double eps = cs_node_attr_float(n, "epsilon", 1e-5f);
-    int64_t N = X->dims[0], Dn = 1;
-    for (int a = (int)axis; a < X->ndim; a++)
-        Dn *= X->dims[a];
-    if (axis < 1)
-        return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': normalising over the batch axis", L->name);
-    int64_t rows = cs_tensor_numel(X) / (N * Dn);
-    for (int q = 0; q < L->n_params; q++) {
-        int s = slot_of(n, g->params[L->first_param + q].value);
-        int64_t col0 = g->params[L->first_param + q].offset - g->params[L->first_param].offset;
-        if (cs_tensor_numel(&g->values[g->params[L->first_param + q].value].init) != Dn)
-            return cs_fail(err, CS_ERR_UNSUPPORTED,
-                           "layer '%s': per-sample gradients of a broadcast LayerNormalization scale",
-                           L->name);
-        for (int64_t b = 0; b < N; b++) {
-            double *o = out + b * width + col0;
-            memset(o, 0, sizeof(double) * (size_t)Dn);
-            for (int64_t r = 0; r < rows; r++) {
-                int64_t base = (b * rows + r) * Dn;
-                double mu = 0, m2 = 0;
-                for (int64_t i = 0; i < Dn; i++)
-                    mu += at(X, base + i);
-                mu /= (double)Dn;
-                for (int64_t i = 0; i < Dn; i++)
-                    m2 += (at(X, base + i) - mu) * (at(X, base + i) - mu);
-                double inv = 1.0 / sqrt(m2 / (double)Dn + eps);
-                for (int64_t i = 0; i < Dn; i++)
-                    o[i] += s == 1 ? (at(X, base + i) - mu) * inv * at(D, base + i) : at(D, base + i);
-            }
-        }
-    }
-    return CS_OK;
 }
 
 cs_status cs_ad_per_sample_grads(const cs_ad *ad, int layer, double *out, cs_err *err)
@@ -708,17 +420,8 @@ cs_status cs_ad_per_sample_grads(const cs_ad *ad, int layer, double *out, cs_err
     if (st)
         return st;
     const cs_layer *L = &ad->g->layers[layer];
-    int64_t width = L->numel;
-    const char *op = L->op_type;
-    if (strcmp(op, "Gemm") == 0)
-        return per_sample_gemm(ad, L, &cap, out, width, err);
-    if (strcmp(op, "MatMul") == 0)
-        return per_sample_matmul(ad, L, &cap, out, width, err);
-    if (strcmp(op, "Conv") == 0)
-        return per_sample_conv(ad, L, &cap, out, width, err);
-    if (strcmp(op, "BatchNormalization") == 0)
-        return per_sample_bn(ad, L, &cap, out, width, err);
-    if (strcmp(op, "LayerNormalization") == 0)
-        return per_sample_ln(ad, L, &cap, out, width, err);
-    return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s' (%s): no per-sample gradient rule", L->name, op);
+    if (!L->kind->per_sample_grads)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s' (%s): no per-sample gradient rule", L->name,
+                       L->op_type);
+    return L->kind->per_sample_grads(ad, L, &cap, out, L->numel, err);
 }

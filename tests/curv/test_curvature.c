@@ -15,6 +15,7 @@
 #include "interp/objective.h"
 #include "case.h"
 #include "fixture.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 static double max_abs(const double *a, long n)
@@ -376,7 +377,7 @@ static void check_kfac_large_factor(void)
     char path[512];
     cs_err err = {0};
     cs_graph *g = NULL;
-    if (!ok(cs_onnx_load_file(test_src_path(path, sizeof path, "tests/models/mlp.onnx"), &g, &err) == CS_OK,
+    if (!ok(cs_model_load_file(test_src_path(path, sizeof path, "tests/models/mlp.onnx"), &g, &err) == CS_OK,
             "large factor: load mlp (%s)", err.msg))
         return;
     enum { N = 300, D = 784 };

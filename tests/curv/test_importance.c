@@ -13,6 +13,7 @@
 #include "curv/prune.h"
 #include "dense_ref.h"
 #include "fixture.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 /* OBS of one layer block M (W x W) with damping rel * tr(M) / W. */
@@ -42,7 +43,7 @@ static void check(const char *model, int64_t max_full)
     cs_graph *g = NULL;
     cs_dataset ds;
     snprintf(rel, sizeof rel, "tests/models/%s.onnx", model);
-    if (!ok(cs_onnx_load_file(test_src_path(path, sizeof path, rel), &g, &err) == CS_OK, "%s: load", model))
+    if (!ok(cs_model_load_file(test_src_path(path, sizeof path, rel), &g, &err) == CS_OK, "%s: load", model))
         return;
     snprintf(rel, sizeof rel, "tests/fixtures/curv_%s_x.npy", model);
     snprintf(x, sizeof x, "npy:%s", test_src_path(path, sizeof path, rel));
@@ -147,7 +148,7 @@ static void check_prune(void)
     cs_err err = {0};
     cs_graph *g = NULL;
     cs_dataset ds;
-    if (cs_onnx_load_file(test_src_path(path, sizeof path, "tests/models/tiny_mlp64.onnx"), &g, &err)) {
+    if (cs_model_load_file(test_src_path(path, sizeof path, "tests/models/tiny_mlp64.onnx"), &g, &err)) {
         ok(0, "prune: load (%s)", err.msg);
         return;
     }

@@ -16,6 +16,7 @@
 #include "curv/spectrum.h"
 #include "case.h"
 #include "fixture.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 #include "spectral/dense.h"
 #include "tensor/blas.h"
@@ -215,7 +216,7 @@ static void check_bundled(const char *model, const char *fmnist)
     cs_graph *g = NULL;
     cs_dataset ds;
     if (!ok(got_lines == 2 && samples > 0, "%s: fixture has both top-5 lines", model) ||
-        !ok(cs_onnx_load_file(path, &g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
+        !ok(cs_model_load_file(path, &g, &err) == CS_OK, "%s: load (%s)", model, err.msg))
         return;
     if (!ok(cs_dataset_load(&ds, images, labels, samples, &err) == CS_OK, "%s: data (%s)", model, err.msg)) {
         cs_graph_free(g);

@@ -22,6 +22,7 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "interp/run.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 #include "onnx/tensor_proto.h"
 
@@ -126,7 +127,7 @@ static void run_case(const char *suite, const char *dir, const char *name)
     snprintf(path, sizeof path, "%s/%s/model.onnx", dir, name);
     cs_err err = {0};
     cs_graph *g = NULL;
-    cs_status st = cs_onnx_load_file(path, &g, &err);
+    cs_status st = cs_model_load_file(path, &g, &err);
     if (st == CS_ERR_UNSUPPORTED) {
         skip("%s/%s: %s", suite, name, err.msg);
         n_skip_feature++;

@@ -11,6 +11,7 @@
 #include "../test_util.h"
 #include "interp/evaluate.h"
 #include "interp/plan.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 /* Value of "key VALUE" in a fixture file; NAN when absent. */
@@ -46,7 +47,7 @@ static void check_model(const char *name, const char *fmnist)
 
     cs_err err = {0};
     cs_graph *g = NULL;
-    if (!ok(cs_onnx_load_file(model, &g, &err) == CS_OK, "%s: load (%s)", name, err.msg))
+    if (!ok(cs_model_load_file(model, &g, &err) == CS_OK, "%s: load (%s)", name, err.msg))
         return;
     int64_t samples = (int64_t)fixture_value(fixture, "samples");
     cs_dataset ds;

@@ -20,6 +20,7 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "interp/objective.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 #define SAMPLES 256
@@ -36,7 +37,7 @@ static void check(const char *name, const char *fmnist)
     cs_err err = {0};
     cs_graph *g = NULL;
     cs_dataset ds;
-    if (!ok(cs_onnx_load_file(model, &g, &err) == CS_OK, "%s: load (%s)", name, err.msg))
+    if (!ok(cs_model_load_file(model, &g, &err) == CS_OK, "%s: load (%s)", name, err.msg))
         return;
     if (!ok(cs_dataset_load(&ds, images, labels, SAMPLES, &err) == CS_OK, "%s: data (%s)", name, err.msg)) {
         cs_graph_free(g);

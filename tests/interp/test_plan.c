@@ -7,6 +7,7 @@
 #include "interp/evaluate.h"
 #include "interp/plan.h"
 #include "interp/run.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 static cs_graph *load(const char *rel)
@@ -15,7 +16,7 @@ static cs_graph *load(const char *rel)
     cs_err err = {0};
     cs_graph *g = NULL;
     test_src_path(path, sizeof path, rel);
-    if (!ok(cs_onnx_load_file(path, &g, &err) == CS_OK, "load %s (%s)", rel, err.msg))
+    if (!ok(cs_model_load_file(path, &g, &err) == CS_OK, "load %s (%s)", rel, err.msg))
         return NULL;
     return g;
 }
@@ -114,7 +115,7 @@ static void test_unsupported(void)
     snprintf(path, sizeof path, "%s/node/test_abs/model.onnx", root);
     cs_err err = {0};
     cs_graph *g = NULL;
-    if (cs_onnx_load_file(path, &g, &err) != CS_OK) {
+    if (cs_model_load_file(path, &g, &err) != CS_OK) {
         skip("ONNX test data not found at %s", root);
         return;
     }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "graph/graph.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 #include "onnx/onnx.pb-c.h"
 
@@ -264,7 +265,7 @@ static inline cs_status mb_load(model_builder *b, const char *base_dir, cs_graph
     uint8_t *buf = mb_pack(b, &len);
     err->code = CS_OK;
     err->msg[0] = '\0';
-    cs_status st = cs_onnx_load_bytes(buf, len, base_dir, g, err);
+    cs_status st = cs_model_load_bytes(buf, len, base_dir, g, err);
     free(buf);
     return st;
 }

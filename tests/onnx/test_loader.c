@@ -14,6 +14,7 @@
 #include "graph/graph.h"
 #include "interp/plan.h"
 #include "model_builder.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 static cs_graph *load_model(const char *rel)
@@ -22,7 +23,7 @@ static cs_graph *load_model(const char *rel)
     cs_err err = {0};
     cs_graph *g = NULL;
     test_src_path(path, sizeof path, rel);
-    cs_status st = cs_onnx_load_file(path, &g, &err);
+    cs_status st = cs_model_load_file(path, &g, &err);
     if (!ok(st == CS_OK && g != NULL, "load %s", rel)) {
         diag("status %s: %s", cs_status_name(st), err.msg);
         return NULL;
@@ -470,7 +471,7 @@ static void test_external_data(void)
 
     cs_graph *g = NULL;
     cs_err err = {0};
-    cs_status st = wrote_model ? cs_onnx_load_file(model_path, &g, &err) : CS_ERR_IO;
+    cs_status st = wrote_model ? cs_model_load_file(model_path, &g, &err) : CS_ERR_IO;
     if (ok(st == CS_OK, "external data: model with location/offset/length loads from a file")) {
         const cs_tensor *w = init_of(g, "W"), *v = init_of(g, "V"), *u = init_of(g, "U");
         ok(shape_is(w, CS_DT_FLOAT, 2, DIMS(2, 2)) && memcmp(w->data, wv, sizeof wv) == 0,
@@ -785,12 +786,12 @@ static void test_load_file_errors(void)
 {
     cs_graph *g = NULL;
     cs_err err = {0};
-    cs_status st = cs_onnx_load_file("/nonexistent/curvscope/model.onnx", &g, &err);
+    cs_status st = cs_model_load_file("/nonexistent/curvscope/model.onnx", &g, &err);
     ok(st == CS_ERR_IO && g == NULL && strstr(err.msg, "/nonexistent/curvscope/model.onnx"),
        "a missing model file is an I/O error naming the path (%s)", err.msg);
     char path[4096];
     test_src_path(path, sizeof path, "tests/models");
-    st = cs_onnx_load_file(path, &g, &err);
+    st = cs_model_load_file(path, &g, &err);
     ok(st != CS_OK && g == NULL && err.msg[0], "a folder is not a model (%s: %s)",
        cs_status_name(st), err.msg);
 }

@@ -21,6 +21,7 @@
 #include "graph/graph.h"
 #include "interp/plan.h"
 #include "model_builder.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 
 #define DIMS(...) (const int64_t[]){__VA_ARGS__}
@@ -119,7 +120,7 @@ static cs_status load_copy(const uint8_t *src, size_t len, cs_graph **g, cs_err 
         memcpy(copy, src, len);
     err->code = CS_OK;
     err->msg[0] = '\0';
-    cs_status st = cs_onnx_load_bytes(len ? copy : NULL, len, NULL, g, err);
+    cs_status st = cs_model_load_bytes(len ? copy : NULL, len, NULL, g, err);
     free(copy);
     return st;
 }
@@ -248,7 +249,7 @@ static void test_bit_flips(const char *rel, int n_flips, uint64_t seed)
         copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         cs_graph *g = NULL;
         cs_err err = {0};
-        cs_status st = cs_onnx_load_bytes(copy, len, NULL, &g, &err);
+        cs_status st = cs_model_load_bytes(copy, len, NULL, &g, &err);
         if (st == CS_OK) {
             s.loaded++;
             exercise(g, bit, &s);
@@ -302,7 +303,7 @@ static void test_exhaustive_flips(void)
         copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         g = NULL;
         err.msg[0] = '\0';
-        st = cs_onnx_load_bytes(copy, len, NULL, &g, &err);
+        st = cs_model_load_bytes(copy, len, NULL, &g, &err);
         if (st == CS_OK) {
             s.loaded++;
             exercise(g, bit, &s);
@@ -811,7 +812,7 @@ static void test_not_a_model(void)
 {
     cs_graph *g = NULL;
     cs_err err = {0};
-    cs_status st = cs_onnx_load_bytes(NULL, 0, NULL, &g, &err);
+    cs_status st = cs_model_load_bytes(NULL, 0, NULL, &g, &err);
     ok(st == CS_ERR_FORMAT && g == NULL && err.msg[0], "empty input: %s: %s", cs_status_name(st),
        err.msg);
     static const uint8_t text[] = "this is not a protobuf, it is plain text\n";
@@ -966,7 +967,7 @@ static void test_input_slot_amplification(void)
     long before = peak_rss_kib();
     cs_graph *g = NULL;
     cs_err err = {0};
-    cs_status st = cs_onnx_load_bytes(buf, len, NULL, &g, &err);
+    cs_status st = cs_model_load_bytes(buf, len, NULL, &g, &err);
     long grew_mib = (peak_rss_kib() - before) / 1024;
     ok((st == CS_OK || (status_valid(st) && err.msg[0])) && grew_mib < 128,
        "a %zu-byte model with %d input slots of one node loads in under 128 MiB "

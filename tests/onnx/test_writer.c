@@ -8,6 +8,7 @@
 
 #include "../tap.h"
 #include "../test_util.h"
+#include "interp/model.h"
 #include "onnx/loader.h"
 #include "onnx/writer.h"
 
@@ -22,7 +23,7 @@ int main(void)
     snprintf(dst, sizeof dst, "%s/tuned.onnx", dir);
     cs_err err = {0};
     cs_graph *g = NULL, *h = NULL;
-    if (!ok(cs_onnx_load_file(src, &g, &err) == CS_OK, "load cnn (%s)", err.msg))
+    if (!ok(cs_model_load_file(src, &g, &err) == CS_OK, "load cnn (%s)", err.msg))
         return tap_done();
     /* Change every parameter (not the running statistics). */
     for (int q = 0; q < g->n_params; q++) {
@@ -31,7 +32,7 @@ int main(void)
             ((float *)t->data)[i] = ((float *)t->data)[i] * 1.5f + 0.25f * (float)(i % 7);
     }
     ok(cs_onnx_write_updated(src, g, dst, &err) == CS_OK, "write (%s)", err.msg);
-    if (ok(cs_onnx_load_file(dst, &h, &err) == CS_OK, "reload (%s)", err.msg)) {
+    if (ok(cs_model_load_file(dst, &h, &err) == CS_OK, "reload (%s)", err.msg)) {
         ok(h->n_nodes == g->n_nodes && h->opset == g->opset && h->ir_version == g->ir_version &&
                strcmp(h->producer_name, g->producer_name) == 0 && h->n_params == g->n_params,
            "same nodes (%d), opset (%d), IR version, producer and parameters", h->n_nodes, h->opset);
