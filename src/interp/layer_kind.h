@@ -50,7 +50,7 @@ typedef enum cs_kfac_input {
     CS_KFAC_PATCHES,  /* a convolution: the input's patches (im2col) */
 } cs_kfac_input;
 
-/* A layer's K-FAC and unit-wise layout (doc/design.md §2.5): the block is
+/* A layer's K-FAC and unit-wise layout (doc/design.md §2.4): the block is
  * G (x) A over [W | b] with rows = output units, per group; a MatMul weight
  * is the transpose of its stored (in, out) tensor; Conv features are
  * (c_in, kh, kw).  Ownership: kron and unit_idx belong to the layout and
@@ -89,7 +89,7 @@ int cs_layer_kind_count(void);
 const cs_layer_kind *cs_layer_kind_at(int i);
 
 /* Finds the graph's layers by the table and fills g->layers / g->params
- * (doc/design.md §2.3, parameter order §2.4).  Called once after loading,
+ * (doc/design.md §2.3, with the parameter order).  Called once after loading,
  * by cs_interp_bind. */
 cs_status cs_layers_find(cs_graph *g, cs_err *err) CS_MUST_CHECK;
 

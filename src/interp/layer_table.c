@@ -2,7 +2,7 @@
  * contract), the search for layers that uses it, and the layout building
  * blocks the kinds share.
  *
- * Parameter order (doc/design.md §2.4): layers in the order of their first
+ * Parameter order (doc/design.md §2.3): layers in the order of their first
  * node, inside a layer the node's initializer inputs in input order, then
  * a fused bias.  An initializer already owned by an earlier layer (weight
  * tying) is not counted twice. */

@@ -1,6 +1,6 @@
 /* BatchNormalization layers: scale and B (slots 1 and 2); the running
  * mean and variance are statistics, not parameters (doc/design.md §2.3),
- * and the layer normalises with them (inference semantics, §2.7). */
+ * and the layer normalises with them (inference semantics, §2.9). */
 #include "interp/layers/rules.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
 /* Conv layers: weight W [M, C/G, k...] and bias B [M] (slots 1 and 2).
  * K-FAC treats the output positions as shared (the expand setting,
- * doc/design.md §2.5): A from the input's patches, features (c_in, kh, kw)
+ * doc/design.md §2.4): A from the input's patches, features (c_in, kh, kw)
  * as in the weight, per group of channels. */
 #include "interp/layers/rules.h"
 

@@ -8,7 +8,7 @@
 #include "tensor/blas.h"
 
 /* K-FAC layout: the weight is stored [in, out] as the second operand; the
- * block's rows are its columns (doc/design.md §2.5).  A weight as the first
+ * block's rows are its columns (doc/design.md §2.4).  A weight as the first
  * operand has no Kronecker form here. */
 static cs_status matmul_layout(const cs_graph *g, const cs_layer *L, cs_layer_layout *out, cs_err *err)
 {
