@@ -11,11 +11,23 @@
 #include "../test_model.h"
 #include "../test_util.h"
 #include "base/rng.h"
+#include "interp/layer_kind.h"
 #include "interp/objective.h"
 #include "onnx/loader.h"
 
 #define N_SAMPLES 7
 #define BATCH 3 /* 7 = 3 + 3 + 1: full and tail plans both run */
+
+/* Layer kinds whose per-sample gradients passed the finite-difference
+ * check on some model: every row of the layer-kind table must be there. */
+static bool kind_checked[64];
+
+static void mark_kind_checked(const cs_layer_kind *k)
+{
+    for (int i = 0; i < cs_layer_kind_count() && i < 64; i++)
+        if (cs_layer_kind_at(i) == k)
+            kind_checked[i] = true;
+}
 
 /* Random float64 inputs of the model's per-sample shape and class labels. */
 static void make_dataset(cs_dataset *ds, const cs_graph *g, int64_t classes, uint64_t seed)
@@ -266,6 +278,8 @@ static void check_model(const char *name, cs_loss_kind loss)
                 *p = keep;
                 row_err = fmax(row_err, fabs(rows[n * W + k] - (up - down) / (2 * EPS)));
             }
+        if (!st && !pst && sum_err <= 1e-12 * (1 + rs) && row_err <= 1e-7 * (1 + rs))
+            mark_kind_checked(Ly->kind);
         ok(!st && !pst && sum_err <= 1e-12 * (1 + rs) && row_err <= 1e-7 * (1 + rs),
            "%s/%s: per-sample gradients of layer %s (%s): sum err %.2g, per-sample err %.2g (%s)", name,
            lname, Ly->name, Ly->op_type, sum_err, row_err, err.msg);
@@ -378,5 +392,10 @@ int main(void)
         check_model(models[m], CS_LOSS_MSE);
     }
     check_loss_factor();
+    /* The layer-kind table's contract: a kind is added with a model that
+     * exercises it here (tests/models, tools/make_models.py). */
+    for (int i = 0; i < cs_layer_kind_count(); i++)
+        ok(i < 64 && kind_checked[i], "layer kind %s (%s): per-sample gradients checked by finite differences",
+           cs_layer_kind_at(i)->name, cs_layer_kind_at(i)->op_type);
     return tap_done();
 }
