@@ -17,6 +17,10 @@ extern const cs_op_def cs_op_BatchNormalization, cs_op_LayerNormalization;
 /* interp/ops/act.c: unary elementwise */
 extern const cs_op_def cs_op_Relu, cs_op_LeakyRelu, cs_op_Sigmoid, cs_op_Tanh, cs_op_Erf,
     cs_op_Exp, cs_op_Log, cs_op_Sqrt, cs_op_Neg, cs_op_Clip;
+/* interp/ops/pointwise.c: unary functions with closed-form derivatives */
+extern const cs_op_def cs_op_Abs, cs_op_Reciprocal, cs_op_Floor, cs_op_Ceil, cs_op_Round, cs_op_Sign,
+    cs_op_Sin, cs_op_Cos, cs_op_Sinh, cs_op_Cosh, cs_op_Softplus, cs_op_Softsign, cs_op_Elu, cs_op_Celu,
+    cs_op_Selu, cs_op_ThresholdedRelu, cs_op_HardSigmoid, cs_op_HardSwish, cs_op_Mish, cs_op_Gelu;
 /* interp/ops/elementwise.c: broadcasting binary */
 extern const cs_op_def cs_op_Add, cs_op_Sub, cs_op_Mul, cs_op_Div, cs_op_Pow;
 /* interp/ops/softmax.c */
@@ -34,6 +38,10 @@ static const cs_op_def *const op_table[] = {
     &cs_op_BatchNormalization, &cs_op_LayerNormalization,
     &cs_op_Relu, &cs_op_LeakyRelu, &cs_op_Sigmoid, &cs_op_Tanh, &cs_op_Erf,
     &cs_op_Exp, &cs_op_Log, &cs_op_Sqrt, &cs_op_Neg, &cs_op_Clip,
+    &cs_op_Abs, &cs_op_Reciprocal, &cs_op_Floor, &cs_op_Ceil, &cs_op_Round, &cs_op_Sign,
+    &cs_op_Sin, &cs_op_Cos, &cs_op_Sinh, &cs_op_Cosh, &cs_op_Softplus, &cs_op_Softsign,
+    &cs_op_Elu, &cs_op_Celu, &cs_op_Selu, &cs_op_ThresholdedRelu, &cs_op_HardSigmoid,
+    &cs_op_HardSwish, &cs_op_Mish, &cs_op_Gelu,
     &cs_op_Add, &cs_op_Sub, &cs_op_Mul, &cs_op_Div, &cs_op_Pow,
     &cs_op_Softmax, &cs_op_LogSoftmax,
     &cs_op_ReduceMean, &cs_op_ReduceSum,

@@ -32,8 +32,9 @@ typedef struct in_spec {
 
 typedef struct attr_spec {
     const char *name; /* NULL ends the list */
-    char kind;        /* 'i' int, 'f' float, 'I' ints */
+    char kind;        /* 'i' int, 'f' float, 'I' ints, 's' string */
     int64_t i;
+    const char *s;
     float f;
     int n;
     int64_t ints[4];
@@ -65,6 +66,7 @@ typedef struct gcase {
 #define ABSENT {.present = 0}
 #define AI(NAME, V) {.name = NAME, .kind = 'i', .i = V}
 #define AF(NAME, V) {.name = NAME, .kind = 'f', .f = V}
+#define AS(NAME, V) {.name = NAME, .kind = 's', .s = V}
 #define AIS(NAME, N, ...) {.name = NAME, .kind = 'I', .n = N, .ints = {__VA_ARGS__}}
 
 #define M0 1u
@@ -88,6 +90,31 @@ static const gcase cases[] = {
     {"Log", "Log", 13, 1, {IN(S2(4, 6), 0.2, 3)}, {{0}}, M0, 1},
     {"Sqrt", "Sqrt", 13, 1, {IN(S2(4, 6), 0.2, 3)}, {{0}}, M0, 1},
     {"Neg", "Neg", 13, 1, {IN(S3(2, 2, 3), -2, 2)}, {{0}}, M0, 1},
+    /* pointwise.c */
+    {"Abs", "Abs", 13, 1, {IN_AWAY(S2(3, 5), -2, 2, 0)}, {{0}}, M0, 1},
+    {"Reciprocal", "Reciprocal", 13, 1, {IN_AWAY(S2(3, 4), -2, 2, 0, 0.04)}, {{0}}, M0, 1},
+    {"Floor (zero derivative)", "Floor", 13, 1, {IN(S2(3, 4), 0.1, 0.9)}, {{0}}, M0, 1},
+    {"Ceil (zero derivative)", "Ceil", 13, 1, {IN(S2(3, 4), -1.9, -1.1)}, {{0}}, M0, 0},
+    {"Round (zero derivative)", "Round", 11, 1, {IN(S1(9), 2.1, 2.4)}, {{0}}, M0, 0},
+    {"Sign (zero derivative)", "Sign", 13, 1, {IN_AWAY(S1(9), -1, 1, 0)}, {{0}}, M0, 0},
+    {"Sin", "Sin", 7, 1, {IN(S2(3, 4), -3, 3)}, {{0}}, M0, 1},
+    {"Cos", "Cos", 7, 1, {IN(S2(3, 4), -3, 3)}, {{0}}, M0, 0},
+    {"Sinh", "Sinh", 9, 1, {IN(S2(3, 4), -2, 2)}, {{0}}, M0, 0},
+    {"Cosh", "Cosh", 9, 1, {IN(S2(3, 4), -2, 2)}, {{0}}, M0, 0},
+    {"Softplus", "Softplus", 1, 1, {IN(S2(3, 4), -6, 6)}, {{0}}, M0, 1},
+    {"Softsign", "Softsign", 1, 1, {IN_AWAY(S2(3, 4), -3, 3, 0)}, {{0}}, M0, 0},
+    {"Elu default alpha", "Elu", 6, 1, {IN_AWAY(S2(3, 5), -2, 2, 0)}, {{0}}, M0, 1},
+    {"Elu alpha=0.3", "Elu", 6, 1, {IN_AWAY(S1(11), -2, 2, 0)}, {AF("alpha", 0.3f)}, M0, 0},
+    {"Celu alpha=2", "Celu", 12, 1, {IN_AWAY(S1(11), -3, 3, 0)}, {AF("alpha", 2.0f)}, M0, 0},
+    {"Selu", "Selu", 6, 1, {IN_AWAY(S2(3, 5), -2, 2, 0)}, {{0}}, M0, 1},
+    {"ThresholdedRelu", "ThresholdedRelu", 10, 1, {IN_AWAY(S1(11), -1, 3, 1)}, {{0}}, M0, 0},
+    {"HardSigmoid default", "HardSigmoid", 6, 1, {IN_AWAY(S2(3, 5), -4, 4, -2.5, 2.5)}, {{0}}, M0, 1},
+    {"HardSigmoid alpha=0.5 beta=0.25", "HardSigmoid", 6, 1, {IN_AWAY(S1(11), -2, 2, -0.5, 1.5)},
+     {AF("alpha", 0.5f), AF("beta", 0.25f)}, M0, 0},
+    {"HardSwish", "HardSwish", 14, 1, {IN_AWAY(S2(3, 5), -4.5, 4.5, -3, 3)}, {{0}}, M0, 1},
+    {"Mish", "Mish", 18, 1, {IN(S2(3, 5), -4, 4)}, {{0}}, M0, 1},
+    {"Gelu (erf)", "Gelu", 20, 1, {IN(S2(3, 5), -3, 3)}, {{0}}, M0, 1},
+    {"Gelu (tanh)", "Gelu", 20, 1, {IN(S2(3, 5), -3, 3)}, {AS("approximate", "tanh")}, M0, 0},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -250,6 +277,8 @@ static cs_status build(built *b, const gcase *gc, cs_dtype dt, int round_f32, cs
             op_test_attr_int(&b->t, a->name, a->i);
         else if (a->kind == 'f')
             op_test_attr_float(&b->t, a->name, a->f);
+        else if (a->kind == 's')
+            op_test_attr_string(&b->t, a->name, a->s);
         else
             op_test_attr_ints(&b->t, a->name, a->n, a->ints);
     }
@@ -689,9 +718,12 @@ static void test_refusals(void)
 static void test_flags(void)
 {
     static const char *const linear[] = {"Relu", "LeakyRelu", "Neg", "Clip", "Add", "Sub",
-                                         "ReduceSum", "ReduceMean"};
+                                         "ReduceSum", "ReduceMean", "Abs", "Floor", "Ceil", "Round",
+                                         "Sign", "ThresholdedRelu", "HardSigmoid"};
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
-                                         "Mul", "Div", "Pow", "Softmax", "LogSoftmax"};
+                                         "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
+                                         "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
+                                         "Celu", "Selu", "HardSwish", "Mish", "Gelu"};
     int good = 1;
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
         const cs_op_def *d = cs_op_find(linear[i], "");
