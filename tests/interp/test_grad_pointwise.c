@@ -62,6 +62,7 @@ typedef struct gcase {
      .n_avoid = sizeof((double[]){__VA_ARGS__}) / sizeof(double), .avoid = {__VA_ARGS__}}
 #define CONST(SHAPE, V) {.present = 1, SHAPE, .lo = V, .hi = V}
 #define INTS(N, ...) {.present = 1, S1(N), .fixed_dt = CS_DT_INT64, .ivals = {__VA_ARGS__}}
+#define BOOLS(N, ...) {.present = 1, S1(N), .fixed_dt = CS_DT_BOOL, .ivals = {__VA_ARGS__}}
 #define AXES INTS
 #define ABSENT {.present = 0}
 #define AI(NAME, V) {.name = NAME, .kind = 'i', .i = V}
@@ -115,6 +116,12 @@ static const gcase cases[] = {
     {"Mish", "Mish", 18, 1, {IN(S2(3, 5), -4, 4)}, {{0}}, M0, 1},
     {"Gelu (erf)", "Gelu", 20, 1, {IN(S2(3, 5), -3, 3)}, {{0}}, M0, 1},
     {"Gelu (tanh)", "Gelu", 20, 1, {IN(S2(3, 5), -3, 3)}, {AS("approximate", "tanh")}, M0, 0},
+    /* select.c: piecewise linear selections (random inputs do not tie) */
+    {"Where broadcast", "Where", 16, 3, {BOOLS(4, 1, 0, 0, 1), IN(S2(3, 4), -2, 2), IN(S2(3, 1), -2, 2)},
+     {{0}}, 6u, 1},
+    {"Max of two, broadcast", "Max", 13, 2, {IN(S2(3, 4), -1, 1), IN(S1(4), -1, 1)}, {{0}}, M01, 1},
+    {"Max of three", "Max", 13, 3, {IN(S1(6), -1, 1), IN(S1(6), -1, 1), IN(S0, -0.2, 0.2)}, {{0}}, 7u, 0},
+    {"Min of two, broadcast", "Min", 13, 2, {IN(S2(2, 5), -1, 1), IN(S2(2, 1), -1, 1)}, {{0}}, M01, 1},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -659,6 +666,26 @@ static void test_kinks(void)
     kink_vjp("Clip", 13, xc, 5, &lo2, &hi2, 0, gc);
     ok(gc[0] == 0 && gc[1] == 0 && gc[2] == 0 && gc[3] == 0 && gc[4] == 0,
        "Clip with min > max (constant output): zero gradient");
+    kink_vjp("Abs", 13, x, 4, NULL, NULL, 0, g);
+    ok(g[0] == -1 && g[1] == 0 && g[2] == 1 && g[3] == 0, "Abs'(0) = 0: got %g %g %g %g", g[0], g[1], g[2], g[3]);
+    kink_vjp("Elu", 6, x, 4, NULL, NULL, 0.25f, g);
+    ok(fabs(g[0] - 0.25 * exp(-1.0)) < 1e-15 && g[1] == 0.25 && g[2] == 1 && g[3] == 0.25,
+       "Elu'(0) = alpha (the negative branch, as PyTorch): got %g %g %g %g", g[0], g[1], g[2], g[3]);
+    double xh[4] = {-3, 3, -3.5, 3.5};
+    kink_vjp("HardSwish", 14, xh, 4, NULL, NULL, 0, g);
+    ok(g[0] == -0.5 && g[1] == 1.5 && g[2] == 0 && g[3] == 1,
+       "HardSwish' at -3 and 3 from the inner branch (PyTorch): got %g %g %g %g", g[0], g[1], g[2], g[3]);
+    double xs[4] = {-2.5, 2.5, 0, 1};
+    kink_vjp("HardSigmoid", 6, xs, 4, NULL, NULL, 0, g);
+    ok(g[0] == 0 && g[1] == 0 && fabs(g[2] - 0.2) < 1e-7 && fabs(g[3] - 0.2) < 1e-7,
+       "HardSigmoid' is alpha strictly inside (0, 1): got %g %g %g %g", g[0], g[1], g[2], g[3]);
+    double xf[4] = {-1, 0, 2, 0.5};
+    kink_vjp("Floor", 13, xf, 4, NULL, NULL, 0, g);
+    ok(g[0] == 0 && g[1] == 0 && g[2] == 0 && g[3] == 0, "Floor' = 0, also at integers");
+    double xm[3] = {0.5, 1, 0}, tie = 0.5;
+    kink_vjp("Max", 13, xm, 3, &tie, &tie, 0, g);
+    ok(fabs(g[0] - 1.0 / 3) < 1e-15 && g[1] == 1 && g[2] == 0,
+       "Max splits the gradient over tied inputs (three-way tie: 1/3): got %g %g %g", g[0], g[1], g[2]);
 }
 
 /* Rules of integer-typed uses are refused, and a mixed-type exponent's
@@ -719,7 +746,7 @@ static void test_flags(void)
 {
     static const char *const linear[] = {"Relu", "LeakyRelu", "Neg", "Clip", "Add", "Sub",
                                          "ReduceSum", "ReduceMean", "Abs", "Floor", "Ceil", "Round",
-                                         "Sign", "ThresholdedRelu", "HardSigmoid"};
+                                         "Sign", "ThresholdedRelu", "HardSigmoid", "Where", "Max", "Min"};
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
