@@ -29,7 +29,9 @@ extern const cs_op_def cs_op_Add, cs_op_Sub, cs_op_Mul, cs_op_Div, cs_op_Pow;
 /* interp/ops/softmax.c */
 extern const cs_op_def cs_op_Softmax, cs_op_LogSoftmax;
 /* interp/ops/reduce.c */
-extern const cs_op_def cs_op_ReduceMean, cs_op_ReduceSum;
+extern const cs_op_def cs_op_ReduceMean, cs_op_ReduceSum, cs_op_ReduceMax, cs_op_ReduceMin, cs_op_ReduceL1,
+    cs_op_ReduceL2, cs_op_ReduceSumSquare, cs_op_ReduceProd, cs_op_ReduceLogSum, cs_op_ReduceLogSumExp,
+    cs_op_ArgMax, cs_op_ArgMin;
 /* interp/ops/shape_ops.c */
 extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Transpose, cs_op_Concat,
     cs_op_Gather, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape, cs_op_Constant,
@@ -49,7 +51,9 @@ static const cs_op_def *const op_table[] = {
     &cs_op_Not, &cs_op_And, &cs_op_Or, &cs_op_Xor, &cs_op_Where, &cs_op_Max, &cs_op_Min,
     &cs_op_Add, &cs_op_Sub, &cs_op_Mul, &cs_op_Div, &cs_op_Pow,
     &cs_op_Softmax, &cs_op_LogSoftmax,
-    &cs_op_ReduceMean, &cs_op_ReduceSum,
+    &cs_op_ReduceMean, &cs_op_ReduceSum, &cs_op_ReduceMax, &cs_op_ReduceMin, &cs_op_ReduceL1,
+    &cs_op_ReduceL2, &cs_op_ReduceSumSquare, &cs_op_ReduceProd, &cs_op_ReduceLogSum, &cs_op_ReduceLogSumExp,
+    &cs_op_ArgMax, &cs_op_ArgMin,
     &cs_op_Flatten, &cs_op_Reshape, &cs_op_Transpose, &cs_op_Concat,
     &cs_op_Gather, &cs_op_Unsqueeze, &cs_op_Squeeze, &cs_op_Shape, &cs_op_Constant,
     &cs_op_Identity, &cs_op_Dropout, &cs_op_Cast,

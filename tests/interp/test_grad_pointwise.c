@@ -224,6 +224,21 @@ static const gcase cases[] = {
      {IN(S4(2, 3, 4, 5), -2, 2), AXES(2, 2, 3)}, {{0}}, M0, 1},
     {"ReduceMean-18 axes input [0] keepdims 0", "ReduceMean", 18, 2,
      {IN(S3(4, 3, 2), -2, 2), AXES(1, 0)}, {AI("keepdims", 0)}, M0, 0},
+    /* nonlinear reductions (random inputs do not tie) */
+    {"ReduceMax-13 attr axes [1]", "ReduceMax", 13, 1, {IN(S3(2, 3, 4), -2, 2)}, {AIS("axes", 1, 1)}, M0, 1},
+    {"ReduceMax-18 axes input [0,2] keepdims 0", "ReduceMax", 18, 2, {IN(S3(2, 3, 4), -2, 2), AXES(2, 0, 2)},
+     {AI("keepdims", 0)}, M0, 0},
+    {"ReduceMin-13 all axes", "ReduceMin", 13, 1, {IN(S2(3, 4), -2, 2)}, {{0}}, M0, 0},
+    {"ReduceL1-13 axes [-1]", "ReduceL1", 13, 1, {IN_AWAY(S3(2, 3, 4), -2, 2, 0)}, {AIS("axes", 1, -1)}, M0, 1},
+    {"ReduceL2-13 axes [0]", "ReduceL2", 13, 1, {IN(S3(2, 3, 4), -2, 2)}, {AIS("axes", 1, 0)}, M0, 1},
+    {"ReduceSumSquare-18 axes [1,2]", "ReduceSumSquare", 18, 2, {IN(S3(2, 3, 4), -2, 2), AXES(2, 1, 2)},
+     {{0}}, M0, 1},
+    {"ReduceProd-13 axes [1]", "ReduceProd", 13, 1, {IN(S3(2, 4, 3), 0.5, 1.5)}, {AIS("axes", 1, 1)}, M0, 1},
+    {"ReduceProd-13 with signs", "ReduceProd", 13, 1, {IN_AWAY(S2(3, 4), -1.5, 1.5, 0)}, {AIS("axes", 1, 1)},
+     M0, 0},
+    {"ReduceLogSum-13 axes [1]", "ReduceLogSum", 13, 1, {IN(S2(3, 5), 0.5, 2)}, {AIS("axes", 1, 1)}, M0, 1},
+    {"ReduceLogSumExp-13 axes [1] keepdims 0", "ReduceLogSumExp", 13, 1, {IN(S3(2, 5, 3), -3, 3)},
+     {AIS("axes", 1, 1), AI("keepdims", 0)}, M0, 1},
 };
 
 /* ------------------------------------------------------------- building */
@@ -686,6 +701,10 @@ static void test_kinks(void)
     kink_vjp("Max", 13, xm, 3, &tie, &tie, 0, g);
     ok(fabs(g[0] - 1.0 / 3) < 1e-15 && g[1] == 1 && g[2] == 0,
        "Max splits the gradient over tied inputs (three-way tie: 1/3): got %g %g %g", g[0], g[1], g[2]);
+    double xr[3] = {1, 1, 0};
+    kink_vjp("ReduceMax", 13, xr, 3, NULL, NULL, 0, g);
+    ok(g[0] == 0.5 && g[1] == 0.5 && g[2] == 0, "ReduceMax shares a tie evenly (as torch.amax): got %g %g %g",
+       g[0], g[1], g[2]);
 }
 
 /* Rules of integer-typed uses are refused, and a mixed-type exponent's
@@ -746,11 +765,13 @@ static void test_flags(void)
 {
     static const char *const linear[] = {"Relu", "LeakyRelu", "Neg", "Clip", "Add", "Sub",
                                          "ReduceSum", "ReduceMean", "Abs", "Floor", "Ceil", "Round",
-                                         "Sign", "ThresholdedRelu", "HardSigmoid", "Where", "Max", "Min"};
+                                         "Sign", "ThresholdedRelu", "HardSigmoid", "Where", "Max", "Min",
+                                         "ReduceMax", "ReduceMin", "ReduceL1"};
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
-                                         "Celu", "Selu", "HardSwish", "Mish", "Gelu"};
+                                         "Celu", "Selu", "HardSwish", "Mish", "Gelu", "ReduceL2",
+                                         "ReduceSumSquare", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp"};
     int good = 1;
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
         const cs_op_def *d = cs_op_find(linear[i], "");
