@@ -122,6 +122,9 @@ static const gcase cases[] = {
     {"Max of two, broadcast", "Max", 13, 2, {IN(S2(3, 4), -1, 1), IN(S1(4), -1, 1)}, {{0}}, M01, 1},
     {"Max of three", "Max", 13, 3, {IN(S1(6), -1, 1), IN(S1(6), -1, 1), IN(S0, -0.2, 0.2)}, {{0}}, 7u, 0},
     {"Min of two, broadcast", "Min", 13, 2, {IN(S2(2, 5), -1, 1), IN(S2(2, 1), -1, 1)}, {{0}}, M01, 1},
+    {"PRelu per-channel slope", "PRelu", 16, 2, {IN_AWAY(S3(2, 3, 4), -2, 2, 0), IN(S2(3, 1), 0.05, 0.5)},
+     {{0}}, M01, 1},
+    {"PRelu scalar slope", "PRelu", 16, 2, {IN_AWAY(S2(3, 4), -2, 2, 0), IN(S1(1), -0.5, 0.5)}, {{0}}, M01, 0},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -770,7 +773,7 @@ static void test_flags(void)
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
-                                         "Celu", "Selu", "HardSwish", "Mish", "Gelu", "ReduceL2",
+                                         "Celu", "Selu", "HardSwish", "Mish", "Gelu", "PRelu", "ReduceL2",
                                          "ReduceSumSquare", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp"};
     int good = 1;
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {

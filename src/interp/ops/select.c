@@ -1,6 +1,6 @@
 /* Comparisons, logic and selection, all broadcasting (numpy rules):
  * Equal, Less, LessOrEqual, Greater, GreaterOrEqual, Not, And, Or, Xor,
- * Where, Max, Min.
+ * Where, Max, Min; PRelu (a selection by sign with a broadcast slope).
  *
  * Comparisons read both operands as long double, which holds every value
  * of every 8- to 64-bit integer type and of float and double exactly, so
@@ -416,3 +416,117 @@ static cs_status extremum_jvp(cs_op_call *c, const cs_op_ad *a, bool max, cs_err
  * case of it, but also accept the legacy consumed_inputs: not read). */
 EXTREMUM_OP(Max, true)
 EXTREMUM_OP(Min, false)
+
+/* ---- PRelu: y = x > 0 ? x : s x, the slope s unidirectionally broadcast
+ * to x.  Negative branch at x = 0 (PyTorch's prelu backward: x > 0 passes
+ * the gradient, otherwise s does; the slope's gradient is x g there):
+ *   vjp  gx += (x > 0 ? 1 : s) g         gs += sum-to-s([x <= 0] x g)
+ *   jvp  ty = x > 0 ? tx : s tx + ts x
+ *   rop  gx += [x <= 0] ts g             gs += sum-to-s([x <= 0] tx g)
+ * (bilinear on the negative side: the only second-order terms are the
+ * cross terms between x and s). ---- */
+
+static cs_status prelu_infer(cs_op_call *c, cs_err *err)
+{
+    cs_status st = need_inputs(c, 2, 2, err);
+    if (st || (st = cs_op_need_float(c, 0, err)) || (st = cs_op_same_dtype(c, 0, 1, err)))
+        return st;
+    if ((st = broadcast_infer(c, 0, 2, c->in[0]->dtype, err)))
+        return st;
+    if (!cs_tensor_same_shape(c->out[0], c->in[0]))
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "slope does not broadcast to the input's shape");
+    c->ad_scratch_bytes = cs_tensor_bytes(c->out[0]);
+    return CS_OK;
+}
+
+static double fval(const cs_tensor *t, int64_t i)
+{
+    return t->dtype == CS_DT_DOUBLE ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+static void fset(cs_tensor *t, int64_t i, double v, bool add)
+{
+    if (t->dtype == CS_DT_DOUBLE)
+        ((double *)t->data)[i] = add ? ((double *)t->data)[i] + v : v;
+    else
+        ((float *)t->data)[i] = (float)(add ? ((float *)t->data)[i] + v : v);
+}
+
+typedef enum prelu_rule { PR_FORWARD, PR_JVP, PR_VJP_X, PR_VJP_S, PR_ROP_X, PR_ROP_S } prelu_rule;
+
+/* One walk over the output for one rule; the slope rules write their
+ * per-element terms into `full` (the output's shape) for the reduction. */
+static void prelu_walk(cs_op_call *c, const cs_op_ad *a, prelu_rule r, cs_tensor *full)
+{
+    const cs_tensor *x = c->in[0], *s = c->in[1];
+    const cs_tensor *in[2] = {x, s};
+    int64_t n = cs_tensor_numel(x);
+    bwalk w;
+    bwalk_init(&w, in, 2, x);
+    for (int64_t i = 0; i < n; i++, bwalk_next(&w)) {
+        double xv = fval(x, i), sv = fval(s, w.off[1]);
+        bool pos = xv > 0;
+        switch (r) {
+        case PR_FORWARD: fset(c->out[0], i, pos ? xv : sv * xv, false); break;
+        case PR_JVP: {
+            double tx = a->tin[0] ? fval(a->tin[0], i) : 0, ts = a->tin[1] ? fval(a->tin[1], w.off[1]) : 0;
+            fset(a->tout[0], i, pos ? tx : sv * tx + ts * xv, false);
+            break;
+        }
+        case PR_VJP_X: fset(a->gin[0], i, (pos ? 1 : sv) * fval(a->gout[0], i), true); break;
+        case PR_VJP_S: fset(full, i, pos ? 0 : xv * fval(a->gout[0], i), false); break;
+        case PR_ROP_X:
+            fset(a->gin[0], i, pos ? 0 : fval(a->tin[1], w.off[1]) * fval(a->gout[0], i), true);
+            break;
+        case PR_ROP_S: fset(full, i, pos ? 0 : fval(a->tin[0], i) * fval(a->gout[0], i), false); break;
+        }
+    }
+}
+
+static cs_status prelu_forward(cs_op_call *c, cs_err *err)
+{
+    (void)err;
+    prelu_walk(c, NULL, PR_FORWARD, NULL);
+    return CS_OK;
+}
+
+/* The slope's share: the terms in the output's shape, summed to s's. */
+static cs_status prelu_slope(cs_op_call *c, const cs_op_ad *a, prelu_rule r, cs_err *err)
+{
+    cs_tensor full = *c->in[0];
+    full.data = c->scratch;
+    full.owns_data = false;
+    prelu_walk(c, a, r, &full);
+    return cs_broadcast_reduce_add(a->gin[1], &full, 1.0, err);
+}
+
+static cs_status prelu_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    if (!a->gout[0])
+        return CS_OK;
+    if (a->gin[0])
+        prelu_walk(c, a, PR_VJP_X, NULL);
+    return a->gin[1] ? prelu_slope(c, a, PR_VJP_S, err) : CS_OK;
+}
+
+static cs_status prelu_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    (void)err;
+    if (a->tout[0])
+        prelu_walk(c, a, PR_JVP, NULL);
+    return CS_OK;
+}
+
+static cs_status prelu_rop(cs_op_call *c, const cs_op_ad *a, cs_err *err)
+{
+    if (!a->gout[0])
+        return CS_OK;
+    if (a->gin[0] && a->tin[1])
+        prelu_walk(c, a, PR_ROP_X, NULL);
+    return a->gin[1] && a->tin[0] ? prelu_slope(c, a, PR_ROP_S, err) : CS_OK;
+}
+
+/* Opset 9 made the slope unidirectionally broadcastable (7 had numpy
+ * broadcasting of the same shapes in practice). */
+const cs_op_def cs_op_PRelu = {.name = "PRelu", .min_opset = 7, .infer = prelu_infer, .forward = prelu_forward,
+                               .vjp = prelu_vjp, .jvp = prelu_jvp, .rop = prelu_rop};
