@@ -125,6 +125,12 @@ static const gcase cases[] = {
     {"PRelu per-channel slope", "PRelu", 16, 2, {IN_AWAY(S3(2, 3, 4), -2, 2, 0), IN(S2(3, 1), 0.05, 0.5)},
      {{0}}, M01, 1},
     {"PRelu scalar slope", "PRelu", 16, 2, {IN_AWAY(S2(3, 4), -2, 2, 0), IN(S1(1), -0.5, 0.5)}, {{0}}, M01, 0},
+    /* scan_mask.c (linear) */
+    {"CumSum axis 1", "CumSum", 14, 2, {IN(S3(2, 4, 3), -2, 2), INTS(1, 1)}, {{0}}, M0, 1},
+    {"CumSum exclusive reverse axis -1", "CumSum", 14, 2, {IN(S2(3, 5), -2, 2), INTS(1, -1)},
+     {AI("exclusive", 1), AI("reverse", 1)}, M0, 0},
+    {"Trilu upper k=1", "Trilu", 14, 2, {IN(S3(2, 3, 4), -2, 2), INTS(1, 1)}, {{0}}, M0, 1},
+    {"Trilu lower", "Trilu", 14, 1, {IN(S2(4, 4), -2, 2)}, {AI("upper", 0)}, M0, 0},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -769,7 +775,7 @@ static void test_flags(void)
     static const char *const linear[] = {"Relu", "LeakyRelu", "Neg", "Clip", "Add", "Sub",
                                          "ReduceSum", "ReduceMean", "Abs", "Floor", "Ceil", "Round",
                                          "Sign", "ThresholdedRelu", "HardSigmoid", "Where", "Max", "Min",
-                                         "ReduceMax", "ReduceMin", "ReduceL1"};
+                                         "ReduceMax", "ReduceMin", "ReduceL1", "CumSum", "Trilu"};
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
