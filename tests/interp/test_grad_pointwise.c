@@ -131,6 +131,14 @@ static const gcase cases[] = {
      {AI("exclusive", 1), AI("reverse", 1)}, M0, 0},
     {"Trilu upper k=1", "Trilu", 14, 2, {IN(S3(2, 3, 4), -2, 2), INTS(1, 1)}, {{0}}, M0, 1},
     {"Trilu lower", "Trilu", 14, 1, {IN(S2(4, 4), -2, 2)}, {AI("upper", 0)}, M0, 0},
+    /* einsum.c (multilinear) */
+    {"Einsum batch matmul", "Einsum", 12, 2, {IN(S3(2, 3, 4), -1, 1), IN(S3(2, 4, 2), -1, 1)},
+     {AS("equation", "bij,bjk->bik")}, M01, 1},
+    {"Einsum ellipsis broadcast", "Einsum", 12, 2, {IN(S3(2, 3, 4), -1, 1), IN(S2(4, 2), -1, 1)},
+     {AS("equation", "...ij,jk->...ik")}, M01, 0},
+    {"Einsum diagonal, implicit output", "Einsum", 12, 1, {IN(S2(4, 4), -1, 1)}, {AS("equation", "ii")}, M0, 0},
+    {"Einsum three operands", "Einsum", 12, 3, {IN(S2(3, 4), -1, 1), IN(S1(4), -1, 1), IN(S1(3), -1, 1)},
+     {AS("equation", "ij,j,i->")}, 7u, 0},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -780,7 +788,8 @@ static void test_flags(void)
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
                                          "Celu", "Selu", "HardSwish", "Mish", "Gelu", "PRelu", "ReduceL2",
-                                         "ReduceSumSquare", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp"};
+                                         "ReduceSumSquare", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp",
+                                         "Einsum"};
     int good = 1;
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
         const cs_op_def *d = cs_op_find(linear[i], "");
