@@ -16,7 +16,7 @@
 #include "fd_check.h"
 #include "tensor/broadcast.h"
 
-#define MAXIN 3
+#define MAXIN 4
 
 /* One input of a case. */
 typedef struct in_spec {
@@ -139,6 +139,13 @@ static const gcase cases[] = {
     {"Einsum diagonal, implicit output", "Einsum", 12, 1, {IN(S2(4, 4), -1, 1)}, {AS("equation", "ii")}, M0, 0},
     {"Einsum three operands", "Einsum", 12, 3, {IN(S2(3, 4), -1, 1), IN(S1(4), -1, 1), IN(S1(3), -1, 1)},
      {AS("equation", "ij,j,i->")}, 7u, 0},
+    /* resize.c (linear in X) */
+    {"Resize linear x2", "Resize", 13, 3, {IN(S3(2, 3, 4), -1, 1), ABSENT, CONST(S1(3), 2)},
+     {AS("mode", "linear")}, M0, 1},
+    {"Resize cubic align_corners", "Resize", 13, 3, {IN(S3(1, 3, 4), -1, 1), ABSENT, CONST(S1(3), 1.5)},
+     {AS("mode", "cubic"), AS("coordinate_transformation_mode", "align_corners")}, M0, 0},
+    {"Resize nearest to sizes", "Resize", 13, 4, {IN(S3(2, 3, 4), -1, 1), ABSENT, ABSENT, INTS(3, 3, 2, 7)},
+     {{0}}, M0, 0},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -783,7 +790,8 @@ static void test_flags(void)
     static const char *const linear[] = {"Relu", "LeakyRelu", "Neg", "Clip", "Add", "Sub",
                                          "ReduceSum", "ReduceMean", "Abs", "Floor", "Ceil", "Round",
                                          "Sign", "ThresholdedRelu", "HardSigmoid", "Where", "Max", "Min",
-                                         "ReduceMax", "ReduceMin", "ReduceL1", "CumSum", "Trilu"};
+                                         "ReduceMax", "ReduceMin", "ReduceL1", "CumSum", "Trilu", "Resize",
+                                         "Upsample"};
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
