@@ -37,7 +37,7 @@ extern const cs_op_def cs_op_Softmax, cs_op_LogSoftmax;
 /* interp/ops/reduce.c */
 extern const cs_op_def cs_op_ReduceMean, cs_op_ReduceSum, cs_op_ReduceMax, cs_op_ReduceMin, cs_op_ReduceL1,
     cs_op_ReduceL2, cs_op_ReduceSumSquare, cs_op_ReduceProd, cs_op_ReduceLogSum, cs_op_ReduceLogSumExp,
-    cs_op_ArgMax, cs_op_ArgMin;
+    cs_op_ArgMax, cs_op_ArgMin, cs_op_GlobalMaxPool;
 /* interp/ops/shape_ops.c */
 extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Transpose, cs_op_Concat,
     cs_op_Gather, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape, cs_op_Constant,
@@ -60,7 +60,7 @@ static const cs_op_def *const op_table[] = {
     &cs_op_Softmax, &cs_op_LogSoftmax,
     &cs_op_ReduceMean, &cs_op_ReduceSum, &cs_op_ReduceMax, &cs_op_ReduceMin, &cs_op_ReduceL1,
     &cs_op_ReduceL2, &cs_op_ReduceSumSquare, &cs_op_ReduceProd, &cs_op_ReduceLogSum, &cs_op_ReduceLogSumExp,
-    &cs_op_ArgMax, &cs_op_ArgMin,
+    &cs_op_ArgMax, &cs_op_ArgMin, &cs_op_GlobalMaxPool,
     &cs_op_Flatten, &cs_op_Reshape, &cs_op_Transpose, &cs_op_Concat,
     &cs_op_Gather, &cs_op_Unsqueeze, &cs_op_Squeeze, &cs_op_Shape, &cs_op_Constant,
     &cs_op_Identity, &cs_op_Dropout, &cs_op_Cast,

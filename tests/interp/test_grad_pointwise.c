@@ -263,6 +263,7 @@ static const gcase cases[] = {
     {"ReduceLogSum-13 axes [1]", "ReduceLogSum", 13, 1, {IN(S2(3, 5), 0.5, 2)}, {AIS("axes", 1, 1)}, M0, 1},
     {"ReduceLogSumExp-13 axes [1] keepdims 0", "ReduceLogSumExp", 13, 1, {IN(S3(2, 5, 3), -3, 3)},
      {AIS("axes", 1, 1), AI("keepdims", 0)}, M0, 1},
+    {"GlobalMaxPool", "GlobalMaxPool", 1, 1, {IN(S4(2, 3, 2, 3), -2, 2)}, {{0}}, M0, 1},
 };
 
 /* ------------------------------------------------------------- building */
@@ -791,7 +792,7 @@ static void test_flags(void)
                                          "ReduceSum", "ReduceMean", "Abs", "Floor", "Ceil", "Round",
                                          "Sign", "ThresholdedRelu", "HardSigmoid", "Where", "Max", "Min",
                                          "ReduceMax", "ReduceMin", "ReduceL1", "CumSum", "Trilu", "Resize",
-                                         "Upsample"};
+                                         "Upsample", "GlobalMaxPool"};
     static const char *const curved[] = {"Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt",
                                          "Mul", "Div", "Pow", "Softmax", "LogSoftmax", "Reciprocal",
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
