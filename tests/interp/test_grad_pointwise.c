@@ -146,6 +146,13 @@ static const gcase cases[] = {
      {AS("mode", "cubic"), AS("coordinate_transformation_mode", "align_corners")}, M0, 0},
     {"Resize nearest to sizes", "Resize", 13, 4, {IN(S3(2, 3, 4), -1, 1), ABSENT, ABSENT, INTS(3, 3, 2, 7)},
      {{0}}, M0, 0},
+    /* groupnorm.c */
+    {"InstanceNormalization", "InstanceNormalization", 6, 3,
+     {IN(S4(2, 3, 2, 3), -2, 2), IN(S1(3), 0.5, 1.5), IN(S1(3), -1, 1)}, {{0}}, 7u, 1},
+    {"GroupNormalization-18 per group", "GroupNormalization", 18, 3,
+     {IN(S3(2, 4, 3), -2, 2), IN(S1(2), 0.5, 1.5), IN(S1(2), -1, 1)}, {AI("num_groups", 2)}, 7u, 1},
+    {"GroupNormalization-21 per channel", "GroupNormalization", 21, 3,
+     {IN(S3(2, 4, 3), -2, 2), IN(S1(4), 0.5, 1.5), IN(S1(4), -1, 1)}, {AI("num_groups", 2)}, 7u, 0},
     {"Clip opset 6 attrs min/max", "Clip", 6, 1, {IN_AWAY(S2(6, 7), -1, 1, -0.5, 0.5)},
      {AF("min", -0.5f), AF("max", 0.5f)}, M0, 1},
     {"Clip opset 6 max only", "Clip", 6, 1, {IN_AWAY(S1(20), -1, 1, 0.25)}, {AF("max", 0.25f)},
@@ -798,7 +805,7 @@ static void test_flags(void)
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
                                          "Celu", "Selu", "HardSwish", "Mish", "Gelu", "PRelu", "ReduceL2",
                                          "ReduceSumSquare", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp",
-                                         "Einsum"};
+                                         "Einsum", "InstanceNormalization", "GroupNormalization"};
     int good = 1;
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
         const cs_op_def *d = cs_op_find(linear[i], "");
