@@ -333,10 +333,11 @@ int cmd_analyze(int argc, char **argv)
         CLI_OPT("damping", CLI_OPT_LIST, dampings, .max = HUGE_VAL, .count = &n_dampings, .max_n = 32,
                 .replace = true),
     };
-    int code = cli_parse_args("analyze", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
+    int parsed = cli_parse_args("analyze", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                               cmd_analyze_usage, "MODEL.onnx", &model);
-    if (code >= 0)
-        return code;
+    if (parsed >= 0)
+        return parsed;
+    int code = 0;
     cs_err err = {0};
     if (!db_path)
         return cli_usage_error("analyze", "missing --db OUT.db");

@@ -208,10 +208,11 @@ int cmd_finetune(int argc, char **argv)
         CLI_OPT("kl-clip", CLI_OPT_REAL, &fo.kl_clip),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
-    int code = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
+    int parsed = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                               cmd_finetune_usage, "MODEL.onnx", &model);
-    if (code >= 0)
-        return code;
+    if (parsed >= 0)
+        return parsed;
+    int code = 0;
     if (momentum_given)
         fo.beta1 = fo.momentum; /* adamw's beta1 follows --momentum */
     if (!d.data || !d.labels)
