@@ -175,12 +175,12 @@ static int parse_schedule(void *cosine, const char *cmd, const char *value)
 
 int cmd_finetune(int argc, char **argv)
 {
-    cli_data_opts d;
-    cli_data_opts_init(&d);
-    cs_finetune_opts fo;
-    cs_finetune_opts_init(&fo);
     const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL, *model = NULL;
     bool precond_given = false, lr_given = false, damping_given = false, momentum_given = false;
+    cs_finetune_opts fo;
+    cs_finetune_opts_init(&fo);
+    cli_data_opts d;
+    cli_data_opts_init(&d);
     const cli_opt opts[] = {
         CLI_OPT("precond", CLI_OPT_TEXT, &fo.precond, .seen = &precond_given),
         CLI_OPT("out", CLI_OPT_TEXT, &out),

@@ -3,6 +3,7 @@
  * diagnostics and the pruning curve (rows.h states the contract). */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "store/rows.h"
@@ -15,6 +16,23 @@ cs_status store_put_conventions(cs_store *s, int64_t run_id, const char *const (
     for (size_t i = 0; i < n && !st; i++)
         st = cs_store_convention(s, run_id, kv[i][0], kv[i][1], err);
     return st;
+}
+
+/* One convention whose value is a number formatted by fmt, unless st
+ * already failed. */
+static cs_status put_number(cs_store *s, int64_t run_id, cs_status st, const char *key, cs_err *err,
+                            const char *fmt, ...) CS_PRINTF(6, 7);
+static cs_status put_number(cs_store *s, int64_t run_id, cs_status st, const char *key, cs_err *err,
+                            const char *fmt, ...)
+{
+    if (st)
+        return st;
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return cs_store_convention(s, run_id, key, buf, err);
 }
 
 /* Provenance rows: the conventions behind the numbers of this run. */
@@ -37,16 +55,11 @@ cs_status cs_store_write_analyze_conventions(cs_store *s, int64_t run_id, cs_los
         {"condition", "lambda_max / smallest eigenvalue above n * 2^-52 * max|lambda|"},
         {"effective_rank", "exp(spectral entropy) of the eigenvalues above that tolerance"},
     };
-    char num[4][32];
-    snprintf(num[0], sizeof num[0], "%d", o->mc_samples);
-    snprintf(num[1], sizeof num[1], "%llu", (unsigned long long)o->seed);
-    snprintf(num[2], sizeof num[2], "%lld", (long long)o->max_full);
-    snprintf(num[3], sizeof num[3], "%d", o->probes);
-    const char *const opts[][2] = {{"mc_samples", num[0]}, {"seed", num[1]}, {"max_full", num[2]},
-                                   {"hutchinson_probes", num[3]}};
     cs_status st = store_put_conventions(s, run_id, kv, sizeof kv / sizeof kv[0], err);
-    if (!st)
-        st = store_put_conventions(s, run_id, opts, 4, err);
+    st = put_number(s, run_id, st, "mc_samples", err, "%d", o->mc_samples);
+    st = put_number(s, run_id, st, "seed", err, "%llu", (unsigned long long)o->seed);
+    st = put_number(s, run_id, st, "max_full", err, "%lld", (long long)o->max_full);
+    st = put_number(s, run_id, st, "hutchinson_probes", err, "%d", o->probes);
     if (!so->curvatures || st)
         return st;
     const char *const skv[][2] = {
@@ -58,18 +71,12 @@ cs_status cs_store_write_analyze_conventions(cs_store *s, int64_t run_id, cs_los
         {"slq_grid", "bins equal bins over [min node - 5 sigma, max node + 5 sigma]"},
         {"slq_broadening", "Gaussian, sigma = fraction * (max node - min node); per-bin exact integrals"},
     };
-    char snum[5][32];
-    snprintf(snum[0], sizeof snum[0], "%d", so->steps);
-    snprintf(snum[1], sizeof snum[1], "%d", so->probes);
-    snprintf(snum[2], sizeof snum[2], "%d", so->bins);
-    snprintf(snum[3], sizeof snum[3], "%g", so->sigma_frac);
-    snprintf(snum[4], sizeof snum[4], "%d", so->repeats);
-    const char *const sopts[][2] = {{"lanczos_steps", snum[0]}, {"spectrum_probes", snum[1]},
-                                    {"density_bins", snum[2]}, {"density_sigma_fraction", snum[3]},
-                                    {"lanczos_repeats", snum[4]}};
     st = store_put_conventions(s, run_id, skv, sizeof skv / sizeof skv[0], err);
-    if (!st)
-        st = store_put_conventions(s, run_id, sopts, 5, err);
+    st = put_number(s, run_id, st, "lanczos_steps", err, "%d", so->steps);
+    st = put_number(s, run_id, st, "spectrum_probes", err, "%d", so->probes);
+    st = put_number(s, run_id, st, "density_bins", err, "%d", so->bins);
+    st = put_number(s, run_id, st, "density_sigma_fraction", err, "%g", so->sigma_frac);
+    st = put_number(s, run_id, st, "lanczos_repeats", err, "%d", so->repeats);
     return st;
 }
 

@@ -49,9 +49,6 @@ static const struct {
         "INSERT INTO curvature (run_id, layer_id, curvature, repr, method, dim, trace, "
         "trace_stderr, frobenius, lambda_max, lambda_min, condition, effective_rank, seconds) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
-    [ST_EIGENVALUE] = {"eigenvalues",
-        "INSERT INTO eigenvalues (run_id, layer_id, curvature, repr, k, value) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_SPECTRUM] = {"eigenvalues",
         "INSERT INTO eigenvalues (run_id, layer_id, curvature, repr, method, k, value) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},

@@ -18,7 +18,6 @@ enum stmt_id {
     ST_LAYER,
     ST_PARAM,
     ST_CURVATURE,
-    ST_EIGENVALUE,
     ST_SPECTRUM,
     ST_LANCZOS,
     ST_RITZ,

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "store/store_internal.h"
@@ -20,6 +21,18 @@ static cs_status check_layer(cs_store *s, int64_t layer_id, const char *table, c
                        "cannot insert into %s in '%s': layer_id %lld (must be >= 0, or -1 for "
                        "the whole network)", table, cs_store_path(s), (long long)layer_id);
     return CS_OK;
+}
+
+/* A multi-row call's layer, and its n rows' arrays (present when
+ * arrays_given): else "cannot insert into TABLE in PATH: N MISSING". */
+static cs_status check_rows(cs_store *s, const char *table, int64_t layer_id, int64_t n, bool arrays_given,
+                            const char *missing, cs_err *err)
+{
+    cs_status r = check_layer(s, layer_id, table, err);
+    if (r == CS_OK && (n < 0 || (n > 0 && !arrays_given)))
+        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into %s in '%s': %lld %s", table, cs_store_path(s),
+                    (long long)n, missing);
+    return r;
 }
 
 /* A spectrum must be rank-ordered (k = 0 largest) and finite-or-infinite,
@@ -155,23 +168,6 @@ cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score,
 
 /* ----------------------------------------------------------- many rows */
 
-cs_status cs_store_eigenvalues(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
-                               const char *repr, const double *values, int64_t n, cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "eigenvalues", err);
-    if (r == CS_OK)
-        r = check_spectrum(s, "eigenvalues", values, n, err);
-    if (r != CS_OK)
-        return r;
-    char what[160], where[64];
-    snprintf(what, sizeof what, "%s/%s eigenvalue ", or_null(curvature), or_null(repr));
-    snprintf(where, sizeof where, " of layer %lld into eigenvalues", (long long)layer_id);
-    const store_col fixed[] = {SC_INT(run_id), SC_COUNT(layer_id), SC_TEXT(curvature), SC_TEXT(repr)};
-    const store_array cols[] = {{'f', values}};
-    const store_rows rows = {fixed, 4, true, 0, cols, 1, what, where};
-    return store_insert_rows(s, ST_EIGENVALUE, &rows, n, err);
-}
-
 cs_status cs_store_spectrum(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
                            const char *repr, const char *method, int64_t first_k,
                            const double *values, int64_t n, cs_err *err)
@@ -195,15 +191,20 @@ cs_status cs_store_spectrum(cs_store *s, int64_t run_id, int64_t layer_id, const
     return store_insert_rows(s, ST_SPECTRUM, &rows, n, err);
 }
 
+/* The exact spectrum is method 'exact' from rank 0 (the schema's default). */
+cs_status cs_store_eigenvalues(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
+                               const char *repr, const double *values, int64_t n, cs_err *err)
+{
+    return cs_store_spectrum(s, run_id, layer_id, curvature, repr, "exact", 0, values, n, err);
+}
+
 cs_status cs_store_lanczos_coefficients(cs_store *s, int64_t run_id, int64_t layer_id,
                                         const char *curvature, const char *method, int64_t repeat,
                                         int64_t probe, const double *alpha, const double *beta,
                                         int64_t n, cs_err *err)
 {
-    cs_status r = check_layer(s, layer_id, "lanczos_coefficients", err);
-    if (r == CS_OK && (n < 0 || (n > 0 && (!alpha || !beta))))
-        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into lanczos_coefficients in '%s': %lld "
-                    "steps without coefficients", cs_store_path(s), (long long)n);
+    cs_status r = check_rows(s, "lanczos_coefficients", layer_id, n, alpha && beta,
+                             "steps without coefficients", err);
     if (r != CS_OK)
         return r;
     char where[80];
@@ -271,10 +272,8 @@ cs_status cs_store_density(cs_store *s, int64_t run_id, int64_t layer_id, const 
                            const double *lo, const double *hi, const double *density, int64_t n,
                            cs_err *err)
 {
-    cs_status r = check_layer(s, layer_id, "density", err);
-    if (r == CS_OK && (n < 0 || (n > 0 && (!lo || !hi || !density))))
-        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into density in '%s': %lld bins without "
-                    "lo, hi and density arrays", cs_store_path(s), (long long)n);
+    cs_status r = check_rows(s, "density", layer_id, n, lo && hi && density,
+                             "bins without lo, hi and density arrays", err);
     if (r != CS_OK)
         return r;
     char where[64];
