@@ -4,6 +4,7 @@
  * same way everywhere. */
 #include "config.h"
 
+#include <assert.h>
 #include <getopt.h>
 #include <stdlib.h>
 
@@ -65,7 +66,9 @@ int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, 
     int n = 0;
     for (int i = 0; d && i < N_DATA_OPTS; i++)
         lo[n++] = data_long_opts[i];
-    for (int i = 0; i < n_opts && n < MAX_LONG_OPTS - 2; i++) {
+    /* The commands' tables are fixed and far below the bound. */
+    assert(n + n_opts + 2 <= MAX_LONG_OPTS);
+    for (int i = 0; i < n_opts; i++) {
         bool bare = opts[i].kind == CLI_OPT_FLAG || opts[i].kind == CLI_OPT_OFF;
         lo[n++] = (struct option){opts[i].name, bare ? no_argument : required_argument, NULL, CMD_VAL + i};
     }
