@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "graph/graph.h"
 #include "interp/loss.h"
+#include "store/store.h"
 
 typedef struct cs_cmd {
     const char *name;
@@ -19,18 +20,12 @@ typedef struct cs_cmd {
     void (*usage)(FILE *f);
 } cs_cmd;
 
-int cmd_info(int argc, char **argv);
-void cmd_info_usage(FILE *f);
-int cmd_eval(int argc, char **argv);
-void cmd_eval_usage(FILE *f);
-int cmd_run(int argc, char **argv);
-void cmd_run_usage(FILE *f);
-int cmd_analyze(int argc, char **argv);
-void cmd_analyze_usage(FILE *f);
-int cmd_finetune(int argc, char **argv);
-void cmd_finetune_usage(FILE *f);
-int cmd_report(int argc, char **argv);
-void cmd_report_usage(FILE *f);
+/* Each command: its run (the process exit code) and its help text. */
+int cmd_info(int argc, char **argv), cmd_eval(int argc, char **argv), cmd_run(int argc, char **argv),
+    cmd_analyze(int argc, char **argv), cmd_finetune(int argc, char **argv),
+    cmd_report(int argc, char **argv);
+void cmd_info_usage(FILE *f), cmd_eval_usage(FILE *f), cmd_run_usage(FILE *f), cmd_analyze_usage(FILE *f),
+    cmd_finetune_usage(FILE *f), cmd_report_usage(FILE *f);
 
 /* Print "curvscope: error: MSG" on stderr and return the exit code for st. */
 int cli_report(cs_status st, const cs_err *err);
@@ -78,6 +73,75 @@ int cli_parse_real(const char *cmd, const char *name, const char *value, bool po
 /* Append comma-separated numbers in [0, hi] to vals[*n..], at most max_n in all. */
 int cli_parse_real_list(const char *cmd, const char *name, const char *value, double hi, int max_n,
                         double *vals, int *n);
+
+/* ---- table-driven options (options.c) ---- */
+typedef enum cli_opt_kind {
+    CLI_OPT_FLAG,     /* no value: bool target set */
+    CLI_OPT_OFF,      /* no value: bool target cleared */
+    CLI_OPT_TEXT,     /* const char * target: the value, borrowed from argv */
+    CLI_OPT_COUNT,    /* int64_t target: a positive integer, capped at max when max > 0 */
+    CLI_OPT_INT,      /* int target: a positive integer, capped at max */
+    CLI_OPT_REAL,     /* double target: a finite number >= 0 */
+    CLI_OPT_POSITIVE, /* double target: a finite number > 0 */
+    CLI_OPT_LIST,     /* double target[max_n]: comma-separated numbers in [0, max], appended at
+                       * *count (a repeat replaces the list when replace) */
+    CLI_OPT_CALL,     /* call(target, cmd, value): 0, or the exit code of a bad value (printed) */
+} cli_opt_kind;
+
+/* One row of a command's option table; the target is borrowed and written
+ * each time the option is given (the last one wins). */
+typedef struct cli_opt {
+    const char *name;  /* long name without "--" */
+    cli_opt_kind kind;
+    void *target;
+    bool *seen;        /* set when the option is given; NULL ok */
+    double max;
+    int *count;        /* CLI_OPT_LIST */
+    int max_n;         /* CLI_OPT_LIST */
+    bool replace;      /* CLI_OPT_LIST */
+    int (*call)(void *target, const char *cmd, const char *value);
+} cli_opt;
+
+/* A row: CLI_OPT("name", CLI_OPT_INT, &x, .max = 1000, .seen = &given). */
+#define CLI_OPT(opt_name, opt_kind, opt_target, ...) \
+    {.name = (opt_name), .kind = (opt_kind), .target = (opt_target), __VA_ARGS__}
+
+/* Parse argv: the rows opts[0..n_opts), the shared data options into d
+ * (NULL: the command has none) and --help (usage on stdout).  The command
+ * takes one positional argument, named what when it is missing; *arg
+ * points at it.  Returns -1 to go on, or the exit code to return: 0 after
+ * --help, 2 after a usage error (printed). */
+int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts,
+                   cli_data_opts *d, void (*usage)(FILE *), const char *what, const char **arg);
+
+/* ---- the life of a stored run (run_life.c), analyze and finetune ---- */
+typedef struct cli_run {
+    cs_store *db;    /* owned */
+    int64_t id;      /* the runs row; -1 until begun */
+    double t0;       /* cs_now_seconds() when the run began */
+    char *argv;      /* the command line as stored, owned */
+} cli_run;
+
+/* Open or create the database at db_path (a new file gets the schema), so
+ * a bad --db fails before any work.  0, or the exit code (error printed). */
+int cli_run_open(cli_run *r, const char *db_path);
+/* Hash the model, insert the runs row (status 'running', committed at once)
+ * with the command line, data, loss and n_samples, and from then on catch
+ * SIGINT and SIGTERM: they raise the flag cli_run_cancel points at, which
+ * the computation polls, and the run ends failed. */
+cs_status cli_run_begin(cli_run *r, const char *kind, const char *model, const cli_data_opts *d,
+                        int64_t n_samples, int argc, char **argv, cs_err *err) CS_MUST_CHECK;
+/* The cancel flag the signals raise (pass it as the options' cancel). */
+const volatile int *cli_run_cancel(void);
+/* Seconds since the run began. */
+double cli_run_seconds(const cli_run *r);
+/* A begun run ends 'done' when st is CS_OK, else 'failed' with err's
+ * message (naming the signal when one came), with seconds (NaN: NULL) and
+ * the peak RSS.  Returns st, or the failure to end a done run (then in
+ * *err). */
+cs_status cli_run_end(cli_run *r, cs_status st, cs_err *err, double seconds) CS_MUST_CHECK;
+/* Frees the command line and closes the database. */
+void cli_run_close(cli_run *r);
 
 /* Load a model, printing the error; returns NULL on failure (*code set). */
 cs_graph *cli_load_model(const char *path, int *code);

@@ -1,5 +1,4 @@
 /* curvscope eval MODEL.onnx --data SPEC --labels SPEC [options] */
-#include <getopt.h>
 #include <string.h>
 
 #include <math.h>
@@ -60,49 +59,22 @@ static cs_status eval_gradient(const cs_graph *g, const cs_dataset *ds, const cl
 
 int cmd_eval(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        DATA_LONG_OPTS,
-        {"json", no_argument, NULL, 'j'},
-        {"grad", no_argument, NULL, 'g'},
-        {"grad-out", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},
-        {0}};
     cli_data_opts o;
     cli_data_opts_init(&o);
     bool want_grad = false;
-    const char *grad_out = NULL;
-    int c, idx;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
-        if (c == 0) {
-            if (cli_data_opt(&o, "eval", opts[idx].name, optarg) < 0)
-                return 2;
-        } else if (c == 'j') {
-            o.json = true;
-        } else if (c == 'g') {
-            want_grad = true;
-        } else if (c == 'o') {
-            want_grad = true;
-            grad_out = optarg;
-        } else if (c == 'h') {
-            cmd_eval_usage(stdout);
-            return 0;
-        } else {
-            return cli_option_error("eval", c, argv, optind);
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error("eval", "missing MODEL.onnx");
-    if (optind + 1 < argc)
-        return cli_usage_error("eval", "unexpected argument '%s'", argv[optind + 1]);
+    const char *grad_out = NULL, *model = NULL;
+    const cli_opt opts[] = {CLI_OPT("json", CLI_OPT_FLAG, &o.json),
+                            CLI_OPT("grad", CLI_OPT_FLAG, &want_grad),
+                            CLI_OPT("grad-out", CLI_OPT_TEXT, &grad_out, .seen = &want_grad)};
+    int parsed = cli_parse_args("eval", argc, argv, opts, 3, &o, cmd_eval_usage, "MODEL.onnx", &model);
+    if (parsed >= 0)
+        return parsed;
+    int code = 0;
     if (!o.data)
         return cli_usage_error("eval", "missing --data SPEC");
     if (!o.labels)
         return cli_usage_error("eval", "missing --labels SPEC (the loss needs them)");
 
-    const char *model = argv[optind];
-    int code = 0;
     cs_graph *g = cli_load_model(model, &code);
     if (!g)
         return code;

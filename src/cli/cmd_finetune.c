@@ -1,20 +1,16 @@
 /* curvscope finetune MODEL.onnx --data SPEC --labels SPEC --precond NAME --out TUNED.onnx --db OUT.db */
 #include "config.h"
 
-#include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include "base/sha256.h"
 #include "cli/cli.h"
 #include "finetune/finetune.h"
 #include "finetune/precond.h"
 #include "onnx/writer.h"
-#include "store/store.h"
+#include "store/rows.h"
 
 void cmd_finetune_usage(FILE *f)
 {
@@ -62,13 +58,6 @@ void cmd_finetune_usage(FILE *f)
                "Shuffling is seeded: the same --seed gives the same run with --threads 1.\n");
 }
 
-static volatile int ft_cancel;
-static void ft_on_signal(int sig)
-{
-    (void)sig;
-    ft_cancel = 1;
-}
-
 typedef struct log_ctx {
     cs_store *db;
     int64_t run;
@@ -108,11 +97,8 @@ static void on_note(void *vctx, const char *text)
     fprintf(c->text, "note: %s\n", text);
     if (c->n_notes < 32)
         snprintf(c->notes[c->n_notes++], sizeof c->notes[0], "%s", text);
-    char key[160];
-    const char *sp = strchr(text + 6, ' ');
-    snprintf(key, sizeof key, "fallback.%.*s", sp ? (int)(sp - text - 6) : 100, text + 6);
     if (!c->st)
-        c->st = cs_store_convention(c->db, c->run, key, text, &c->err);
+        c->st = cs_store_write_fallback(c->db, c->run, text, &c->err);
 }
 
 /* --json: the run's outcome as one object (no validation: nulls). */
@@ -141,132 +127,94 @@ static void print_json(const cs_finetune_result *r, const log_ctx *lc, const cha
     printf("]}\n");
 }
 
+/* Values with their own words in the error. */
+static int parse_ema(void *ema, const char *cmd, const char *value)
+{
+    if (cli_parse_real(cmd, "ema", value, false, ema))
+        return 2;
+    if (*(double *)ema >= 1)
+        return cli_usage_error(cmd, "--ema is a decay in [0, 1), got '%s'", value);
+    return 0;
+}
+
+static int parse_curvature(void *curvature, const char *cmd, const char *value)
+{
+    unsigned mask = 0;
+    cs_err e = {0};
+    if (cs_curv_parse_list(value, &mask, &e) || (mask & (mask - 1)))
+        return cli_usage_error(cmd, "--curvature takes one of fisher_mc, fisher_emp, fisher, ggn, hessian, got '%s'",
+                               value);
+    for (int k = 0; k < CS_CURV_COUNT; k++)
+        if (mask >> k & 1)
+            *(int *)curvature = k;
+    return 0;
+}
+
+/* One of two words: *on is set for yes, cleared for no. */
+static int parse_choice(bool *on, const char *cmd, const char *option, const char *yes, const char *no,
+                        const char *value)
+{
+    if (strcmp(value, yes) == 0)
+        *on = true;
+    else if (strcmp(value, no) == 0)
+        *on = false;
+    else
+        return cli_usage_error(cmd, "--%s is %s or %s, got '%s'", option, no, yes, value);
+    return 0;
+}
+
+static int parse_inverse(void *cholesky, const char *cmd, const char *value)
+{
+    return parse_choice(cholesky, cmd, "inverse", "cholesky", "eig", value);
+}
+
+static int parse_schedule(void *cosine, const char *cmd, const char *value)
+{
+    return parse_choice(cosine, cmd, "lr-schedule", "cosine", "constant", value);
+}
+
 int cmd_finetune(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        DATA_LONG_OPTS,
-        {"precond", required_argument, NULL, 'p'}, {"out", required_argument, NULL, 'o'},
-        {"db", required_argument, NULL, 'd'}, {"val-data", required_argument, NULL, 'v'},
-        {"val-labels", required_argument, NULL, 'w'}, {"epochs", required_argument, NULL, 'e'},
-        {"lr", required_argument, NULL, 'l'}, {"momentum", required_argument, NULL, 'm'},
-        {"nesterov", no_argument, NULL, 'n'}, {"weight-decay", required_argument, NULL, 'W'},
-        {"lr-schedule", required_argument, NULL, 'S'}, {"log-every", required_argument, NULL, 'k'},
-        {"damping", required_argument, NULL, 'D'}, {"curvature", required_argument, NULL, 'C'},
-        {"update-interval", required_argument, NULL, 'K'}, {"ema", required_argument, NULL, 'E'},
-        {"inverse", required_argument, NULL, 'I'}, {"no-pi-damping", no_argument, NULL, 'Q'},
-        {"no-graft", no_argument, NULL, 'G'}, {"max-full", required_argument, NULL, 'F'},
-        {"mc-samples", required_argument, NULL, 'M'}, {"freeze", required_argument, NULL, 'Z'},
-        {"bn-train", no_argument, NULL, 'B'}, {"kl-clip", required_argument, NULL, 'L'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'}, {0}};
-    cli_data_opts d;
-    cli_data_opts_init(&d);
+    const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL, *model = NULL;
+    bool precond_given = false, lr_given = false, damping_given = false, momentum_given = false;
     cs_finetune_opts fo;
     cs_finetune_opts_init(&fo);
-    const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL;
-    bool precond_given = false, lr_given = false, damping_given = false;
-    int max_full = 4096;
-    int c, idx;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
-        switch (c) {
-        case 0:
-            if (cli_data_opt(&d, "finetune", opts[idx].name, optarg) < 0)
-                return 2;
-            break;
-        case 'p': fo.precond = optarg; precond_given = true; break;
-        case 'o': out = optarg; break;
-        case 'd': db_path = optarg; break;
-        case 'v': val_data = optarg; break;
-        case 'w': val_labels = optarg; break;
-        case 'e':
-            if (cli_parse_int("finetune", "epochs", optarg, 100000, &fo.epochs))
-                return 2;
-            break;
-        case 'k':
-            if (cli_parse_int("finetune", "log-every", optarg, 1000000, &fo.log_every))
-                return 2;
-            break;
-        case 'l':
-            if (cli_parse_real("finetune", "lr", optarg, true, &fo.lr))
-                return 2;
-            lr_given = true;
-            break;
-        case 'D':
-            if (cli_parse_real("finetune", "damping", optarg, false, &fo.damping))
-                return 2;
-            damping_given = true;
-            break;
-        case 'E':
-            if (cli_parse_real("finetune", "ema", optarg, false, &fo.ema))
-                return 2;
-            if (fo.ema >= 1)
-                return cli_usage_error("finetune", "--ema is a decay in [0, 1), got '%s'", optarg);
-            break;
-        case 'K':
-            if (cli_parse_int("finetune", "update-interval", optarg, 1000000, &fo.update_interval))
-                return 2;
-            break;
-        case 'F':
-            if (cli_parse_int("finetune", "max-full", optarg, 1 << 20, &max_full))
-                return 2;
-            fo.max_full = max_full;
-            break;
-        case 'M':
-            if (cli_parse_int("finetune", "mc-samples", optarg, 1000, &fo.mc_samples))
-                return 2;
-            break;
-        case 'C': {
-            unsigned mask = 0;
-            cs_err e = {0};
-            if (cs_curv_parse_list(optarg, &mask, &e) || (mask & (mask - 1)))
-                return cli_usage_error("finetune", "--curvature takes one of fisher_mc, fisher_emp, fisher, ggn, hessian, got '%s'",
-                                       optarg);
-            for (int k = 0; k < CS_CURV_COUNT; k++)
-                if (mask >> k & 1)
-                    fo.curvature = k;
-            break;
-        }
-        case 'I':
-            if (strcmp(optarg, "eig") == 0)
-                fo.cholesky = false;
-            else if (strcmp(optarg, "cholesky") != 0)
-                return cli_usage_error("finetune", "--inverse is eig or cholesky, got '%s'", optarg);
-            break;
-        case 'Q': fo.pi_damping = false; break;
-        case 'G': fo.graft = false; break;
-        case 'Z': fo.freeze = optarg; break;
-        case 'B': fo.bn_train = true; break;
-        case 'j': d.json = true; break;
-        case 'L':
-            if (cli_parse_real("finetune", "kl-clip", optarg, false, &fo.kl_clip))
-                return 2;
-            break;
-        case 'm':
-            if (cli_parse_real("finetune", "momentum", optarg, false, &fo.momentum))
-                return 2;
-            fo.beta1 = fo.momentum;
-            break;
-        case 'W':
-            if (cli_parse_real("finetune", "weight-decay", optarg, false, &fo.weight_decay))
-                return 2;
-            break;
-        case 'n': fo.nesterov = true; break;
-        case 'S':
-            if (strcmp(optarg, "cosine") == 0)
-                fo.cosine = true;
-            else if (strcmp(optarg, "constant") != 0)
-                return cli_usage_error("finetune", "--lr-schedule is constant or cosine, got '%s'", optarg);
-            break;
-        case 'h': cmd_finetune_usage(stdout); return 0;
-        default: return cli_option_error("finetune", c, argv, optind);
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error("finetune", "missing MODEL.onnx");
-    if (optind + 1 < argc)
-        return cli_usage_error("finetune", "unexpected argument '%s'", argv[optind + 1]);
+    cli_data_opts d;
+    cli_data_opts_init(&d);
+    const cli_opt opts[] = {
+        CLI_OPT("precond", CLI_OPT_TEXT, &fo.precond, .seen = &precond_given),
+        CLI_OPT("out", CLI_OPT_TEXT, &out),
+        CLI_OPT("db", CLI_OPT_TEXT, &db_path),
+        CLI_OPT("val-data", CLI_OPT_TEXT, &val_data),
+        CLI_OPT("val-labels", CLI_OPT_TEXT, &val_labels),
+        CLI_OPT("epochs", CLI_OPT_INT, &fo.epochs, .max = 100000),
+        CLI_OPT("lr", CLI_OPT_POSITIVE, &fo.lr, .seen = &lr_given),
+        CLI_OPT("momentum", CLI_OPT_REAL, &fo.momentum, .seen = &momentum_given),
+        CLI_OPT("nesterov", CLI_OPT_FLAG, &fo.nesterov),
+        CLI_OPT("weight-decay", CLI_OPT_REAL, &fo.weight_decay),
+        CLI_OPT("lr-schedule", CLI_OPT_CALL, &fo.cosine, .call = parse_schedule),
+        CLI_OPT("log-every", CLI_OPT_INT, &fo.log_every, .max = 1000000),
+        CLI_OPT("damping", CLI_OPT_REAL, &fo.damping, .seen = &damping_given),
+        CLI_OPT("curvature", CLI_OPT_CALL, &fo.curvature, .call = parse_curvature),
+        CLI_OPT("update-interval", CLI_OPT_INT, &fo.update_interval, .max = 1000000),
+        CLI_OPT("ema", CLI_OPT_CALL, &fo.ema, .call = parse_ema),
+        CLI_OPT("inverse", CLI_OPT_CALL, &fo.cholesky, .call = parse_inverse),
+        CLI_OPT("no-pi-damping", CLI_OPT_OFF, &fo.pi_damping),
+        CLI_OPT("no-graft", CLI_OPT_OFF, &fo.graft),
+        CLI_OPT("max-full", CLI_OPT_COUNT, &fo.max_full, .max = 1 << 20),
+        CLI_OPT("mc-samples", CLI_OPT_INT, &fo.mc_samples, .max = 1000),
+        CLI_OPT("freeze", CLI_OPT_TEXT, &fo.freeze),
+        CLI_OPT("bn-train", CLI_OPT_FLAG, &fo.bn_train),
+        CLI_OPT("kl-clip", CLI_OPT_REAL, &fo.kl_clip),
+        CLI_OPT("json", CLI_OPT_FLAG, &d.json),
+    };
+    int parsed = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
+                              cmd_finetune_usage, "MODEL.onnx", &model);
+    if (parsed >= 0)
+        return parsed;
+    int code = 0;
+    if (momentum_given)
+        fo.beta1 = fo.momentum; /* adamw's beta1 follows --momentum */
     if (!d.data || !d.labels)
         return cli_usage_error("finetune", "missing --data SPEC or --labels SPEC");
     if (!precond_given)
@@ -283,115 +231,69 @@ int cmd_finetune(int argc, char **argv)
     if ((val_data == NULL) != (val_labels == NULL))
         return cli_usage_error("finetune", "--val-data and --val-labels go together");
 
-    const char *model = argv[optind];
+    cli_run run;
+    if ((code = cli_run_open(&run, db_path)))
+        return code;
     cs_err err = {0};
-    cs_store *db = NULL;
-    cs_status st = cs_store_open(db_path, &db, &err);
-    if (st)
-        return cli_report(st, &err);
-    int code = 0;
     cs_graph *g = cli_load_model(model, &code);
     if (!g) {
-        cs_store_close(db);
+        cli_run_close(&run);
         return code;
     }
     cs_dataset ds, val;
     memset(&val, 0, sizeof val);
-    st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err);
+    cs_status st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err);
     if (!st && val_data && (st = cs_dataset_load(&val, val_data, val_labels, 0, &err)))
         cs_dataset_free(&ds);
     if (st) {
         cs_graph_free(g);
-        cs_store_close(db);
+        cli_run_close(&run);
         return cli_report(st, &err);
-    }
-    char sha[CS_SHA256_HEX_CHARS + 1] = "", data_desc[1200], args[4096] = "curvscope";
-    for (int i = 0; i < argc; i++)
-        snprintf(args + strlen(args), sizeof args - strlen(args), " %s", argv[i]);
-    snprintf(data_desc, sizeof data_desc, "%s %s", d.data, d.labels);
-    st = cs_sha256_file(model, sha, &err);
-    cs_run_info info = {.kind = "finetune", .model_path = model, .model_sha256 = sha, .data = data_desc,
-                        .loss = cs_loss_name(d.loss), .argv = args, .n_samples = ds.n};
-    int64_t run = -1;
-    if (!st)
-        st = cs_store_run_begin(db, &info, &run, &err);
-    char buf[64];
-    cs_curv_kind curv = fo.curvature >= 0 ? (cs_curv_kind)fo.curvature : pdef->default_curv;
-    const char *kv[][2] = {{"precond", fo.precond}, {"lr_schedule", fo.cosine ? "cosine" : "constant"},
-                           {"nesterov", fo.nesterov ? "1" : "0"},
-                           {"batchnorm_mode", fo.bn_train ? "running statistics updated from batch statistics (EMA), normalised with running statistics"
-                                                          : "running statistics frozen"},
-                           {"master_weights", "float64"},
-                           {"curvature", pdef->reads_curvature ? cs_curv_name(curv) : "none"},
-                           {"inverse", fo.cholesky ? "cholesky" : "eig"},
-                           {"kfac_damping", fo.pi_damping ? "pi split (Martens & Grosse 2015, 6.3)" : "sqrt(lambda) on both factors"},
-                           {"shampoo_graft", fo.graft ? "sgd norm per layer" : "none"},
-                           {"frozen_layers", fo.freeze ? fo.freeze : ""}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !st; i++)
-        st = cs_store_convention(db, run, kv[i][0], kv[i][1], &err);
-    double nums[] = {fo.lr, fo.momentum, fo.weight_decay, (double)fo.epochs, (double)d.batch, (double)d.seed,
-                     fo.damping, fo.ema, (double)fo.update_interval, (double)fo.max_full, (double)fo.mc_samples,
-                     fo.kl_clip};
-    const char *nk[] = {"lr", "momentum", "weight_decay", "epochs", "batch", "seed",
-                        "damping", "ema", "update_interval", "max_full", "mc_samples", "kl_clip"};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0] && !st; i++) {
-        snprintf(buf, sizeof buf, "%.17g", nums[i]);
-        st = cs_store_convention(db, run, nk[i], buf, &err);
     }
     fo.batch = d.batch;
     fo.seed = d.seed;
     fo.loss = d.loss;
     fo.norm = &d.norm;
     fo.val = val_data ? &val : NULL;
-    log_ctx lc = {.db = db, .run = run, .text = d.json ? stderr : stdout};
+    st = cli_run_begin(&run, "finetune", model, &d, ds.n, argc, argv, &err);
+    cs_curv_kind curv = fo.curvature >= 0 ? (cs_curv_kind)fo.curvature : pdef->default_curv;
+    if (!st)
+        st = cs_store_write_finetune_conventions(run.db, run.id, &fo,
+                                                 pdef->reads_curvature ? cs_curv_name(curv) : "none", &err);
+    log_ctx lc = {.db = run.db, .run = run.id, .text = d.json ? stderr : stdout};
     fo.on_step = on_step;
     fo.on_eval = on_eval;
     fo.on_note = on_note;
     fo.ctx = &lc;
-    fo.cancel = &ft_cancel;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = ft_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    fo.cancel = cli_run_cancel();
     cs_finetune_result res;
-    if (!st && !(st = cs_store_begin(db, &err))) {
+    if (!st && !(st = cs_store_begin(run.db, &err))) {
         st = cs_finetune(g, &ds, &fo, &res, &err);
         if (!st && lc.st) {
             st = lc.st;
             err = lc.err;
         }
         if (!st)
-            st = cs_store_commit(db, &err);
+            st = cs_store_commit(run.db, &err);
     }
     if (!st)
         st = cs_onnx_write_updated(model, g, out, &err);
-    if (run >= 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        cs_err e2 = {0};
-        cs_status s2 = cs_store_run_end(db, run, st ? "failed" : "done", st ? NAN : res.seconds,
-                                        (int64_t)ru.ru_maxrss * 1024, st ? err.msg : NULL, &e2);
-        if (!st && s2) {
-            st = s2;
-            err = e2;
-        }
-    }
+    st = cli_run_end(&run, st, &err, st ? NAN : res.seconds);
     if (st)
         code = cli_report(st, &err);
     else if (d.json)
-        print_json(&res, &lc, fo.precond, out, db_path, run);
+        print_json(&res, &lc, fo.precond, out, db_path, run.id);
     else
         printf("%lld steps in %.2f s (%lld curvature refreshes, %.2f s); final train loss %.6f accuracy %.4f; "
                "wrote %s (run %lld in %s)\n",
                (long long)res.steps, res.seconds, (long long)res.refreshes, res.refresh_seconds, res.train_loss,
-               res.train_accuracy, out, (long long)run, db_path);
+               res.train_accuracy, out, (long long)run.id, db_path);
     if (!st && val_data && !d.json)
         printf("final validation loss %.6f accuracy %.4f\n", res.val_loss, res.val_accuracy);
     cs_dataset_free(&ds);
     if (val_data)
         cs_dataset_free(&val);
     cs_graph_free(g);
-    cs_store_close(db);
+    cli_run_close(&run);
     return code;
 }

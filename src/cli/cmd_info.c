@@ -1,5 +1,4 @@
 /* curvscope info MODEL.onnx [--json] */
-#include <getopt.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -142,34 +141,23 @@ static void print_json(const cs_graph *g, const char *path, const cs_loss_head *
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
     bool json = false;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = true; break;
-        case 'h': cmd_info_usage(stdout); return 0;
-        default: return cli_option_error("info", c, argv, optind);
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error("info", "missing MODEL.onnx");
-    if (optind + 1 < argc)
-        return cli_usage_error("info", "unexpected argument '%s'", argv[optind + 1]);
+    const char *model = NULL;
+    const cli_opt opts[] = {CLI_OPT("json", CLI_OPT_FLAG, &json)};
+    int parsed = cli_parse_args("info", argc, argv, opts, 1, NULL, cmd_info_usage, "MODEL.onnx", &model);
+    if (parsed >= 0)
+        return parsed;
     int code = 0;
-    cs_graph *g = cli_load_model(argv[optind], &code);
+    cs_graph *g = cli_load_model(model, &code);
     if (!g)
         return code;
     cs_loss_head head;
     cs_err err = {0};
     bool have_head = g->n_outputs > 0 && cs_loss_head_init(&head, g, CS_LOSS_CE, &err) == CS_OK;
     if (json)
-        print_json(g, argv[optind], have_head ? &head : NULL);
+        print_json(g, model, have_head ? &head : NULL);
     else
-        print_text(g, argv[optind], have_head ? &head : NULL);
+        print_text(g, model, have_head ? &head : NULL);
     cs_graph_free(g);
     return 0;
 }

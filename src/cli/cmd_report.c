@@ -1,7 +1,6 @@
 /* curvscope report OUT.db [--run ID] --html REPORT.html */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,34 +24,18 @@ void cmd_report_usage(FILE *f)
 
 int cmd_report(int argc, char **argv)
 {
-    static const struct option opts[] = {{"run", required_argument, NULL, 'r'},
-                                         {"html", required_argument, NULL, 'o'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0}};
-    const char *html = NULL;
-    int run = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            if (cli_parse_int("report", "run", optarg, 1 << 30, &run))
-                return 2;
-            break;
-        case 'o': html = optarg; break;
-        case 'h': cmd_report_usage(stdout); return 0;
-        default: return cli_option_error("report", c, argv, optind);
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error("report", "missing OUT.db");
-    if (optind + 1 < argc)
-        return cli_usage_error("report", "unexpected argument '%s'", argv[optind + 1]);
+    const char *html = NULL, *path = NULL;
+    int run = 0;
+    const cli_opt opts[] = {CLI_OPT("run", CLI_OPT_INT, &run, .max = 1 << 30),
+                            CLI_OPT("html", CLI_OPT_TEXT, &html)};
+    int parsed = cli_parse_args("report", argc, argv, opts, 2, NULL, cmd_report_usage, "OUT.db", &path);
+    if (parsed >= 0)
+        return parsed;
     if (!html)
         return cli_usage_error("report", "missing --html REPORT.html");
     cs_err err = {0};
     cs_store *db = NULL;
-    cs_status st = cs_store_open_readonly(argv[optind], &db, &err);
+    cs_status st = cs_store_open_readonly(path, &db, &err);
     if (st)
         return cli_report(st, &err);
     /* Written beside the target and renamed: a failed report leaves no

@@ -1,6 +1,5 @@
 /* curvscope run MODEL.onnx --input NAME=SPEC ... --out DIR */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,44 +25,43 @@ void cmd_run_usage(FILE *f)
 
 #define MAX_INPUTS 64
 
+typedef struct run_inputs {
+    const char *specs[MAX_INPUTS];
+    int n;
+} run_inputs;
+
+static int add_input(void *inputs, const char *cmd, const char *value)
+{
+    run_inputs *in = inputs;
+    if (in->n == MAX_INPUTS)
+        return cli_usage_error(cmd, "too many --input options");
+    in->specs[in->n++] = value;
+    return 0;
+}
+
+/* --threads, as the commands that read data have it. */
+static int set_threads(void *dopts, const char *cmd, const char *value)
+{
+    return cli_data_opt(dopts, cmd, "threads", value) < 0 ? 2 : 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"input", required_argument, NULL, 'i'}, {"out", required_argument, NULL, 'o'},
-        {"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0}};
-    const char *specs[MAX_INPUTS];
-    int n_specs = 0;
-    const char *out_dir = NULL;
+    run_inputs in = {.n = 0};
+    const char *out_dir = NULL, *model = NULL;
     cli_data_opts dopts;
     cli_data_opts_init(&dopts);
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i':
-            if (n_specs == MAX_INPUTS)
-                return cli_usage_error("run", "too many --input options");
-            specs[n_specs++] = optarg;
-            break;
-        case 'o': out_dir = optarg; break;
-        case 't':
-            if (cli_data_opt(&dopts, "run", "threads", optarg) < 0)
-                return 2;
-            break;
-        case 'h': cmd_run_usage(stdout); return 0;
-        default: return cli_option_error("run", c, argv, optind);
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error("run", "missing MODEL.onnx");
-    if (optind + 1 < argc)
-        return cli_usage_error("run", "unexpected argument '%s'", argv[optind + 1]);
+    const cli_opt opts[] = {CLI_OPT("input", CLI_OPT_CALL, &in, .call = add_input),
+                            CLI_OPT("out", CLI_OPT_TEXT, &out_dir),
+                            CLI_OPT("threads", CLI_OPT_CALL, &dopts, .call = set_threads)};
+    int parsed = cli_parse_args("run", argc, argv, opts, 3, NULL, cmd_run_usage, "MODEL.onnx", &model);
+    if (parsed >= 0)
+        return parsed;
+    int code = 0;
     if (!out_dir)
         return cli_usage_error("run", "missing --out DIR");
 
-    int code = 0;
-    cs_graph *g = cli_load_model(argv[optind], &code);
+    cs_graph *g = cli_load_model(model, &code);
     if (!g)
         return code;
     cs_err err = {0};
@@ -74,14 +72,14 @@ int cmd_run(int argc, char **argv)
         st = cs_fail(&err, CS_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int s = 0; s < n_specs && !st; s++) {
-        const char *eq = strchr(specs[s], '=');
-        const char *colon = strchr(specs[s], ':');
+    for (int s = 0; s < in.n && !st; s++) {
+        const char *eq = strchr(in.specs[s], '=');
+        const char *colon = strchr(in.specs[s], ':');
         int i = -1;
-        const char *spec = specs[s];
+        const char *spec = in.specs[s];
         if (eq && (!colon || eq < colon)) {
             char name[512];
-            snprintf(name, sizeof name, "%.*s", (int)(eq - specs[s]), specs[s]);
+            snprintf(name, sizeof name, "%.*s", (int)(eq - in.specs[s]), in.specs[s]);
             for (int k = 0; k < g->n_inputs; k++)
                 if (strcmp(g->values[g->inputs[k]].name, name) == 0)
                     i = k;
@@ -94,7 +92,7 @@ int cmd_run(int argc, char **argv)
             i = 0;
         } else {
             st = cs_fail(&err, CS_ERR_USAGE, "--input '%s' must say NAME=SPEC: the model has %d inputs",
-                         specs[s], g->n_inputs);
+                         in.specs[s], g->n_inputs);
             break;
         }
         if (inputs[i].data) {

@@ -8,7 +8,7 @@
  * rows into one commit when there is no outer transaction. */
 #include "config.h"
 
-#include "store/store.h"
+#include "store/store_internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -24,33 +24,6 @@
 
 /* How long a writer waits for another connection's lock before giving up. */
 #define STORE_BUSY_TIMEOUT_MS 10000
-
-enum stmt_id {
-    ST_RUN_BEGIN,
-    ST_RUN_END,
-    ST_CONVENTION,
-    ST_LAYER,
-    ST_PARAM,
-    ST_CURVATURE,
-    ST_EIGENVALUE,
-    ST_SPECTRUM,
-    ST_LANCZOS,
-    ST_RITZ,
-    ST_PRUNE,
-    ST_IMP_UNIT,
-    ST_EIGVEC,
-    ST_DENSITY,
-    ST_REPR_COMPARISON,
-    ST_KFAC_FACTOR,
-    ST_IMPORTANCE,
-    ST_STEP_DIAG,
-    ST_FINETUNE_STEP,
-    ST_FINETUNE_EVAL,
-    ST_SAVEPOINT,
-    ST_RELEASE,
-    ST_ROLLBACK_TO,
-    ST_COUNT
-};
 
 /* table: named in error messages; sql: the statement. */
 static const struct {
@@ -76,9 +49,6 @@ static const struct {
         "INSERT INTO curvature (run_id, layer_id, curvature, repr, method, dim, trace, "
         "trace_stderr, frobenius, lambda_max, lambda_min, condition, effective_rank, seconds) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"},
-    [ST_EIGENVALUE] = {"eigenvalues",
-        "INSERT INTO eigenvalues (run_id, layer_id, curvature, repr, k, value) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_SPECTRUM] = {"eigenvalues",
         "INSERT INTO eigenvalues (run_id, layer_id, curvature, repr, method, k, value) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
@@ -223,38 +193,61 @@ typedef struct binder {
     int rc;
 } binder;
 
+static void bind_null(binder *b, int i)
+{
+    if (b->rc == SQLITE_OK)
+        b->rc = sqlite3_bind_null(b->st, i);
+}
+
 static void bind_i64(binder *b, int i, int64_t v)
 {
     if (b->rc == SQLITE_OK)
         b->rc = sqlite3_bind_int64(b->st, i, v);
 }
 
-/* Negative means "unknown" for counts and sizes. */
-static void bind_count(binder *b, int i, int64_t v)
-{
-    if (b->rc == SQLITE_OK)
-        b->rc = v < 0 ? sqlite3_bind_null(b->st, i) : sqlite3_bind_int64(b->st, i, v);
-}
-
-/* Layer -1 is the whole network, NULL in the tables. */
-static void bind_layer(binder *b, int i, int64_t layer_id)
-{
-    bind_count(b, i, layer_id);
-}
-
 static void bind_f64(binder *b, int i, double v)
 {
-    if (b->rc == SQLITE_OK)
-        b->rc = isnan(v) ? sqlite3_bind_null(b->st, i) : sqlite3_bind_double(b->st, i, v);
+    if (isnan(v))
+        bind_null(b, i);
+    else if (b->rc == SQLITE_OK)
+        b->rc = sqlite3_bind_double(b->st, i, v);
 }
 
 /* Transient: SQLite copies the text, so no binding outlives the caller's
  * string even though reset keeps bindings. */
-static void bind_text(binder *b, int i, const char *v)
+static void bind_col(binder *b, int i, const store_col *c)
 {
-    if (b->rc == SQLITE_OK)
-        b->rc = v ? sqlite3_bind_text(b->st, i, v, -1, SQLITE_TRANSIENT)
-                  : sqlite3_bind_null(b->st, i);
+    switch (c->kind) {
+    case COL_INT: bind_i64(b, i, c->i); break;
+    case COL_COUNT: /* negative: unknown, or layer -1 (the whole network) */
+        if (c->i < 0)
+            bind_null(b, i);
+        else
+            bind_i64(b, i, c->i);
+        break;
+    case COL_REAL: bind_f64(b, i, c->f); break;
+    case COL_TEXT:
+        if (!c->t)
+            bind_null(b, i);
+        else if (b->rc == SQLITE_OK)
+            b->rc = sqlite3_bind_text(b->st, i, c->t, -1, SQLITE_TRANSIENT);
+        break;
+    }
+}
+
+static void bind_array(binder *b, int i, const store_array *a, int64_t k)
+{
+    if (a->kind == 'f') {
+        bind_f64(b, i, a->v ? ((const double *)a->v)[k] : NAN);
+    } else if (a->kind == 'b') {
+        bind_i64(b, i, a->v ? (((const int *)a->v)[k] != 0) : 0);
+    } else {
+        int u = a->v ? ((const int *)a->v)[k] : -1;
+        if (u < 0)
+            bind_null(b, i);
+        else
+            bind_i64(b, i, u);
+    }
 }
 
 static cs_status bind_check(cs_store *s, const binder *b, enum stmt_id id, cs_err *err)
@@ -265,18 +258,15 @@ static cs_status bind_check(cs_store *s, const binder *b, enum stmt_id id, cs_er
 }
 
 /* Step a prepared write to completion and reset it for the next row. */
-static cs_status stmt_exec(cs_store *s, sqlite3_stmt *st, cs_err *err, const char *fmt, ...)
-    CS_PRINTF(4, 5);
-static cs_status stmt_exec(cs_store *s, sqlite3_stmt *st, cs_err *err, const char *fmt, ...)
+static cs_status stmt_vexec(cs_store *s, sqlite3_stmt *st, cs_err *err, const char *fmt, va_list ap)
+    CS_PRINTF(4, 0);
+static cs_status stmt_vexec(cs_store *s, sqlite3_stmt *st, cs_err *err, const char *fmt, va_list ap)
 {
     int rc = sqlite3_step(st);
     cs_status r = CS_OK;
     if (rc != SQLITE_DONE) {
         char op[256];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(op, sizeof op, fmt, ap);
-        va_end(ap);
         /* The message is read before reset, which may replace it. */
         r = store_fail(s, err, sqlite3_extended_errcode(s->db), "%s", op);
     }
@@ -284,13 +274,34 @@ static cs_status stmt_exec(cs_store *s, sqlite3_stmt *st, cs_err *err, const cha
     return r;
 }
 
-static cs_status check_layer(cs_store *s, int64_t layer_id, const char *table, cs_err *err)
+static cs_status stmt_exec(cs_store *s, sqlite3_stmt *st, cs_err *err, const char *fmt, ...)
+    CS_PRINTF(4, 5);
+static cs_status stmt_exec(cs_store *s, sqlite3_stmt *st, cs_err *err, const char *fmt, ...)
 {
-    if (layer_id < -1)
-        return cs_fail(err, CS_ERR_RUNTIME,
-                       "cannot insert into %s in '%s': layer_id %lld (must be >= 0, or -1 for "
-                       "the whole network)", table, s->path, (long long)layer_id);
-    return CS_OK;
+    va_list ap;
+    va_start(ap, fmt);
+    cs_status r = stmt_vexec(s, st, err, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+cs_status store_insert_row(cs_store *s, enum stmt_id id, const store_col *cols, int n, cs_err *err,
+                           const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    cs_status r = stmt_get(s, id, &st, err);
+    if (r != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    for (int i = 0; i < n; i++)
+        bind_col(&b, i + 1, &cols[i]);
+    if ((r = bind_check(s, &b, id, err)) != CS_OK)
+        return r;
+    va_list ap;
+    va_start(ap, fmt);
+    r = stmt_vexec(s, st, err, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 /* ---------------------------------------------------- multi-row calls */
@@ -327,6 +338,33 @@ static cs_status rows_end(cs_store *s, cs_status r, const char *table, cs_err *e
         sqlite3_reset(st);
     }
     return r;
+}
+
+cs_status store_insert_rows(cs_store *s, enum stmt_id id, const store_rows *rows, int64_t n,
+                            cs_err *err)
+{
+    const char *table = stmt_defs[id].table;
+    sqlite3_stmt *st = NULL;
+    cs_status r;
+    if (n <= 0 || (r = stmt_get(s, id, &st, err)) != CS_OK)
+        return n <= 0 ? CS_OK : r;
+    if ((r = rows_begin(s, table, err)) != CS_OK)
+        return r;
+    binder b = {st, SQLITE_OK};
+    for (int c = 0; c < rows->n_fixed; c++)
+        bind_col(&b, c + 1, &rows->fixed[c]);
+    r = bind_check(s, &b, id, err);
+    int next = rows->n_fixed + 1 + (rows->indexed ? 1 : 0);
+    for (int64_t k = 0; k < n && r == CS_OK; k++) {
+        if (rows->indexed)
+            bind_i64(&b, rows->n_fixed + 1, rows->first + k);
+        for (int c = 0; c < rows->n_arrays; c++)
+            bind_array(&b, next + c, &rows->arrays[c], k);
+        if ((r = bind_check(s, &b, id, err)) == CS_OK)
+            r = stmt_exec(s, st, err, "insert %s%lld%s", rows->what, (long long)(rows->first + k),
+                          rows->where);
+    }
+    return rows_end(s, r, table, err);
 }
 
 /* -------------------------------------------------------------- opening */
@@ -618,24 +656,14 @@ cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_
         return cs_fail(err, CS_ERR_RUNTIME,
                        "cannot begin a run in '%s' inside an open transaction: the run row must "
                        "be committed at once", s->path);
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_RUN_BEGIN, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_text(&b, 1, info->kind);
-    bind_text(&b, 2, info->model_path);
-    bind_text(&b, 3, info->model_sha256);
-    bind_text(&b, 4, info->data);
-    bind_count(&b, 5, info->n_samples);
-    bind_text(&b, 6, info->loss);
-    bind_text(&b, 7, info->argv);
-    bind_text(&b, 8, info->version ? info->version : PACKAGE_VERSION);
-    if ((r = bind_check(s, &b, ST_RUN_BEGIN, err)) != CS_OK ||
-        (r = stmt_exec(s, st, err, "insert into runs")) != CS_OK)
-        return r;
-    *run_id = sqlite3_last_insert_rowid(s->db);
-    return CS_OK;
+    const store_col cols[] = {SC_TEXT(info->kind), SC_TEXT(info->model_path),
+                              SC_TEXT(info->model_sha256), SC_TEXT(info->data),
+                              SC_COUNT(info->n_samples), SC_TEXT(info->loss), SC_TEXT(info->argv),
+                              SC_TEXT(info->version ? info->version : PACKAGE_VERSION)};
+    cs_status r = store_insert_row(s, ST_RUN_BEGIN, cols, 8, err, "insert into runs");
+    if (r == CS_OK)
+        *run_id = sqlite3_last_insert_rowid(s->db);
+    return r;
 }
 
 cs_status cs_store_run_end(cs_store *s, int64_t run_id, const char *status, double seconds,
@@ -652,515 +680,16 @@ cs_status cs_store_run_end(cs_store *s, int64_t run_id, const char *status, doub
                            "commit the results first", (long long)run_id, s->path);
         cs_store_rollback(s);
     }
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_RUN_END, &st, err);
+    const store_col cols[] = {SC_INT(run_id), SC_TEXT(status), SC_REAL(seconds),
+                              SC_COUNT(peak_rss_bytes), SC_TEXT(error)};
+    cs_status r = store_insert_row(s, ST_RUN_END, cols, 5, err, "update run %lld in runs",
+                                   (long long)run_id);
     if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_text(&b, 2, status);
-    bind_f64(&b, 3, seconds);
-    bind_count(&b, 4, peak_rss_bytes);
-    bind_text(&b, 5, error);
-    if ((r = bind_check(s, &b, ST_RUN_END, err)) != CS_OK ||
-        (r = stmt_exec(s, st, err, "update run %lld in runs", (long long)run_id)) != CS_OK)
         return r;
     if (sqlite3_changes(s->db) != 1)
         return cs_fail(err, CS_ERR_RUNTIME, "cannot end run %lld in '%s': no such run",
                        (long long)run_id, s->path);
     return CS_OK;
-}
-
-/* -------------------------------------------------------- single rows */
-
-cs_status cs_store_convention(cs_store *s, int64_t run_id, const char *key, const char *value,
-                              cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_CONVENTION, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_text(&b, 2, key);
-    bind_text(&b, 3, value);
-    if ((r = bind_check(s, &b, ST_CONVENTION, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert '%s' into conventions", key ? key : "(null)");
-}
-
-cs_status cs_store_layer(cs_store *s, int64_t run_id, int64_t layer_id, const char *name,
-                         const char *op_type, int64_t n_params, cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_LAYER, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, layer_id);
-    bind_text(&b, 3, name);
-    bind_text(&b, 4, op_type);
-    bind_i64(&b, 5, n_params);
-    if ((r = bind_check(s, &b, ST_LAYER, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert layer %lld into layers", (long long)layer_id);
-}
-
-cs_status cs_store_param(cs_store *s, int64_t run_id, int64_t param_id, int64_t layer_id,
-                         const char *name, const char *shape, int64_t numel, cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_PARAM, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, param_id);
-    bind_i64(&b, 3, layer_id);
-    bind_text(&b, 4, name);
-    bind_text(&b, 5, shape);
-    bind_i64(&b, 6, numel);
-    if ((r = bind_check(s, &b, ST_PARAM, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert parameter %lld into params", (long long)param_id);
-}
-
-cs_status cs_store_curvature(cs_store *s, int64_t run_id, const cs_curv_row *row, cs_err *err)
-{
-    cs_status r = check_layer(s, row->layer_id, "curvature", err);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || (r = stmt_get(s, ST_CURVATURE, &st, err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, row->layer_id);
-    bind_text(&b, 3, row->curvature);
-    bind_text(&b, 4, row->repr);
-    bind_text(&b, 5, row->method);
-    bind_count(&b, 6, row->dim);
-    bind_f64(&b, 7, row->trace);
-    bind_f64(&b, 8, row->trace_stderr);
-    bind_f64(&b, 9, row->frobenius);
-    bind_f64(&b, 10, row->lambda_max);
-    bind_f64(&b, 11, row->lambda_min);
-    bind_f64(&b, 12, row->condition);
-    bind_f64(&b, 13, row->effective_rank);
-    bind_f64(&b, 14, row->seconds);
-    if ((r = bind_check(s, &b, ST_CURVATURE, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert %s/%s of layer %lld into curvature",
-                     row->curvature ? row->curvature : "(null)", row->repr ? row->repr : "(null)",
-                     (long long)row->layer_id);
-}
-
-cs_status cs_store_repr_comparison(cs_store *s, int64_t run_id, int64_t layer_id,
-                                   const char *curvature, const char *repr,
-                                   const char *reference_repr, double rel_frobenius_error,
-                                   double rel_lambda_max_error, double rel_trace_error,
-                                   double top_eigvec_alignment, cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "repr_comparison", err);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || (r = stmt_get(s, ST_REPR_COMPARISON, &st, err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_text(&b, 4, repr);
-    bind_text(&b, 5, reference_repr);
-    bind_f64(&b, 6, rel_frobenius_error);
-    bind_f64(&b, 7, rel_lambda_max_error);
-    bind_f64(&b, 8, rel_trace_error);
-    bind_f64(&b, 9, top_eigvec_alignment);
-    if ((r = bind_check(s, &b, ST_REPR_COMPARISON, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert layer %lld into repr_comparison", (long long)layer_id);
-}
-
-cs_status cs_store_step_diag(cs_store *s, int64_t run_id, const cs_step_diag_row *row,
-                             cs_err *err)
-{
-    cs_status r = check_layer(s, row->layer_id, "step_diagnostics", err);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || (r = stmt_get(s, ST_STEP_DIAG, &st, err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_text(&b, 2, row->precond);
-    bind_f64(&b, 3, row->damping);
-    bind_layer(&b, 4, row->layer_id);
-    bind_f64(&b, 5, row->grad_norm);
-    bind_f64(&b, 6, row->step_norm);
-    bind_f64(&b, 7, row->cosine);
-    bind_f64(&b, 8, row->predicted_decrease);
-    bind_f64(&b, 9, row->actual_decrease);
-    bind_f64(&b, 10, row->rho);
-    bind_f64(&b, 11, row->best_lr);
-    bind_f64(&b, 12, row->has_best_change ? row->best_change : NAN);
-    if ((r = bind_check(s, &b, ST_STEP_DIAG, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert into step_diagnostics");
-}
-
-cs_status cs_store_finetune_step(cs_store *s, int64_t run_id, int64_t epoch, int64_t step,
-                                 double loss, double accuracy, double lr, double seconds,
-                                 double samples_per_sec, cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_FINETUNE_STEP, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, epoch);
-    bind_i64(&b, 3, step);
-    bind_f64(&b, 4, loss);
-    bind_f64(&b, 5, accuracy);
-    bind_f64(&b, 6, lr);
-    bind_f64(&b, 7, seconds);
-    bind_f64(&b, 8, samples_per_sec);
-    if ((r = bind_check(s, &b, ST_FINETUNE_STEP, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert step %lld into finetune_steps", (long long)step);
-}
-
-cs_status cs_store_finetune_eval(cs_store *s, int64_t run_id, int64_t epoch, const char *split,
-                                 double loss, double accuracy, cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_FINETUNE_EVAL, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, epoch);
-    bind_text(&b, 3, split);
-    bind_f64(&b, 4, loss);
-    bind_f64(&b, 5, accuracy);
-    if ((r = bind_check(s, &b, ST_FINETUNE_EVAL, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert epoch %lld into finetune_evals", (long long)epoch);
-}
-
-/* ----------------------------------------------------------- many rows */
-
-/* A spectrum must be rank-ordered (k = 0 largest) and finite-or-infinite,
- * never NaN, so that k means the same thing in every row. */
-static cs_status check_spectrum(cs_store *s, const char *table, const double *values, int64_t n,
-                                cs_err *err)
-{
-    if (n < 0 || (n > 0 && !values))
-        return cs_fail(err, CS_ERR_RUNTIME, "cannot insert into %s in '%s': %lld values at %p",
-                       table, s->path, (long long)n, (const void *)values);
-    for (int64_t k = 0; k < n; k++) {
-        if (isnan(values[k]))
-            return cs_fail(err, CS_ERR_RUNTIME, "cannot insert into %s in '%s': value %lld is NaN",
-                           table, s->path, (long long)k);
-        if (k > 0 && values[k] > values[k - 1])
-            return cs_fail(err, CS_ERR_RUNTIME,
-                           "cannot insert into %s in '%s': values not in descending order at "
-                           "k = %lld (%g after %g)", table, s->path, (long long)k, values[k],
-                           values[k - 1]);
-    }
-    return CS_OK;
-}
-
-cs_status cs_store_eigenvalues(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
-                               const char *repr, const double *values, int64_t n, cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "eigenvalues", err);
-    if (r == CS_OK)
-        r = check_spectrum(s, "eigenvalues", values, n, err);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_EIGENVALUE, &st, err)) != CS_OK)
-        return r;
-    if ((r = rows_begin(s, "eigenvalues", err)) != CS_OK)
-        return r;
-    /* The fixed columns are bound once: reset keeps bindings. */
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_text(&b, 4, repr);
-    r = bind_check(s, &b, ST_EIGENVALUE, err);
-    for (int64_t k = 0; k < n && r == CS_OK; k++) {
-        bind_i64(&b, 5, k);
-        bind_f64(&b, 6, values[k]);
-        if ((r = bind_check(s, &b, ST_EIGENVALUE, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert %s/%s eigenvalue %lld of layer %lld into eigenvalues",
-                          curvature ? curvature : "(null)", repr ? repr : "(null)", (long long)k,
-                          (long long)layer_id);
-    }
-    return rows_end(s, r, "eigenvalues", err);
-}
-
-cs_status cs_store_spectrum(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
-                           const char *repr, const char *method, int64_t first_k,
-                           const double *values, int64_t n, cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "eigenvalues", err);
-    if (r == CS_OK)
-        r = check_spectrum(s, "eigenvalues", values, n, err);
-    if (r == CS_OK && first_k < 0)
-        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into eigenvalues in '%s': first k %lld",
-                    s->path, (long long)first_k);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_SPECTRUM, &st, err)) != CS_OK)
-        return r;
-    if ((r = rows_begin(s, "eigenvalues", err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_text(&b, 4, repr);
-    bind_text(&b, 5, method ? method : "exact");
-    r = bind_check(s, &b, ST_SPECTRUM, err);
-    for (int64_t k = 0; k < n && r == CS_OK; k++) {
-        bind_i64(&b, 6, first_k + k);
-        bind_f64(&b, 7, values[k]);
-        if ((r = bind_check(s, &b, ST_SPECTRUM, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert %s/%s/%s eigenvalue %lld of layer %lld into eigenvalues",
-                          curvature ? curvature : "(null)", repr ? repr : "(null)",
-                          method ? method : "exact", (long long)(first_k + k), (long long)layer_id);
-    }
-    return rows_end(s, r, "eigenvalues", err);
-}
-
-cs_status cs_store_lanczos_coefficients(cs_store *s, int64_t run_id, int64_t layer_id,
-                                        const char *curvature, const char *method, int64_t repeat,
-                                        int64_t probe, const double *alpha, const double *beta,
-                                        int64_t n, cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "lanczos_coefficients", err);
-    if (r == CS_OK && (n < 0 || (n > 0 && (!alpha || !beta))))
-        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into lanczos_coefficients in '%s': %lld "
-                    "steps without coefficients", s->path, (long long)n);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_LANCZOS, &st, err)) != CS_OK)
-        return r;
-    if ((r = rows_begin(s, "lanczos_coefficients", err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_text(&b, 4, method);
-    bind_i64(&b, 5, repeat);
-    bind_i64(&b, 6, probe);
-    r = bind_check(s, &b, ST_LANCZOS, err);
-    for (int64_t k = 0; k < n && r == CS_OK; k++) {
-        bind_i64(&b, 7, k);
-        bind_f64(&b, 8, alpha[k]);
-        bind_f64(&b, 9, beta[k]);
-        if ((r = bind_check(s, &b, ST_LANCZOS, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert step %lld of probe %lld into lanczos_coefficients",
-                          (long long)k, (long long)probe);
-    }
-    return rows_end(s, r, "lanczos_coefficients", err);
-}
-
-cs_status cs_store_ritz(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
-                        int64_t repeat, const double *values, const double *residuals,
-                        const int *converged, int64_t n, cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "ritz_values", err);
-    if (r == CS_OK)
-        r = check_spectrum(s, "ritz_values", values, n, err);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_RITZ, &st, err)) != CS_OK)
-        return r;
-    if ((r = rows_begin(s, "ritz_values", err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_i64(&b, 4, repeat);
-    r = bind_check(s, &b, ST_RITZ, err);
-    for (int64_t k = 0; k < n && r == CS_OK; k++) {
-        bind_i64(&b, 5, k);
-        bind_f64(&b, 6, values[k]);
-        bind_f64(&b, 7, residuals ? residuals[k] : NAN);
-        bind_i64(&b, 8, converged ? (converged[k] != 0) : 0);
-        if ((r = bind_check(s, &b, ST_RITZ, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert Ritz value %lld into ritz_values", (long long)k);
-    }
-    return rows_end(s, r, "ritz_values", err);
-}
-
-cs_status cs_store_importance_unit(cs_store *s, int64_t run_id, int64_t layer_id, int64_t unit,
-                                   int64_t n, const double sums[6], cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_IMP_UNIT, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, layer_id);
-    bind_layer(&b, 3, unit); /* -1: NULL */
-    bind_i64(&b, 4, n);
-    for (int k = 0; k < 6; k++)
-        bind_f64(&b, 5 + k, sums[k]);
-    if ((r = bind_check(s, &b, ST_IMP_UNIT, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert unit %lld of layer %lld into importance_units", (long long)unit,
-                     (long long)layer_id);
-}
-
-cs_status cs_store_eigenvector(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
-                               int64_t k, int64_t param_id, int64_t first_index, const double *values,
-                               int64_t n, cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r;
-    if (n <= 0 || (r = stmt_get(s, ST_EIGVEC, &st, err)) != CS_OK)
-        return n <= 0 ? CS_OK : r;
-    if ((r = rows_begin(s, "eigenvectors", err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_i64(&b, 4, k);
-    bind_i64(&b, 5, param_id);
-    r = bind_check(s, &b, ST_EIGVEC, err);
-    for (int64_t i = 0; i < n && r == CS_OK; i++) {
-        bind_i64(&b, 6, first_index + i);
-        bind_f64(&b, 7, values[i]);
-        if ((r = bind_check(s, &b, ST_EIGVEC, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert element %lld of eigenvector %lld into eigenvectors",
-                          (long long)(first_index + i), (long long)k);
-    }
-    return rows_end(s, r, "eigenvectors", err);
-}
-
-cs_status cs_store_pruning_point(cs_store *s, int64_t run_id, const char *score, double fraction,
-                                 int64_t n_pruned, double loss, double accuracy, cs_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    cs_status r = stmt_get(s, ST_PRUNE, &st, err);
-    if (r != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_text(&b, 2, score);
-    bind_f64(&b, 3, fraction);
-    bind_i64(&b, 4, n_pruned);
-    bind_f64(&b, 5, loss);
-    bind_f64(&b, 6, accuracy);
-    if ((r = bind_check(s, &b, ST_PRUNE, err)) != CS_OK)
-        return r;
-    return stmt_exec(s, st, err, "insert %s at %g into pruning_curve", score ? score : "(null)", fraction);
-}
-
-cs_status cs_store_kfac_factor(cs_store *s, int64_t run_id, int64_t layer_id,
-                               const char *curvature, char factor, const double *eigenvalues,
-                               int64_t n, cs_err *err)
-{
-    if (factor != 'A' && factor != 'G')
-        return cs_fail(err, CS_ERR_RUNTIME,
-                       "cannot insert into kfac_factors in '%s': factor '%c' (expected A or G)",
-                       s->path, factor ? factor : '?');
-    if (layer_id < 0)
-        return cs_fail(err, CS_ERR_RUNTIME,
-                       "cannot insert into kfac_factors in '%s': layer_id %lld (K-FAC factors "
-                       "belong to a layer)", s->path, (long long)layer_id);
-    cs_status r = check_spectrum(s, "kfac_factors", eigenvalues, n, err);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_KFAC_FACTOR, &st, err)) != CS_OK)
-        return r;
-    if ((r = rows_begin(s, "kfac_factors", err)) != CS_OK)
-        return r;
-    char fac[2] = {factor, '\0'};
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    bind_text(&b, 4, fac);
-    r = bind_check(s, &b, ST_KFAC_FACTOR, err);
-    for (int64_t k = 0; k < n && r == CS_OK; k++) {
-        bind_i64(&b, 5, k);
-        bind_f64(&b, 6, eigenvalues[k]);
-        if ((r = bind_check(s, &b, ST_KFAC_FACTOR, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert factor %c value %lld of layer %lld into kfac_factors",
-                          factor, (long long)k, (long long)layer_id);
-    }
-    return rows_end(s, r, "kfac_factors", err);
-}
-
-cs_status cs_store_density(cs_store *s, int64_t run_id, int64_t layer_id, const char *curvature,
-                           const double *lo, const double *hi, const double *density, int64_t n,
-                           cs_err *err)
-{
-    cs_status r = check_layer(s, layer_id, "density", err);
-    if (r == CS_OK && (n < 0 || (n > 0 && (!lo || !hi || !density))))
-        r = cs_fail(err, CS_ERR_RUNTIME, "cannot insert into density in '%s': %lld bins without "
-                    "lo, hi and density arrays", s->path, (long long)n);
-    sqlite3_stmt *st = NULL;
-    if (r != CS_OK || n == 0 || (r = stmt_get(s, ST_DENSITY, &st, err)) != CS_OK)
-        return r;
-    if ((r = rows_begin(s, "density", err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_layer(&b, 2, layer_id);
-    bind_text(&b, 3, curvature);
-    r = bind_check(s, &b, ST_DENSITY, err);
-    for (int64_t i = 0; i < n && r == CS_OK; i++) {
-        bind_f64(&b, 4, lo[i]);
-        bind_f64(&b, 5, hi[i]);
-        bind_f64(&b, 6, density[i]);
-        if ((r = bind_check(s, &b, ST_DENSITY, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert bin %lld of layer %lld into density", (long long)i,
-                          (long long)layer_id);
-    }
-    return rows_end(s, r, "density", err);
-}
-
-static double col_at(const double *col, int64_t i)
-{
-    return col ? col[i] : NAN;
-}
-
-cs_status cs_store_importance(cs_store *s, int64_t run_id, int64_t param_id,
-                              const cs_importance_cols *cols, int64_t n, cs_err *err)
-{
-    if (n < 0 || cols->first_index < 0)
-        return cs_fail(err, CS_ERR_RUNTIME, "cannot insert into importance in '%s': %lld rows "
-                       "from index %lld", s->path, (long long)n, (long long)cols->first_index);
-    sqlite3_stmt *st = NULL;
-    cs_status r;
-    if (n == 0 || (r = stmt_get(s, ST_IMPORTANCE, &st, err)) != CS_OK)
-        return n == 0 ? CS_OK : r;
-    if ((r = rows_begin(s, "importance", err)) != CS_OK)
-        return r;
-    binder b = {st, SQLITE_OK};
-    bind_i64(&b, 1, run_id);
-    bind_i64(&b, 2, param_id);
-    r = bind_check(s, &b, ST_IMPORTANCE, err);
-    for (int64_t i = 0; i < n && r == CS_OK; i++) {
-        bind_i64(&b, 3, cols->first_index + i);
-        bind_f64(&b, 4, col_at(cols->value, i));
-        bind_f64(&b, 5, col_at(cols->grad, i));
-        bind_f64(&b, 6, col_at(cols->diag_ggn, i));
-        bind_f64(&b, 7, col_at(cols->diag_fisher_emp, i));
-        bind_f64(&b, 8, col_at(cols->diag_hessian, i));
-        bind_f64(&b, 9, col_at(cols->obd, i));
-        bind_f64(&b, 10, col_at(cols->obs, i));
-        bind_f64(&b, 11, col_at(cols->taylor, i));
-        if (cols->unit && cols->unit[i] >= 0)
-            bind_i64(&b, 12, cols->unit[i]);
-        else if (b.rc == SQLITE_OK)
-            b.rc = sqlite3_bind_null(st, 12);
-        if ((r = bind_check(s, &b, ST_IMPORTANCE, err)) == CS_OK)
-            r = stmt_exec(s, st, err, "insert index %lld of parameter %lld into importance",
-                          (long long)(cols->first_index + i), (long long)param_id);
-    }
-    return rows_end(s, r, "importance", err);
 }
 
 /* ------------------------------------------------------------------ SQL */

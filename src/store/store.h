@@ -11,7 +11,10 @@
  *
  * Errors name the operation, the table and SQLite's message; the database
  * stays usable after a failed insert (the failed call's rows are gone, an
- * open transaction stays open). */
+ * open transaction stays open).
+ *
+ * store/rows.h writes the library's result structs (curvature reports,
+ * spectra, importance, steps, finetune options) through these functions. */
 #ifndef CS_STORE_STORE_H
 #define CS_STORE_STORE_H
 

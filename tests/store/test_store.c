@@ -25,6 +25,7 @@
 #include "../test_util.h"
 #include "base/sha256.h"
 #include "base/status.h"
+#include "store/rows.h"
 #include "store/store.h"
 
 static char tmpdir[64];
@@ -1077,6 +1078,67 @@ static void test_bulk(void)
     cs_store_close(s);
 }
 
+/* store/rows.h: result structs to rows, one transaction per batch. */
+static void test_result_rows(void)
+{
+    cs_store *s = NULL;
+    cs_err err;
+    if (!ok(cs_store_open(":memory:", &s, &err) == CS_OK, "open a database for result rows"))
+        return;
+    cs_run_info info = run_info("m.onnx");
+    int64_t rid;
+    cs_status st = cs_store_run_begin(s, &info, &rid, &err);
+    cs_finetune_opts fo;
+    cs_finetune_opts_init(&fo);
+    fo.precond = "kfac";
+    fo.lr = 0.1;
+    if (st == CS_OK)
+        st = cs_store_write_finetune_conventions(s, rid, &fo, "ggn", &err);
+    if (st == CS_OK)
+        st = cs_store_write_fallback(s, rid, "layer bn (BatchNormalization): steps along the gradient", &err);
+    ok(st == CS_OK, "finetune conventions and a fallback (%s)", st ? err.msg : "ok");
+    ok(strcmp(store_q(s, "SELECT count(*) FROM conventions", NULL), "23") == 0,
+       "22 finetune conventions and one fallback");
+    ok(strcmp(store_q(s, "SELECT value FROM conventions WHERE key = 'lr'", NULL), "0.10000000000000001") == 0,
+       "numbers keep all their digits");
+    ok(strcmp(store_q(s, "SELECT value FROM conventions WHERE key = 'curvature'", NULL), "ggn") == 0,
+       "the curvature convention is the one given");
+    ok(contains(store_q(s, "SELECT value FROM conventions WHERE key = 'fallback.bn'", NULL), "steps along"),
+       "a fallback is kept under fallback.LAYER");
+
+    /* A batch with pruning points and a whole-network step row. */
+    cs_curv_report rep;
+    memset(&rep, 0, sizeof rep);
+    cs_importance imp;
+    memset(&imp, 0, sizeof imp);
+    cs_prune_point pts[] = {{"none", 0, 0, 1.5, 0.5}, {"obd", 0.5, 10, 2.0, NAN}};
+    cs_step_result res[] = {{.damping = 0.1, .layer = -1, .grad_norm = 1, .step_norm = 2, .cosine = 0.5,
+                             .predicted = -1, .actual = -0.5, .rho = 0.5, .best_lr = 1, .best_change = -0.75}};
+    cs_step_report steps = {.n = 1, .res = res};
+    cs_analysis_rows rows = {.rep = &rep, .imp = &imp, .pts = pts, .n_pts = 2, .steps = &steps};
+    st = cs_store_write_analysis(s, rid, &rows, &err);
+    ok(st == CS_OK && !cs_store_in_transaction(s), "an analysis batch is written and committed (%s)",
+       st ? err.msg : "ok");
+    ok(strcmp(store_q(s, "SELECT count(*) FROM pruning_curve", NULL), "2") == 0 &&
+           strcmp(store_q(s, "SELECT count(*) FROM pruning_curve WHERE accuracy IS NULL", NULL), "1") == 0,
+       "pruning points, NaN accuracy as NULL");
+    ok(strcmp(store_q(s, "SELECT best_change FROM step_diagnostics WHERE layer_id IS NULL", NULL), "-0.75") == 0,
+       "the step row, whole network as NULL");
+
+    /* A bad row fails the whole batch (the transaction stays open for the
+     * caller to end the run failed, which rolls it back): nothing stays. */
+    pts[0].fraction = pts[1].fraction = 0.25;
+    res[0].layer = -2;
+    st = cs_store_write_analysis(s, rid, &rows, &err);
+    ok(st != CS_OK && contains(err.msg, "step_diagnostics"), "a bad step row fails the batch (%s)", err.msg);
+    if (st != CS_OK)
+        st = cs_store_run_end(s, rid, "failed", NAN, -1, err.msg, &err);
+    ok(st == CS_OK && !cs_store_in_transaction(s), "the run ends failed (%s)", st ? err.msg : "ok");
+    ok(strcmp(store_q(s, "SELECT count(*) FROM pruning_curve", NULL), "2") == 0,
+       "the failed batch left no rows");
+    cs_store_close(s);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cs-store-XXXXXX");
@@ -1097,6 +1159,7 @@ int main(void)
     test_interrupted_run(db, first);
     test_bad_paths();
     test_bulk();
+    test_result_rows();
 
     rm_tree(tmpdir);
     return tap_done();

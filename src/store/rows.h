@@ -1,0 +1,98 @@
+/* Result rows: the library's result structs written to the store's tables.
+ * The store sits above curv/, spectral/ and finetune/: it reads their
+ * results, and none of them knows the store.
+ *
+ * Conventions of store.h hold (run_id names a runs row, NaN is NULL, a
+ * failure names the table); every function here borrows its arguments.
+ * The cs_store_write_* functions of one analyze run go in the order of
+ * cs_store_write_analysis: the model first (the rows name its layers and
+ * parameters), then the results. */
+#ifndef CS_STORE_ROWS_H
+#define CS_STORE_ROWS_H
+
+#include <stdint.h>
+
+#include "curv/engine.h"
+#include "curv/importance.h"
+#include "curv/prune.h"
+#include "curv/spectrum.h"
+#include "curv/steps.h"
+#include "finetune/finetune.h"
+#include "graph/graph.h"
+#include "interp/loss.h"
+#include "store/store.h"
+
+/* layers and params rows of graph g. */
+cs_status cs_store_write_graph(cs_store *s, int64_t run_id, const cs_graph *g, cs_err *err) CS_MUST_CHECK;
+
+/* The conventions rows of an analyze run: what the numbers mean (loss,
+ * averaging, K-FAC layout, tolerances) and the options behind them, with
+ * the spectrum's when so->curvatures is set. */
+cs_status cs_store_write_analyze_conventions(cs_store *s, int64_t run_id, cs_loss_kind loss,
+                                             const cs_curv_opts *o, const cs_spectrum_opts *so,
+                                             cs_err *err) CS_MUST_CHECK;
+
+/* The model and the conventions in one transaction (must be called outside
+ * one): the rows the results name. */
+cs_status cs_store_write_analyze_setup(cs_store *s, int64_t run_id, const cs_graph *g, cs_loss_kind loss,
+                                       const cs_curv_opts *o, const cs_spectrum_opts *so,
+                                       cs_err *err) CS_MUST_CHECK;
+
+/* Per result: a curvature row, its spectrum (full blocks whole, K-FAC and
+ * unit the top topk, diagonals none), K-FAC factor spectra and the
+ * comparison with the exact block. */
+cs_status cs_store_write_curvature(cs_store *s, int64_t run_id, const cs_curv_report *rep, int64_t topk,
+                                   cs_err *err) CS_MUST_CHECK;
+
+/* n matrix-free spectra: Lanczos (summary row, top and bottom topk
+ * eigenvalues, Ritz values and tridiagonals per repeat), SLQ (summary,
+ * tridiagonals, density), Hutchinson, Ritz vectors, the comparison with
+ * rep's exact whole-network block, power iteration. */
+cs_status cs_store_write_spectra(cs_store *s, int64_t run_id, const cs_graph *g, const cs_net_spectrum *spec,
+                                 int n, int topk, const cs_curv_report *rep, cs_err *err) CS_MUST_CHECK;
+
+/* importance rows (every scalar, or with top > 0 only the top elements of
+ * each layer by each score), the complete importance_units sums, and one
+ * convention per layer naming its OBS block and damping.  Nothing when
+ * imp->n is 0. */
+cs_status cs_store_write_importance(cs_store *s, int64_t run_id, const cs_graph *g, const cs_importance *imp,
+                                    int64_t top, cs_err *err) CS_MUST_CHECK;
+
+cs_status cs_store_write_pruning(cs_store *s, int64_t run_id, const cs_prune_point *pts, int n,
+                                 cs_err *err) CS_MUST_CHECK;
+
+/* step_diagnostics rows, one per preconditioner, damping and layer. */
+cs_status cs_store_write_steps(cs_store *s, int64_t run_id, const cs_step_report *steps,
+                               cs_err *err) CS_MUST_CHECK;
+
+/* Everything one analyze run computed (each part may be empty). */
+typedef struct cs_analysis_rows {
+    const cs_graph *g;
+    const cs_curv_report *rep;
+    int64_t topk;                 /* eigenvalues per K-FAC / unit result */
+    const cs_net_spectrum *spec;
+    int n_spec;
+    int spec_topk;                /* Lanczos eigenvalues kept at each end */
+    const cs_importance *imp;
+    int64_t imp_top;              /* 0: every scalar */
+    const cs_prune_point *pts;
+    int n_pts;
+    const cs_step_report *steps;
+} cs_analysis_rows;
+
+/* All of a's rows in one transaction (must be called outside one): the
+ * run's results are stored whole or not at all. */
+cs_status cs_store_write_analysis(cs_store *s, int64_t run_id, const cs_analysis_rows *a,
+                                  cs_err *err) CS_MUST_CHECK;
+
+/* The conventions rows of a finetune run: its options and what they mean.
+ * curvature: the curvature the preconditioner reads, "none" for none;
+ * fo->batch and fo->seed must be set. */
+cs_status cs_store_write_finetune_conventions(cs_store *s, int64_t run_id, const cs_finetune_opts *fo,
+                                              const char *curvature, cs_err *err) CS_MUST_CHECK;
+
+/* A layer that fell back to sgd: note is "layer NAME ...", kept as the
+ * convention fallback.NAME. */
+cs_status cs_store_write_fallback(cs_store *s, int64_t run_id, const char *note, cs_err *err) CS_MUST_CHECK;
+
+#endif
