@@ -24,6 +24,8 @@ extern const cs_op_def cs_op_Abs, cs_op_Reciprocal, cs_op_Floor, cs_op_Ceil, cs_
 /* interp/ops/select.c: comparisons, logic, Where, Max, Min */
 extern const cs_op_def cs_op_Equal, cs_op_Less, cs_op_LessOrEqual, cs_op_Greater, cs_op_GreaterOrEqual,
     cs_op_Not, cs_op_And, cs_op_Or, cs_op_Xor, cs_op_Where, cs_op_Max, cs_op_Min, cs_op_PRelu;
+/* interp/ops/recurrent.c */
+extern const cs_op_def cs_op_RNN, cs_op_GRU, cs_op_LSTM;
 /* interp/ops/groupnorm.c */
 extern const cs_op_def cs_op_InstanceNormalization, cs_op_GroupNormalization;
 /* interp/ops/resize.c */
@@ -58,7 +60,7 @@ static const cs_op_def *const op_table[] = {
     &cs_op_Equal, &cs_op_Less, &cs_op_LessOrEqual, &cs_op_Greater, &cs_op_GreaterOrEqual,
     &cs_op_Not, &cs_op_And, &cs_op_Or, &cs_op_Xor, &cs_op_Where, &cs_op_Max, &cs_op_Min, &cs_op_PRelu,
     &cs_op_CumSum, &cs_op_Trilu, &cs_op_Einsum, &cs_op_Resize, &cs_op_Upsample,
-    &cs_op_InstanceNormalization, &cs_op_GroupNormalization,
+    &cs_op_InstanceNormalization, &cs_op_GroupNormalization, &cs_op_RNN, &cs_op_GRU, &cs_op_LSTM,
     &cs_op_Add, &cs_op_Sub, &cs_op_Mul, &cs_op_Div, &cs_op_Pow,
     &cs_op_Softmax, &cs_op_LogSoftmax,
     &cs_op_ReduceMean, &cs_op_ReduceSum, &cs_op_ReduceMax, &cs_op_ReduceMin, &cs_op_ReduceL1,

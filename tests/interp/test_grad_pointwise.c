@@ -16,7 +16,7 @@
 #include "fd_check.h"
 #include "tensor/broadcast.h"
 
-#define MAXIN 4
+#define MAXIN 8
 
 /* One input of a case. */
 typedef struct in_spec {
@@ -146,6 +146,22 @@ static const gcase cases[] = {
      {AS("mode", "cubic"), AS("coordinate_transformation_mode", "align_corners")}, M0, 0},
     {"Resize nearest to sizes", "Resize", 13, 4, {IN(S3(2, 3, 4), -1, 1), ABSENT, ABSENT, INTS(3, 3, 2, 7)},
      {{0}}, M0, 0},
+    /* recurrent.c: X [T, B, I], W [D, G H, I], R [D, G H, H], B [D, 2 G H], (lens), h0, (c0, P) */
+    {"RNN", "RNN", 14, 4, {IN(S3(3, 2, 2), -1, 1), IN(S3(1, 3, 2), -0.8, 0.8), IN(S3(1, 3, 3), -0.6, 0.6),
+      IN(S2(1, 6), -0.5, 0.5)}, {AI("hidden_size", 3)}, 15u, 1},
+    {"RNN bidirectional, initial state", "RNN", 14, 6, {IN(S3(3, 2, 2), -1, 1), IN(S3(2, 2, 2), -0.8, 0.8),
+      IN(S3(2, 2, 2), -0.6, 0.6), IN(S2(2, 4), -0.5, 0.5), ABSENT, IN(S3(2, 2, 2), -0.5, 0.5)},
+     {AI("hidden_size", 2), AS("direction", "bidirectional")}, 47u, 0},
+    {"GRU", "GRU", 14, 4, {IN(S3(3, 2, 2), -1, 1), IN(S3(1, 6, 2), -0.8, 0.8), IN(S3(1, 6, 2), -0.6, 0.6),
+      IN(S2(1, 12), -0.5, 0.5)}, {AI("hidden_size", 2)}, 15u, 1},
+    {"GRU linear_before_reset, reverse, h0", "GRU", 14, 6, {IN(S3(3, 2, 2), -1, 1), IN(S3(1, 6, 2), -0.8, 0.8),
+      IN(S3(1, 6, 2), -0.6, 0.6), IN(S2(1, 12), -0.5, 0.5), ABSENT, IN(S3(1, 2, 2), -0.5, 0.5)},
+     {AI("hidden_size", 2), AI("linear_before_reset", 1), AS("direction", "reverse")}, 47u, 0},
+    {"LSTM", "LSTM", 14, 4, {IN(S3(3, 2, 2), -1, 1), IN(S3(1, 8, 2), -0.8, 0.8), IN(S3(1, 8, 2), -0.6, 0.6),
+      IN(S2(1, 16), -0.5, 0.5)}, {AI("hidden_size", 2)}, 15u, 1},
+    {"LSTM peepholes, states, batch-first", "LSTM", 14, 8, {IN(S3(2, 3, 2), -1, 1), IN(S3(1, 8, 2), -0.8, 0.8),
+      IN(S3(1, 8, 2), -0.6, 0.6), IN(S2(1, 16), -0.5, 0.5), ABSENT, IN(S3(2, 1, 2), -0.5, 0.5),
+      IN(S3(2, 1, 2), -0.5, 0.5), IN(S2(1, 6), -0.5, 0.5)}, {AI("hidden_size", 2), AI("layout", 1)}, 239u, 0},
     /* groupnorm.c */
     {"InstanceNormalization", "InstanceNormalization", 6, 3,
      {IN(S4(2, 3, 2, 3), -2, 2), IN(S1(3), 0.5, 1.5), IN(S1(3), -1, 1)}, {{0}}, 7u, 1},
@@ -805,7 +821,8 @@ static void test_flags(void)
                                          "Sin", "Cos", "Sinh", "Cosh", "Softplus", "Softsign", "Elu",
                                          "Celu", "Selu", "HardSwish", "Mish", "Gelu", "PRelu", "ReduceL2",
                                          "ReduceSumSquare", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp",
-                                         "Einsum", "InstanceNormalization", "GroupNormalization"};
+                                         "Einsum", "InstanceNormalization", "GroupNormalization", "RNN", "GRU",
+                                         "LSTM"};
     int good = 1;
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
         const cs_op_def *d = cs_op_find(linear[i], "");
