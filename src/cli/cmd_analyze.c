@@ -20,7 +20,7 @@
 #include "curv/engine.h"
 #include "curv/importance.h"
 #include "curv/prune.h"
-#include "curv/steps.h"
+#include "precond/diagnostics.h"
 #include "interp/objective.h"
 #include "curv/spectrum.h"
 #include "spectral/dense.h"

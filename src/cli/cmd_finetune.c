@@ -12,7 +12,7 @@
 #include "base/sha256.h"
 #include "cli/cli.h"
 #include "finetune/finetune.h"
-#include "finetune/precond.h"
+#include "precond/precond.h"
 #include "onnx/writer.h"
 #include "store/store.h"
 

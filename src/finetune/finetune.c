@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "base/rng.h"
-#include "finetune/precond.h"
+#include "precond/precond.h"
 #include "interp/evaluate.h"
 #include "interp/objective.h"
 

@@ -15,7 +15,7 @@
 #include "../curv/dense_ref.h"
 #include "../tap.h"
 #include "base/rng.h"
-#include "finetune/precond.h"
+#include "precond/precond.h"
 #include "interp/objective.h"
 
 /* A preconditioner with its context, for driving it by hand. */

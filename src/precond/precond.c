@@ -1,4 +1,4 @@
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <lapacke.h>
 #include <math.h>

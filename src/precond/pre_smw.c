@@ -6,7 +6,7 @@
  * an m x m solve (Cholesky) instead of a P x P one.  It refreshes on every
  * step's batch (the Fisher of that batch; --update-interval and --ema do
  * not apply) and needs lambda > 0.  Frozen layers' columns are left out. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>

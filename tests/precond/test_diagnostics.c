@@ -12,10 +12,10 @@
 
 #include "../tap.h"
 #include "../test_util.h"
-#include "curv/steps.h"
-#include "case.h"
-#include "dense_ref.h"
-#include "fixture.h"
+#include "precond/diagnostics.h"
+#include "../curv/case.h"
+#include "../curv/dense_ref.h"
+#include "../curv/fixture.h"
 #include "interp/objective.h"
 #include "onnx/loader.h"
 

@@ -26,8 +26,8 @@
  *            dataset's, not an accumulation over iterations)
  * A layer a preconditioner cannot serve (no block computed) falls back to
  * sgd for that layer; the fallbacks are reported. */
-#ifndef CS_CURV_STEPS_H
-#define CS_CURV_STEPS_H
+#ifndef CS_PRECOND_DIAGNOSTICS_H
+#define CS_PRECOND_DIAGNOSTICS_H
 
 #include "curv/engine.h"
 

@@ -10,7 +10,7 @@
  * new basis from a second pass over the refresh batch (they are not
  * averaged across refreshes: each refresh changes the basis).  With
  * lambda = 0, scalings at or below n * 2^-52 * max s are treated as 0. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * --no-pi-damping both factors get sqrt(lambda); with lambda = 0 the
  * inverses are pseudo-inverses, so for a single sample the step is the
  * exact natural-gradient step F^+ g of a linear layer. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>

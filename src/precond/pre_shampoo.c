@@ -8,7 +8,7 @@
  * step length per layer (|d| = |g|, Agarwal et al. 2020) unless
  * --no-graft.  Statistics come from the mini-batch gradient, as in the
  * paper; --curvature does not apply. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * to --max-full and Hutchinson's estimate above, so that negative
  * curvature is not climbed).  With lambda = 0, entries at or below
  * P * 2^-52 * max c give d_i = 0. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -14,8 +14,8 @@
  *   apply     every step: d from g
  * A layer the preconditioner cannot serve gets d = g (SGD) and is listed
  * in fallback[] with the reason; frozen layers are never updated. */
-#ifndef CS_FINETUNE_PRECOND_H
-#define CS_FINETUNE_PRECOND_H
+#ifndef CS_PRECOND_PRECOND_H
+#define CS_PRECOND_PRECOND_H
 
 #include "curv/engine.h"
 #include "finetune/finetune.h"

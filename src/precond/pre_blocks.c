@@ -13,7 +13,7 @@
  * eigendecomposition (pseudo-inverse at lambda = 0) or Cholesky
  * (--inverse cholesky).  The three share this file: they differ only in
  * which blocks they read. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>

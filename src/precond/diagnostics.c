@@ -1,4 +1,4 @@
-#include "curv/steps.h"
+#include "precond/diagnostics.h"
 
 #include <assert.h>
 #include <math.h>
