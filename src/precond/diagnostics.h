@@ -8,46 +8,30 @@
  * rho, and the best step size alpha of L(theta + alpha Delta) on the grid
  * 2^-8 .. 2^2.
  *
- * Preconditioners (one table in steps.c):
- *   sgd      C = 0: Delta = -g (damping ignored)
- *   diag     diagonal of the Fisher (= GGN for ce and mse)
- *   kfac     the K-FAC block G (x) A: (G (x) A + lambda I)^-1 exactly, from the
- *            factors' eigenvectors (not the pi-damped factor inverse)
- *   unit     the unit-wise blocks of the Fisher (read off the full block)
- *   full     the Fisher layer block (layers up to --max-full)
- *   newton   the Hessian layer block with its eigenvalues replaced by their
- *            absolute values, (|H| + lambda I)^-1 (saddle-free Newton,
- *            Dauphin et al. 2014): negative curvature is followed downhill
- *            instead of being climbed
- *   shampoo  -(L + lambda I)^-1/4 G (R + lambda I)^-1/4 on the layer's
- *            gradient matrix G ([W | b], rows = output units), with L, R
- *            Shampoo's statistics from the per-sample gradients (Gupta,
- *            Koren & Singer 2018; one step, so the statistics are the
- *            dataset's, not an accumulation over iterations)
- * A layer a preconditioner cannot serve (no block computed) falls back to
- * sgd for that layer; the fallbacks are reported. */
+ * The preconditioners are the registry's (precond/precond.h, the same
+ * maths as finetune's): each is created, observes the dataset gradient g,
+ * is refreshed once on the dataset with the analysed curvature results
+ * (ctx.given: the exact ggn, the Fisher for ce and mse, where finetune's
+ * default is fisher_mc; the Hessian for newton) and applied to g with the
+ * given damping; the step is Delta = -d.  Every name but adamw is analysed
+ * (adamw is an update rule over steps; --precond adamw is a usage error
+ * naming the supported ones).  sgd ignores the damping; shampoo observes
+ * the one gradient g (L = V V^T, R = V^T V) and is grafted onto |g| per
+ * layer; ekfac's scalings and smw's rows take a pass over the dataset.
+ * A layer a preconditioner cannot serve falls back to sgd for that layer;
+ * the fallbacks are reported with the reason. */
 #ifndef CS_PRECOND_DIAGNOSTICS_H
 #define CS_PRECOND_DIAGNOSTICS_H
 
-#include "curv/engine.h"
+#include "precond/precond.h"
 
-typedef enum cs_precond_kind {
-    CS_PRE_SGD,
-    CS_PRE_DIAG,
-    CS_PRE_KFAC,
-    CS_PRE_UNIT,
-    CS_PRE_FULL,
-    CS_PRE_NEWTON,
-    CS_PRE_SHAMPOO,
-    CS_PRE_COUNT
-} cs_precond_kind;
-
-const char *cs_precond_name(cs_precond_kind k);
+/* The comma-separated names into a mask of 1 << cs_precond_kind (usage
+ * error for an unknown name or adamw, naming the supported ones). */
 cs_status cs_precond_parse_list(const char *text, unsigned *mask, cs_err *err) CS_MUST_CHECK;
 
-/* The curvature results each preconditioner reads (to request from the
- * engine with keep_matrices), and whether Shampoo's statistics are needed. */
-void cs_precond_needs(unsigned preconds, unsigned *curvatures, unsigned *reprs, bool *shampoo);
+/* The curvature results the preconditioners of mask read (to request from
+ * the engine with keep_matrices). */
+void cs_precond_needs(unsigned mask, unsigned *curvatures, unsigned *reprs);
 
 typedef struct cs_step_result {
     cs_precond_kind precond;
@@ -72,10 +56,12 @@ cs_status cs_step_diagnostics(cs_graph *g, const cs_dataset *ds, const cs_norm *
 void cs_step_report_free(cs_step_report *r);
 
 /* The step of one preconditioner and damping (the dataset gradient g in,
- * Delta out; both g->n_param_scalars long); used_sgd[l] is set for layers
- * that fell back to sgd (may be NULL). */
-cs_status cs_precond_step(const cs_graph *g, const cs_curv_report *rep, cs_precond_kind k,
-                          double damping, const double *grad, double *step, bool *used_sgd,
-                          cs_err *err) CS_MUST_CHECK;
+ * Delta out; both g->n_param_scalars long), from the analysed results rep
+ * and, where the preconditioner needs per-sample rows, a pass over ds
+ * (norm, loss, batch as the analysis'); used_sgd[l] is set for layers that
+ * fell back to sgd (may be NULL). */
+cs_status cs_precond_step(const cs_graph *g, const cs_dataset *ds, const cs_norm *norm, cs_loss_kind loss,
+                          int64_t batch, const cs_curv_report *rep, cs_precond_kind k, double damping,
+                          const double *grad, double *step, bool *used_sgd, cs_err *err) CS_MUST_CHECK;
 
 #endif

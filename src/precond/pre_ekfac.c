@@ -20,10 +20,8 @@
 #include "tensor/blas.h"
 
 typedef struct ekfac_state {
-    int n_layers;
-    ft_kron *k;
-    double **QA, **QG, **S; /* per layer: bases [groups][d][d] (columns), scalings [groups][dG][dA] */
-    double *X, *T;          /* one layer's gradient matrices */
+    pc_kron_set ks;         /* ks.L = Q_G, ks.R = Q_A per layer (bases in columns) */
+    double **S;             /* per layer: scalings [groups][dG][dA] */
     double *wa, *wg;        /* eigenvalues (discarded) */
     double n_rows;          /* samples seen by the scaling pass */
 } ekfac_state;
@@ -33,46 +31,35 @@ static void ekfac_destroy(void *vs)
     ekfac_state *s = vs;
     if (!s)
         return;
-    for (int l = 0; l < s->n_layers; l++) {
-        ft_kron_free(&s->k[l]);
-        free(s->QA[l]), free(s->QG[l]), free(s->S[l]);
-    }
-    free(s->k), free(s->QA), free(s->QG), free(s->S), free(s->X), free(s->T), free(s->wa), free(s->wg);
+    for (int l = 0; l < s->ks.n_layers && s->S; l++)
+        free(s->S[l]);
+    pc_kron_set_free(&s->ks);
+    free(s->S), free(s->wa), free(s->wg);
     free(s);
 }
 
-static cs_status ekfac_create(const ft_ctx *c, void **state, cs_err *err)
+static cs_status ekfac_create(const cs_precond_ctx *c, void **state, cs_err *err)
 {
-    cs_status st = ft_need_kfac_curvature(c, "ekfac", err);
-    if (st)
-        return st;
-    ekfac_state *s = calloc(1, sizeof *s);
-    int L = c->g->n_layers;
-    if (s) {
-        s->n_layers = L;
-        s->k = calloc((size_t)L + 1, sizeof *s->k);
-        s->QA = calloc((size_t)L + 1, sizeof *s->QA);
-        s->QG = calloc((size_t)L + 1, sizeof *s->QG);
-        s->S = calloc((size_t)L + 1, sizeof *s->S);
-    }
-    if (!s || !s->k || !s->QA || !s->QG || !s->S) {
+    cs_status st = pc_kron_state_create(c, "ekfac", sizeof(ekfac_state), state, err);
+    ekfac_state *s = st ? NULL : *state;
+    if (!st && !(s->S = calloc((size_t)c->g->n_layers + 1, sizeof *s->S))) {
         ekfac_destroy(s);
-        return cs_fail(err, CS_ERR_NOMEM, "out of memory for EKFAC");
+        *state = NULL;
+        st = cs_fail(err, CS_ERR_NOMEM, "out of memory for EKFAC");
     }
-    *state = s;
-    return CS_OK;
+    return st;
 }
 
 /* The eigenbasis: T = Q_G^T X Q_A per group, and back, X = Q_G T Q_A^T
  * (tmp: dG * dA doubles). */
-static void to_basis(const ft_kron *k, const double *QG, const double *QA, const double *X, double *T, double *tmp)
+static void to_basis(const pc_kron *k, const double *QG, const double *QA, const double *X, double *T, double *tmp)
 {
-    ft_kron_sandwich(k, QG, true, X, QA, false, T, tmp);
+    pc_kron_sandwich(k, QG, true, X, QA, false, T, tmp);
 }
 
-static void from_basis(const ft_kron *k, const double *QG, const double *QA, const double *T, double *X, double *tmp)
+static void from_basis(const pc_kron *k, const double *QG, const double *QA, const double *T, double *X, double *tmp)
 {
-    ft_kron_sandwich(k, QG, false, T, QA, true, X, tmp);
+    pc_kron_sandwich(k, QG, false, T, QA, true, X, tmp);
 }
 
 /* The scaling pass: every per-sample gradient row, rotated and squared. */
@@ -80,107 +67,93 @@ static void ekfac_rows(void *vs, int l, int64_t start, int seed, const double *r
 {
     (void)start;
     ekfac_state *s = vs;
-    const ft_kron *k = &s->k[l];
+    pc_kron_set *ks = &s->ks;
+    const pc_kron *k = &ks->k[l];
     if (seed == 0 && l == 0)
         s->n_rows += (double)B;
     if (!k->ok || !s->S[l])
         return;
     int64_t nv = k->groups * k->dG * k->dA;
-    double *tmp = s->T + nv; /* T holds nv + dG * dA */
     for (int64_t b = 0; b < B; b++) {
-        ft_kron_gather(k, rows + b * k->W, s->X);
-        to_basis(k, s->QG[l], s->QA[l], s->X, s->T, tmp);
+        pc_kron_gather(k, rows + b * k->W, ks->X);
+        to_basis(k, ks->L[l], ks->R[l], ks->X, ks->Y, ks->tmp);
         for (int64_t i = 0; i < nv; i++)
-            s->S[l][i] += s->T[i] * s->T[i];
+            s->S[l][i] += ks->Y[i] * ks->Y[i];
     }
 }
 
-static cs_status ekfac_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_err *err)
+static cs_status ekfac_refresh(void *vs, cs_precond_ctx *c, const cs_dataset *batch, cs_err *err)
 {
     ekfac_state *s = vs;
-    size_t maxv, maxd = 1;
-    cs_status st = ft_kron_refresh(s->k, c, batch, &maxv, err);
-    for (int l = 0; l < s->n_layers && !st; l++) {
-        ft_kron *k = &s->k[l];
-        if (!k->ok || c->fallback[l])
+    pc_kron_set *ks = &s->ks;
+    size_t maxd = 1;
+    cs_status st = pc_kron_refresh(ks->k, c, batch, err);
+    for (int l = 0; l < ks->n_layers && !st; l++) {
+        pc_kron *k = &ks->k[l];
+        if (!pc_kron_set_serves(ks, c, l) || (st = pc_kron_set_layer(ks, l, err)))
             continue;
-        size_t na = (size_t)(k->groups * k->dA * k->dA), ng = (size_t)(k->groups * k->dG * k->dG);
         size_t nv = (size_t)(k->groups * k->dG * k->dA), d = (size_t)(k->dA > k->dG ? k->dA : k->dG);
-        if (!s->QA[l] && (!(s->QA[l] = malloc(sizeof(double) * na)) || !(s->QG[l] = malloc(sizeof(double) * ng)) ||
-                          !(s->S[l] = malloc(sizeof(double) * nv)))) {
+        if (!s->S[l] && !(s->S[l] = malloc(sizeof(double) * nv)))
             st = cs_fail(err, CS_ERR_NOMEM, "out of memory for EKFAC");
-            break;
-        }
         maxd = d > maxd ? d : maxd;
     }
-    cs_curv_report rep;
-    if (!st && !s->X) {
-        s->X = malloc(sizeof(double) * maxv);
-        s->T = malloc(sizeof(double) * 2 * maxv);
-        s->wa = malloc(sizeof(double) * maxd);
-        s->wg = malloc(sizeof(double) * maxd);
-        if (!s->X || !s->T || !s->wa || !s->wg)
-            st = cs_fail(err, CS_ERR_NOMEM, "out of memory for EKFAC");
-    }
+    if (!st)
+        st = pc_kron_set_buffers(ks, err);
+    if (!st && !s->wa && (!(s->wa = malloc(sizeof(double) * maxd)) || !(s->wg = malloc(sizeof(double) * maxd))))
+        st = cs_fail(err, CS_ERR_NOMEM, "out of memory for EKFAC");
     /* The bases of the averaged factors. */
-    for (int l = 0; l < s->n_layers && !st; l++) {
-        const ft_kron *k = &s->k[l];
-        if (c->fallback[l] || !k->ok)
+    for (int l = 0; l < ks->n_layers && !st; l++) {
+        const pc_kron *k = &ks->k[l];
+        if (!pc_kron_set_serves(ks, c, l))
             continue;
         for (int64_t grp = 0; grp < k->groups && !st; grp++)
-            if (cs_sym_eigvecs(k->A + grp * k->dA * k->dA, k->dA, s->QA[l] + grp * k->dA * k->dA, s->wa, NULL) ||
-                cs_sym_eigvecs(k->G + grp * k->dG * k->dG, k->dG, s->QG[l] + grp * k->dG * k->dG, s->wg, NULL))
+            if (cs_sym_eigvecs(k->A + grp * k->dA * k->dA, k->dA, ks->R[l] + grp * k->dA * k->dA, s->wa, NULL) ||
+                cs_sym_eigvecs(k->G + grp * k->dG * k->dG, k->dG, ks->L[l] + grp * k->dG * k->dG, s->wg, NULL))
                 st = cs_fail(err, CS_ERR_RUNTIME, "eigen-solve of a K-FAC factor failed");
         memset(s->S[l], 0, sizeof(double) * (size_t)(k->groups * k->dG * k->dA));
     }
     /* The scalings in the new bases: a second pass over the batch. */
+    cs_curv_report own;
+    const cs_curv_report *rep;
     if (!st) {
         s->n_rows = 0;
-        st = ft_curvature(c, batch, 1u << CS_REPR_DIAG, ekfac_rows, s, &rep, err);
+        st = pc_curvature(c, batch, 1u << CS_REPR_DIAG, ekfac_rows, s, &own, &rep, err);
         if (!st)
-            cs_curv_report_free(&rep);
+            cs_curv_report_free(&own);
     }
-    for (int l = 0; l < s->n_layers && !st; l++) {
-        const ft_kron *k = &s->k[l];
-        for (int64_t i = 0; k->ok && !c->fallback[l] && i < k->groups * k->dG * k->dA; i++)
+    for (int l = 0; l < ks->n_layers && !st; l++) {
+        const pc_kron *k = &ks->k[l];
+        for (int64_t i = 0; pc_kron_set_serves(ks, c, l) && i < k->groups * k->dG * k->dA; i++)
             s->S[l][i] /= s->n_rows > 0 ? s->n_rows : 1;
     }
     return st;
 }
 
-static cs_status ekfac_apply(void *vs, const ft_ctx *c, const double *grad, double *dir, cs_err *err)
+static cs_status ekfac_apply(void *vs, const cs_precond_ctx *c, const double *grad, double *dir, cs_err *err)
 {
     (void)err;
     ekfac_state *s = vs;
+    const pc_kron_set *ks = &s->ks;
     memcpy(dir, grad, sizeof(double) * (size_t)c->g->n_param_scalars);
     double lambda = c->o->damping;
-    for (int l = 0; l < s->n_layers; l++) {
-        const ft_kron *k = &s->k[l];
-        if (c->fallback[l] || !k->ok)
+    for (int l = 0; l < ks->n_layers; l++) {
+        const pc_kron *k = &ks->k[l];
+        if (!pc_kron_set_serves(ks, c, l))
             continue;
         int64_t nv = k->groups * k->dG * k->dA;
-        double *tmp = s->T + nv, smax = 0;
+        double smax = 0, *T = ks->Y;
         for (int64_t i = 0; i < nv; i++)
             smax = s->S[l][i] > smax ? s->S[l][i] : smax;
-        double tol = (double)nv * 0x1p-52 * smax;
-        ft_kron_gather(k, grad + k->offset, s->X);
-        to_basis(k, s->QG[l], s->QA[l], s->X, s->T, tmp);
+        double tol = pc_pinv_cutoff(nv, smax);
+        pc_kron_gather(k, grad + k->offset, ks->X);
+        to_basis(k, ks->L[l], ks->R[l], ks->X, T, ks->tmp);
         for (int64_t i = 0; i < nv; i++)
-            s->T[i] = lambda > 0 ? s->T[i] / (s->S[l][i] + lambda) : s->S[l][i] > tol ? s->T[i] / s->S[l][i] : 0;
-        from_basis(k, s->QG[l], s->QA[l], s->T, s->X, tmp);
-        ft_kron_scatter(k, s->X, dir + k->offset);
+            T[i] = lambda > 0 ? T[i] / (s->S[l][i] + lambda) : s->S[l][i] > tol ? T[i] / s->S[l][i] : 0;
+        from_basis(k, ks->L[l], ks->R[l], T, ks->X, ks->tmp);
+        pc_kron_scatter(k, ks->X, dir + k->offset);
     }
     return CS_OK;
 }
 
-const ft_precond_def ft_pre_ekfac = {
-    .name = "ekfac",
-    .about = "K-FAC's eigenbasis with re-fitted diagonal scalings (George et al. 2018)",
-    .default_curv = CS_CURV_FISHER_MC,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 1e-2,
-    .create = ekfac_create,
-    .refresh = ekfac_refresh,
-    .apply = ekfac_apply,
-    .destroy = ekfac_destroy,
-};
+const cs_precond_ops pc_ekfac_ops = {
+    .create = ekfac_create, .refresh = ekfac_refresh, .apply = ekfac_apply, .destroy = ekfac_destroy};

@@ -15,49 +15,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct kfac_state {
-    int n_layers;
-    ft_kron *k;
-    double **Ainv, **Ginv;
-    double *X, *Y, *tmp; /* one layer's gradient matrices */
-} kfac_state;
+/* The state is a pc_kron_set with L = (G + dg I)^-1, R = (A + da I)^-1. */
 
 static void kfac_destroy(void *vs)
 {
-    kfac_state *s = vs;
-    if (!s)
-        return;
-    for (int l = 0; l < s->n_layers; l++) {
-        ft_kron_free(&s->k[l]);
-        free(s->Ainv[l]), free(s->Ginv[l]);
-    }
-    free(s->k), free(s->Ainv), free(s->Ginv), free(s->X), free(s->Y), free(s->tmp);
-    free(s);
+    if (vs)
+        pc_kron_set_free(vs);
+    free(vs);
 }
 
-static cs_status kfac_create(const ft_ctx *c, void **state, cs_err *err)
+static cs_status kfac_create(const cs_precond_ctx *c, void **state, cs_err *err)
 {
-    cs_status st = ft_need_kfac_curvature(c, "kfac", err);
-    if (st)
-        return st;
-    kfac_state *s = calloc(1, sizeof *s);
-    int L = c->g->n_layers;
-    if (s) {
-        s->n_layers = L;
-        s->k = calloc((size_t)L + 1, sizeof *s->k);
-        s->Ainv = calloc((size_t)L + 1, sizeof *s->Ainv);
-        s->Ginv = calloc((size_t)L + 1, sizeof *s->Ginv);
-    }
-    if (!s || !s->k || !s->Ainv || !s->Ginv) {
-        kfac_destroy(s);
-        return cs_fail(err, CS_ERR_NOMEM, "out of memory for K-FAC");
-    }
-    *state = s;
-    return CS_OK;
+    return pc_kron_state_create(c, "kfac", sizeof(pc_kron_set), state, err);
 }
 
 /* Damping of the two factors of one group (pi-damping, section 6.3). */
-static void kfac_split_damping(const ft_kron *k, int64_t grp, double lambda, bool pi_damping, double *dA,
+static void kfac_split_damping(const pc_kron *k, int64_t grp, double lambda, bool pi_damping, double *dA,
                                double *dG)
 {
     double root = sqrt(lambda), pi = 1;
@@ -74,64 +47,33 @@ static void kfac_split_damping(const ft_kron *k, int64_t grp, double lambda, boo
     *dG = root / pi;
 }
 
-static cs_status kfac_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_err *err)
+static cs_status kfac_refresh(void *vs, cs_precond_ctx *c, const cs_dataset *batch, cs_err *err)
 {
-    kfac_state *s = vs;
-    size_t maxv;
-    cs_status st = ft_kron_refresh(s->k, c, batch, &maxv, err);
+    pc_kron_set *s = vs;
+    cs_status st = pc_kron_refresh(s->k, c, batch, err);
     for (int l = 0; l < s->n_layers && !st; l++) {
-        ft_kron *k = &s->k[l];
-        if (!k->ok || c->fallback[l])
+        pc_kron *k = &s->k[l];
+        if (!pc_kron_set_serves(s, c, l) || (st = pc_kron_set_layer(s, l, err)))
             continue;
-        size_t na = (size_t)(k->groups * k->dA * k->dA), ng = (size_t)(k->groups * k->dG * k->dG);
-        if (!s->Ainv[l] && (!(s->Ainv[l] = malloc(sizeof(double) * na)) || !(s->Ginv[l] = malloc(sizeof(double) * ng)))) {
-            st = cs_fail(err, CS_ERR_NOMEM, "out of memory for K-FAC inverses");
-            break;
-        }
         for (int64_t grp = 0; grp < k->groups && !st; grp++) {
             double da, dg;
             kfac_split_damping(k, grp, c->o->damping, c->o->pi_damping, &da, &dg);
-            st = ft_damped_inverse(k->A + grp * k->dA * k->dA, k->dA, da, c->o->cholesky,
-                                   s->Ainv[l] + grp * k->dA * k->dA, err);
+            st = pc_damped_inverse(k->A + grp * k->dA * k->dA, k->dA, da, c->o->cholesky,
+                                   s->R[l] + grp * k->dA * k->dA, err);
             if (!st)
-                st = ft_damped_inverse(k->G + grp * k->dG * k->dG, k->dG, dg, c->o->cholesky,
-                                       s->Ginv[l] + grp * k->dG * k->dG, err);
+                st = pc_damped_inverse(k->G + grp * k->dG * k->dG, k->dG, dg, c->o->cholesky,
+                                       s->L[l] + grp * k->dG * k->dG, err);
         }
     }
-    if (!st && !s->X) {
-        s->X = malloc(sizeof(double) * maxv);
-        s->Y = malloc(sizeof(double) * maxv);
-        s->tmp = malloc(sizeof(double) * maxv);
-        if (!s->X || !s->Y || !s->tmp)
-            st = cs_fail(err, CS_ERR_NOMEM, "out of memory for K-FAC");
-    }
-    return st;
+    return st ? st : pc_kron_set_buffers(s, err);
 }
 
-static cs_status kfac_apply(void *vs, const ft_ctx *c, const double *grad, double *dir, cs_err *err)
+static cs_status kfac_apply(void *vs, const cs_precond_ctx *c, const double *grad, double *dir, cs_err *err)
 {
     (void)err;
-    kfac_state *s = vs;
-    memcpy(dir, grad, sizeof(double) * (size_t)c->g->n_param_scalars);
-    for (int l = 0; l < s->n_layers; l++) {
-        const ft_kron *k = &s->k[l];
-        if (c->fallback[l] || !k->ok)
-            continue;
-        ft_kron_gather(k, grad + k->offset, s->X);
-        ft_kron_sandwich(k, s->Ginv[l], false, s->X, s->Ainv[l], false, s->Y, s->tmp);
-        ft_kron_scatter(k, s->Y, dir + k->offset);
-    }
+    pc_kron_set_apply(vs, c, grad, dir);
     return CS_OK;
 }
 
-const ft_precond_def ft_pre_kfac = {
-    .name = "kfac",
-    .about = "K-FAC: (G + sqrt(l)/pi I)^-1 V (A + pi sqrt(l) I)^-1 (Martens & Grosse 2015)",
-    .default_curv = CS_CURV_FISHER_MC,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 1e-3,
-    .create = kfac_create,
-    .refresh = kfac_refresh,
-    .apply = kfac_apply,
-    .destroy = kfac_destroy,
-};
+const cs_precond_ops pc_kfac_ops = {
+    .create = kfac_create, .refresh = kfac_refresh, .apply = kfac_apply, .destroy = kfac_destroy};
