@@ -14,7 +14,7 @@
 #include "curv/engine.h"
 #include "curv/importance.h"
 #include "curv/prune.h"
-#include "curv/steps.h"
+#include "precond/diagnostics.h"
 #include "interp/objective.h"
 #include "curv/spectrum.h"
 #include "spectral/dense.h"
@@ -55,8 +55,8 @@ void cmd_analyze_usage(FILE *f)
                "  --prune-check LIST zero the lowest-scoring fractions (e.g. 0.1,0.3,0.5) of the\n"
                "                     Gemm/MatMul/Conv weights by each score and re-evaluate\n"
                "                     (implies --importance; results in pruning_curve)\n"
-               "  --precond LIST     step diagnostics for sgd, diag, kfac, unit, full, newton,\n"
-               "                     shampoo:\n"
+               "  --precond LIST     step diagnostics for sgd, kfac, ekfac, shampoo, diag, unit,\n"
+               "                     full, smw, newton (finetune's preconditioners):\n"
                "                     the step -(C + lambda I)^-1 g per layer, its predicted and\n"
                "                     actual decrease, rho, best step size (step_diagnostics)\n"
                "  --damping LIST     lambda values for --precond (default 1e-3,1e-2,1e-1)\n");
@@ -356,7 +356,7 @@ int cmd_analyze(int argc, char **argv)
         return cli_usage_error("analyze", "--lanczos-steps must be at least 2");
     so.probes = probes_given ? o.probes : 10;
     if (precond_mask) {
-        cs_precond_needs(precond_mask, &o.curvatures, &o.reprs, &o.shampoo);
+        cs_precond_needs(precond_mask, &o.curvatures, &o.reprs);
         o.keep_matrices = true;
     }
     unsigned imp_mask = 0;

@@ -8,7 +8,7 @@
 
 #include "cli/cli.h"
 #include "finetune/finetune.h"
-#include "finetune/precond.h"
+#include "precond/precond.h"
 #include "onnx/writer.h"
 #include "store/rows.h"
 
@@ -19,10 +19,10 @@ void cmd_finetune_usage(FILE *f)
                "Train the model's layer parameters and write the result as ONNX (the same\n"
                "graph, opsets and metadata; only the trained initializers change).\n\n"
                "  --precond NAME     the preconditioner:\n");
-    for (int i = 0; i < ft_precond_count(); i++) {
-        const ft_precond_def *d = ft_precond_at(i);
+    for (int i = 0; i < cs_precond_count(); i++) {
+        const cs_precond_def *d = cs_precond_at(i);
         fprintf(f, "                       %-8s %s\n", d->name, d->about);
-        if (d->reads_curvature || d->observe)
+        if (d->reads_curvature || d->ops->observe)
             fprintf(f, "                                default --damping %g\n", d->default_damping);
     }
     fprintf(f, "  --out FILE         the tuned model\n"
@@ -218,10 +218,10 @@ int cmd_finetune(int argc, char **argv)
     if (!d.data || !d.labels)
         return cli_usage_error("finetune", "missing --data SPEC or --labels SPEC");
     if (!precond_given)
-        return cli_usage_error("finetune", "missing --precond NAME (%s)", ft_precond_names());
-    const ft_precond_def *pdef = ft_precond_find(fo.precond);
+        return cli_usage_error("finetune", "missing --precond NAME (%s)", cs_precond_names());
+    const cs_precond_def *pdef = cs_precond_find(fo.precond);
     if (!pdef)
-        return cli_usage_error("finetune", "unknown --precond '%s' (%s)", fo.precond, ft_precond_names());
+        return cli_usage_error("finetune", "unknown --precond '%s' (%s)", fo.precond, cs_precond_names());
     if (!lr_given)
         fo.lr = pdef->default_lr;
     if (!damping_given)

@@ -9,32 +9,17 @@
 #include <time.h>
 
 #include "base/rng.h"
-#include "finetune/precond.h"
+#include "precond/precond.h"
 #include "interp/evaluate.h"
 #include "interp/objective.h"
 
 void cs_finetune_opts_init(cs_finetune_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->precond = "sgd";
-    o->epochs = 1;
-    o->batch = 128;
-    o->lr = 0.01;
-    o->momentum = 0.9;
-    o->beta1 = 0.9;
-    o->beta2 = 0.999;
-    o->eps = 1e-8;
-    o->log_every = 10;
-    o->damping = 1e-3;
-    o->ema = 0.95;
-    o->update_interval = 10;
-    o->curvature = -1;
-    o->max_full = 4096;
-    o->mc_samples = 1;
-    o->pi_damping = true;
-    o->graft = true;
-    o->kl_clip = 1e-3;
-    o->cholesky = true;
+    *o = (cs_finetune_opts){.precond = "sgd", .epochs = 1, .batch = 128, .lr = 0.01, .momentum = 0.9,
+                            .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .log_every = 10, .damping = 1e-3,
+                            .ema = 0.95, .update_interval = 10, .curvature = -1, .max_full = 4096,
+                            .mc_samples = 1, .pi_damping = true, .graft = true, .kl_clip = 1e-3,
+                            .cholesky = true};
 }
 
 /* ---- update rules ---- */
@@ -208,10 +193,10 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
 {
     memset(res, 0, sizeof *res);
     res->val_loss = res->val_accuracy = NAN;
-    const ft_precond_def *def = ft_precond_find(o->precond);
+    const cs_precond_def *def = cs_precond_find(o->precond);
     if (!def)
         return cs_fail(err, CS_ERR_USAGE, "unknown preconditioner '%s' for finetune (%s)", o->precond,
-                       ft_precond_names());
+                       cs_precond_names());
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
         return cs_fail(err, CS_ERR_USAGE, "finetune needs epochs >= 1, batch >= 1 and lr > 0");
     if (o->update_interval < 1 || !(o->ema >= 0 && o->ema < 1) || !(o->damping >= 0))
@@ -221,7 +206,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     int64_t P = g->n_param_scalars, N = train->n;
     if (P == 0)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "the model has no trainable parameters");
-    bool adam = strcmp(def->name, "adamw") == 0;
+    bool adam = def->adam;
     opt_step_fn update = adam ? adamw_step : sgd_step;
 
     /* The shuffled copy of the training set, allocated once. */
@@ -258,11 +243,15 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
          * batch's plan, so the batch stays whole */
         st = cs_objective_init(&obj, g, &sh, o->norm, o->loss, o->batch,
                                CS_AD_GRAD | (o->bn_train ? CS_OBJ_WHOLE_BATCH : 0), err);
-    ft_ctx ctx = {.g = g, .o = o, .curv = o->curvature >= 0 ? (cs_curv_kind)o->curvature : def->default_curv,
+    /* The preconditioner's options: finetune's, under the registry's names. */
+    cs_precond_opts po = {.damping = o->damping, .ema = o->ema, .max_full = o->max_full,
+                          .mc_samples = o->mc_samples, .batch = o->batch, .cholesky = o->cholesky,
+                          .pi_damping = o->pi_damping, .graft = o->graft, .loss = o->loss, .norm = o->norm};
+    cs_precond_ctx ctx = {.g = g, .o = &po, .curv = o->curvature >= 0 ? (cs_curv_kind)o->curvature : def->default_curv,
                   .frozen = frozen, .fallback = fallback, .why = why};
     void *pstate = NULL;
-    if (!st && def->create)
-        st = def->create(&ctx, &pstate, err);
+    if (!st && def->ops->create)
+        st = def->ops->create(&ctx, &pstate, err);
     cs_rng rng;
     cs_rng_seed(&rng, o->seed);
     if (!st)
@@ -289,14 +278,14 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
                 break;
             if (o->bn_train && (st = bn_update_running(g, &obj.plan[B == obj.batch ? 0 : 1], err)))
                 break;
-            if (def->observe)
-                def->observe(pstate, &ctx, grad);
-            if (def->refresh && (def->every_step || os.t % o->update_interval == 0)) {
+            if (def->ops->observe)
+                def->ops->observe(pstate, &ctx, grad);
+            if (def->ops->refresh && (def->every_step || os.t % o->update_interval == 0)) {
                 double tr = cs_now_seconds();
                 cs_dataset view = batch_view(&sh, start, B);
                 /* A distinct, reproducible seed per refresh for sampled labels. */
                 ctx.seed = o->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(os.t + 1));
-                if ((st = def->refresh(pstate, &ctx, &view, err)))
+                if ((st = def->ops->refresh(pstate, &ctx, &view, err)))
                     break;
                 ctx.refreshes = ++res->refreshes;
                 res->refresh_seconds += cs_now_seconds() - tr;
@@ -309,7 +298,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
                         told[l] = true;
                     }
             }
-            if ((st = def->apply(pstate, &ctx, grad, dir, err)))
+            if ((st = def->ops->apply(pstate, &ctx, grad, dir, err)))
                 break;
             os.t++;
             double lr = o->cosine ? o->lr * 0.5 * (1 + cos(M_PI * (double)(os.t - 1) / (double)total)) : o->lr;
@@ -347,8 +336,8 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
         }
     }
     res->seconds = cs_now_seconds() - t_start;
-    if (def->destroy)
-        def->destroy(pstate);
+    if (def->ops->destroy)
+        def->ops->destroy(pstate);
     cs_objective_free(&obj);
     cs_tensor_free(&sh.x);
     cs_tensor_free(&sh.y);

@@ -4,10 +4,11 @@
  * parameters and its state.  BatchNormalization keeps its running
  * statistics (inference semantics), Dropout stays identity.
  *
- * The preconditioner (finetune/precond.h, one table) turns each step's
- * gradient into a direction d; the update is then SGD's with momentum mu
- * (PyTorch's form: buf = mu buf + d; theta -= lr (buf + wd theta), or
- * Nesterov's d + mu buf) and decoupled weight decay, except for adamw
+ * The preconditioner (precond/precond.h, one registry shared with analyze's
+ * step diagnostics) turns each step's gradient into a direction d; the
+ * update is then SGD's with momentum mu (PyTorch's form: buf = mu buf + d;
+ * theta -= lr (buf + wd theta), or Nesterov's d + mu buf) and decoupled
+ * weight decay, except for adamw
  * (Adam with decoupled weight decay, Loshchilov & Hutter 2019), whose
  * direction is the gradient itself.
  *
@@ -38,7 +39,7 @@
 #include "interp/loss.h"
 
 typedef struct cs_finetune_opts {
-    const char *precond;     /* a name of finetune/precond.h's table */
+    const char *precond;     /* a name of precond/precond.h's table */
     int epochs;
     int64_t batch;
     double lr, momentum, weight_decay;

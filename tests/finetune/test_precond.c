@@ -13,17 +13,19 @@
 
 #include "../curv/case.h"
 #include "../curv/dense_ref.h"
+#include "../precond/precond_ref.h"
 #include "../tap.h"
 #include "base/rng.h"
-#include "finetune/precond.h"
+#include "finetune/finetune.h"
 #include "interp/objective.h"
+#include "precond/precond.h"
 
 /* A preconditioner with its context, for driving it by hand. */
 typedef struct harness {
-    const ft_precond_def *def;
-    cs_finetune_opts o;
+    const cs_precond_def *def;
+    cs_precond_opts o;
     cs_norm norm;
-    ft_ctx c;
+    cs_precond_ctx c;
     bool frozen[8], fallback[8];
     const char *why[8];
     void *state;
@@ -32,20 +34,20 @@ typedef struct harness {
 static int harness_open(harness *h, const cs_graph *g, const char *name, cs_curv_kind curv, double damping)
 {
     memset(h, 0, sizeof *h);
-    h->def = ft_precond_find(name);
-    cs_finetune_opts_init(&h->o);
+    h->def = cs_precond_find(name);
+    cs_precond_opts_init(&h->o);
     cs_norm_init(&h->norm);
     h->o.norm = &h->norm;
     h->o.loss = CS_LOSS_CE;
     h->o.damping = damping;
     h->o.batch = 64;
     h->o.max_full = 4096;
-    h->c = (ft_ctx){.g = g, .o = &h->o, .curv = curv, .seed = 7, .frozen = h->frozen, .fallback = h->fallback,
-                    .why = h->why};
+    h->c = (cs_precond_ctx){.g = g, .o = &h->o, .curv = curv, .seed = 7, .frozen = h->frozen,
+                            .fallback = h->fallback, .why = h->why};
     cs_err err = {0};
     if (!ok(h->def != NULL, "%s registered", name))
         return -1;
-    if (!ok(h->def->create(&h->c, &h->state, &err) == CS_OK, "%s: create (%s)", name, err.msg))
+    if (!ok(h->def->ops->create(&h->c, &h->state, &err) == CS_OK, "%s: create (%s)", name, err.msg))
         return -1;
     return 0;
 }
@@ -53,20 +55,20 @@ static int harness_open(harness *h, const cs_graph *g, const char *name, cs_curv
 static int harness_step(harness *h, const cs_dataset *batch, const double *grad, double *dir)
 {
     cs_err err = {0};
-    if (h->def->observe)
-        h->def->observe(h->state, &h->c, grad);
-    if (!ok(h->def->refresh(h->state, &h->c, batch, &err) == CS_OK, "%s: refresh (%s)", h->def->name, err.msg))
+    if (h->def->ops->observe)
+        h->def->ops->observe(h->state, &h->c, grad);
+    if (!ok(h->def->ops->refresh(h->state, &h->c, batch, &err) == CS_OK, "%s: refresh (%s)", h->def->name, err.msg))
         return -1;
     h->c.refreshes++;
-    if (!ok(h->def->apply(h->state, &h->c, grad, dir, &err) == CS_OK, "%s: apply (%s)", h->def->name, err.msg))
+    if (!ok(h->def->ops->apply(h->state, &h->c, grad, dir, &err) == CS_OK, "%s: apply (%s)", h->def->name, err.msg))
         return -1;
     return 0;
 }
 
 static void harness_close(harness *h)
 {
-    if (h->def && h->def->destroy)
-        h->def->destroy(h->state);
+    if (h->def && h->def->ops->destroy)
+        h->def->ops->destroy(h->state);
 }
 
 /* The engine's exact results (full blocks, K-FAC factors, whole network). */
@@ -116,12 +118,6 @@ static double fn_abs_damped(double x, double xmax, const void *arg)
 {
     (void)xmax;
     return 1.0 / (fabs(x) + *(const double *)arg);
-}
-
-static double fn_inv_fourth(double x, double xmax, const void *arg)
-{
-    (void)xmax;
-    return pow(x + *(const double *)arg, -0.25);
 }
 
 static double fn_pinv(double x, double xmax, const void *arg)
@@ -379,42 +375,22 @@ static void check_shampoo(void)
         h.o.graft = graft;
         if (!harness_step(&h, &ds, grad, dir)) {
             for (int l = 0; l < g->n_layers; l++) {
-                ft_kron k;
+                pc_kron k;
                 cs_err err = {0};
-                if (ft_kron_layout(&k, g, l, &err) || !k.ok)
+                if (pc_kron_layout(&k, g, l, &err) || !k.ok)
                     continue;
                 long dG = (long)k.dG, dA = (long)k.dA, W = (long)k.W;
-                double *V = malloc(sizeof(double) * (size_t)(dG * dA)), *L = calloc((size_t)(dG * dG), sizeof(double));
-                double *R = calloc((size_t)(dA * dA), sizeof(double)), *D = malloc(sizeof(double) * (size_t)(dG * dA));
+                double *V = calloc((size_t)(dG * dA), sizeof(double)), *D = malloc(sizeof(double) * (size_t)(dG * dA));
                 const double *gl = grad + k.offset;
                 for (long p = 0; p < W; p++)
                     V[k.index[3 * p + 1] * dA + k.index[3 * p + 2]] = gl[p];
-                for (long i = 0; i < dG; i++)
-                    for (long j = 0; j < dG; j++)
-                        for (long t = 0; t < dA; t++)
-                            L[i * dG + j] += V[i * dA + t] * V[j * dA + t];
-                for (long i = 0; i < dA; i++)
-                    for (long j = 0; j < dA; j++)
-                        for (long t = 0; t < dG; t++)
-                            R[i * dA + j] += V[t * dA + i] * V[t * dA + j];
-                jacobi_matrix_function(L, dG, fn_inv_fourth, &lambda);
-                jacobi_matrix_function(R, dA, fn_inv_fourth, &lambda);
-                double nd = 0, ng = 0;
-                for (long a = 0; a < dG; a++)
-                    for (long b = 0; b < dA; b++) {
-                        double v = 0;
-                        for (long c = 0; c < dG; c++)
-                            for (long d = 0; d < dA; d++)
-                                v += L[a * dG + c] * V[c * dA + d] * R[d * dA + b];
-                        D[a * dA + b] = v;
-                        nd += v * v;
-                    }
+                double nd = shampoo_ref(V, dG, dA, lambda, D), ng = 0;
                 for (long p = 0; p < W; p++)
                     ng += gl[p] * gl[p];
                 for (long p = 0; p < W; p++)
                     want[k.offset + p] = D[k.index[3 * p + 1] * dA + k.index[3 * p + 2]] * (graft ? sqrt(ng / nd) : 1);
-                free(V), free(L), free(R), free(D);
-                ft_kron_free(&k);
+                free(V), free(D);
+                pc_kron_free(&k);
             }
             ok(rel_err(dir, want, P) < 1e-9, "shampoo (%s): L^-1/4 V R^-1/4 by Jacobi (rel err %.2g)",
                graft ? "grafted" : "raw", rel_err(dir, want, P));

@@ -6,7 +6,7 @@
  * an m x m solve (Cholesky) instead of a P x P one.  It refreshes on every
  * step's batch (the Fisher of that batch; --update-interval and --ema do
  * not apply) and needs lambda > 0.  Frozen layers' columns are left out. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@ typedef struct smw_state {
     double *U;   /* [m_max][P] */
     double *K;   /* [m_max][m_max]: Cholesky factor of lambda B I + U U^T */
     double *y;   /* m_max */
-    const ft_ctx *c;
+    const cs_precond_ctx *c;
 } smw_state;
 
 static void smw_destroy(void *vs)
@@ -30,7 +30,27 @@ static void smw_destroy(void *vs)
     free(s);
 }
 
-static cs_status smw_create(const ft_ctx *c, void **state, cs_err *err)
+/* Room for the rows of B samples (B S with S sampled labels): finetune's
+ * mini-batches, sized at create; analyze's dataset, grown at its refresh. */
+static cs_status smw_reserve(smw_state *s, const cs_precond_ctx *c, int64_t B, cs_err *err)
+{
+    int64_t S = c->curv == CS_CURV_FISHER_MC ? (c->o->mc_samples > 0 ? c->o->mc_samples : 1) : 1;
+    if (B * S <= s->m_max)
+        return CS_OK;
+    free(s->U), free(s->K), free(s->y);
+    s->m_max = B * S;
+    /* Zeroed once: every refresh rewrites the trained layers' columns of
+     * its rows, and frozen layers' columns stay zero. */
+    s->U = calloc((size_t)(s->m_max * s->P) + 1, sizeof(double));
+    s->K = malloc(sizeof(double) * (size_t)(s->m_max * s->m_max) + 1);
+    s->y = malloc(sizeof(double) * (size_t)s->m_max + 1);
+    if (!s->U || !s->K || !s->y)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory for smw's per-sample gradients (%lld rows of %lld)",
+                       (long long)s->m_max, (long long)s->P);
+    return CS_OK;
+}
+
+static cs_status smw_create(const cs_precond_ctx *c, void **state, cs_err *err)
 {
     if (c->curv != CS_CURV_FISHER_EMP && c->curv != CS_CURV_FISHER_MC)
         return cs_fail(err, CS_ERR_USAGE, "smw works with --curvature fisher_emp or fisher_mc, not %s",
@@ -38,22 +58,15 @@ static cs_status smw_create(const ft_ctx *c, void **state, cs_err *err)
     if (!(c->o->damping > 0))
         return cs_fail(err, CS_ERR_USAGE, "smw needs --damping > 0");
     smw_state *s = calloc(1, sizeof *s);
-    int64_t S = c->curv == CS_CURV_FISHER_MC ? (c->o->mc_samples > 0 ? c->o->mc_samples : 1) : 1;
-    if (s) {
-        s->P = c->g->n_param_scalars;
-        s->m_max = c->o->batch * S;
-        /* Zeroed once: every refresh rewrites the trained layers' columns of
-         * its rows, and frozen layers' columns stay zero. */
-        s->U = calloc((size_t)(s->m_max * s->P) + 1, sizeof(double));
-        s->K = malloc(sizeof(double) * (size_t)(s->m_max * s->m_max) + 1);
-        s->y = malloc(sizeof(double) * (size_t)s->m_max + 1);
-    }
-    if (!s || !s->U || !s->K || !s->y) {
+    if (!s)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory for smw");
+    s->P = c->g->n_param_scalars;
+    cs_status st = smw_reserve(s, c, c->o->batch, err);
+    if (st)
         smw_destroy(s);
-        return cs_fail(err, CS_ERR_NOMEM, "out of memory for smw's per-sample gradients");
-    }
-    *state = s;
-    return CS_OK;
+    else
+        *state = s;
+    return st;
 }
 
 /* Rows of seed k, sample b go to row k B + b; the scale 1/sqrt(S) of the
@@ -74,17 +87,20 @@ static void smw_rows(void *vs, int l, int64_t start, int seed, const double *row
     }
 }
 
-static cs_status smw_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_err *err)
+static cs_status smw_refresh(void *vs, cs_precond_ctx *c, const cs_dataset *batch, cs_err *err)
 {
     smw_state *s = vs;
     s->c = c;
     s->B = batch->n;
     s->m = 0;
-    cs_curv_report rep;
-    cs_status st = ft_curvature(c, batch, 1u << CS_REPR_DIAG, smw_rows, s, &rep, err);
+    cs_curv_report own;
+    const cs_curv_report *rep;
+    cs_status st = smw_reserve(s, c, batch->n, err);
+    if (!st)
+        st = pc_curvature(c, batch, 1u << CS_REPR_DIAG, smw_rows, s, &own, &rep, err);
     if (st)
         return st;
-    cs_curv_report_free(&rep);
+    cs_curv_report_free(&own);
     int m = (int)(s->m < s->m_max ? s->m : s->m_max);
     /* K = U U^T + lambda B I, then its Cholesky factor. */
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, (int)s->P, 1.0, s->U, (int)s->P, 0.0, s->K, m);
@@ -98,7 +114,7 @@ static cs_status smw_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_er
     return CS_OK;
 }
 
-static cs_status smw_apply(void *vs, const ft_ctx *c, const double *grad, double *dir, cs_err *err)
+static cs_status smw_apply(void *vs, const cs_precond_ctx *c, const double *grad, double *dir, cs_err *err)
 {
     smw_state *s = vs;
     int m = (int)s->m, P = (int)s->P;
@@ -114,15 +130,5 @@ static cs_status smw_apply(void *vs, const ft_ctx *c, const double *grad, double
     return CS_OK;
 }
 
-const ft_precond_def ft_pre_smw = {
-    .name = "smw",
-    .about = "empirical natural gradient on the batch by Sherman-Morrison-Woodbury",
-    .default_curv = CS_CURV_FISHER_EMP,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 1,
-    .every_step = true,
-    .create = smw_create,
-    .refresh = smw_refresh,
-    .apply = smw_apply,
-    .destroy = smw_destroy,
-};
+const cs_precond_ops pc_smw_ops = {
+    .create = smw_create, .refresh = smw_refresh, .apply = smw_apply, .destroy = smw_destroy};

@@ -13,7 +13,7 @@
  * eigendecomposition (pseudo-inverse at lambda = 0) or Cholesky
  * (--inverse cholesky).  The three share this file: they differ only in
  * which blocks they read. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -48,7 +48,7 @@ static void blocks_destroy(void *vs)
     free(s);
 }
 
-static cs_status blocks_create(const ft_ctx *c, cs_repr_kind repr, void **state, cs_err *err)
+static cs_status blocks_create(const cs_precond_ctx *c, cs_repr_kind repr, void **state, cs_err *err)
 {
     blocks_state *s = calloc(1, sizeof *s);
     if (s && !(s->b = calloc((size_t)c->g->n_layers + 1, sizeof *s->b))) {
@@ -61,24 +61,24 @@ static cs_status blocks_create(const ft_ctx *c, cs_repr_kind repr, void **state,
     s->n_layers = c->g->n_layers;
     for (int l = 0; l < s->n_layers; l++)
         if (repr == CS_REPR_FULL && c->g->layers[l].numel > c->o->max_full)
-            ft_fallback(c, l, "block above --max-full");
+            pc_fallback(c, l, "block above --max-full");
     *state = s;
     return CS_OK;
 }
 
-static cs_status full_create(const ft_ctx *c, void **state, cs_err *err)
+static cs_status full_create(const cs_precond_ctx *c, void **state, cs_err *err)
 {
     return blocks_create(c, CS_REPR_FULL, state, err);
 }
 
-static cs_status unit_create(const ft_ctx *c, void **state, cs_err *err)
+static cs_status unit_create(const cs_precond_ctx *c, void **state, cs_err *err)
 {
     return blocks_create(c, CS_REPR_UNIT, state, err);
 }
 
 /* The inverse of one block restricted to its present slots (absent slots
  * stay zero); work holds 2 d^2 doubles. */
-static cs_status block_inverse(const ft_ctx *c, const int64_t *idx, int64_t d, const double *M, double *inv,
+static cs_status block_inverse(const cs_precond_ctx *c, const int64_t *idx, int64_t d, const double *M, double *inv,
                                double *work, cs_err *err)
 {
     int64_t map[d > 0 ? d : 1], m = 0;
@@ -89,8 +89,8 @@ static cs_status block_inverse(const ft_ctx *c, const int64_t *idx, int64_t d, c
     for (int64_t x = 0; x < m; x++)
         for (int64_t y = 0; y < m; y++)
             C[x * m + y] = M[map[x] * d + map[y]];
-    cs_status st = c->curv == CS_CURV_HESSIAN ? ft_sym_damped_power(C, m, c->o->damping, -1, true, Ci, err)
-                                              : ft_damped_inverse(C, m, c->o->damping, c->o->cholesky, Ci, err);
+    cs_status st = c->curv == CS_CURV_HESSIAN ? pc_sym_damped_power(C, m, c->o->damping, -1, true, Ci, err)
+                                              : pc_damped_inverse(C, m, c->o->damping, c->o->cholesky, Ci, err);
     if (st)
         return st;
     memset(inv, 0, sizeof(double) * (size_t)(d * d));
@@ -100,20 +100,21 @@ static cs_status block_inverse(const ft_ctx *c, const int64_t *idx, int64_t d, c
     return CS_OK;
 }
 
-static cs_status blocks_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_err *err)
+static cs_status blocks_refresh(void *vs, cs_precond_ctx *c, const cs_dataset *batch, cs_err *err)
 {
     blocks_state *s = vs;
-    cs_curv_report rep;
-    cs_status st = ft_curvature(c, batch, 1u << s->repr, NULL, NULL, &rep, err);
+    cs_curv_report own;
+    const cs_curv_report *rep;
+    cs_status st = pc_curvature(c, batch, 1u << s->repr, NULL, NULL, &own, &rep, err);
     if (st)
         return st;
     for (int l = 0; l < s->n_layers && !st; l++) {
         if (c->fallback[l] || c->frozen[l])
             continue;
-        const cs_curv_result *r = cs_curv_report_find(&rep, c->curv, s->repr, l);
+        const cs_curv_result *r = cs_curv_report_find(rep, c->curv, s->repr, l);
         const double *src = r ? (s->repr == CS_REPR_FULL ? r->matrix : r->unit_blocks) : NULL;
         if (!src) {
-            ft_fallback(c, l, s->repr == CS_REPR_FULL ? "no full block for this layer" : "no unit-wise blocks for this layer");
+            pc_fallback(c, l, s->repr == CS_REPR_FULL ? "no full block for this layer" : "no unit-wise blocks for this layer");
             continue;
         }
         layer_blocks *b = &s->b[l];
@@ -134,7 +135,7 @@ static cs_status blocks_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs
                 b->index[i] = s->repr == CS_REPR_FULL ? i : r->unit_index[i];
             s->max_d = b->d > s->max_d ? b->d : s->max_d;
         }
-        ft_ema(b->M, src, b->n_blocks * b->d * b->d, c->o->ema, first);
+        pc_ema(b->M, src, b->n_blocks * b->d * b->d, c->o->ema, first);
         if (b->d > s->work_d) { /* grows during the first refresh only */
             double *grown = realloc(s->work, sizeof(double) * (size_t)(2 * b->d * b->d) + 1);
             if (!grown) {
@@ -148,14 +149,14 @@ static cs_status blocks_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs
             st = block_inverse(c, b->index + k * b->d, b->d, b->M + k * b->d * b->d, b->inv + k * b->d * b->d,
                                s->work, err);
     }
-    cs_curv_report_free(&rep);
+    cs_curv_report_free(&own);
     if (!st && !s->x && (!(s->x = malloc(sizeof(double) * (size_t)s->max_d + 1)) ||
                          !(s->y = malloc(sizeof(double) * (size_t)s->max_d + 1))))
         st = cs_fail(err, CS_ERR_NOMEM, "out of memory");
     return st;
 }
 
-static cs_status blocks_apply(void *vs, const ft_ctx *c, const double *grad, double *dir, cs_err *err)
+static cs_status blocks_apply(void *vs, const cs_precond_ctx *c, const double *grad, double *dir, cs_err *err)
 {
     (void)err;
     blocks_state *s = vs;
@@ -179,38 +180,8 @@ static cs_status blocks_apply(void *vs, const ft_ctx *c, const double *grad, dou
     return CS_OK;
 }
 
-const ft_precond_def ft_pre_full = {
-    .name = "full",
-    .about = "layer-block natural gradient (layers up to --max-full)",
-    .default_curv = CS_CURV_FISHER_MC,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 0.1,
-    .create = full_create,
-    .refresh = blocks_refresh,
-    .apply = blocks_apply,
-    .destroy = blocks_destroy,
-};
+const cs_precond_ops pc_full_ops = {
+    .create = full_create, .refresh = blocks_refresh, .apply = blocks_apply, .destroy = blocks_destroy};
 
-const ft_precond_def ft_pre_unit = {
-    .name = "unit",
-    .about = "unit-wise natural gradient (output rows of [W | b]; norm scale-bias pairs)",
-    .default_curv = CS_CURV_FISHER_MC,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 0.1,
-    .create = unit_create,
-    .refresh = blocks_refresh,
-    .apply = blocks_apply,
-    .destroy = blocks_destroy,
-};
-
-const ft_precond_def ft_pre_newton = {
-    .name = "newton",
-    .about = "damped layer-block Hessian, saddle-free (|H| + l I)^-1 (Dauphin et al. 2014)",
-    .default_curv = CS_CURV_HESSIAN,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 1e-2,
-    .create = full_create,
-    .refresh = blocks_refresh,
-    .apply = blocks_apply,
-    .destroy = blocks_destroy,
-};
+const cs_precond_ops pc_unit_ops = {
+    .create = unit_create, .refresh = blocks_refresh, .apply = blocks_apply, .destroy = blocks_destroy};

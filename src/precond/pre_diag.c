@@ -4,7 +4,7 @@
  * to --max-full and Hutchinson's estimate above, so that negative
  * curvature is not climbed).  With lambda = 0, entries at or below
  * P * 2^-52 * max c give d_i = 0. */
-#include "finetune/precond.h"
+#include "precond/precond.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ static void diag_destroy(void *vs)
     free(s);
 }
 
-static cs_status diag_create(const ft_ctx *c, void **state, cs_err *err)
+static cs_status diag_create(const cs_precond_ctx *c, void **state, cs_err *err)
 {
     diag_state *s = calloc(1, sizeof *s);
     if (!s || !(s->c = calloc((size_t)c->g->n_param_scalars + 1, sizeof(double)))) {
@@ -34,17 +34,18 @@ static cs_status diag_create(const ft_ctx *c, void **state, cs_err *err)
     return CS_OK;
 }
 
-static cs_status diag_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_err *err)
+static cs_status diag_refresh(void *vs, cs_precond_ctx *c, const cs_dataset *batch, cs_err *err)
 {
     diag_state *s = vs;
-    cs_curv_report rep;
-    cs_status st = ft_curvature(c, batch, 1u << CS_REPR_DIAG, NULL, NULL, &rep, err);
+    cs_curv_report own;
+    const cs_curv_report *rep;
+    cs_status st = pc_curvature(c, batch, 1u << CS_REPR_DIAG, NULL, NULL, &own, &rep, err);
     if (st)
         return st;
     for (int l = 0; l < c->g->n_layers; l++) {
-        const cs_curv_result *r = cs_curv_report_find(&rep, c->curv, CS_REPR_DIAG, l);
+        const cs_curv_result *r = cs_curv_report_find(rep, c->curv, CS_REPR_DIAG, l);
         if (!r || !r->matrix) {
-            ft_fallback(c, l, "no diagonal for this layer");
+            pc_fallback(c, l, "no diagonal for this layer");
             continue;
         }
         double *dst = s->c + c->g->params[c->g->layers[l].first_param].offset;
@@ -54,11 +55,11 @@ static cs_status diag_refresh(void *vs, ft_ctx *c, const cs_dataset *batch, cs_e
         }
     }
     s->started = true;
-    cs_curv_report_free(&rep);
+    cs_curv_report_free(&own);
     return CS_OK;
 }
 
-static cs_status diag_apply(void *vs, const ft_ctx *c, const double *grad, double *dir, cs_err *err)
+static cs_status diag_apply(void *vs, const cs_precond_ctx *c, const double *grad, double *dir, cs_err *err)
 {
     (void)err;
     diag_state *s = vs;
@@ -66,7 +67,7 @@ static cs_status diag_apply(void *vs, const ft_ctx *c, const double *grad, doubl
     double lambda = c->o->damping, cmax = 0;
     for (int64_t i = 0; i < P; i++)
         cmax = s->c[i] > cmax ? s->c[i] : cmax;
-    double tol = (double)P * 0x1p-52 * cmax;
+    double tol = pc_pinv_cutoff(P, cmax);
     for (int64_t i = 0; i < P; i++)
         dir[i] = lambda > 0 ? grad[i] / (s->c[i] + lambda) : s->c[i] > tol ? grad[i] / s->c[i] : 0;
     for (int l = 0; l < c->g->n_layers; l++)
@@ -77,14 +78,5 @@ static cs_status diag_apply(void *vs, const ft_ctx *c, const double *grad, doubl
     return CS_OK;
 }
 
-const ft_precond_def ft_pre_diag = {
-    .name = "diag",
-    .about = "diagonal natural gradient g / (diag(F) + l)",
-    .default_curv = CS_CURV_FISHER_MC,
-    .reads_curvature = true,
-    .default_lr = 1e-3, .default_damping = 1,
-    .create = diag_create,
-    .refresh = diag_refresh,
-    .apply = diag_apply,
-    .destroy = diag_destroy,
-};
+const cs_precond_ops pc_diag_ops = {
+    .create = diag_create, .refresh = diag_refresh, .apply = diag_apply, .destroy = diag_destroy};
