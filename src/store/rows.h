@@ -16,7 +16,7 @@
 #include "curv/importance.h"
 #include "curv/prune.h"
 #include "curv/spectrum.h"
-#include "curv/steps.h"
+#include "precond/diagnostics.h"
 #include "finetune/finetune.h"
 #include "graph/graph.h"
 #include "interp/loss.h"
