@@ -21,7 +21,7 @@
 #include "curv/importance.h"
 #include "curv/prune.h"
 #include "curv/steps.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "curv/spectrum.h"
 #include "spectral/dense.h"
 #include "store/store.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "spectral/dense.h"
 #include "tensor/blas.h"
 

@@ -10,8 +10,8 @@
 
 #include "base/rng.h"
 #include "finetune/precond.h"
-#include "interp/evaluate.h"
-#include "interp/objective.h"
+#include "objective/evaluate.h"
+#include "objective/objective.h"
 
 void cs_finetune_opts_init(cs_finetune_opts *o)
 {

@@ -35,7 +35,7 @@
 
 #include "data/dataset.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 
 typedef struct cs_finetune_opts {
     const char *precond;     /* a name of finetune/precond.h's table */

@@ -16,7 +16,7 @@
 #include "case.h"
 #include "dense_ref.h"
 #include "fixture.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 
 static double fn_abs(double x, double xmax, const void *arg)

@@ -16,7 +16,7 @@
 #include "../tap.h"
 #include "base/rng.h"
 #include "finetune/precond.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 
 /* A preconditioner with its context, for driving it by hand. */
 typedef struct harness {

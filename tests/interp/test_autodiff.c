@@ -11,7 +11,7 @@
 #include "../test_model.h"
 #include "../test_util.h"
 #include "base/rng.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 
 #define N_SAMPLES 7

@@ -19,7 +19,7 @@
 
 #include "../tap.h"
 #include "../test_util.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 
 #define SAMPLES 256
