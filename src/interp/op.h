@@ -88,6 +88,12 @@ typedef struct cs_op_def {
     cs_status (*vjp)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
     cs_status (*jvp)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
     cs_status (*rop)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
+    /* Why the op has no derivative to check, stated in its row (Shape:
+     * integer output; Constant: no inputs).  NULL for every other op: its
+     * vjp, jvp and rop (or CS_OP_LINEAR's zero second-order term) must be
+     * checked by finite differences, which tests/interp/test_op_contract
+     * enforces for every row of the table. */
+    const char *no_derivative;
 } cs_op_def;
 
 /* Definition for an op_type in the default domain, or NULL. */

@@ -1,5 +1,9 @@
 /* The one table of supported operators.  Adding an operator: write its
- * cs_op_def in the family file under interp/ops/ and list it here. */
+ * cs_op_def in the family file under interp/ops/, list it here, and add its
+ * forward case to a tests/interp/test_ops_* binary and its one-line
+ * derivative case to a test_grad_* binary; tests/interp/test_op_contract
+ * walks this table and fails, naming the operator, for a missing check
+ * (or a missing cs_op_def.no_derivative reason). */
 #include "interp/op.h"
 
 #include <stdarg.h>

@@ -318,6 +318,7 @@ static cs_status shape_forward(cs_op_call *c, cs_err *err)
 const cs_op_def cs_op_Shape = {
     .name = "Shape", .min_opset = 1, .flags = CS_OP_SHAPE_ONLY | CS_OP_NO_GRAD,
     .infer = shape_infer, .forward = shape_forward,
+    .no_derivative = "its output is integer (the input's shape): no gradient flows",
 };
 
 /* ---- Constant ---- */
@@ -409,6 +410,7 @@ static cs_status constant_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
 const cs_op_def cs_op_Constant = {
     .name = "Constant", .min_opset = 1, .flags = CS_OP_LINEAR, .infer = constant_infer,
     .forward = constant_forward, .vjp = constant_vjp, .jvp = constant_jvp,
+    .no_derivative = "it has no inputs: nothing to send a gradient to, its tangent is zero",
 };
 
 /* ---- Identity ---- */
