@@ -66,7 +66,8 @@ typedef struct cs_objective {
 
 /* mode: CS_AD_* passes to plan (CS_AD_HVP for everything), optionally with
  * CS_OBJ_WHOLE_BATCH.  Lanes: the OpenMP thread count at init, at most one
- * per micro-batch of a batch.  Borrows g, ds and norm. */
+ * per micro-batch of a batch.  Borrows g, ds and norm, which must outlive o
+ * (base/ownership.h). */
 cs_status cs_objective_init(cs_objective *o, const cs_graph *g, const cs_dataset *ds,
                             const cs_norm *norm, cs_loss_kind loss, int64_t batch,
                             unsigned mode, cs_err *err) CS_MUST_CHECK;
