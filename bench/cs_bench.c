@@ -19,7 +19,7 @@
 #include "base/rng.h"
 #include "curv/engine.h"
 #include "finetune/finetune.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 #include "tensor/blas.h"
 

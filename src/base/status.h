@@ -3,11 +3,18 @@
  * Every fallible function returns a cs_status (CS_OK == 0) and, on failure,
  * fills the caller's cs_err with one line saying what went wrong and where.
  * Library code never prints and never exits; src/cli turns the status into a
- * message on stderr and an exit code (cs_status_exit_code). */
+ * message on stderr and an exit code (cs_status_exit_code).
+ *
+ * Who owns what a function takes and returns follows the one rule of
+ * base/ownership.h (borrows / consumes / owned, freed with the type's
+ * x_free), included here so that every header that reports errors has it
+ * in view. */
 #ifndef CS_BASE_STATUS_H
 #define CS_BASE_STATUS_H
 
 #include <stddef.h>
+
+#include "base/ownership.h"
 
 #if defined(__GNUC__)
 #define CS_MUST_CHECK __attribute__((warn_unused_result))

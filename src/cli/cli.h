@@ -10,7 +10,7 @@
 #include "base/status.h"
 #include "data/dataset.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 #include "store/store.h"
 
 typedef struct cs_cmd {

@@ -6,8 +6,8 @@
 
 #include "cli/cli.h"
 #include "data/readers.h"
-#include "interp/evaluate.h"
-#include "interp/objective.h"
+#include "objective/evaluate.h"
+#include "objective/objective.h"
 
 void cmd_eval_usage(FILE *f)
 {

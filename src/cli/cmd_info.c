@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 
 void cmd_info_usage(FILE *f)
 {

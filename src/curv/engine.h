@@ -24,7 +24,7 @@
 #include "curv/curv.h"
 #include "data/dataset.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 #include "spectral/dense.h"
 
 typedef struct cs_curv_opts {

@@ -9,7 +9,7 @@
 #define CS_CURV_PRUNE_H
 
 #include "curv/importance.h"
-#include "interp/evaluate.h"
+#include "objective/evaluate.h"
 
 typedef struct cs_prune_point {
     const char *score;   /* "none" for the unpruned model (fraction 0) */

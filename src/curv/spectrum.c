@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "interp/objective.h"
+#include "objective/objective.h"
 
 void cs_spectrum_opts_init(cs_spectrum_opts *o)
 {

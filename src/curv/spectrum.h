@@ -14,7 +14,7 @@
 #include "curv/curv.h"
 #include "data/dataset.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 #include "spectral/lanczos.h"
 
 typedef struct cs_spectrum_opts {

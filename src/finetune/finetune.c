@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "base/rng.h"
+#include "objective/evaluate.h"
+#include "objective/objective.h"
 #include "precond/precond.h"
-#include "interp/evaluate.h"
-#include "interp/objective.h"
 
 void cs_finetune_opts_init(cs_finetune_opts *o)
 {

@@ -36,7 +36,7 @@
 
 #include "data/dataset.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 
 typedef struct cs_finetune_opts {
     const char *precond;     /* a name of precond/precond.h's table */

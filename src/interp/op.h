@@ -88,6 +88,12 @@ typedef struct cs_op_def {
     cs_status (*vjp)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
     cs_status (*jvp)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
     cs_status (*rop)(cs_op_call *c, const cs_op_ad *a, cs_err *err);
+    /* Why the op has no derivative to check, stated in its row (Shape:
+     * integer output; Constant: no inputs).  NULL for every other op: its
+     * vjp, jvp and rop (or CS_OP_LINEAR's zero second-order term) must be
+     * checked by finite differences, which tests/interp/test_op_contract
+     * enforces for every row of the table. */
+    const char *no_derivative;
 } cs_op_def;
 
 /* Definition for an op_type in the default domain, or NULL. */
@@ -106,6 +112,12 @@ cs_status cs_op_axis(const cs_op_call *c, int64_t axis, int rank, int *out, cs_e
 cs_status cs_op_need_float(const cs_op_call *c, int i, cs_err *err) CS_MUST_CHECK;
 /* Fail unless inputs i and j have the same dtype. */
 cs_status cs_op_same_dtype(const cs_op_call *c, int i, int j, cs_err *err) CS_MUST_CHECK;
+/* Gradients and tangents given to a rule must be typed and shaped like their
+ * values (a mismatch is an engine bug, reported rather than written past):
+ * checks in_side[0..n_in) against c->in and out_side[0..n_out) against
+ * c->out, skipping NULL entries and NULL arrays. */
+cs_status cs_op_check_ad(const cs_op_call *c, cs_tensor *const *in_side, cs_tensor *const *out_side,
+                         cs_err *err) CS_MUST_CHECK;
 /* cs_fail with the node's op type and name in front of the message. */
 cs_status cs_op_fail(const cs_op_call *c, cs_err *err, cs_status code, const char *fmt, ...)
     CS_PRINTF(4, 5);

@@ -1,5 +1,9 @@
 /* The one table of supported operators.  Adding an operator: write its
- * cs_op_def in the family file under interp/ops/ and list it here. */
+ * cs_op_def in the family file under interp/ops/, list it here, and add its
+ * forward case to a tests/interp/test_ops_* binary and its one-line
+ * derivative case to a test_grad_* binary; tests/interp/test_op_contract
+ * walks this table and fails, naming the operator, for a missing check
+ * (or a missing cs_op_def.no_derivative reason). */
 #include "interp/op.h"
 
 #include <stdarg.h>
@@ -12,7 +16,7 @@ extern const cs_op_def cs_op_Gemm, cs_op_MatMul;
 extern const cs_op_def cs_op_Conv;
 /* interp/ops/pool.c */
 extern const cs_op_def cs_op_MaxPool, cs_op_AveragePool, cs_op_GlobalAveragePool;
-/* interp/ops/norm.c */
+/* interp/ops/batchnorm.c, layernorm.c */
 extern const cs_op_def cs_op_BatchNormalization, cs_op_LayerNormalization;
 /* interp/ops/act.c: unary elementwise */
 extern const cs_op_def cs_op_Relu, cs_op_LeakyRelu, cs_op_Sigmoid, cs_op_Tanh, cs_op_Erf,
@@ -42,10 +46,11 @@ extern const cs_op_def cs_op_Softmax, cs_op_LogSoftmax;
 extern const cs_op_def cs_op_ReduceMean, cs_op_ReduceSum, cs_op_ReduceMax, cs_op_ReduceMin, cs_op_ReduceL1,
     cs_op_ReduceL2, cs_op_ReduceSumSquare, cs_op_ReduceProd, cs_op_ReduceLogSum, cs_op_ReduceLogSumExp,
     cs_op_ArgMax, cs_op_ArgMin, cs_op_GlobalMaxPool;
+/* interp/ops/rearrange.c */
+extern const cs_op_def cs_op_Transpose, cs_op_Concat, cs_op_Gather;
 /* interp/ops/shape_ops.c */
-extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Transpose, cs_op_Concat,
-    cs_op_Gather, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape, cs_op_Constant,
-    cs_op_Identity, cs_op_Dropout, cs_op_Cast;
+extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape,
+    cs_op_Constant, cs_op_Identity, cs_op_Dropout, cs_op_Cast;
 
 static const cs_op_def *const op_table[] = {
     &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv,
@@ -125,5 +130,23 @@ cs_status cs_op_same_dtype(const cs_op_call *c, int i, int j, cs_err *err)
     if (c->in[i]->dtype != c->in[j]->dtype)
         return cs_op_fail(c, err, CS_ERR_SHAPE, "inputs %d and %d differ in type (%s, %s)", i, j,
                           cs_dtype_name(c->in[i]->dtype), cs_dtype_name(c->in[j]->dtype));
+    return CS_OK;
+}
+
+cs_status cs_op_check_ad(const cs_op_call *c, cs_tensor *const *in_side, cs_tensor *const *out_side,
+                         cs_err *err)
+{
+    for (int i = 0; in_side && i < c->n_in; i++) {
+        const cs_tensor *t = in_side[i], *v = c->in[i];
+        if (t && (!v || t->dtype != v->dtype || !cs_tensor_same_shape(t, v) || !t->data))
+            return cs_op_fail(c, err, CS_ERR_SHAPE,
+                              "derivative of input %d does not match its type and shape", i);
+    }
+    for (int k = 0; out_side && k < c->n_out; k++) {
+        const cs_tensor *t = out_side[k], *v = c->out[k];
+        if (t && (!v || t->dtype != v->dtype || !cs_tensor_same_shape(t, v) || !t->data))
+            return cs_op_fail(c, err, CS_ERR_SHAPE,
+                              "derivative of output %d does not match its type and shape", k);
+    }
     return CS_OK;
 }

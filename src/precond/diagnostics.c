@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "interp/objective.h"
+#include "objective/objective.h"
 
 /* The names analyze accepts: the registry's but adamw (diagnostics.h). */
 static bool analysed(const cs_precond_def *def)

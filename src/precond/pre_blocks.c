@@ -16,6 +16,7 @@
 #include "precond/precond.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,27 +77,45 @@ static cs_status unit_create(const cs_precond_ctx *c, void **state, cs_err *err)
     return blocks_create(c, CS_REPR_UNIT, state, err);
 }
 
+/* Copies between a d x d block and its m x m restriction to the present
+ * slots (idx >= 0), in slot order: gather writes dst[m x m] from
+ * src[d x d], scatter the reverse.  Walking idx twice keeps the slot map
+ * off the stack (no array sized by d). */
+static void block_restrict(const int64_t *idx, int64_t d, int64_t m, const double *src, double *dst,
+                           bool gather)
+{
+    for (int64_t x = 0, i = 0; x < d; x++) {
+        if (idx[x] < 0)
+            continue;
+        for (int64_t y = 0, j = 0; y < d; y++) {
+            if (idx[y] < 0)
+                continue;
+            if (gather)
+                dst[i * m + j] = src[x * d + y];
+            else
+                dst[x * d + y] = src[i * m + j];
+            j++;
+        }
+        i++;
+    }
+}
+
 /* The inverse of one block restricted to its present slots (absent slots
  * stay zero); work holds 2 d^2 doubles. */
 static cs_status block_inverse(const cs_precond_ctx *c, const int64_t *idx, int64_t d, const double *M, double *inv,
                                double *work, cs_err *err)
 {
-    int64_t map[d > 0 ? d : 1], m = 0;
+    int64_t m = 0;
     for (int64_t x = 0; x < d; x++)
-        if (idx[x] >= 0)
-            map[m++] = x;
+        m += idx[x] >= 0;
     double *C = work, *Ci = work + d * d;
-    for (int64_t x = 0; x < m; x++)
-        for (int64_t y = 0; y < m; y++)
-            C[x * m + y] = M[map[x] * d + map[y]];
+    block_restrict(idx, d, m, M, C, true);
     cs_status st = c->curv == CS_CURV_HESSIAN ? pc_sym_damped_power(C, m, c->o->damping, -1, true, Ci, err)
                                               : pc_damped_inverse(C, m, c->o->damping, c->o->cholesky, Ci, err);
     if (st)
         return st;
     memset(inv, 0, sizeof(double) * (size_t)(d * d));
-    for (int64_t x = 0; x < m; x++)
-        for (int64_t y = 0; y < m; y++)
-            inv[map[x] * d + map[y]] = Ci[x * m + y];
+    block_restrict(idx, d, m, Ci, inv, false);
     return CS_OK;
 }
 

@@ -70,7 +70,7 @@
 #define CS_PRECOND_PRECOND_H
 
 #include "curv/engine.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 
 /* The table's order (precond.c asserts it). */
 typedef enum cs_precond_kind {

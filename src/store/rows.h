@@ -19,7 +19,7 @@
 #include "precond/diagnostics.h"
 #include "finetune/finetune.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 #include "store/store.h"
 
 /* layers and params rows of graph g. */

@@ -39,7 +39,7 @@ typedef struct cs_tensor {
     int ndim;                   /* 0 for a scalar */
     int64_t dims[CS_MAX_DIMS];
     void *data;                 /* numel * elem size bytes, or NULL */
-    bool owns_data;             /* data was malloc'ed for this tensor */
+    bool owns_data;             /* data was malloc'ed for this tensor (base/ownership.h) */
 } cs_tensor;
 
 /* Bytes per element; 0 for types that cannot be held (string, undefined). */

@@ -12,7 +12,7 @@
 #include "base/parallel.h"
 #include "../test_util.h"
 #include "curv/engine.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "case.h"
 #include "fixture.h"
 #include "interp/model.h"

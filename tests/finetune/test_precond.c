@@ -17,7 +17,7 @@
 #include "../tap.h"
 #include "base/rng.h"
 #include "finetune/finetune.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "precond/precond.h"
 
 /* A preconditioner with its context, for driving it by hand. */

@@ -13,7 +13,8 @@
  *   jvp  tout = J t          against (f(x + e t) - f(x - e t)) / 2e;
  *   rop  second-order term   against (vjp(x + e t) - vjp(x - e t)) / 2e,
  *        or, for an op flagged CS_OP_LINEAR, that this difference is zero.
- * One TAP line per rule and input/output.  Inputs are perturbed in place and
+ * One TAP line per rule and input/output, and a "# covers RULE OP" note
+ * (coverage.h) for each rule compared.  Inputs are perturbed in place and
  * restored. */
 #ifndef CS_TESTS_FD_CHECK_H
 #define CS_TESTS_FD_CHECK_H
@@ -178,6 +179,7 @@ static inline void fd_check_op(const char *label, op_test *t, unsigned mask, con
         int good = fd_compare_(rule, fd, m, o, &worst);
         ok(good, "%s: vjp input %d matches finite differences (%lld of %lld elements, max err %.2g)",
            label, i, (long long)m, (long long)n, worst);
+        cover_note("vjp", op->name);
         free(rule);
         free(fd);
     }
@@ -189,6 +191,9 @@ static inline void fd_check_op(const char *label, op_test *t, unsigned mask, con
         if (toutp[k])
             for (int64_t j = 0; j < cs_tensor_numel(&tout[k]); j++)
                 ((double *)tout[k].data)[j] = NAN;
+    bool tinp_any = false; /* a jvp with no tangent in checks only zeros */
+    for (int i = 0; i < n_in; i++)
+        tinp_any = tinp_any || tinp[i];
     st = fd_call_rule_(t, op->jvp, NULL, NULL, tinp, toutp, &err);
     ok(st == CS_OK, "%s: jvp runs (%s)", label, err.msg);
     for (int k = 0; k < n_out && st == CS_OK; k++) {
@@ -214,6 +219,8 @@ static inline void fd_check_op(const char *label, op_test *t, unsigned mask, con
         double worst;
         int good = fd_compare_(tout[k].data, fd, n, o, &worst);
         ok(good, "%s: jvp output %d matches finite differences (max err %.2g)", label, k, worst);
+        if (tinp_any)
+            cover_note("jvp", op->name);
         free(fd);
     }
 
@@ -259,6 +266,7 @@ static inline void fd_check_op(const char *label, op_test *t, unsigned mask, con
             int good = fd_compare_(rop[i].data, fd, n, o, &worst);
             ok(good, "%s: rop input %d matches finite differences of the vjp (max err %.2g)", label, i,
                worst);
+            cover_note("rop", op->name);
         } else {
             /* Zero second-order term: the vjp does not move with x. */
             double scale = 0;
@@ -269,6 +277,7 @@ static inline void fd_check_op(const char *label, op_test *t, unsigned mask, con
                 worst = fmax(worst, fabs(fd[j]));
             ok(worst <= o->atol + o->rtol * fmax(scale, 1.0),
                "%s: linear op: vjp input %d does not change along the tangent (max %.2g)", label, i, worst);
+            cover_note("rop", op->name);
         }
         free(fd);
     }

@@ -11,13 +11,15 @@
  *
  * Inputs are borrowed; they are presented to infer with their data (as
  * known values), like the prepare pass does for constants.  Pass
- * known = false through op_test_input_unknown to hide data from infer. */
+ * known = false through op_test_input_unknown to hide data from infer.
+ * A successful run notes "forward" for the operator (coverage.h). */
 #ifndef CS_TESTS_OP_TEST_H
 #define CS_TESTS_OP_TEST_H
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "coverage.h"
 #include "interp/op.h"
 
 #define OP_TEST_MAX 16
@@ -151,7 +153,10 @@ static inline cs_status op_test_run(op_test *t, cs_err *err)
     t->scratch = malloc(need ? need : 1);
     c.scratch = t->scratch;
     t->call = c;
-    return t->node.op->forward(&c, err);
+    st = t->node.op->forward(&c, err);
+    if (st == CS_OK)
+        cover_note("forward", t->node.op->name);
+    return st;
 }
 
 /* Forward again on the same (possibly modified) input data. */

@@ -12,7 +12,7 @@
 #include "../test_util.h"
 #include "base/rng.h"
 #include "interp/layer_kind.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 
 #define N_SAMPLES 7

@@ -9,7 +9,7 @@
 
 #include "../tap.h"
 #include "../test_util.h"
-#include "interp/evaluate.h"
+#include "objective/evaluate.h"
 #include "interp/plan.h"
 #include "interp/model.h"
 #include "onnx/loader.h"

@@ -19,8 +19,8 @@
 
 #include "../tap.h"
 #include "../test_util.h"
-#include "interp/objective.h"
 #include "interp/model.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 
 #define SAMPLES 256

@@ -146,6 +146,8 @@ static const gcase cases[] = {
      {AS("mode", "cubic"), AS("coordinate_transformation_mode", "align_corners")}, M0, 0},
     {"Resize nearest to sizes", "Resize", 13, 4, {IN(S3(2, 3, 4), -1, 1), ABSENT, ABSENT, INTS(3, 3, 2, 7)},
      {{0}}, M0, 0},
+    {"Upsample-9 linear", "Upsample", 9, 2, {IN(S3(2, 3, 4), -1, 1), CONST(S1(3), 2)}, {AS("mode", "linear")},
+     M0, 0},
     /* recurrent.c: X [T, B, I], W [D, G H, I], R [D, G H, H], B [D, 2 G H], (lens), h0, (c0, P) */
     {"RNN", "RNN", 14, 4, {IN(S3(3, 2, 2), -1, 1), IN(S3(1, 3, 2), -0.8, 0.8), IN(S3(1, 3, 3), -0.6, 0.6),
       IN(S2(1, 6), -0.5, 0.5)}, {AI("hidden_size", 3)}, 15u, 1},

@@ -394,8 +394,8 @@ typedef double (*ref_fn)(double);
 static double relu_ref(double x) { return x > 0 ? x : 0; }
 static double neg_ref(double x) { return -x; }
 
-static void check_unary(const char *op, ref_fn ref, cs_dtype dt, const double *xs, int n,
-                        double tol)
+static void check_unary_at(const char *op, int opset, ref_fn ref, cs_dtype dt, const double *xs, int n,
+                           double tol)
 {
     size_t esz = cs_dtype_size(dt);
     void *buf = malloc(esz * (size_t)n);
@@ -403,7 +403,7 @@ static void check_unary(const char *op, ref_fn ref, cs_dtype dt, const double *x
     int64_t dims[] = {n};
     cs_tensor x = mk(dt, 1, dims, buf);
     op_test t;
-    op_test_init(&t, op, 13);
+    op_test_init(&t, op, opset);
     op_test_input(&t, &x);
     op_test_outputs(&t, 1);
     cs_err err;
@@ -423,6 +423,62 @@ static void check_unary(const char *op, ref_fn ref, cs_dtype dt, const double *x
     free(buf);
 }
 
+static void check_unary(const char *op, ref_fn ref, cs_dtype dt, const double *xs, int n, double tol)
+{
+    check_unary_at(op, 13, ref, dt, xs, n, tol);
+}
+
+/* Mish and Gelu have no backend node test in the shipped test data: their
+ * plain textbook formulas, evaluated the naive way. */
+static double mish_ref(double x)
+{
+    return x * tanh(log(1.0 + exp(x)));
+}
+
+static double gelu_ref(double x)
+{
+    return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+}
+
+/* GroupNormalization (no backend node test either) against its
+ * definition: mean and population variance over each group's channels and
+ * positions, then the per-group (opset 18) affine map. */
+static void test_group_norm(void)
+{
+    enum { N = 2, C = 4, S = 3, G = 2 };
+    double xv[N * C * S], sc[G] = {1.5, -0.5}, bi[G] = {0.25, 2.0}, want[N * C * S];
+    for (int i = 0; i < N * C * S; i++)
+        xv[i] = sin(0.7 * i) * (1 + i % 5);
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            const int base = (n * C + g * (C / G)) * S, cnt = C / G * S;
+            double mu = 0, var = 0;
+            for (int i = 0; i < cnt; i++)
+                mu += xv[base + i] / cnt;
+            for (int i = 0; i < cnt; i++)
+                var += (xv[base + i] - mu) * (xv[base + i] - mu) / cnt;
+            for (int i = 0; i < cnt; i++)
+                want[base + i] = sc[g] * (xv[base + i] - mu) / sqrt(var + (double)1e-5f) + bi[g]; /* epsilon is a float attribute */
+        }
+    cs_tensor x = mk(CS_DT_DOUBLE, 3, (int64_t[]){N, C, S}, xv), s = mk(CS_DT_DOUBLE, 1, (int64_t[]){G}, sc),
+              b = mk(CS_DT_DOUBLE, 1, (int64_t[]){G}, bi);
+    op_test t;
+    op_test_init(&t, "GroupNormalization", 18);
+    op_test_input(&t, &x);
+    op_test_input(&t, &s);
+    op_test_input(&t, &b);
+    op_test_attr_int(&t, "num_groups", G);
+    op_test_outputs(&t, 1);
+    cs_err err;
+    cs_status st = op_test_run(&t, &err);
+    double worst = 0;
+    for (int i = 0; st == CS_OK && i < N * C * S; i++)
+        worst = fmax(worst, fabs(cs_tensor_get_f64(t.out[0], i) - want[i]));
+    ok(st == CS_OK && worst < 1e-13, "GroupNormalization-18 matches its definition (max err %.2g) (%s)", worst,
+       st ? err.msg : "");
+    op_test_free(&t);
+}
+
 static void test_unary(void)
 {
     static const double xs[] = {-5.5, -2.0, -1.0, -0.25, 0.0, 0.125, 0.5, 1.0, 3.0, 7.5};
@@ -439,6 +495,8 @@ static void test_unary(void)
         check_unary("Neg", neg_ref, dt, xs, nx, tol);
         check_unary("Log", log, dt, pos, np_, tol);
         check_unary("Sqrt", sqrt, dt, pos, np_, tol);
+        check_unary_at("Mish", 18, mish_ref, dt, xs, nx, k ? 1e-13 : tol);
+        check_unary_at("Gelu", 20, gelu_ref, dt, xs, nx, k ? 1e-13 : tol);
     }
     /* integer Relu / Neg */
     int32_t iv[] = {-3, 0, 5, INT32_MIN};
@@ -913,6 +971,7 @@ static void test_reduce(void)
 
 int main(void)
 {
+    test_group_norm();
     test_broadcast();
     test_binary_float();
     test_binary_int();

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "../tap.h"
-#include "interp/ops/conv_im2col.h"
+#include "interp/window.h"
 #include "op_test.h"
 
 /* ---- helpers ---- */

@@ -4,7 +4,7 @@
 
 #include "../tap.h"
 #include "../test_util.h"
-#include "interp/evaluate.h"
+#include "objective/evaluate.h"
 #include "interp/plan.h"
 #include "interp/run.h"
 #include "interp/model.h"

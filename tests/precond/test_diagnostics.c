@@ -20,7 +20,7 @@
 #include "../precond/precond_ref.h"
 #include "../tap.h"
 #include "../test_util.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 #include "precond/diagnostics.h"
 

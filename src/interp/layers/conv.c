@@ -5,7 +5,7 @@
 #include "interp/layers/rules.h"
 
 #include "base/parallel.h"
-#include "interp/ops/conv_im2col.h"
+#include "interp/window.h"
 #include "tensor/accum.h"
 #include "tensor/blas.h"
 

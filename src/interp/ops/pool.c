@@ -1,6 +1,6 @@
 /* MaxPool, AveragePool, GlobalAveragePool over 1 to 3 spatial axes.
  *
- * Windows use the geometry Conv uses (conv_im2col.h: cs_window_geom), with
+ * Windows use the geometry Conv uses (interp/window.h: cs_window_geom), with
  * ceil_mode.  Each (sample, channel) plane is pooled on its own; per output
  * position the taps that fall inside the input are found per axis in closed
  * form (tap_range), so the window loops carry no bounds tests.
@@ -37,7 +37,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "interp/ops/conv_im2col.h"
+#include "interp/window.h"
 
 /* Taps k in [lo, hi) of a window starting at input index start (stride d
  * between taps, n_k taps) that fall inside [0, n_in). */

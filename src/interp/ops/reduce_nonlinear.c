@@ -430,7 +430,9 @@ static cs_status argmin_forward(cs_op_call *c, cs_err *err)
     return arg_forward(c, false, err);
 }
 
-const cs_op_def cs_op_ArgMax = {.name = "ArgMax", .min_opset = 1, .flags = CS_OP_NO_GRAD, .infer = arg_infer,
+const cs_op_def cs_op_ArgMax = {.name = "ArgMax", .min_opset = 1, .flags = CS_OP_NO_GRAD,
+                                .no_derivative = "int64 indices: no gradient flows", .infer = arg_infer,
                                 .forward = argmax_forward};
-const cs_op_def cs_op_ArgMin = {.name = "ArgMin", .min_opset = 1, .flags = CS_OP_NO_GRAD, .infer = arg_infer,
+const cs_op_def cs_op_ArgMin = {.name = "ArgMin", .min_opset = 1, .flags = CS_OP_NO_GRAD,
+                                .no_derivative = "int64 indices: no gradient flows", .infer = arg_infer,
                                 .forward = argmin_forward};

@@ -166,6 +166,7 @@ static cs_status cmp_forward(cs_op_call *c, cmp_kind k, cs_err *err)
     static cs_status NAME##_infer(cs_op_call *c, cs_err *err) { return cmp_infer(c, KIND, err); }      \
     static cs_status NAME##_forward(cs_op_call *c, cs_err *err) { return cmp_forward(c, KIND, err); }  \
     const cs_op_def cs_op_##NAME = {.name = #NAME, .min_opset = MIN_OPSET, .flags = CS_OP_NO_GRAD,    \
+                                    .no_derivative = "bool output: no gradient flows",                 \
                                     .infer = NAME##_infer, .forward = NAME##_forward};
 
 CMP_OP(Equal, C_EQ, 7)

@@ -1,4 +1,4 @@
-/* The objective's micro-batches and lanes (interp/objective.h): every
+/* The objective's micro-batches and lanes (objective/objective.h): every
  * product (gradient, batch gradient, Hessian-, GGN- and empirical
  * Fisher-vector products) and the loss are the same with 1, 2 and 3 lanes,
  * bit for bit, and equal the whole-batch computation up to the rounding of
@@ -13,7 +13,7 @@
 #include "../test_util.h"
 #include "base/parallel.h"
 #include "base/rng.h"
-#include "interp/objective.h"
+#include "objective/objective.h"
 #include "onnx/loader.h"
 
 #define N_SAMPLES 50

@@ -1,4 +1,4 @@
-#include "interp/loss.h"
+#include "objective/loss.h"
 
 #include "base/rng.h"
 

@@ -1,6 +1,6 @@
 /* Loss and accuracy of a model over a dataset (`curvscope eval`). */
-#ifndef CS_INTERP_EVALUATE_H
-#define CS_INTERP_EVALUATE_H
+#ifndef CS_OBJECTIVE_EVALUATE_H
+#define CS_OBJECTIVE_EVALUATE_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -8,7 +8,7 @@
 #include "base/status.h"
 #include "data/dataset.h"
 #include "graph/graph.h"
-#include "interp/loss.h"
+#include "objective/loss.h"
 #include "interp/plan.h" /* cs_plan_prepare_batch */
 
 typedef struct cs_eval_opts {

@@ -7,8 +7,8 @@
  * The dataset loss is the mean over samples.  When the chosen graph output
  * comes straight from a Softmax or LogSoftmax over the class axis, that
  * node's input is taken as z (cs_loss_head.through names the node). */
-#ifndef CS_INTERP_LOSS_H
-#define CS_INTERP_LOSS_H
+#ifndef CS_OBJECTIVE_LOSS_H
+#define CS_OBJECTIVE_LOSS_H
 
 #include <stdbool.h>
 #include <stdint.h>

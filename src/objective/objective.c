@@ -1,4 +1,4 @@
-#include "interp/objective.h"
+#include "objective/objective.h"
 
 #include <stdlib.h>
 #include <string.h>

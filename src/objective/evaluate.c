@@ -1,10 +1,10 @@
-#include "interp/evaluate.h"
+#include "objective/evaluate.h"
 #include "base/clock.h"
 
 #include <string.h>
 #include <time.h>
 
-#include "interp/objective.h"
+#include "objective/objective.h"
 
 cs_status cs_evaluate(const cs_graph *g, const cs_dataset *ds, const cs_eval_opts *o,
                       cs_eval_result *out, cs_err *err)

@@ -1,0 +1,88 @@
+/* Helpers shared by the shape operators (shape_ops.c) and the
+ * data-movement operators (rearrange.c): argument checks, byte copies and
+ * the float accumulation of their linear derivative rules.  Private to
+ * interp/ops/. */
+#ifndef CS_INTERP_OPS_SHAPE_COMMON_H
+#define CS_INTERP_OPS_SHAPE_COMMON_H
+
+#include <string.h>
+
+#include "interp/op.h"
+
+/* Fail unless the call has min_in..max_in inputs (the first min_in present)
+ * and min_out..max_out outputs (output 0 present). */
+static inline cs_status need_counts(const cs_op_call *c, int min_in, int max_in, int min_out,
+                                    int max_out, cs_err *err)
+{
+    if (c->n_in < min_in || c->n_in > max_in) {
+        if (min_in == max_in)
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %d input(s), got %d", min_in, c->n_in);
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %d to %d inputs, got %d", min_in, max_in,
+                          c->n_in);
+    }
+    for (int i = 0; i < min_in; i++)
+        if (!c->in[i])
+            return cs_op_fail(c, err, CS_ERR_FORMAT, "input %d is missing", i);
+    if (c->n_out < min_out || c->n_out > max_out)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects %d to %d outputs, got %d", min_out,
+                          max_out, c->n_out);
+    if (!c->out[0])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "output 0 is missing");
+    return CS_OK;
+}
+
+/* Fail unless input i has a dtype with a fixed element size (not string). */
+static inline cs_status need_sized(const cs_op_call *c, int i, cs_err *err)
+{
+    if (cs_dtype_size(c->in[i]->dtype) == 0)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "input %d has unsupported type %s", i,
+                          cs_dtype_name(c->in[i]->dtype));
+    return CS_OK;
+}
+
+/* Copy src's bytes into dst (same byte size, by infer's construction). */
+static inline void copy_bytes(cs_tensor *dst, const cs_tensor *src)
+{
+    if (dst->data != src->data)
+        memcpy(dst->data, src->data, cs_tensor_bytes(src));
+}
+
+static inline int64_t dims_product(const int64_t *dims, int from, int to)
+{
+    int64_t p = 1;
+    for (int i = from; i < to; i++)
+        p *= dims[i];
+    return p;
+}
+
+/* Set output 0 to input 0's dtype with the given shape. */
+static inline cs_status set_reshaped(cs_op_call *c, int rank, const int64_t *dims, cs_err *err)
+{
+    if (rank > CS_MAX_DIMS)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "result rank %d exceeds %d", rank, CS_MAX_DIMS);
+    cs_tensor_set_shape(c->out[0], c->in[0]->dtype, rank, dims);
+    return CS_OK;
+}
+
+/* dst[i] += src[i] for n elements of float type dt (float32 / float64). */
+static inline void add_into(void *dst, const void *src, cs_dtype dt, int64_t n)
+{
+    if (dt == CS_DT_FLOAT) {
+        float *d = dst;
+        const float *s = src;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    } else if (dt == CS_DT_DOUBLE) {
+        double *d = dst;
+        const double *s = src;
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
+    }
+}
+
+static inline void zero_fill(cs_tensor *t)
+{
+    memset(t->data, 0, cs_tensor_bytes(t));
+}
+
+#endif
