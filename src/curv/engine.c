@@ -10,8 +10,8 @@
 
 #include "base/parallel.h"
 #include "base/rng.h"
-#include "interp/objective.h"
-#include "interp/ops/conv_im2col.h"
+#include "objective/objective.h"
+#include "interp/window.h"
 #include "tensor/blas.h"
 
 void cs_curv_opts_init(cs_curv_opts *o)
@@ -864,13 +864,19 @@ static cs_status layer_results(engine *e, int l, cs_curv_kind c, cs_err *err)
              * zero rows: they contribute zero eigenvalues, dropped). */
             int64_t k = 0;
             for (int64_t u = 0; u < nu && !st; u++) {
-                int64_t m = 0, map[d > 0 ? d : 1];
+                const int64_t *ui = s->unit_idx + u * d;
+                int64_t m = 0;
                 for (int64_t x = 0; x < d; x++)
-                    if (s->unit_idx[u * d + x] >= 0)
-                        map[m++] = x;
-                for (int64_t x = 0; x < m; x++)
-                    for (int64_t y = 0; y < m; y++)
-                        blk[x * m + y] = U[u * d * d + map[x] * d + map[y]];
+                    m += ui[x] >= 0;
+                /* the block restricted to its present slots, in slot order */
+                for (int64_t x = 0, i = 0; x < d; x++) {
+                    if (ui[x] < 0)
+                        continue;
+                    for (int64_t y = 0, j = 0; y < d; y++)
+                        if (ui[y] >= 0)
+                            blk[i * m + j++] = U[u * d * d + x * d + y];
+                    i++;
+                }
                 st = cs_sym_eig(blk, m, w, NULL, err);
                 for (int64_t x = 0; x < m && !st; x++)
                     r->eig[k++] = w[x];

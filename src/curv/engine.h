@@ -2,7 +2,7 @@
  * (curvature, representation) pair of every layer.
  *
  * Per batch the model runs forward once.  The GGN-type curvatures come from
- * per-layer captures under three kinds of seeds (interp/loss.h): the C
+ * per-layer captures under three kinds of seeds (objective/loss.h): the C
  * columns of the loss-Hessian factor (ggn; fisher is the same matrix for
  * ce and mse, DESIGN.md), S sampled labels (fisher_mc) and the true label
  * (fisher_emp), each one backward over the shared forward.  From a capture,

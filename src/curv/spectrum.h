@@ -4,7 +4,7 @@
  * quadrature for the spectral density (Ghorbani, Krishnan & Xiao 2019),
  * Hutchinson's trace, and optionally power iteration as PyHessian does it.
  * The operators are the exact Hessian-, GGN- and empirical-Fisher-vector
- * products of interp/objective.h over one fixed sample set. */
+ * products of objective/objective.h over one fixed sample set. */
 #ifndef CS_CURV_SPECTRUM_H
 #define CS_CURV_SPECTRUM_H
 
