@@ -22,7 +22,7 @@ with values printed with 17 significant digits ("%.17g").
 How: the model is re-implemented by hand in PyTorch (float64) from the ONNX
 graph and its initializers, and its logits are checked against a small NumPy
 evaluator of the ONNX graph written here (to 1e-12; onnx 1.12 has no
-onnx.reference).  All trainable parameters (DESIGN.md's definition and order)
+onnx.reference).  All trainable parameters (doc/design.md's definition and order)
 are one flat vector theta; the Hessian comes from
 torch.autograd.functional.hessian (also checked by finite differences of the
 gradient), the GGN from the per-sample Jacobians of the logits and the loss
@@ -59,7 +59,7 @@ LOSSES = ["ce", "mse"]
 CURVATURES = ["hessian", "ggn", "fisher_emp"]
 KFAC_CURVATURES = ["ggn", "fisher_emp"]
 
-# DESIGN.md's parameter lists, written out by hand; find_layers() must agree.
+# doc/design.md's parameter lists, written out by hand; find_layers() must agree.
 EXPECTED_PARAMS = {
     "tiny_mlp64": ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"],
     "tiny_cnn64": ["conv.weight", "conv.bias", "bn.weight", "bn.bias",
@@ -95,7 +95,7 @@ def rel_err(a, b):
     return maxabs(np.asarray(a) - np.asarray(b)) / scale
 
 
-# ---- layers and parameters (DESIGN.md) -------------------------------------------
+# ---- layers and parameters (doc/design.md) -------------------------------------------
 
 def attrs_of(node):
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -517,7 +517,7 @@ def kfac_data(net, theta, x, y, loss):
 
 
 def kfac_factors(lay, kd, curv):
-    """[(group, A, G)] with DESIGN.md's scaling."""
+    """[(group, A, G)] with doc/design.md's scaling."""
     n, t = kd["a"].shape[:2]
     res = []
     for g, osl, isl in layer_groups(lay):
@@ -749,7 +749,7 @@ def describe_layers(net):
 
 
 HEADER_CONVENTIONS = """\
-Conventions (DESIGN.md):
+Conventions (doc/design.md):
   data: inputs tests/fixtures/curv_{model}_x.npy (float64), labels curv_{model}_y.npy (int64),
     N = {n} samples, C = {c} outputs; the model runs in float64 (the file is float64).
   loss: {loss_text}; L = (1/N) sum_n l_n.

@@ -21,7 +21,7 @@ x = (pixel * SCALE - MEAN) / STD with the constants below (curvscope:
                                      loss in float32
   tests/fixtures/logits_<model>.txt  float32 logits of the first 8 t10k images
   tests/fixtures/grad_<model>.txt    float64 gradient of the mean ce loss over the
-                                     first 256 training images, in DESIGN.md's
+                                     first 256 training images, in doc/design.md's
                                      parameter order and ONNX storage layout
 
 Every fixture file starts with '#' lines that describe its format.
@@ -277,7 +277,7 @@ def check_graph(proto, name, required):
 
 
 def onnx_parameters(graph):
-    """Trainable initializers in DESIGN.md's order: [(name, float32 array)].
+    """Trainable initializers in doc/design.md's order: [(name, float32 array)].
 
     A layer is a Gemm, Conv, BatchNormalization or LayerNormalization node, or a
     MatMul with an initializer operand together with a following Add of an
@@ -534,12 +534,12 @@ def write_grad_fixture(name, model64, params, mapping, x, y, unmapped):
     with open(path, "w") as f:
         f.write("# gradient of the mean ce loss of %s.onnx over the first %d "
                 "Fashion-MNIST training images, %s, float64 by PyTorch. Line "
-                "'loss L', then per parameter tensor in DESIGN.md order a line "
+                "'loss L', then per parameter tensor in doc/design.md order a line "
                 "'param NAME NUMEL' (NAME = ONNX initializer) and a line of NUMEL "
                 "values, row-major in the layout the ONNX file stores the tensor. "
                 "Made by tools/make_models.py.\n" % (name, n, NORM_TEXT))
         if unmapped:
-            f.write("# trained in PyTorch but not a layer parameter by DESIGN.md's "
+            f.write("# trained in PyTorch but not a layer parameter by doc/design.md's "
                     "definition, so not listed: %s\n" % " ".join(unmapped))
         f.write("loss %s\n" % fmt17(loss.item()))
         for (onnx_name, arr), (tname, transposed) in zip(params, mapping):

@@ -18,11 +18,11 @@ records
                                    recomputed with fresh products
   ggn_residuals r1 .. r5           same for the GGN
   samples 512
-  params P                         number of trainable parameters (DESIGN.md)
+  params P                         number of trainable parameters (doc/design.md)
   loss_ce L                        mean ce loss over the samples (a check that
                                    the same sample set and normalisation are used)
 
-Conventions (DESIGN.md): L(theta) = (1/N) sum_n -log softmax(z_n)_{y_n};
+Conventions (doc/design.md): L(theta) = (1/N) sum_n -log softmax(z_n)_{y_n};
 hessian = d^2 L / d theta^2; ggn = (1/N) sum_n J_n^T Lambda_n J_n with
 Lambda_n = diag(p_n) - p_n p_n^T, p_n = softmax(z_n).  The eigenvalue problem is
 over all trainable parameters jointly: Gemm and Conv weights and biases,
@@ -150,7 +150,7 @@ def attrs_of(node):
 class OnnxNet:
     """The exported graph evaluated with torch.nn.functional, node by node.
 
-    Trainable parameters (DESIGN.md): the initializer inputs 1, 2 of Gemm and
+    Trainable parameters (doc/design.md): the initializer inputs 1, 2 of Gemm and
     Conv (weight, bias) and of BatchNormalization (scale, bias), in node order.
     Everything else (running statistics) is a constant.
     """
@@ -181,7 +181,7 @@ class OnnxNet:
                 self.eps[node.name] = float(attrs_of(node).get("epsilon", 1e-5))
 
     def theta0(self, dtype=DT):
-        """Flat parameter vector (DESIGN.md order, ONNX storage layout)."""
+        """Flat parameter vector (doc/design.md order, ONNX storage layout)."""
         return torch.cat([torch.from_numpy(self.inits[n].astype(np.float64)).reshape(-1)
                           for n in self.param_names]).to(dtype)
 
@@ -570,7 +570,7 @@ def write_fixture(name, net, prod, results, notes):
           "evaluation of the graph (BatchNormalization with running statistics and "
           "the node's epsilon, MaxPool as exported, kinks as PyTorch: Relu'(0) = 0, "
           "MaxPool gradient to the first maximum)\n")
-        w("# parameters (jointly, DESIGN.md order, %d in all): %s; not parameters: "
+        w("# parameters (jointly, doc/design.md order, %d in all): %s; not parameters: "
           "running statistics\n" % (net.n_params, ", ".join(
               "%s %s" % (n, "x".join(str(d) for d in s))
               for n, s in zip(net.param_names, net.shapes))))

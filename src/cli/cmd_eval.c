@@ -12,7 +12,7 @@
 void cmd_eval_usage(FILE *f)
 {
     fprintf(f, "usage: curvscope eval MODEL.onnx --data SPEC --labels SPEC [options]\n\n"
-               "Mean loss (DESIGN.md's definition) and accuracy over a dataset.\n\n");
+               "Mean loss (doc/design.md §2.1's definition) and accuracy over a dataset.\n\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --grad             also the gradient of the dataset loss: its L2 norm per\n"
                "                     parameter tensor (ONNX initializer)\n"

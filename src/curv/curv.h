@@ -1,4 +1,4 @@
-/* Curvature kinds and representations: the first two of DESIGN.md's three
+/* Curvature kinds and representations: the first two of doc/design.md §2's three
  * axes.  Each name table is the one place a value is added. */
 #ifndef CS_CURV_CURV_H
 #define CS_CURV_CURV_H

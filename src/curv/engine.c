@@ -150,7 +150,7 @@ static int slot_of(const cs_node *n, int v)
     return -1;
 }
 
-/* K-FAC geometry and unit lists of layer l (DESIGN.md: the block is G (x) A
+/* K-FAC geometry and unit lists of layer l (doc/design.md §2.4: the block is G (x) A
  * over [W | b], rows = output units; a MatMul weight is the transpose of
  * its stored (in, out) tensor; Conv features are (c_in, kh, kw)). */
 static cs_status layer_geometry(engine *e, int l, layer_state *s, cs_err *err)

@@ -4,7 +4,7 @@
  * Per batch the model runs forward once.  The GGN-type curvatures come from
  * per-layer captures under three kinds of seeds (objective/loss.h): the C
  * columns of the loss-Hessian factor (ggn; fisher is the same matrix for
- * ce and mse, DESIGN.md), S sampled labels (fisher_mc) and the true label
+ * ce and mse, doc/design.md §2.2), S sampled labels (fisher_mc) and the true label
  * (fisher_emp), each one backward over the shared forward.  From a capture,
  * per-sample gradients give the full block (dsyrk), its diagonal and the
  * unit-wise blocks; the layer input and output gradient give the K-FAC
@@ -91,7 +91,7 @@ typedef struct cs_curv_result {
 } cs_curv_result;
 
 /* Shampoo's statistics of a layer (Gupta, Koren & Singer 2018), from the
- * per-sample gradients G_n in DESIGN.md's [W | b] orientation (rows =
+ * per-sample gradients G_n in doc/design.md §2.4's [W | b] orientation (rows =
  * output units), per group: L = (1/N) sum_n G_n G_n^T ([dG, dG]) and
  * R = (1/N) sum_n G_n^T G_n ([dA, dA]); index maps each parameter to
  * (group, row, column). */
@@ -115,7 +115,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                                cs_curv_report *out, cs_err *err) CS_MUST_CHECK;
 void cs_curv_report_free(cs_curv_report *r);
 
-/* Layer l's K-FAC layout (DESIGN.md's [W | b] orientation, per group):
+/* Layer l's K-FAC layout (doc/design.md §2.4's [W | b] orientation, per group):
  * *ok is false for layers without one (normalisation layers); otherwise
  * groups, dG, dA and *index ([numel][3]: group, unit, feature; the caller
  * frees it). */

@@ -13,7 +13,7 @@
  *                 sum_pq Q_G[i,p]^2 Q_A[j,q]^2 / (g_p a_q + lambda);
  *                 lambda = rel_damping * trace(C_layer) / n_layer
  *   taylor        |g w| (first-order Taylor saliency, Molchanov et al. 2017)
- * All arrays are in DESIGN.md's parameter order. */
+ * All arrays are in doc/design.md §2.3's parameter order. */
 #ifndef CS_CURV_IMPORTANCE_H
 #define CS_CURV_IMPORTANCE_H
 

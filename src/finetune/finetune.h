@@ -1,4 +1,4 @@
-/* Fine-tuning: mini-batch training of DESIGN.md's layer parameters with a
+/* Fine-tuning: mini-batch training of doc/design.md §2.3's layer parameters with a
  * gradient preconditioner, on a seeded shuffle of the data.  The model keeps
  * its file's float type; the optimiser keeps float64 master copies of the
  * parameters and its state.  BatchNormalization keeps its running

@@ -81,7 +81,7 @@ typedef struct cs_node {
     int layer;            /* index into g->layers, or -1 */
 } cs_node;
 
-/* A layer in DESIGN.md's sense: a node owning trainable initializers. */
+/* A layer in doc/design.md §2.3's sense: a node owning trainable initializers. */
 typedef struct cs_layer {
     const char *name;     /* ONNX node name of the layer's first node */
     const char *op_type;  /* "Gemm", "MatMul", "Conv", "BatchNormalization", ... */
@@ -93,7 +93,7 @@ typedef struct cs_layer {
     int64_t numel;        /* trainable scalars */
 } cs_layer;
 
-/* A trainable parameter tensor, in DESIGN.md's parameter order. */
+/* A trainable parameter tensor, in doc/design.md §2.3's parameter order. */
 typedef struct cs_param {
     int value;            /* value index (an initializer) */
     int layer;

@@ -74,7 +74,7 @@ cs_tensor *cs_ad_seed(cs_ad *ad);
 cs_status cs_ad_backward(cs_ad *ad, cs_err *err) CS_MUST_CHECK;
 
 /* Forward-mode pass: tangents of every parameter-dependent value for the
- * parameter direction v (double, g->n_param_scalars entries in DESIGN.md's
+ * parameter direction v (double, g->n_param_scalars entries in doc/design.md §2.3's
  * parameter order).  Parameters of layers whose v block is zero are skipped
  * cheaply when `layer` is >= 0 (v is then read only for that layer, and
  * only nodes downstream of it run). */

@@ -1,4 +1,4 @@
-/* Loss heads: DESIGN.md's per-sample losses on the model's logits z.
+/* Loss heads: doc/design.md §2.1's per-sample losses on the model's logits z.
  *
  *   ce   l = -log softmax(z)_y = logsumexp(z) - z_y        (integer labels)
  *   mse  l = 1/2 sum_c (z_c - y_c)^2, y the one-hot vector of an integer

@@ -3,7 +3,7 @@
  *   gradient                 dL/dtheta
  *   Hessian-vector product   H v      (forward-over-reverse R-operator)
  *   GGN-vector product       G v = (1/N) sum_n J_n^T Lambda_n J_n v
- * All vectors are double, g->n_param_scalars long, in DESIGN.md's parameter
+ * All vectors are double, g->n_param_scalars long, in doc/design.md §2.3's parameter
  * order.  Plans and derivative buffers are made once; each product is one
  * pass over the data with no allocation.
  *
@@ -12,7 +12,7 @@
  * about CS_OBJ_MICRO_BYTES, so a sample's whole forward and backward stays
  * in the core's cache), and `n_lanes` threads (--threads) run micro-batches
  * side by side, each lane on its own plans.  The loss is a sum over samples
- * (DESIGN.md), so this changes nothing but the rounding; to keep results
+ * (doc/design.md §2.11), so this changes nothing but the rounding; to keep results
  * identical for every thread count, the micro-batch size does not depend on
  * the thread count, and the micro-batches' contributions are added in
  * micro-batch order.  With CS_OBJ_WHOLE_BATCH (the curvature engine, which

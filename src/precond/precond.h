@@ -187,7 +187,7 @@ cs_status pc_damped_inverse(const double *M, int64_t n, double damping, bool cho
 cs_status pc_sym_damped_power(const double *M, int64_t n, double damping, double power, bool absolute, double *out,
                               cs_err *err) CS_MUST_CHECK;
 
-/* A layer's K-FAC layout and running factors (DESIGN.md: block G (x) A over
+/* A layer's K-FAC layout and running factors (doc/design.md §2.4: block G (x) A over
  * [W | b], rows = output units, per group). */
 typedef struct pc_kron {
     bool ok;

@@ -2,7 +2,7 @@
  * operators and the curvature code.  The geometry is filled from a node's
  * attributes by interp/window.h; this layer knows only extents and strides.
  *
- * DESIGN.md's K-FAC convention for Conv reuses exactly the patches the
+ * doc/design.md §2.4's K-FAC convention for Conv reuses exactly the patches the
  * forward multiplies by the weight: one patch per output position, features
  * in the weight's order (c_in, k_1, ..., k_d), zero padding included.  So the
  * unfolding lives here, once, and the forward and K-FAC cannot disagree.

@@ -1,7 +1,7 @@
 /* Gradients of the dataset loss for the bundled models equal PyTorch's:
  * tests/fixtures/grad_<model>.txt holds the float64 gradient of the mean ce
  * loss over the first 256 Fashion-MNIST training images (written by
- * tools/make_models.py), per ONNX initializer in DESIGN.md's parameter
+ * tools/make_models.py), per ONNX initializer in doc/design.md §2.3's parameter
  * order.  curvscope runs the model in float32 as stored, so the comparison
  * is relative to each tensor's largest entry: |g - g_ref| <= 1e-4 max|g_ref|
  * element by element, which also checks the parameter order and names.

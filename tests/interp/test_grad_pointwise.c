@@ -673,7 +673,7 @@ static void test_pow_edges(void)
     op_test_free(&t);
 }
 
-/* DESIGN.md's conventions at kinks (PyTorch's), which finite differences
+/* doc/design.md §2.8's conventions at kinks (PyTorch's), which finite differences
  * cannot see: Relu'(0) = 0, LeakyRelu'(0) = alpha, Clip passes the
  * gradient at its bounds. */
 static void kink_vjp(const char *op, int opset, const double *xv, int n, const double *lo,

@@ -531,7 +531,7 @@ static void test_maxpool_empty_window(void)
 }
 
 /* Ties: the gradient goes to the first maximal element in row-major window
- * order (DESIGN.md).  One 2x2 window of equal values. */
+ * order (doc/design.md §2.8).  One 2x2 window of equal values. */
 static void test_maxpool_tie(void)
 {
     gcase g;

@@ -57,7 +57,7 @@ static void check_mnist_input(const cs_graph *g, const char *model)
         diag("unsupported: %s", buf);
 }
 
-/* DESIGN.md's parameter order: layers in the order of their first node,
+/* doc/design.md §2.3's parameter order: layers in the order of their first node,
  * parameters inside a layer contiguous, offsets cumulative, total = sum. */
 static void check_param_layout(const cs_graph *g, const char *model)
 {
@@ -113,7 +113,7 @@ static void check_param_names(const cs_graph *g, const char *model, const char *
                      n < g->n_params ? value_name(g, g->params[n].value) : "(none)", want[n]);
             same = 0;
         }
-    ok(same && n == g->n_params, "%s: the %d parameters in DESIGN.md order", model, n);
+    ok(same && n == g->n_params, "%s: the %d parameters in doc/design.md §2.3 order", model, n);
 }
 
 static void test_mlp(void)

@@ -367,7 +367,7 @@ static void test_new_database(const char *path)
                 "'v_layer_curvature', 'v_layers_by_lambda_max', 'v_network_summary', "
                 "'v_latest_run', 'v_repr_error')") == 5,
        "the five views exist");
-    /* The core column names of DESIGN.md, so users' queries keep working. */
+    /* The core column names of doc/design.md §4, so users' queries keep working. */
     ok(strncmp(q(path, "SELECT id, kind, model_path, model_sha256, data, n_samples, loss, argv, "
                        "version, status, started_at, finished_at, seconds, peak_rss_bytes, error "
                        "FROM runs"), "ERROR", 5) != 0 &&

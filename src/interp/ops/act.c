@@ -4,7 +4,7 @@
  * Every op takes float and double; Relu and Neg also take signed integers
  * (int8..int64, as Relu-14 and Neg-6 allow) and Clip takes every 8- to 64-bit
  * integer type.  Forward follows ONNX exactly; the choices at kinks that
- * matter for derivatives are DESIGN.md's and belong to the backward rules.
+ * matter for derivatives are doc/design.md §2.8's and belong to the backward rules.
  * Notes on forward:
  *   - Relu is `x < 0 ? 0 : x`, so NaN propagates (numpy max, torch.relu);
  *   - LeakyRelu's alpha defaults to 0.01;
@@ -29,7 +29,7 @@
  *   Sqrt       f' = 1/(2y)                  f'' = -1/(4 x y)  (= -x^(-3/2) / 4)
  *   Neg        f' = -1                      linear
  *   Clip       f' = [lo <= x <= hi]         piecewise linear
- * Conventions at kinks are DESIGN.md's (PyTorch's): Relu'(0) = 0,
+ * Conventions at kinks are doc/design.md §2.8's (PyTorch's): Relu'(0) = 0,
  * LeakyRelu'(0) = alpha, Clip passes the gradient where lo <= x <= hi,
  * bounds included (with lo > hi, where the output is hi everywhere, no x
  * passes).  The piecewise-linear rules select rather than multiply, so a
@@ -507,7 +507,7 @@ static void clip_bounds(const cs_op_call *c, double *lo, double *hi)
         *hi = cs_tensor_get_f64(bmax, 0);
 }
 
-/* Pass-through where lo <= x <= hi (bounds included, DESIGN.md): vjp
+/* Pass-through where lo <= x <= hi (bounds included, doc/design.md §2.8): vjp
  * d += mask ? s : 0, jvp d = mask ? s : 0. */
 #define DEFINE_CLIP_AD(T, S)                                                       \
     static void clip_ad_##S(bool accumulate, int64_t n, const T *x, const T *s,    \

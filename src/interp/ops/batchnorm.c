@@ -1,6 +1,6 @@
 /* BatchNormalization (inference).
  *
- * Per channel c (axis 1), with the stored running statistics (DESIGN.md:
+ * Per channel c (axis 1), with the stored running statistics (doc/design.md §2.9:
  * inference semantics):
  *     Y = scale[c] * (X - mean[c]) / sqrt(var[c] + epsilon) + B[c]
  * computed as Y = a[c] X + b[c], a = scale / sqrt(var + eps), b = B - mean a,

@@ -10,7 +10,7 @@
  *   Y[n, c, o] = max over taps k inside the input of X[n, c, o*s - p + k*d].
  *   Padding never wins (it acts as -inf).  Ties go to the first maximal tap
  *   in row-major window order (strict >), the element PyTorch's backward
- *   sends the gradient to (DESIGN.md); a NaN tap wins and stays, so NaN
+ *   sends the gradient to (doc/design.md §2.8); a NaN tap wins and stays, so NaN
  *   propagates as in PyTorch.  Indices (int64) flatten the input position:
  *   storage_order 0 is row-major over [N, C, D1, ..., Dd]; storage_order 1 is
  *   (n*C + c) * prod(D) + column-major offset over (D1, ..., Dd), i.e.
@@ -424,7 +424,7 @@ static cs_status maxpool_forward(cs_op_call *c, cs_err *err)
 
 /* MaxPool's derivative is a routing: Y[q] = X[arg q], so J_X^T gY adds
  * gY[q] into X[arg q] and J tX reads tX[arg q], with arg the forward's own
- * choice (the first maximum: DESIGN.md's kink convention) recomputed per
+ * choice (the first maximum: doc/design.md §2.8's kink convention) recomputed per
  * plane into scratch [out_size] rather than read from Indices, which the
  * graph may not ask for.  A window with no tap in the input (arg -1) routes
  * nothing and has a zero tangent.  The routing is locally constant in X, so
