@@ -1,6 +1,7 @@
 #include "curv/alloc.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,77 +18,36 @@ int cs_curv_alloc_fail_pending(void)
     return fail_countdown > 0;
 }
 
-/* Whether the test hook makes this allocation fail. */
-static int hook_fails(void)
+cs_status cs_curv_alloc(void **out, size_t count, size_t size, cs_alloc_mode mode, cs_err *err,
+                        const char *what, ...)
 {
-    return fail_countdown > 0 && --fail_countdown == 0;
-}
-
-static cs_status nomem(cs_err *err, size_t bytes, const char *what, va_list ap)
-{
+    bool overflow = size && count > SIZE_MAX / size;
+    size_t bytes = overflow ? SIZE_MAX : count * size;
+    bool hooked = fail_countdown > 0 && --fail_countdown == 0;
+    void *p = NULL;
+    if (!overflow && !hooked) {
+        switch (mode) {
+        case CS_ALLOC_RAW: p = malloc(bytes ? bytes : 1); break;
+        case CS_ALLOC_ZERO:
+        case CS_ALLOC_TOUCHED: p = calloc(bytes ? count : 1, bytes ? size : 1); break;
+        case CS_ALLOC_GROW: p = realloc(*out, bytes ? bytes : 1); break;
+        }
+    }
+    if (p) {
+        for (size_t i = 0; mode == CS_ALLOC_TOUCHED && i < bytes; i += 4096)
+            ((volatile char *)p)[i] = 0;
+        *out = p;
+        return CS_OK;
+    }
+    if (mode != CS_ALLOC_GROW)
+        *out = NULL;
     char name[160];
+    va_list ap;
+    va_start(ap, what);
     vsnprintf(name, sizeof name, what, ap);
+    va_end(ap);
     double kib = (double)bytes / 1024.0;
     if (kib < 1024.0)
         return cs_fail(err, CS_ERR_NOMEM, "out of memory: %.1f KiB for %s", kib, name);
     return cs_fail(err, CS_ERR_NOMEM, "out of memory: %.1f MiB for %s", kib / 1024.0, name);
-}
-
-cs_status cs_curv_malloc(void **out, size_t bytes, cs_err *err, const char *what, ...)
-{
-    *out = hook_fails() ? NULL : malloc(bytes ? bytes : 1);
-    if (*out)
-        return CS_OK;
-    va_list ap;
-    va_start(ap, what);
-    cs_status st = nomem(err, bytes, what, ap);
-    va_end(ap);
-    return st;
-}
-
-cs_status cs_curv_realloc(void **p, size_t bytes, cs_err *err, const char *what, ...)
-{
-    void *grown = hook_fails() ? NULL : realloc(*p, bytes ? bytes : 1);
-    if (grown) {
-        *p = grown;
-        return CS_OK;
-    }
-    va_list ap;
-    va_start(ap, what);
-    cs_status st = nomem(err, bytes, what, ap);
-    va_end(ap);
-    return st;
-}
-
-/* calloc of n doubles, the size checked for overflow. */
-static double *zeroed(size_t n)
-{
-    if (n > SIZE_MAX / sizeof(double) || hook_fails())
-        return NULL;
-    return calloc(n ? n : 1, sizeof(double));
-}
-
-cs_status cs_curv_zalloc(double **out, size_t n, cs_err *err, const char *what, ...)
-{
-    if ((*out = zeroed(n)))
-        return CS_OK;
-    va_list ap;
-    va_start(ap, what);
-    cs_status st = nomem(err, n * sizeof(double), what, ap);
-    va_end(ap);
-    return st;
-}
-
-cs_status cs_curv_zalloc_touched(double **out, size_t n, cs_err *err, const char *what, ...)
-{
-    if ((*out = zeroed(n))) {
-        for (size_t i = 0; i < n; i += 4096 / sizeof(double))
-            ((volatile double *)*out)[i] = 0;
-        return CS_OK;
-    }
-    va_list ap;
-    va_start(ap, what);
-    cs_status st = nomem(err, n * sizeof(double), what, ap);
-    va_end(ap);
-    return st;
 }

@@ -102,11 +102,9 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
     x->compare_any = !o->stats_only &&
                      (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
     x->net_full = any_full && x->P <= o->max_full && g->n_layers > 0 && !o->stats_only;
-    cs_status st = cs_curv_malloc((void **)&e->lay, sizeof *e->lay * (size_t)(g->n_layers + 1), err,
-                                  "the layers' layouts");
+    cs_status st = cs_curv_calloc(&e->lay, (size_t)(g->n_layers + 1), err, "the layers' layouts");
     if (st)
         return st;
-    memset(e->lay, 0, sizeof *e->lay * (size_t)(g->n_layers + 1));
     x->lay = e->lay;
     int64_t maxW = 1;
     for (int l = 0; l < g->n_layers; l++) {

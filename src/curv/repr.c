@@ -41,7 +41,7 @@ cs_status cs_repr_new_result(const cs_repr_ctx *x, int layer, cs_curv_kind c, cs
                              cs_curv_result **out, cs_err *err)
 {
     cs_curv_report *rep = x->rep;
-    cs_status st = cs_curv_realloc((void **)&rep->res, sizeof *rep->res * (size_t)(rep->n + 1), err,
+    cs_status st = cs_curv_alloc((void **)&rep->res, (size_t)rep->n + 1, sizeof *rep->res, CS_ALLOC_GROW, err,
                                    "the %s %s result of layer '%s'", cs_curv_name(c), cs_repr_name(r),
                                    cs_repr_layer_name(x, layer));
     if (st)

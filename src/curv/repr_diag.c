@@ -49,17 +49,15 @@ static cs_status diag_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     const cs_graph *g = x->g;
     int nl = g->n_layers;
     diag_state *s;
-    cs_status st = cs_curv_malloc((void **)&s, sizeof *s, err, "the diagonals' state");
+    cs_status st = cs_curv_calloc(&s, 1, err, "the diagonals' state");
     if (st)
         return st;
-    memset(s, 0, sizeof *s);
     *state = s;
-    if ((st = cs_curv_malloc((void **)&s->diag, sizeof *s->diag * (size_t)(nl * CS_FAM_COUNT), err,
-                             "the diagonals' table")) ||
-        (st = cs_curv_malloc((void **)&s->positions, sizeof *s->positions * (size_t)nl, err,
+    if ((st = cs_curv_calloc(&s->diag, (size_t)(nl * CS_FAM_COUNT), err, "the diagonals' table")))
+        return st;
+    if ((st = cs_curv_malloc((void **)&s->positions, sizeof *s->positions * (size_t)nl, err,
                              "the diagonals' positions")))
         return st;
-    memset(s->diag, 0, sizeof *s->diag * (size_t)(nl * CS_FAM_COUNT));
     size_t dbuf = 0;
     int64_t B = x->B;
     for (int l = 0; l < nl; l++) {

@@ -36,16 +36,13 @@ static cs_status full_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     if (!any_full && !x->compare_any)
         return CS_OK;
     full_state *s;
-    cs_status st = cs_curv_malloc((void **)&s, sizeof *s, err, "the full blocks' state");
+    cs_status st = cs_curv_calloc(&s, 1, err, "the full blocks' state");
     if (st)
         return st;
-    memset(s, 0, sizeof *s);
     *state = s;
     int nl = x->g->n_layers;
-    if ((st = cs_curv_malloc((void **)&s->blk, sizeof *s->blk * (size_t)(nl * CS_FAM_COUNT), err,
-                             "the full blocks' table")))
+    if ((st = cs_curv_calloc(&s->blk, (size_t)(nl * CS_FAM_COUNT), err, "the full blocks' table")))
         return st;
-    memset(s->blk, 0, sizeof *s->blk * (size_t)(nl * CS_FAM_COUNT));
     for (int l = 0; l < nl; l++) {
         int64_t W = x->lay[l].W;
         for (int f = 0; f < CS_FAM_COUNT; f++)
@@ -120,7 +117,7 @@ static void full_sources(const cs_repr_ctx *x, const void *state, int l, cs_curv
 static cs_status exact_result(const cs_repr_ctx *x, int l, cs_curv_kind c, const double *M, int64_t n,
                               double *top, cs_curv_result **out, cs_err *err)
 {
-    cs_curv_result *r;
+    cs_curv_result *r = NULL;
     cs_status st = cs_repr_new_result(x, l, c, CS_REPR_FULL, n, &r, err);
     if (!st)
         st = cs_repr_spectrum(M, n, r, top, err);

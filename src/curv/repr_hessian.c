@@ -43,14 +43,12 @@ static cs_status hessian_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         return CS_OK;
     int nl = x->g->n_layers;
     hessian_state *s;
-    cs_status st = cs_curv_malloc((void **)&s, sizeof *s, err, "the Hessian's state");
+    cs_status st = cs_curv_calloc(&s, 1, err, "the Hessian's state");
     if (st)
         return st;
-    memset(s, 0, sizeof *s);
     *state = s;
-    if ((st = cs_curv_malloc((void **)&s->L, sizeof *s->L * (size_t)nl, err, "the Hessian's layers")))
+    if ((st = cs_curv_calloc(&s->L, (size_t)nl, err, "the Hessian's layers")))
         return st;
-    memset(s->L, 0, sizeof *s->L * (size_t)nl);
     bool diag = o->reprs >> CS_REPR_DIAG & 1;
     bool need_block = (o->reprs >> CS_REPR_FULL & 1) || x->compare_any || diag || (o->reprs >> CS_REPR_UNIT & 1);
     for (int l = 0; l < nl; l++) {

@@ -77,14 +77,12 @@ static cs_status kfac_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         return CS_OK;
     int nl = x->g->n_layers;
     kfac_state *s;
-    cs_status st = cs_curv_malloc((void **)&s, sizeof *s, err, "the K-FAC state");
+    cs_status st = cs_curv_calloc(&s, 1, err, "the K-FAC state");
     if (st)
         return st;
-    memset(s, 0, sizeof *s);
     *state = s;
-    if ((st = cs_curv_malloc((void **)&s->L, sizeof *s->L * (size_t)nl, err, "the K-FAC layers")))
+    if ((st = cs_curv_calloc(&s->L, (size_t)nl, err, "the K-FAC layers")))
         return st;
-    memset(s->L, 0, sizeof *s->L * (size_t)nl);
     size_t work = 1;
     for (int l = 0; l < nl; l++)
         if (x->lay[l].kfac_ok && (st = plan_layer(x, &s->L[l], l, &work, err)))

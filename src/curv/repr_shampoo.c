@@ -29,10 +29,9 @@ static cs_status shampoo_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         return CS_OK;
     int nl = x->g->n_layers;
     shampoo_layer *s;
-    cs_status st = cs_curv_malloc((void **)&s, sizeof *s * (size_t)nl, err, "the Shampoo statistics' layers");
+    cs_status st = cs_curv_calloc(&s, (size_t)nl, err, "the Shampoo statistics' layers");
     if (st)
         return st;
-    memset(s, 0, sizeof *s * (size_t)nl);
     *state = s;
     for (int l = 0; l < nl; l++) {
         const cs_kfac_layout *k = &x->lay[l];
@@ -101,11 +100,9 @@ static cs_status shampoo_publish(const cs_repr_ctx *x, void *state, cs_err *err)
     shampoo_layer *sh = state;
     cs_curv_report *rep = x->rep;
     int nl = x->g->n_layers;
-    cs_status st = cs_curv_malloc((void **)&rep->shampoo, sizeof *rep->shampoo * (size_t)(nl + 1), err,
-                                  "the report's Shampoo statistics");
+    cs_status st = cs_curv_calloc(&rep->shampoo, (size_t)(nl + 1), err, "the report's Shampoo statistics");
     if (st)
         return st;
-    memset(rep->shampoo, 0, sizeof *rep->shampoo * (size_t)(nl + 1));
     rep->n_shampoo = nl;
     for (int l = 0; l < nl; l++) {
         const cs_kfac_layout *s = &x->lay[l];

@@ -31,15 +31,12 @@ static cs_status unit_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         return CS_OK;
     int nl = x->g->n_layers;
     unit_state *s;
-    cs_status st = cs_curv_malloc((void **)&s, sizeof *s, err, "the unit blocks' state");
+    cs_status st = cs_curv_calloc(&s, 1, err, "the unit blocks' state");
     if (st)
         return st;
-    memset(s, 0, sizeof *s);
     *state = s;
-    if ((st = cs_curv_malloc((void **)&s->unit, sizeof *s->unit * (size_t)(nl * CS_FAM_COUNT), err,
-                             "the unit blocks' table")))
+    if ((st = cs_curv_calloc(&s->unit, (size_t)(nl * CS_FAM_COUNT), err, "the unit blocks' table")))
         return st;
-    memset(s->unit, 0, sizeof *s->unit * (size_t)(nl * CS_FAM_COUNT));
     int64_t max_unit = 1;
     for (int l = 0; l < nl; l++) {
         const cs_kfac_layout *lay = &x->lay[l];
