@@ -49,6 +49,22 @@ static cs_status need_float_rule(const cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
+/* The jvp of a linear op is the op applied to the tangent: true when that
+ * is still to do; false when nothing is (no tangent output, or a zero
+ * tangent, whose zero output is written here) or the rule is refused
+ * (*st says which). */
+static bool tangent_needs_map(const cs_op_call *c, const cs_op_ad *a, cs_status *st, cs_err *err)
+{
+    *st = CS_OK;
+    if (!a->tout[0] || (*st = need_float_rule(c, err)))
+        return false;
+    if (!a->tin[0]) {
+        memset(a->tout[0]->data, 0, cs_tensor_bytes(a->tout[0]));
+        return false;
+    }
+    return true;
+}
+
 /* ---- CumSum ---- */
 
 static cs_status cumsum_infer(cs_op_call *c, cs_err *err)
@@ -130,16 +146,8 @@ static cs_status cumsum_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 
 static cs_status cumsum_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
-    if (!a->tout[0])
-        return CS_OK;
-    cs_status st = need_float_rule(c, err);
-    if (st)
-        return st;
-    if (!a->tin[0]) {
-        memset(a->tout[0]->data, 0, cs_tensor_bytes(a->tout[0]));
-        return CS_OK;
-    }
-    return cumsum_apply(c, a->tin[0], a->tout[0], false, false, err);
+    cs_status st;
+    return tangent_needs_map(c, a, &st, err) ? cumsum_apply(c, a->tin[0], a->tout[0], false, false, err) : st;
 }
 
 const cs_op_def cs_op_CumSum = {.name = "CumSum", .min_opset = 11, .flags = CS_OP_LINEAR, .infer = cumsum_infer,
@@ -214,16 +222,8 @@ static cs_status trilu_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 
 static cs_status trilu_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
-    if (!a->tout[0])
-        return CS_OK;
-    cs_status st = need_float_rule(c, err);
-    if (st)
-        return st;
-    if (!a->tin[0]) {
-        memset(a->tout[0]->data, 0, cs_tensor_bytes(a->tout[0]));
-        return CS_OK;
-    }
-    return trilu_apply(c, a->tin[0], a->tout[0], false, err);
+    cs_status st;
+    return tangent_needs_map(c, a, &st, err) ? trilu_apply(c, a->tin[0], a->tout[0], false, err) : st;
 }
 
 const cs_op_def cs_op_Trilu = {.name = "Trilu", .min_opset = 14, .flags = CS_OP_LINEAR, .infer = trilu_infer,
