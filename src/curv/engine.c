@@ -29,7 +29,7 @@ void cs_curv_opts_init(cs_curv_opts *o)
 typedef struct engine {
     cs_repr_ctx x;              /* lent to the representations */
     cs_objective obj;
-    cs_kfac_layout *lay;        /* [n_layers] */
+    cs_layer_layout *lay;        /* [n_layers] */
     void *state[CS_REPR_TABLE_N]; /* each representation's accumulators, NULL: nothing to do */
     double *rows;               /* per-sample gradients [B, W] */
     double *seedwork;           /* loss rows */
@@ -55,29 +55,13 @@ static bool family_wanted(const cs_curv_opts *o, int f)
     return false;
 }
 
-cs_status cs_curv_layer_layout(const cs_graph *g, int l, bool *ok, int64_t *groups, int64_t *dG, int64_t *dA,
-                               int64_t **index, cs_err *err)
-{
-    cs_kfac_layout s;
-    *index = NULL;
-    cs_status st = cs_kfac_layer_geometry(g, l, &s, err);
-    *ok = !st && s.kind != CS_KFAC_NONE && s.kfac_ok;
-    if (*ok) {
-        *groups = s.groups, *dG = s.dG, *dA = s.dA;
-        *index = s.kron;
-        s.kron = NULL;
-    }
-    cs_kfac_layout_free(&s);
-    return st;
-}
-
 static void engine_free(engine *e)
 {
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
         if (e->state[i])
             cs_repr_table[i]->free(&e->x, e->state[i]);
     for (int l = 0; e->lay && l < e->x.g->n_layers; l++)
-        cs_kfac_layout_free(&e->lay[l]);
+        cs_layer_layout_free(&e->lay[l]);
     free(e->lay);
     free(e->rows), free(e->seedwork);
     cs_objective_free(&e->obj);
@@ -96,8 +80,6 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
     x->B = e->obj.batch;
     for (int f = 0; f < CS_FAM_COUNT; f++)
         x->fam[f] = family_wanted(o, f);
-    if (o->shampoo)
-        x->fam[CS_FAM_EMP] = true; /* Shampoo's statistics come from the true-label gradients */
     bool any_full = o->reprs >> CS_REPR_FULL & 1;
     x->compare_any = !o->stats_only &&
                      (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
@@ -108,12 +90,12 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
     x->lay = e->lay;
     int64_t maxW = 1;
     for (int l = 0; l < g->n_layers; l++) {
-        const cs_kfac_layout *s = &e->lay[l];
+        const cs_layer_layout *s = &e->lay[l];
         const cs_layer *L = &g->layers[l];
-        if ((st = cs_kfac_layer_geometry(g, l, &e->lay[l], err)))
+        if ((st = cs_layer_layout_make(g, l, &e->lay[l], err)))
             return st;
         maxW = s->W > maxW ? s->W : maxW;
-        if ((o->reprs >> CS_REPR_KFAC & 1) && !s->kfac_ok && (o->curvatures & ~(1u << CS_CURV_HESSIAN)))
+        if ((o->reprs >> CS_REPR_KFAC & 1) && s->kfac == CS_KFAC_NONE && (o->curvatures & ~(1u << CS_CURV_HESSIAN)))
             note(x->rep, "layer %s (%s): no K-FAC representation", L->name, L->op_type);
         if ((o->reprs >> CS_REPR_UNIT & 1) && !s->unit_idx)
             note(x->rep, "layer %s (%s): no unit-wise representation", L->name, L->op_type);
@@ -347,9 +329,6 @@ void cs_curv_report_free(cs_curv_report *r)
         free(r->res[i].unit_index);
     }
     free(r->res);
-    for (int l = 0; r->shampoo && l < r->n_shampoo; l++)
-        free(r->shampoo[l].L), free(r->shampoo[l].R), free(r->shampoo[l].index);
-    free(r->shampoo);
     memset(r, 0, sizeof *r);
 }
 

@@ -38,7 +38,6 @@ typedef struct cs_curv_opts {
     cs_loss_kind loss;
     const cs_norm *norm;
     bool keep_matrices;    /* keep dense matrices in the results (tests) */
-    bool shampoo;          /* Shampoo statistics L, R per layer (from true-label captures) */
     /* Statistics only (fine-tuning): results carry the accumulated matrices
      * (implies keep_matrices) but no spectra, summaries, comparisons or
      * whole-network blocks. */
@@ -90,22 +89,9 @@ typedef struct cs_curv_result {
     double cmp_frob, cmp_lmax, cmp_trace, cmp_align;
 } cs_curv_result;
 
-/* Shampoo's statistics of a layer (Gupta, Koren & Singer 2018), from the
- * per-sample gradients G_n in doc/design.md §2.4's [W | b] orientation (rows =
- * output units), per group: L = (1/N) sum_n G_n G_n^T ([dG, dG]) and
- * R = (1/N) sum_n G_n^T G_n ([dA, dA]); index maps each parameter to
- * (group, row, column). */
-typedef struct cs_shampoo_stats {
-    int64_t groups, dG, dA, dim;
-    double *L, *R;
-    int64_t *index;
-} cs_shampoo_stats;
-
 typedef struct cs_curv_report {
     int n;
     cs_curv_result *res;
-    cs_shampoo_stats *shampoo;  /* [layers] with shampoo; L NULL where none */
-    int n_shampoo;
     int n_notes;
     char notes[64][200];        /* skipped combinations, fallbacks */
     double seconds;
@@ -114,13 +100,6 @@ typedef struct cs_curv_report {
 cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
                                cs_curv_report *out, cs_err *err) CS_MUST_CHECK;
 void cs_curv_report_free(cs_curv_report *r);
-
-/* Layer l's K-FAC layout (doc/design.md §2.4's [W | b] orientation, per group):
- * *ok is false for layers without one (normalisation layers); otherwise
- * groups, dG, dA and *index ([numel][3]: group, unit, feature; the caller
- * frees it). */
-cs_status cs_curv_layer_layout(const cs_graph *g, int l, bool *ok, int64_t *groups, int64_t *dG, int64_t *dA,
-                               int64_t **index, cs_err *err) CS_MUST_CHECK;
 
 /* The result for (curv, repr, layer), or NULL. */
 const cs_curv_result *cs_curv_report_find(const cs_curv_report *r, cs_curv_kind c, cs_repr_kind p,

@@ -10,117 +10,6 @@
 
 /* ---- layout ---- */
 
-static int slot_of(const cs_node *n, int v)
-{
-    for (int i = 0; i < n->n_inputs; i++)
-        if (n->inputs[i] == v)
-            return i;
-    return -1;
-}
-
-/* K-FAC geometry and unit lists of layer l (DESIGN.md: the block is G (x) A
- * over [W | b], rows = output units; a MatMul weight is the transpose of
- * its stored (in, out) tensor; Conv features are (c_in, kh, kw)). */
-cs_status cs_kfac_layer_geometry(const cs_graph *g, int l, cs_kfac_layout *s, cs_err *err)
-{
-    memset(s, 0, sizeof *s);
-    const cs_layer *L = &g->layers[l];
-    const cs_node *n = &g->nodes[L->node];
-    const cs_param *P0 = &g->params[L->first_param];
-    const cs_tensor *w = &g->values[P0->value].init;
-    s->W = L->numel;
-    s->offset = P0->offset;
-    int w_slot = slot_of(n, P0->value);
-    s->bias = L->n_params > 1;
-    int64_t bias_numel = s->bias ? cs_tensor_numel(&g->values[g->params[L->first_param + 1].value].init) : 0;
-    s->kind = CS_KFAC_NONE;
-    s->kfac_ok = false;
-    bool gemm = strcmp(L->op_type, "Gemm") == 0 && !cs_node_attr_int(n, "transA", 0);
-    bool matmul = strcmp(L->op_type, "MatMul") == 0;
-    cs_status st;
-    if ((gemm || matmul) && w_slot == 1 && w->ndim == 2) {
-        /* Stored [out, in] for Gemm with transB, else [in, out]. */
-        bool tb = gemm && cs_node_attr_int(n, "transB", 0);
-        s->kind = gemm ? CS_KFAC_GEMM : CS_KFAC_MATMUL;
-        s->groups = 1;
-        s->dG = tb ? w->dims[0] : w->dims[1];
-        s->fan_in = tb ? w->dims[1] : w->dims[0];
-        s->kfac_ok = !s->bias || bias_numel == s->dG;
-        if ((st = cs_curv_malloc((void **)&s->kron, sizeof(int64_t) * 3 * (size_t)s->W, err,
-                                 "the K-FAC index of layer '%s'", L->name)))
-            return st;
-        for (int64_t p = 0; p < s->W; p++) {
-            int64_t *k = s->kron + 3 * p;
-            k[0] = 0;
-            if (p < s->dG * s->fan_in) {
-                k[1] = tb ? p / s->fan_in : p % s->dG;
-                k[2] = tb ? p % s->fan_in : p / s->dG;
-            } else {
-                k[1] = bias_numel == s->dG ? p - s->dG * s->fan_in : 0;
-                k[2] = s->fan_in;
-            }
-        }
-    } else if (strcmp(L->op_type, "Conv") == 0 && w_slot == 1) {
-        s->kind = CS_KFAC_CONV;
-        s->groups = cs_node_attr_int(n, "group", 1);
-        int64_t M = w->dims[0], Kp = cs_tensor_numel(w) / M;
-        if (s->groups < 1 || M % s->groups)
-            return cs_fail(err, CS_ERR_SHAPE, "layer '%s': %lld output channels in %lld groups", L->name,
-                           (long long)M, (long long)s->groups);
-        s->dG = M / s->groups;
-        s->fan_in = Kp;
-        s->kfac_ok = !s->bias || bias_numel == M;
-        if ((st = cs_curv_malloc((void **)&s->kron, sizeof(int64_t) * 3 * (size_t)s->W, err,
-                                 "the K-FAC index of layer '%s'", L->name)))
-            return st;
-        for (int64_t p = 0; p < s->W; p++) {
-            int64_t *k = s->kron + 3 * p;
-            int64_t unit = p < M * Kp ? p / Kp : (bias_numel == M ? p - M * Kp : 0);
-            k[0] = unit / s->dG;
-            k[1] = unit % s->dG;
-            k[2] = p < M * Kp ? p % Kp : Kp;
-        }
-    }
-    s->dA = s->fan_in + (s->bias ? 1 : 0);
-
-    /* Units: output unit rows of [W | b], or (scale_c, bias_c) pairs. */
-    if (s->kind != CS_KFAC_NONE && s->kfac_ok) {
-        s->n_units = s->groups * s->dG;
-        s->unit_d = s->dA;
-        if ((st = cs_curv_malloc((void **)&s->unit_idx, sizeof(int64_t) * (size_t)(s->n_units * s->unit_d), err,
-                                 "the unit index of layer '%s'", L->name)))
-            return st;
-        for (int64_t i = 0; i < s->n_units * s->unit_d; i++)
-            s->unit_idx[i] = -1;
-        for (int64_t p = 0; p < s->W; p++) {
-            const int64_t *k = s->kron + 3 * p;
-            s->unit_idx[(k[0] * s->dG + k[1]) * s->unit_d + k[2]] = p;
-        }
-    } else if (strcmp(L->op_type, "BatchNormalization") == 0 ||
-               strcmp(L->op_type, "LayerNormalization") == 0) {
-        int64_t C = cs_tensor_numel(w);
-        bool paired = s->bias && bias_numel == C;
-        s->n_units = C;
-        s->unit_d = paired ? 2 : 1;
-        if ((st = cs_curv_malloc((void **)&s->unit_idx, sizeof(int64_t) * (size_t)(s->n_units * s->unit_d), err,
-                                 "the unit index of layer '%s'", L->name)))
-            return st;
-        for (int64_t c = 0; c < C; c++) {
-            s->unit_idx[c * s->unit_d] = c;
-            if (paired)
-                s->unit_idx[c * s->unit_d + 1] = C + c;
-        }
-    }
-    return CS_OK;
-}
-
-void cs_kfac_layout_free(cs_kfac_layout *s)
-{
-    free(s->kron);
-    free(s->unit_idx);
-    s->kron = s->unit_idx = NULL;
-}
-
 int cs_kfac_input_value(const cs_graph *g, int l)
 {
     const cs_layer *L = &g->layers[l];
@@ -201,11 +90,11 @@ static double *factor_rows(cs_kfac_factor *F, int64_t rows)
     return r;
 }
 
-cs_status cs_kfac_work_size(const cs_kfac_layout *s, const cs_node *n, const cs_tensor *X, const cs_tensor *w,
+cs_status cs_kfac_work_size(const cs_layer_layout *s, const cs_node *n, const cs_tensor *X, const cs_tensor *w,
                             int64_t out_numel, int64_t B, size_t *need, cs_err *err)
 {
     *need = 0;
-    if (s->kind != CS_KFAC_CONV)
+    if (s->kfac != CS_KFAC_PATCHES)
         return CS_OK;
     /* A: [dA, B T] doubles + [Kp, B T] floats; G: D and its per-group
      * copy, 2 [B, M, T]. */
@@ -220,11 +109,11 @@ cs_status cs_kfac_work_size(const cs_kfac_layout *s, const cs_node *n, const cs_
     return CS_OK;
 }
 
-cs_status cs_kfac_add_A(const cs_kfac_layout *s, const cs_node *n, const cs_tensor *X, const cs_tensor *w,
+cs_status cs_kfac_add_A(const cs_layer_layout *s, const cs_node *n, const cs_tensor *X, const cs_tensor *w,
                         double *work, cs_kfac_factor *A, double *count, cs_err *err)
 {
     int64_t B = X->dims[0];
-    if (s->kind == CS_KFAC_GEMM || s->kind == CS_KFAC_MATMUL) {
+    if (s->kfac == CS_KFAC_ROWS) {
         int64_t rows = cs_tensor_numel(X) / s->fan_in; /* B * T */
         double *a = factor_rows(A, rows);
         for (int64_t r = 0; r < rows; r++) {
@@ -272,10 +161,10 @@ cs_status cs_kfac_add_A(const cs_kfac_layout *s, const cs_node *n, const cs_tens
     return CS_OK;
 }
 
-void cs_kfac_add_G(const cs_kfac_layout *s, const cs_tensor *D, double scale, double *work, cs_kfac_factor *G)
+void cs_kfac_add_G(const cs_layer_layout *s, const cs_tensor *D, double scale, double *work, cs_kfac_factor *G)
 {
     int64_t n = cs_tensor_numel(D);
-    if (s->kind == CS_KFAC_GEMM || s->kind == CS_KFAC_MATMUL) {
+    if (s->kfac == CS_KFAC_ROWS) {
         double *d = factor_rows(G, n / s->dG);
         for (int64_t i = 0; i < n; i++)
             d[i] = scale * cs_kfac_at(D, i);
@@ -297,7 +186,7 @@ void cs_kfac_add_G(const cs_kfac_layout *s, const cs_tensor *D, double scale, do
     }
 }
 
-void cs_kfac_expand(const cs_kfac_layout *s, const double *A, const double *G, double *M)
+void cs_kfac_expand(const cs_layer_layout *s, const double *A, const double *G, double *M)
 {
     int64_t W = s->W;
     for (int64_t p = 0; p < W; p++)

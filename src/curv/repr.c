@@ -1,13 +1,14 @@
 #include "curv/repr.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "curv/alloc.h"
 
 const cs_repr_def *const cs_repr_table[CS_REPR_TABLE_N] = {
-    &cs_repr_full, &cs_repr_diag, &cs_repr_unit, &cs_repr_kfac, &cs_repr_hessian, &cs_repr_shampoo,
+    &cs_repr_full, &cs_repr_diag, &cs_repr_unit, &cs_repr_kfac, &cs_repr_hessian,
 };
 
 int cs_curv_family(cs_curv_kind c)
@@ -32,18 +33,48 @@ bool cs_repr_wanted(const cs_repr_ctx *x, cs_curv_kind c, cs_repr_kind r)
     return (x->o->curvatures >> c & 1) && (x->o->reprs >> r & 1) && cs_curv_repr_valid(c, r, NULL);
 }
 
-const char *cs_repr_layer_name(const cs_repr_ctx *x, int l)
+const char *cs_repr_where(const cs_repr_ctx *x, int l, char *buf, size_t size)
 {
-    return l < 0 ? "the network" : x->g->layers[l].name;
+    if (l < 0)
+        return "the network";
+    snprintf(buf, size, "layer '%s'", x->g->layers[l].name);
+    return buf;
+}
+
+cs_status cs_repr_blocks_new(const cs_repr_ctx *x, double ***blocks, const char *what, cs_err *err)
+{
+    return cs_curv_calloc(blocks, (size_t)(x->g->n_layers * CS_FAM_COUNT), err, "the table of %s", what);
+}
+
+cs_status cs_repr_blocks_layer(const cs_repr_ctx *x, double **blocks, int l, int64_t n, const char *what,
+                               cs_err *err)
+{
+    for (int f = 0; f < CS_FAM_COUNT; f++) {
+        cs_status st = x->fam[f] ? cs_curv_zalloc(&blocks[l * CS_FAM_COUNT + f], (size_t)n, err,
+                                                  "the %s %s of layer '%s'", cs_curv_family_name(f), what,
+                                                  x->g->layers[l].name)
+                                 : CS_OK;
+        if (st)
+            return st;
+    }
+    return CS_OK;
+}
+
+void cs_repr_blocks_free(const cs_repr_ctx *x, double **blocks)
+{
+    for (int i = 0; blocks && i < x->g->n_layers * CS_FAM_COUNT; i++)
+        free(blocks[i]);
+    free(blocks);
 }
 
 cs_status cs_repr_new_result(const cs_repr_ctx *x, int layer, cs_curv_kind c, cs_repr_kind r, int64_t dim,
                              cs_curv_result **out, cs_err *err)
 {
     cs_curv_report *rep = x->rep;
+    char where[160];
     cs_status st = cs_curv_alloc((void **)&rep->res, (size_t)rep->n + 1, sizeof *rep->res, CS_ALLOC_GROW, err,
-                                   "the %s %s result of layer '%s'", cs_curv_name(c), cs_repr_name(r),
-                                   cs_repr_layer_name(x, layer));
+                                   "the %s %s result of %s", cs_curv_name(c), cs_repr_name(r),
+                                   cs_repr_where(x, layer, where, sizeof where));
     if (st)
         return st;
     cs_curv_result *res = &rep->res[rep->n++];
@@ -147,22 +178,26 @@ cs_status cs_repr_compare(const double *approx, const double *exact, int64_t W, 
     return st;
 }
 
+/* An owned copy of `bytes` bytes of src (the copies of cs_repr_dup and
+ * cs_repr_dup_index). */
+static cs_status dup_bytes(void **out, const void *src, size_t bytes, const char *what, int l, const cs_repr_ctx *x,
+                           cs_err *err)
+{
+    char where[160];
+    cs_status st = cs_curv_malloc(out, bytes, err, "%s of %s", what, cs_repr_where(x, l, where, sizeof where));
+    if (!st)
+        memcpy(*out, src, bytes);
+    return st;
+}
+
 cs_status cs_repr_dup(double **out, const double *src, int64_t n, const char *what, int l, const cs_repr_ctx *x,
                       cs_err *err)
 {
-    cs_status st = cs_curv_malloc((void **)out, sizeof(double) * (size_t)n, err, "%s of layer '%s'", what,
-                                  cs_repr_layer_name(x, l));
-    if (!st)
-        memcpy(*out, src, sizeof(double) * (size_t)n);
-    return st;
+    return dup_bytes((void **)out, src, sizeof(double) * (size_t)n, what, l, x, err);
 }
 
 cs_status cs_repr_dup_index(int64_t **out, const int64_t *src, int64_t n, const char *what, int l,
                             const cs_repr_ctx *x, cs_err *err)
 {
-    cs_status st = cs_curv_malloc((void **)out, sizeof(int64_t) * (size_t)n, err, "%s of layer '%s'", what,
-                                  cs_repr_layer_name(x, l));
-    if (!st)
-        memcpy(*out, src, sizeof(int64_t) * (size_t)n);
-    return st;
+    return dup_bytes((void **)out, src, sizeof(int64_t) * (size_t)n, what, l, x, err);
 }

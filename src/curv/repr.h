@@ -5,8 +5,7 @@
  * for the Hessian its Hessian-vector products.  What it accumulates and
  * what it reports is the business of the representations below, one file
  * each (repr_full.c, repr_diag.c, repr_unit.c, repr_kfac.c, and the
- * Hessian's products and Shampoo's statistics in repr_hessian.c and
- * repr_shampoo.c), collected in cs_repr_table.  Adding a representation is
+ * Hessian's products in repr_hessian.c), collected in cs_repr_table.  Adding a representation is
  * one file and one row of the table.
  *
  * A representation splits in two halves that meet in cs_repr_sources:
@@ -43,7 +42,7 @@ typedef struct cs_repr_ctx {
     const cs_dataset *ds;
     const cs_curv_opts *o;
     cs_objective *obj;          /* whole-batch plans and derivatives */
-    const cs_kfac_layout *lay;  /* [n_layers] */
+    const cs_layer_layout *lay;  /* [n_layers] */
     bool fam[CS_FAM_COUNT];     /* families accumulated */
     bool compare_any;           /* approximations are scored against the exact blocks */
     bool net_full;              /* the whole network's block (P <= max_full, full requested) */
@@ -139,12 +138,11 @@ typedef struct cs_repr_def {
     cs_status (*stats)(const cs_repr_ctx *x, int l, cs_curv_kind c, const cs_repr_sources *src, cs_err *err);
 } cs_repr_def;
 
-extern const cs_repr_def cs_repr_full, cs_repr_diag, cs_repr_unit, cs_repr_kfac, cs_repr_hessian,
-    cs_repr_shampoo;
+extern const cs_repr_def cs_repr_full, cs_repr_diag, cs_repr_unit, cs_repr_kfac, cs_repr_hessian;
 
 /* Every representation, in the order their results appear in the report
  * (full, diag, unit, kfac per layer and curvature). */
-#define CS_REPR_TABLE_N 6
+#define CS_REPR_TABLE_N 5
 extern const cs_repr_def *const cs_repr_table[CS_REPR_TABLE_N];
 
 /* ---- helpers shared by the representations' results ---- */
@@ -182,7 +180,18 @@ cs_status cs_repr_dup(double **out, const double *src, int64_t n, const char *wh
 cs_status cs_repr_dup_index(int64_t **out, const int64_t *src, int64_t n, const char *what, int l,
                             const cs_repr_ctx *x, cs_err *err) CS_MUST_CHECK;
 
-/* Layer l's name in messages ("the network" for -1). */
-const char *cs_repr_layer_name(const cs_repr_ctx *x, int l);
+/* Where a result belongs, for messages: "layer 'fc1'" (written into buf)
+ * or "the network" for l = -1. */
+const char *cs_repr_where(const cs_repr_ctx *x, int l, char *buf, size_t size);
+
+/* A representation's per (layer, family) matrices: n_layers * CS_FAM_COUNT
+ * pointers, NULL where nothing is accumulated.  cs_repr_blocks_layer
+ * allocates layer l's n zeroed doubles for each wanted family (NOMEM names
+ * "the <family> <what> of layer '<name>'"); cs_repr_blocks_free frees the
+ * table and every block. */
+cs_status cs_repr_blocks_new(const cs_repr_ctx *x, double ***blocks, const char *what, cs_err *err) CS_MUST_CHECK;
+cs_status cs_repr_blocks_layer(const cs_repr_ctx *x, double **blocks, int l, int64_t n, const char *what,
+                               cs_err *err) CS_MUST_CHECK;
+void cs_repr_blocks_free(const cs_repr_ctx *x, double **blocks);
 
 #endif

@@ -25,18 +25,16 @@ typedef struct diag_state {
  * way BackPACK's DiagGGN treats linear layers).  Layers with weight sharing
  * (Conv, MatMul over positions) square sums over positions and keep the
  * per-sample rows. */
-static bool diag_direct_ok(const cs_kfac_layout *s, int64_t positions)
+static bool diag_direct_ok(const cs_layer_layout *s, int64_t positions)
 {
-    return s->kfac_ok && (s->kind == CS_KFAC_GEMM || s->kind == CS_KFAC_MATMUL) && s->groups == 1 &&
+    return s->kfac == CS_KFAC_ROWS && s->groups == 1 &&
            positions == 1;
 }
 
 static void diag_free(const cs_repr_ctx *x, void *state)
 {
     diag_state *s = state;
-    for (int i = 0; s->diag && i < x->g->n_layers * CS_FAM_COUNT; i++)
-        free(s->diag[i]);
-    free(s->diag);
+    cs_repr_blocks_free(x, s->diag);
     free(s->positions);
     free(s->dbuf);
     free(s);
@@ -53,26 +51,22 @@ static cs_status diag_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     if (st)
         return st;
     *state = s;
-    if ((st = cs_curv_calloc(&s->diag, (size_t)(nl * CS_FAM_COUNT), err, "the diagonals' table")))
+    if ((st = cs_repr_blocks_new(x, &s->diag, "diagonals", err)))
         return st;
     if ((st = cs_curv_malloc((void **)&s->positions, sizeof *s->positions * (size_t)nl, err,
                              "the diagonals' positions")))
         return st;
     size_t dbuf = 0;
     int64_t B = x->B;
+    bool any = false;
+    for (int f = 0; f < CS_FAM_COUNT; f++)
+        any |= x->fam[f];
     for (int l = 0; l < nl; l++) {
-        const cs_kfac_layout *lay = &x->lay[l];
-        bool any = false;
-        for (int f = 0; f < CS_FAM_COUNT; f++) {
-            if (!x->fam[f])
-                continue;
-            any = true;
-            if ((st = cs_curv_zalloc(&s->diag[l * CS_FAM_COUNT + f], (size_t)lay->W, err,
-                                     "the %s diagonal of layer '%s'", cs_curv_family_name(f), g->layers[l].name)))
-                return st;
-        }
+        const cs_layer_layout *lay = &x->lay[l];
+        if ((st = cs_repr_blocks_layer(x, s->diag, l, lay->W, "diagonal", err)))
+            return st;
         s->positions[l] = 0;
-        if (lay->kind == CS_KFAC_GEMM || lay->kind == CS_KFAC_MATMUL) {
+        if (lay->kfac == CS_KFAC_ROWS) {
             const cs_tensor *X = &x->obj->plan[0].vals[cs_kfac_input_value(g, l)];
             s->positions[l] = cs_tensor_numel(X) / (lay->fan_in ? lay->fan_in : 1) / (B ? B : 1);
         }
@@ -117,7 +111,7 @@ static cs_status diag_add_capture(const cs_repr_ctx *x, void *state, cs_ad *ad, 
                                   bool rows_formed, cs_err *err)
 {
     diag_state *ds = state;
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     double *diag = ds->diag[l * CS_FAM_COUNT + f];
     if (!diag || rows_formed || !diag_direct_ok(s, ds->positions[l]))
         return CS_OK;

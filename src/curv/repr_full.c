@@ -20,9 +20,7 @@ typedef struct full_state {
 static void full_free(const cs_repr_ctx *x, void *state)
 {
     full_state *s = state;
-    for (int i = 0; s->blk && i < x->g->n_layers * CS_FAM_COUNT; i++)
-        free(s->blk[i]);
-    free(s->blk);
+    cs_repr_blocks_free(x, s->blk);
     for (int f = 0; f < CS_FAM_COUNT; f++)
         free(s->net[f]);
     free(s->net_rows);
@@ -41,17 +39,12 @@ static cs_status full_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         return st;
     *state = s;
     int nl = x->g->n_layers;
-    if ((st = cs_curv_calloc(&s->blk, (size_t)(nl * CS_FAM_COUNT), err, "the full blocks' table")))
+    if ((st = cs_repr_blocks_new(x, &s->blk, "full blocks", err)))
         return st;
-    for (int l = 0; l < nl; l++) {
-        int64_t W = x->lay[l].W;
-        for (int f = 0; f < CS_FAM_COUNT; f++)
-            if (x->fam[f] && cs_repr_small(x, l) &&
-                (st = cs_curv_zalloc(&s->blk[l * CS_FAM_COUNT + f], (size_t)(W * W), err,
-                                     "the %s full block of layer '%s'", cs_curv_family_name(f),
-                                     x->g->layers[l].name)))
-                return st;
-    }
+    for (int l = 0; l < nl; l++)
+        if (cs_repr_small(x, l) && (st = cs_repr_blocks_layer(x, s->blk, l, x->lay[l].W * x->lay[l].W,
+                                                               "full block", err)))
+            return st;
     if (x->net_full) {
         for (int f = 0; f < CS_FAM_COUNT; f++)
             if (x->fam[f] && (st = cs_curv_zalloc(&s->net[f], (size_t)(x->P * x->P), err,
@@ -80,7 +73,7 @@ static void full_add_rows(const cs_repr_ctx *x, void *state, int l, int f, const
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)W, (int)B, 1.0, rows, (int)W, 1.0, blk, (int)W);
     if (s->net[f])
         for (int64_t b = 0; b < B; b++)
-            memcpy(s->net_rows + b * x->P + x->lay[l].offset, rows + b * W, sizeof(double) * (size_t)W);
+            memcpy(s->net_rows + b * x->P + x->g->params[x->g->layers[l].first_param].offset, rows + b * W, sizeof(double) * (size_t)W);
 }
 
 static void full_seed_done(const cs_repr_ctx *x, void *state, int f, int64_t B)

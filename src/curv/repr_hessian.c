@@ -107,11 +107,12 @@ static cs_status hessian_add_batch(const cs_repr_ctx *x, void *state, int which,
         return st;
     const cs_graph *g = x->g;
     for (int l = 0; l < g->n_layers; l++) {
-        const cs_kfac_layout *lay = &x->lay[l];
+        const cs_layer_layout *lay = &x->lay[l];
+        int64_t off = g->params[g->layers[l].first_param].offset;
         for (int64_t j = 0; s->L[l].full && j < lay->W; j++) {
-            s->vec[lay->offset + j] = 1.0;
+            s->vec[off + j] = 1.0;
             st = hvp_direction(x, ad, z, s->vec, l, err);
-            s->vec[lay->offset + j] = 0.0;
+            s->vec[off + j] = 0.0;
             if (st)
                 return st;
             cs_ad_add_layer_vector(ad, l, true, 1.0, s->L[l].full + j * lay->W);
@@ -133,12 +134,13 @@ static cs_status hessian_add_batch(const cs_repr_ctx *x, void *state, int which,
         cs_ad_add_param_vector(ad, true, 1.0, s->hcol);
         for (int l = 0; l < g->n_layers; l++) {
             hessian_layer *h = &s->L[l];
-            const cs_kfac_layout *lay = &x->lay[l];
+            const cs_layer_layout *lay = &x->lay[l];
+            int64_t off = g->params[g->layers[l].first_param].offset;
             if (!h->hutch)
                 continue;
             double tr = 0;
             for (int64_t i = 0; i < lay->W; i++) {
-                double p = v[lay->offset + i] * s->hcol[lay->offset + i];
+                double p = v[off + i] * s->hcol[off + i];
                 h->diag[i] += p;
                 tr += p;
             }

@@ -40,14 +40,14 @@ static void kfac_free(const cs_repr_ctx *x, void *state)
 static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *work, cs_err *err)
 {
     const cs_graph *g = x->g;
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     const cs_layer *L = &g->layers[l];
     const cs_node *n = &g->nodes[L->node];
     const cs_tensor *X = &x->obj->plan[0].vals[cs_kfac_input_value(g, l)];
     int64_t cap = 0;
-    if (s->kind != CS_KFAC_CONV) {
+    if (s->kfac != CS_KFAC_PATCHES) {
         int64_t rows = cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
-        cap = rows > CS_KFAC_ROWS ? rows : CS_KFAC_ROWS;
+        cap = rows > CS_KFAC_ROW_BUFFER ? rows : CS_KFAC_ROW_BUFFER;
     }
     char what[200];
     cs_status st;
@@ -85,7 +85,7 @@ static cs_status kfac_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         return st;
     size_t work = 1;
     for (int l = 0; l < nl; l++)
-        if (x->lay[l].kfac_ok && (st = plan_layer(x, &s->L[l], l, &work, err)))
+        if (x->lay[l].kfac != CS_KFAC_NONE && (st = plan_layer(x, &s->L[l], l, &work, err)))
             return st;
     return cs_curv_zalloc(&s->work, work, err, "the K-FAC gather rows");
 }
@@ -155,7 +155,7 @@ static void kfac_sources(const cs_repr_ctx *x, const void *state, int l, cs_curv
 static cs_status keep_factors(const cs_repr_ctx *x, int l, const cs_repr_sources *src, cs_curv_result *r,
                               cs_err *err)
 {
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     cs_status st;
     if ((st = cs_repr_dup(&r->kfac_A, src->A, s->groups * s->dA * s->dA, "the K-FAC factor A", l, x, err)) ||
         (st = cs_repr_dup(&r->kfac_G, src->G, s->groups * s->dG * s->dG, "the K-FAC factor G", l, x, err)) ||
@@ -172,7 +172,7 @@ static cs_status keep_factors(const cs_repr_ctx *x, int l, const cs_repr_sources
 static cs_status kron_eigenvalues(const cs_repr_ctx *x, int l, const cs_repr_sources *src, cs_curv_result *r,
                                   cs_err *err)
 {
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     int64_t gA = s->groups * s->dA, gG = s->groups * s->dG;
     double *wa, *wg, *tmp = NULL;
     cs_status st;
@@ -216,9 +216,9 @@ static cs_status kron_eigenvalues(const cs_repr_ctx *x, int l, const cs_repr_sou
 static cs_status kfac_results(const cs_repr_ctx *x, int l, cs_curv_kind c, const cs_repr_sources *src,
                               cs_repr_ref *ref, cs_err *err)
 {
-    if (l < 0 || !cs_repr_wanted(x, c, CS_REPR_KFAC) || !x->lay[l].kfac_ok || !src->G)
+    if (l < 0 || !cs_repr_wanted(x, c, CS_REPR_KFAC) || x->lay[l].kfac == CS_KFAC_NONE || !src->G)
         return CS_OK;
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     int64_t W = s->W;
     cs_curv_result *r;
     cs_status st = cs_repr_new_result(x, l, c, CS_REPR_KFAC, W, &r, err);
@@ -249,7 +249,7 @@ static cs_status kfac_results(const cs_repr_ctx *x, int l, cs_curv_kind c, const
 
 static cs_status kfac_stats(const cs_repr_ctx *x, int l, cs_curv_kind c, const cs_repr_sources *src, cs_err *err)
 {
-    if (l < 0 || !cs_repr_wanted(x, c, CS_REPR_KFAC) || !x->lay[l].kfac_ok || !src->G)
+    if (l < 0 || !cs_repr_wanted(x, c, CS_REPR_KFAC) || x->lay[l].kfac == CS_KFAC_NONE || !src->G)
         return CS_OK;
     cs_curv_result *r;
     cs_status st = cs_repr_new_result(x, l, c, CS_REPR_KFAC, x->lay[l].W, &r, err);

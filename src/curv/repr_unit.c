@@ -18,9 +18,7 @@ typedef struct unit_state {
 static void unit_free(const cs_repr_ctx *x, void *state)
 {
     unit_state *s = state;
-    for (int i = 0; s->unit && i < x->g->n_layers * CS_FAM_COUNT; i++)
-        free(s->unit[i]);
-    free(s->unit);
+    cs_repr_blocks_free(x, s->unit);
     free(s->unit_rows);
     free(s);
 }
@@ -35,20 +33,17 @@ static cs_status unit_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     if (st)
         return st;
     *state = s;
-    if ((st = cs_curv_calloc(&s->unit, (size_t)(nl * CS_FAM_COUNT), err, "the unit blocks' table")))
+    if ((st = cs_repr_blocks_new(x, &s->unit, "unit blocks", err)))
         return st;
     int64_t max_unit = 1;
     for (int l = 0; l < nl; l++) {
-        const cs_kfac_layout *lay = &x->lay[l];
+        const cs_layer_layout *lay = &x->lay[l];
         if (!lay->unit_idx)
             continue;
         max_unit = lay->unit_d > max_unit ? lay->unit_d : max_unit;
-        for (int f = 0; f < CS_FAM_COUNT; f++)
-            if (x->fam[f] && (st = cs_curv_zalloc(&s->unit[l * CS_FAM_COUNT + f],
-                                                  (size_t)(lay->n_units * lay->unit_d * lay->unit_d), err,
-                                                  "the %s unit blocks of layer '%s'", cs_curv_family_name(f),
-                                                  x->g->layers[l].name)))
-                return st;
+        if ((st = cs_repr_blocks_layer(x, s->unit, l, lay->n_units * lay->unit_d * lay->unit_d, "unit blocks",
+                                       err)))
+            return st;
     }
     return cs_curv_zalloc(&s->unit_rows, (size_t)(x->B * max_unit), err, "the unit blocks' rows");
 }
@@ -63,7 +58,7 @@ static cs_repr_rows unit_rows(const cs_repr_ctx *x, const void *state, int l, in
 static void unit_add_rows(const cs_repr_ctx *x, void *state, int l, int f, const double *rows, int64_t B)
 {
     unit_state *us = state;
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     double *U = us->unit[l * CS_FAM_COUNT + f];
     if (!U)
         return;
@@ -85,7 +80,7 @@ static void unit_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     unit_state *us = state;
     for (int l = 0; l < x->g->n_layers; l++) {
-        const cs_kfac_layout *s = &x->lay[l];
+        const cs_layer_layout *s = &x->lay[l];
         for (int f = 0; f < CS_FAM_COUNT; f++)
             for (int64_t u = 0; us->unit[l * CS_FAM_COUNT + f] && u < s->n_units; u++)
                 cs_repr_symmetrize(us->unit[l * CS_FAM_COUNT + f] + u * s->unit_d * s->unit_d, s->unit_d, inv_n);
@@ -106,7 +101,7 @@ static void unit_sources(const cs_repr_ctx *x, const void *state, int l, cs_curv
 static cs_status blocks_of(const cs_repr_ctx *x, int l, const cs_repr_sources *src, const double **U,
                            double **own, cs_err *err)
 {
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     *own = NULL;
     *U = src->unit;
     if (*U || !src->full)
@@ -128,7 +123,7 @@ static cs_status blocks_of(const cs_repr_ctx *x, int l, const cs_repr_sources *s
 }
 
 /* The unit blocks as a dense [W, W] block in parameter order. */
-static void dense_unit(const cs_kfac_layout *s, const double *U, double *M)
+static void dense_unit(const cs_layer_layout *s, const double *U, double *M)
 {
     int64_t W = s->W, d = s->unit_d;
     memset(M, 0, sizeof(double) * (size_t)(W * W));
@@ -146,7 +141,7 @@ static void dense_unit(const cs_kfac_layout *s, const double *U, double *M)
 static cs_status pooled_eigenvalues(const cs_repr_ctx *x, int l, const double *U, cs_curv_result *r, int64_t *k,
                                     cs_err *err)
 {
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     int64_t d = s->unit_d, nu = s->n_units;
     double *blk = NULL, *w = NULL;
     int64_t *map = NULL;
@@ -207,7 +202,7 @@ static cs_status unit_stats(const cs_repr_ctx *x, int l, cs_curv_kind c, const c
 {
     if (l < 0 || !cs_repr_wanted(x, c, CS_REPR_UNIT) || !x->lay[l].unit_idx || (!src->unit && !src->full))
         return CS_OK;
-    const cs_kfac_layout *s = &x->lay[l];
+    const cs_layer_layout *s = &x->lay[l];
     int64_t d = s->unit_d, nu = s->n_units;
     cs_curv_result *r;
     cs_status st = cs_repr_new_result(x, l, c, CS_REPR_UNIT, s->W, &r, err);

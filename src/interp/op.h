@@ -10,6 +10,7 @@
 #ifndef CS_INTERP_OP_H
 #define CS_INTERP_OP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/status.h"
@@ -118,6 +119,12 @@ cs_status cs_op_same_dtype(const cs_op_call *c, int i, int j, cs_err *err) CS_MU
  * c->out, skipping NULL entries and NULL arrays. */
 cs_status cs_op_check_ad(const cs_op_call *c, cs_tensor *const *in_side, cs_tensor *const *out_side,
                          cs_err *err) CS_MUST_CHECK;
+/* The common start of a jvp whose output tangent is tout[0] and whose only
+ * differentiable input is in: true when the rule has nothing left to do,
+ * because tout[0] is not asked for, or tin[in] is a zero tangent (then
+ * tout[0] is zeroed here). */
+bool cs_op_jvp_done_early(const cs_op_ad *a, int in);
+
 /* cs_fail with the node's op type and name in front of the message. */
 cs_status cs_op_fail(const cs_op_call *c, cs_err *err, cs_status code, const char *fmt, ...)
     CS_PRINTF(4, 5);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "interp/layer_kind.h"
 #include "tensor/blas.h"
 
 /* ---- K-FAC layout and factors ---- */
@@ -90,7 +91,15 @@ void pc_kron_free(pc_kron *k)
 cs_status pc_kron_layout(pc_kron *k, const cs_graph *g, int l, cs_err *err)
 {
     memset(k, 0, sizeof *k);
-    cs_status st = cs_curv_layer_layout(g, l, &k->ok, &k->groups, &k->dG, &k->dA, &k->index, err);
+    cs_layer_layout lay;
+    cs_status st = cs_layer_layout_make(g, l, &lay, err);
+    k->ok = !st && lay.kfac != CS_KFAC_NONE;
+    if (k->ok) {
+        k->groups = lay.groups, k->dG = lay.dG, k->dA = lay.dA;
+        k->index = lay.kron; /* kept: the pair's (group, unit, feature) index */
+        lay.kron = NULL;
+    }
+    cs_layer_layout_free(&lay);
     k->W = g->layers[l].numel;
     k->offset = g->params[g->layers[l].first_param].offset;
     return st;

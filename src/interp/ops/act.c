@@ -323,13 +323,9 @@ static cs_status unary_vjp(cs_op_call *c, const cs_op_ad *a, unary_kind kind, cs
 
 static cs_status unary_jvp(cs_op_call *c, const cs_op_ad *a, unary_kind kind, cs_err *err)
 {
+    if (cs_op_jvp_done_early(a, 0))
+        return CS_OK;
     cs_tensor *ty = a->tout[0];
-    if (!ty)
-        return CS_OK;
-    if (!a->tin[0]) {
-        memset(ty->data, 0, cs_tensor_bytes(ty));
-        return CS_OK;
-    }
     return unary_ad(c, kind, AD_JVP, ty, a->tin[0], NULL, err);
 }
 
@@ -552,13 +548,9 @@ static cs_status clip_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 /* The bounds' tangents (tin[1], tin[2]) are ignored. */
 static cs_status clip_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
+    if (cs_op_jvp_done_early(a, 0))
+        return CS_OK;
     cs_tensor *ty = a->tout[0];
-    if (!ty)
-        return CS_OK;
-    if (!a->tin[0]) {
-        memset(ty->data, 0, cs_tensor_bytes(ty));
-        return CS_OK;
-    }
     return clip_ad(c, false, ty, a->tin[0], err);
 }
 

@@ -302,12 +302,8 @@ static cs_status nl_vjp(cs_op_call *c, const cs_op_ad *a, nl_kind k, cs_err *err
 
 static cs_status nl_jvp(cs_op_call *c, const cs_op_ad *a, nl_kind k, cs_err *err)
 {
-    if (!a->tout[0])
+    if (cs_op_jvp_done_early(a, 0))
         return CS_OK;
-    if (!a->tin[0]) {
-        memset(a->tout[0]->data, 0, cs_tensor_bytes(a->tout[0]));
-        return CS_OK;
-    }
     return nl_run(c, k, NL_JVP, a, err);
 }
 

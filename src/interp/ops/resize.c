@@ -369,12 +369,8 @@ static cs_status rs_vjp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 
 static cs_status rs_jvp(cs_op_call *c, const cs_op_ad *a, cs_err *err)
 {
-    if (!a->tout[0])
+    if (cs_op_jvp_done_early(a, 0))
         return CS_OK;
-    if (!a->tin[0]) {
-        memset(a->tout[0]->data, 0, cs_tensor_bytes(a->tout[0]));
-        return CS_OK;
-    }
     rs_plan p;
     cs_status st = rs_parse(c, &p, err);
     if (!st) {

@@ -58,11 +58,7 @@ static bool tangent_needs_map(const cs_op_call *c, const cs_op_ad *a, cs_status 
     *st = CS_OK;
     if (!a->tout[0] || (*st = need_float_rule(c, err)))
         return false;
-    if (!a->tin[0]) {
-        memset(a->tout[0]->data, 0, cs_tensor_bytes(a->tout[0]));
-        return false;
-    }
-    return true;
+    return !cs_op_jvp_done_early(a, 0);
 }
 
 /* ---- CumSum ---- */

@@ -327,13 +327,9 @@ static cs_status softmax_any_vjp(cs_op_call *c, const cs_op_ad *a, bool log_out,
 
 static cs_status softmax_any_jvp(cs_op_call *c, const cs_op_ad *a, bool log_out, cs_err *err)
 {
+    if (cs_op_jvp_done_early(a, 0))
+        return CS_OK;
     cs_tensor *d = a->tout[0];
-    if (!d)
-        return CS_OK;
-    if (!a->tin[0]) {
-        memset(d->data, 0, cs_tensor_bytes(d));
-        return CS_OK;
-    }
     softmax_view v;
     cs_status st = softmax_view_of(c, &v, err);
     if (st)
