@@ -51,6 +51,8 @@ extern const cs_op_def cs_op_Transpose, cs_op_Concat, cs_op_Gather;
 /* interp/ops/shape_ops.c */
 extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape,
     cs_op_Constant, cs_op_Identity, cs_op_Dropout, cs_op_Cast;
+/* interp/ops/pad.c */
+extern const cs_op_def cs_op_Pad;
 
 static const cs_op_def *const op_table[] = {
     &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv,
@@ -74,6 +76,7 @@ static const cs_op_def *const op_table[] = {
     &cs_op_Flatten, &cs_op_Reshape, &cs_op_Transpose, &cs_op_Concat,
     &cs_op_Gather, &cs_op_Unsqueeze, &cs_op_Squeeze, &cs_op_Shape, &cs_op_Constant,
     &cs_op_Identity, &cs_op_Dropout, &cs_op_Cast,
+    &cs_op_Pad,
 };
 
 const cs_op_def *cs_op_find(const char *op_type, const char *domain)

@@ -1,0 +1,161 @@
+/* Derivative rules of the movement operators (interp/ops/pad.c,
+ * permute.c): every case is checked in float64 by central finite
+ * differences (fd_check.h: vjp, jvp, and the zero second-order term of
+ * these CS_OP_LINEAR ops), plus hand-worked checks of the accumulation
+ * that reflect / edge padding and GatherElements' scatter-add must do. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fd_check.h"
+
+/* One operator case: the op_test and the inputs it borrows. */
+typedef struct gcase {
+    op_test t;
+    cs_tensor in[OP_TEST_MAX];
+    uint64_t seed;
+} gcase;
+
+static void gc_init(gcase *g, const char *op, int opset)
+{
+    memset(g, 0, sizeof *g);
+    op_test_init(&g->t, op, opset);
+    g->seed = 3;
+}
+
+static cs_tensor *gc_slot(gcase *g, cs_dtype dt, int ndim, const int64_t *dims)
+{
+    cs_tensor *x = &g->in[g->t.node.n_inputs];
+    cs_tensor_set_shape(x, dt, ndim, dims);
+    if (cs_tensor_alloc(x, NULL) != CS_OK)
+        abort();
+    return x;
+}
+
+/* A float64 input, random in [-1, 1). */
+static void gc_rand(gcase *g, int ndim, const int64_t *dims)
+{
+    cs_tensor *x = gc_slot(g, CS_DT_DOUBLE, ndim, dims);
+    for (int64_t i = 0; i < cs_tensor_numel(x); i++)
+        ((double *)x->data)[i] = fd_rand_(&g->seed);
+    op_test_input(&g->t, x);
+}
+
+/* An int64 input holding vals. */
+static void gc_i64(gcase *g, int ndim, const int64_t *dims, const int64_t *vals)
+{
+    cs_tensor *x = gc_slot(g, CS_DT_INT64, ndim, dims);
+    memcpy(x->data, vals, cs_tensor_bytes(x));
+    op_test_input(&g->t, x);
+}
+
+static void gc_free(gcase *g)
+{
+    op_test_free(&g->t);
+    for (int i = 0; i < OP_TEST_MAX; i++)
+        cs_tensor_free(&g->in[i]);
+}
+
+static void gc_check(gcase *g, const char *label, unsigned mask)
+{
+    fd_opts o = fd_default();
+    op_test_outputs(&g->t, 1);
+    fd_check_op(label, &g->t, mask, &o);
+    gc_free(g);
+}
+
+/* ---- Pad ---- */
+
+/* Pad of a random [3, 4] at the opset, mode and pads given (pads input
+ * from opset 11, attribute before); with_value adds a constant_value input. */
+static void pad_case(const char *label, int opset, const char *mode, const int64_t *pads,
+                     bool with_value)
+{
+    gcase g;
+    gc_init(&g, "Pad", opset);
+    op_test_attr_string(&g.t, "mode", mode);
+    gc_rand(&g, 2, (int64_t[]){3, 4});
+    if (opset >= 11)
+        gc_i64(&g, 1, (int64_t[]){4}, pads);
+    else
+        op_test_attr_ints(&g.t, "pads", 4, pads);
+    if (with_value)
+        gc_rand(&g, 0, NULL);
+    gc_check(&g, label, with_value ? FD_INPUTS(0, 2) : FD_INPUTS(0));
+}
+
+static void test_pad(void)
+{
+    pad_case("Pad constant, value input, crop and pad", 13, "constant",
+             (int64_t[]){1, -1, 0, 2}, true);
+    pad_case("Pad constant opset 2 attributes", 2, "constant", (int64_t[]){0, 2, 1, 0}, false);
+    pad_case("Pad reflect beyond one reflection", 13, "reflect", (int64_t[]){2, 3, 4, 5}, false);
+    pad_case("Pad edge with a crop", 13, "edge", (int64_t[]){-1, 2, 1, 2}, false);
+    pad_case("Pad wrap", 19, "wrap", (int64_t[]){4, 1, 2, 5}, false);
+
+    /* opset 18 axes input on a 3-D tensor */
+    gcase g;
+    gc_init(&g, "Pad", 18);
+    op_test_attr_string(&g.t, "mode", "reflect");
+    gc_rand(&g, 3, (int64_t[]){2, 3, 3});
+    gc_i64(&g, 1, (int64_t[]){4}, (int64_t[]){2, 1, 0, 3});
+    op_test_input(&g.t, NULL);
+    gc_i64(&g, 1, (int64_t[]){2}, (int64_t[]){-1, 0});
+    gc_check(&g, "Pad reflect with axes [-1, 0]", FD_INPUTS(0));
+}
+
+/* Edge padding sends every padded gradient to the edge element, and the
+ * jvp with only the value's tangent is that tangent at the padded positions. */
+static void test_pad_accumulates(void)
+{
+    cs_err err = {0};
+    gcase g;
+    gc_init(&g, "Pad", 13);
+    op_test_attr_string(&g.t, "mode", "edge");
+    gc_rand(&g, 1, (int64_t[]){3});
+    gc_i64(&g, 1, (int64_t[]){2}, (int64_t[]){2, 1});
+    op_test_outputs(&g.t, 1);
+    cs_status st = op_test_run(&g.t, &err);
+    double gy_v[6] = {1, 2, 4, 8, 16, 32}, gx_v[3] = {0, 0, 0};
+    int64_t six = 6, three = 3;
+    cs_tensor gy = {0}, gx = {0};
+    cs_tensor_set_shape(&gy, CS_DT_DOUBLE, 1, &six);
+    cs_tensor_set_shape(&gx, CS_DT_DOUBLE, 1, &three);
+    gy.data = gy_v;
+    gx.data = gx_v;
+    cs_tensor *goutp[1] = {&gy}, *ginp[2] = {&gx, NULL};
+    cs_op_ad vjp = {.gout = goutp, .gin = ginp};
+    /* Y = [x0, x0, x0, x1, x2, x2] */
+    ok(st == CS_OK && g.t.node.op->vjp(&g.t.call, &vjp, &err) == CS_OK && gx_v[0] == 7 &&
+           gx_v[1] == 8 && gx_v[2] == 48,
+       "Pad edge vjp accumulates into the edge elements (%s)", err.msg);
+    gc_free(&g);
+
+    gc_init(&g, "Pad", 13);
+    gc_rand(&g, 1, (int64_t[]){2});
+    gc_i64(&g, 1, (int64_t[]){2}, (int64_t[]){1, 1});
+    gc_rand(&g, 0, NULL);
+    op_test_outputs(&g.t, 1);
+    st = op_test_run(&g.t, &err);
+    double tv = 2.5, ty_v[4] = {NAN, NAN, NAN, NAN};
+    int64_t four = 4;
+    cs_tensor tval = {0}, ty = {0};
+    cs_tensor_set_shape(&tval, CS_DT_DOUBLE, 0, NULL);
+    cs_tensor_set_shape(&ty, CS_DT_DOUBLE, 1, &four);
+    tval.data = &tv;
+    ty.data = ty_v;
+    cs_tensor *tinp[3] = {NULL, NULL, &tval}, *toutp[1] = {&ty};
+    cs_op_ad jvp = {.tin = tinp, .tout = toutp};
+    ok(st == CS_OK && g.t.node.op->jvp(&g.t.call, &jvp, &err) == CS_OK && ty_v[0] == 2.5 &&
+           ty_v[1] == 0 && ty_v[2] == 0 && ty_v[3] == 2.5,
+       "Pad constant jvp with only the value's tangent (%s)", err.msg);
+    gc_free(&g);
+}
+
+int main(void)
+{
+    test_pad();
+    test_pad_accumulates();
+    return tap_done();
+}
