@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fd_check.h"
@@ -153,9 +154,69 @@ static void test_pad_accumulates(void)
     gc_free(&g);
 }
 
+/* ---- GatherElements, DepthToSpace, SpaceToDepth ---- */
+
+static void test_permute(void)
+{
+    gcase g;
+    /* indices repeat along the axis (2 and -1 name one entry) */
+    gc_init(&g, "GatherElements", 13);
+    op_test_attr_int(&g.t, "axis", 1);
+    gc_rand(&g, 3, (int64_t[]){2, 3, 2});
+    gc_i64(&g, 3, (int64_t[]){2, 4, 2}, (int64_t[]){2, -1, 0, 0, -3, 1, 2, 2, 1, 1, -1, 0, 0, 2, -2, -2});
+    gc_check(&g, "GatherElements axis=1, repeated and negative indices", FD_INPUTS(0));
+    gc_init(&g, "GatherElements", 13);
+    op_test_attr_int(&g.t, "axis", -1);
+    gc_rand(&g, 2, (int64_t[]){3, 4});
+    gc_i64(&g, 2, (int64_t[]){2, 3}, (int64_t[]){3, 0, 3, -4, 1, 2});
+    gc_check(&g, "GatherElements axis=-1, fewer rows than data", FD_INPUTS(0));
+
+    static const char *const modes[2] = {"DCR", "CRD"};
+    for (int m = 0; m < 2; m++) {
+        char label[64];
+        snprintf(label, sizeof label, "DepthToSpace %s blocksize 2", modes[m]);
+        gc_init(&g, "DepthToSpace", 13);
+        op_test_attr_int(&g.t, "blocksize", 2);
+        op_test_attr_string(&g.t, "mode", modes[m]);
+        gc_rand(&g, 4, (int64_t[]){2, 8, 2, 3});
+        gc_check(&g, label, FD_INPUTS(0));
+    }
+    gc_init(&g, "SpaceToDepth", 13);
+    op_test_attr_int(&g.t, "blocksize", 2);
+    gc_rand(&g, 4, (int64_t[]){2, 3, 4, 6});
+    gc_check(&g, "SpaceToDepth blocksize 2", FD_INPUTS(0));
+}
+
+/* GatherElements' scatter-add by hand: repeated indices accumulate. */
+static void test_gather_elements_scatter(void)
+{
+    cs_err err = {0};
+    gcase g;
+    gc_init(&g, "GatherElements", 13);
+    gc_rand(&g, 1, (int64_t[]){3});
+    gc_i64(&g, 1, (int64_t[]){4}, (int64_t[]){2, -1, 0, 2});
+    op_test_outputs(&g.t, 1);
+    cs_status st = op_test_run(&g.t, &err);
+    double gy_v[4] = {1, 2, 4, 8}, gx_v[3] = {0.5, 0.5, 0.5};
+    int64_t four = 4, three = 3;
+    cs_tensor gy = {0}, gx = {0};
+    cs_tensor_set_shape(&gy, CS_DT_DOUBLE, 1, &four);
+    cs_tensor_set_shape(&gx, CS_DT_DOUBLE, 1, &three);
+    gy.data = gy_v;
+    gx.data = gx_v;
+    cs_tensor *goutp[1] = {&gy}, *ginp[2] = {&gx, NULL};
+    cs_op_ad vjp = {.gout = goutp, .gin = ginp};
+    ok(st == CS_OK && g.t.node.op->vjp(&g.t.call, &vjp, &err) == CS_OK && gx_v[0] == 4.5 &&
+           gx_v[1] == 0.5 && gx_v[2] == 11.5,
+       "GatherElements vjp adds repeated and negative indices (%s)", err.msg);
+    gc_free(&g);
+}
+
 int main(void)
 {
     test_pad();
     test_pad_accumulates();
+    test_permute();
+    test_gather_elements_scatter();
     return tap_done();
 }

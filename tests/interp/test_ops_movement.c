@@ -143,8 +143,87 @@ static void test_pad(void)
     op_test_free(&t);
 }
 
+/* ---- GatherElements, DepthToSpace, SpaceToDepth ---- */
+
+/* Sets t up for op on input x (and indices ind when given), one output;
+ * attributes follow, then op_test_run. */
+static void setup_one(op_test *t, const char *op, int opset, const cs_tensor *x, const cs_tensor *ind)
+{
+    op_test_init(t, op, opset);
+    op_test_input(t, x);
+    if (ind)
+        op_test_input(t, ind);
+    op_test_outputs(t, 1);
+}
+
+static void test_gather_elements(void)
+{
+    cs_err err = {0};
+    op_test t;
+    int64_t d22[2] = {2, 2}, d33[2] = {3, 3}, d23[2] = {2, 3};
+    double x2[4] = {1, 2, 3, 4}, x3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    int64_t i2[4] = {0, 0, 1, 0}, i3[6] = {-1, 0, 2, 1, -3, 0}, bad[4] = {0, 2, 1, 0};
+    cs_tensor x = tens(CS_DT_DOUBLE, 2, d22, x2), ind = tens(CS_DT_INT64, 2, d22, i2);
+    setup_one(&t, "GatherElements", 13, &x, &ind);
+    op_test_attr_int(&t, "axis", 1);
+    cs_status st = op_test_run(&t, &err);
+    ok(st == CS_OK && result_is(t.out[0], 2, d22, (double[]){1, 1, 4, 3}),
+       "GatherElements axis=1 (%s)", err.msg);
+    op_test_free(&t);
+
+    cs_tensor xb = tens(CS_DT_DOUBLE, 2, d33, x3), indb = tens(CS_DT_INT64, 2, d23, i3);
+    setup_one(&t, "GatherElements", 13, &xb, &indb);
+    st = op_test_run(&t, &err);
+    ok(st == CS_OK && result_is(t.out[0], 2, d23, (double[]){7, 2, 9, 4, 2, 3}),
+       "GatherElements axis=0, negative indices, fewer rows than data (%s)", err.msg);
+    op_test_free(&t);
+
+    cs_tensor indc = tens(CS_DT_INT64, 2, d22, bad);
+    setup_one(&t, "GatherElements", 13, &x, &indc);
+    ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "GatherElements: index 2 on an axis of 2 is an error");
+    op_test_free(&t);
+}
+
+static void test_depth_space(void)
+{
+    cs_err err = {0};
+    op_test t;
+    double v[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    int64_t depth[4] = {1, 8, 1, 1}, space[4] = {1, 2, 2, 2};
+    cs_tensor xd = tens(CS_DT_DOUBLE, 4, depth, v), xs = tens(CS_DT_DOUBLE, 4, space, v);
+    static const char *const modes[2] = {"DCR", "CRD"};
+    /* y[c, i, j] = x[(i b + j) C' + c] (DCR) or x[c b² + i b + j] (CRD) */
+    static const double want[2][8] = {{0, 2, 4, 6, 1, 3, 5, 7}, {0, 1, 2, 3, 4, 5, 6, 7}};
+    for (int m = 0; m < 2; m++) {
+        setup_one(&t, "DepthToSpace", 13, &xd, NULL);
+        op_test_attr_int(&t, "blocksize", 2);
+        op_test_attr_string(&t, "mode", modes[m]);
+        cs_status st = op_test_run(&t, &err);
+        ok(st == CS_OK && result_is(t.out[0], 4, space, want[m]), "DepthToSpace %s (%s)", modes[m],
+           err.msg);
+        op_test_free(&t);
+    }
+    setup_one(&t, "SpaceToDepth", 13, &xs, NULL);
+    op_test_attr_int(&t, "blocksize", 2);
+    cs_status st = op_test_run(&t, &err);
+    ok(st == CS_OK && result_is(t.out[0], 4, depth, (double[]){0, 4, 1, 5, 2, 6, 3, 7}),
+       "SpaceToDepth: channel (i b + j) C + c (%s)", err.msg);
+    op_test_free(&t);
+
+    setup_one(&t, "DepthToSpace", 13, &xs, NULL);
+    op_test_attr_int(&t, "blocksize", 2);
+    ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "DepthToSpace: 2 channels for blocksize 2 is an error");
+    op_test_free(&t);
+    setup_one(&t, "SpaceToDepth", 13, &xd, NULL);
+    op_test_attr_int(&t, "blocksize", 2);
+    ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "SpaceToDepth: H = 1 for blocksize 2 is an error");
+    op_test_free(&t);
+}
+
 int main(void)
 {
     test_pad();
+    test_gather_elements();
+    test_depth_space();
     return tap_done();
 }

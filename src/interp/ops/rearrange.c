@@ -87,7 +87,7 @@ static void gather_strided(char *dst, const char *src, int64_t n, int64_t stride
  * add_back, the adjoint: X += Y with the permutation undone.  Walks Y row
  * by row; in_stride[i] is X's element stride along Y's dim i, so one row of
  * Y is a strided line of X.  add_back needs a float type. */
-static void transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back)
+void cs_transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back)
 {
     int rank = x->ndim;
     size_t esize = cs_dtype_size(x->dtype);
@@ -144,7 +144,7 @@ static cs_status transpose_forward(cs_op_call *c, cs_err *err)
     if (st)
         return st;
     /* The source is only read (transpose_move writes Y when !add_back). */
-    transpose_move(c->out[0], c->in[0], perm, false);
+    cs_transpose_move(c->out[0], c->in[0], perm, false);
     return CS_OK;
 }
 
@@ -157,7 +157,7 @@ static cs_status transpose_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
     cs_status st = transpose_perm(c, perm, err);
     if (st)
         return st;
-    transpose_move(ad->gout[0], ad->gin[0], perm, true);
+    cs_transpose_move(ad->gout[0], ad->gin[0], perm, true);
     return CS_OK;
 }
 
@@ -174,7 +174,7 @@ static cs_status transpose_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
     cs_status st = transpose_perm(c, perm, err);
     if (st)
         return st;
-    transpose_move(ad->tout[0], ad->tin[0], perm, false);
+    cs_transpose_move(ad->tout[0], ad->tin[0], perm, false);
     return CS_OK;
 }
 

@@ -1,10 +1,11 @@
-/* Helpers shared by the shape operators (shape_ops.c) and the
- * data-movement operators (rearrange.c): argument checks, byte copies and
- * the float accumulation of their linear derivative rules.  Private to
- * interp/ops/. */
+/* Helpers shared by the shape operators (shape_ops.c, generate.c) and the
+ * data-movement operators (rearrange.c, pad.c, permute.c): argument checks,
+ * byte copies and the float accumulation of their linear derivative rules.
+ * Private to interp/ops/. */
 #ifndef CS_INTERP_OPS_SHAPE_COMMON_H
 #define CS_INTERP_OPS_SHAPE_COMMON_H
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "interp/op.h"
@@ -102,6 +103,12 @@ static inline void add_into(void *dst, const void *src, cs_dtype dt, int64_t n)
             d[i] += s[i];
     }
 }
+
+/* Y = X with axes permuted (perm[i] = X's axis at Y's axis i), or, with
+ * add_back (float types), the adjoint X += Y with the permutation undone.
+ * Y must be shaped X.dims[perm[i]]; either may be a view of another tensor
+ * under a reshaped header (DepthToSpace's 6-D views).  In rearrange.c. */
+void cs_transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back);
 
 static inline void zero_fill(cs_tensor *t)
 {
