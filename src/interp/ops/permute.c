@@ -46,25 +46,6 @@ static cs_status gather_elements_infer(cs_op_call *c, cs_err *err)
     return CS_OK;
 }
 
-/* The normalised axis, after checking every index against [-dim, dim):
- * the forward checks them, and the rules again, so no index can send a
- * write outside the gradient. */
-static cs_status gather_elements_check(const cs_op_call *c, int *axis, cs_err *err)
-{
-    const cs_tensor *x = c->in[0], *ind = c->in[1];
-    cs_status st = cs_op_axis(c, cs_node_attr_int(c->node, "axis", 0), x->ndim, axis, err);
-    if (st)
-        return st;
-    int64_t n = cs_tensor_numel(ind), dim = x->dims[*axis];
-    for (int64_t j = 0; j < n; j++) {
-        int64_t k = cs_tensor_get_i64(ind, j);
-        if (k < -dim || k >= dim)
-            return cs_op_fail(c, err, CS_ERR_SHAPE, "index %lld is out of range for axis %d of size %lld",
-                              (long long)k, *axis, (long long)dim);
-    }
-    return CS_OK;
-}
-
 /* Y[i] = X[i with i_axis replaced by ind[i]] over Y's (= ind's) positions;
  * with add_back (float types), the adjoint X[...] += Y[i]. */
 static void gather_elements_move(cs_tensor *y, cs_tensor *x, const cs_tensor *ind, int axis,
@@ -99,42 +80,19 @@ static void gather_elements_move(cs_tensor *y, cs_tensor *x, const cs_tensor *in
 
 static cs_status gather_elements_forward(cs_op_call *c, cs_err *err)
 {
-    int axis;
-    cs_status st = gather_elements_check(c, &axis, err);
-    if (st)
-        return st;
-    gather_elements_move(c->out[0], c->in[0], c->in[1], axis, false);
-    return CS_OK;
+    return cs_indexed_rule(c, NULL, false, gather_elements_move, err);
 }
 
 /* gX = scatter-add of gY at the indices. */
 static cs_status gather_elements_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
 {
-    if (!ad->gin[0] || !ad->gout[0])
-        return CS_OK;
-    int axis;
-    cs_status st = gather_elements_check(c, &axis, err);
-    if (st)
-        return st;
-    gather_elements_move(ad->gout[0], ad->gin[0], c->in[1], axis, true);
-    return CS_OK;
+    return cs_indexed_rule(c, ad, true, gather_elements_move, err);
 }
 
 /* tY = GatherElements(tX) at the same indices. */
 static cs_status gather_elements_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
 {
-    if (!ad->tout[0])
-        return CS_OK;
-    if (!ad->tin[0]) {
-        zero_fill(ad->tout[0]);
-        return CS_OK;
-    }
-    int axis;
-    cs_status st = gather_elements_check(c, &axis, err);
-    if (st)
-        return st;
-    gather_elements_move(ad->tout[0], ad->tin[0], c->in[1], axis, false);
-    return CS_OK;
+    return cs_indexed_rule(c, ad, false, gather_elements_move, err);
 }
 
 const cs_op_def cs_op_GatherElements = {

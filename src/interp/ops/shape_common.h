@@ -110,6 +110,16 @@ static inline void add_into(void *dst, const void *src, cs_dtype dt, int64_t n)
  * under a reshaped header (DepthToSpace's 6-D views).  In rearrange.c. */
 void cs_transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back);
 
+/* Element picking by an index tensor (Gather, GatherElements): Y from X at
+ * the indices along axis or, with add_back (float types), the adjoint
+ * scatter-add X += Y (repeated indices accumulate). */
+typedef void (*cs_indexed_move)(cs_tensor *y, cs_tensor *x, const cs_tensor *ind, int axis,
+                                bool add_back);
+/* forward (ad NULL), vjp (adjoint) or jvp through move, after checking the
+ * indices against input 0's axis.  In rearrange.c. */
+cs_status cs_indexed_rule(cs_op_call *c, const cs_op_ad *ad, bool adjoint, cs_indexed_move move,
+                          cs_err *err) CS_MUST_CHECK;
+
 static inline void zero_fill(cs_tensor *t)
 {
     memset(t->data, 0, cs_tensor_bytes(t));
