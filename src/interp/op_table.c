@@ -51,6 +51,10 @@ extern const cs_op_def cs_op_Transpose, cs_op_Concat, cs_op_Gather;
 /* interp/ops/shape_ops.c */
 extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape,
     cs_op_Constant, cs_op_Identity, cs_op_Dropout, cs_op_Cast;
+/* interp/ops/pad.c, permute.c */
+extern const cs_op_def cs_op_Pad, cs_op_GatherElements, cs_op_DepthToSpace, cs_op_SpaceToDepth;
+/* interp/ops/generate.c */
+extern const cs_op_def cs_op_ConstantOfShape, cs_op_Range, cs_op_Size;
 
 static const cs_op_def *const op_table[] = {
     &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv,
@@ -74,6 +78,8 @@ static const cs_op_def *const op_table[] = {
     &cs_op_Flatten, &cs_op_Reshape, &cs_op_Transpose, &cs_op_Concat,
     &cs_op_Gather, &cs_op_Unsqueeze, &cs_op_Squeeze, &cs_op_Shape, &cs_op_Constant,
     &cs_op_Identity, &cs_op_Dropout, &cs_op_Cast,
+    &cs_op_Pad, &cs_op_GatherElements, &cs_op_DepthToSpace, &cs_op_SpaceToDepth,
+    &cs_op_ConstantOfShape, &cs_op_Range, &cs_op_Size,
 };
 
 const cs_op_def *cs_op_find(const char *op_type, const char *domain)

@@ -87,7 +87,7 @@ static void gather_strided(char *dst, const char *src, int64_t n, int64_t stride
  * add_back, the adjoint: X += Y with the permutation undone.  Walks Y row
  * by row; in_stride[i] is X's element stride along Y's dim i, so one row of
  * Y is a strided line of X.  add_back needs a float type. */
-static void transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back)
+void cs_transpose_move(cs_tensor *y, cs_tensor *x, const int *perm, bool add_back)
 {
     int rank = x->ndim;
     size_t esize = cs_dtype_size(x->dtype);
@@ -144,7 +144,7 @@ static cs_status transpose_forward(cs_op_call *c, cs_err *err)
     if (st)
         return st;
     /* The source is only read (transpose_move writes Y when !add_back). */
-    transpose_move(c->out[0], c->in[0], perm, false);
+    cs_transpose_move(c->out[0], c->in[0], perm, false);
     return CS_OK;
 }
 
@@ -157,7 +157,7 @@ static cs_status transpose_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
     cs_status st = transpose_perm(c, perm, err);
     if (st)
         return st;
-    transpose_move(ad->gout[0], ad->gin[0], perm, true);
+    cs_transpose_move(ad->gout[0], ad->gin[0], perm, true);
     return CS_OK;
 }
 
@@ -174,7 +174,7 @@ static cs_status transpose_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
     cs_status st = transpose_perm(c, perm, err);
     if (st)
         return st;
-    transpose_move(ad->tout[0], ad->tin[0], perm, false);
+    cs_transpose_move(ad->tout[0], ad->tin[0], perm, false);
     return CS_OK;
 }
 
@@ -337,9 +337,8 @@ static cs_status gather_infer(cs_op_call *c, cs_err *err)
     return set_reshaped(c, rank, dims, err);
 }
 
-/* The normalised axis of a Gather whose indices all lie in
- * [-axis_dim, axis_dim): the forward checks them; the rules check again so
- * that no index can send a write outside the gradient. */
+/* The normalised axis of a Gather or GatherElements whose indices all lie
+ * in [-axis_dim, axis_dim). */
 static cs_status gather_check(const cs_op_call *c, int *axis, cs_err *err)
 {
     const cs_tensor *x = c->in[0], *ind = c->in[1];
@@ -382,45 +381,46 @@ static void gather_move(cs_tensor *y, cs_tensor *x, const cs_tensor *ind, int ax
     }
 }
 
-static cs_status gather_forward(cs_op_call *c, cs_err *err)
+/* Forward (ad NULL), vjp (adjoint) or jvp of an operator that picks
+ * elements of input 0 by the indices of input 1 along the axis attribute:
+ * the indices are checked (every call, so that no index can send a write
+ * outside the gradient), then move runs forward on (Y, X), adjoint on
+ * (gY, gX) (scatter-add) or forward on (tY, tX); a jvp without a tangent
+ * writes zeros.  The indices are integers and get no gradient. */
+cs_status cs_indexed_rule(cs_op_call *c, const cs_op_ad *ad, bool adjoint, cs_indexed_move move,
+                          cs_err *err)
 {
-    int axis;
-    cs_status st = gather_check(c, &axis, err);
-    if (st)
-        return st;
-    gather_move(c->out[0], c->in[0], c->in[1], axis, false);
-    return CS_OK;
-}
-
-/* gX = scatter-add of gY at the indices (w.r.t. data only: the indices are
- * integers and get no gradient). */
-static cs_status gather_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
-{
-    if (!ad->gin[0] || !ad->gout[0])
+    cs_tensor *y = ad ? (adjoint ? ad->gout[0] : ad->tout[0]) : c->out[0];
+    cs_tensor *x = ad ? (adjoint ? ad->gin[0] : ad->tin[0]) : c->in[0];
+    if (!y || (adjoint && !x))
         return CS_OK;
-    int axis;
-    cs_status st = gather_check(c, &axis, err);
-    if (st)
-        return st;
-    gather_move(ad->gout[0], ad->gin[0], c->in[1], axis, true);
-    return CS_OK;
-}
-
-/* tY = gather(tX) at the same indices. */
-static cs_status gather_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
-{
-    if (!ad->tout[0])
-        return CS_OK;
-    if (!ad->tin[0]) {
-        zero_fill(ad->tout[0]);
+    if (!x) {
+        zero_fill(y);
         return CS_OK;
     }
     int axis;
     cs_status st = gather_check(c, &axis, err);
     if (st)
         return st;
-    gather_move(ad->tout[0], ad->tin[0], c->in[1], axis, false);
+    move(y, x, c->in[1], axis, adjoint);
     return CS_OK;
+}
+
+static cs_status gather_forward(cs_op_call *c, cs_err *err)
+{
+    return cs_indexed_rule(c, NULL, false, gather_move, err);
+}
+
+/* gX = scatter-add of gY at the indices. */
+static cs_status gather_vjp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    return cs_indexed_rule(c, ad, true, gather_move, err);
+}
+
+/* tY = gather(tX) at the same indices. */
+static cs_status gather_jvp(cs_op_call *c, const cs_op_ad *ad, cs_err *err)
+{
+    return cs_indexed_rule(c, ad, false, gather_move, err);
 }
 
 const cs_op_def cs_op_Gather = {
