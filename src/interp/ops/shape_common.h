@@ -1,5 +1,5 @@
 /* Helpers shared by the shape operators (shape_ops.c) and the
- * data-movement operators (rearrange.c): argument checks, byte copies and
+ * data-movement operators (rearrange.c, slicing.c): argument checks, byte copies and
  * the float accumulation of their linear derivative rules.  Private to
  * interp/ops/. */
 #ifndef CS_INTERP_OPS_SHAPE_COMMON_H
@@ -37,6 +37,29 @@ static inline cs_status need_sized(const cs_op_call *c, int i, cs_err *err)
     if (cs_dtype_size(c->in[i]->dtype) == 0)
         return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "input %d has unsupported type %s", i,
                           cs_dtype_name(c->in[i]->dtype));
+    return CS_OK;
+}
+
+/* The contents of a 1-D (or scalar) int32 / int64 input i, which must be
+ * known at prepare time: up to max values into vals, count in *n. */
+static inline cs_status read_int_input(const cs_op_call *c, int i, const char *what, int64_t *vals,
+                                       int max, int *n, cs_err *err)
+{
+    const cs_tensor *t = c->in[i];
+    if (t->dtype != CS_DT_INT64 && t->dtype != CS_DT_INT32)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "%s input has type %s (int64 expected)", what,
+                          cs_dtype_name(t->dtype));
+    if (t->ndim > 1)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "%s input must be 1-D, has rank %d", what, t->ndim);
+    int64_t count = cs_tensor_numel(t);
+    if (!t->data && count > 0)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "%s input must be a constant", what);
+    if (count > max)
+        return cs_op_fail(c, err, CS_ERR_UNSUPPORTED, "%s input has %lld values (at most %d)", what,
+                          (long long)count, max);
+    for (int64_t k = 0; k < count; k++)
+        vals[k] = cs_tensor_get_i64(t, k);
+    *n = (int)count;
     return CS_OK;
 }
 
