@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../onnx/model_builder.h"
 #include "../tap.h"
+#include "interp/plan.h"
 #include "op_test.h"
 
 /* 0, 1, 2, ... as double / int64 data for inputs. */
@@ -349,6 +351,49 @@ static void test_tile(void)
     op_test_free(&t);
 }
 
+/* ---- folding: the Shape -> Slice -> Concat -> Reshape chain of exports ---- */
+
+static Onnx__TensorProto *int64_init(model_builder *b, const char *name, int n, const int64_t *v)
+{
+    Onnx__TensorProto *t = mb_tensor(b, name, CS_DT_INT64, 1, (const int64_t[]){n});
+    t->n_int64_data = (size_t)n;
+    t->int64_data = mb_dup(b, v, (size_t)n * sizeof *v);
+    return mb_add_init(b, t);
+}
+
+static void test_fold(void)
+{
+    model_builder b;
+    mb_init(&b, 8, 17);
+    mb_input(&b, "x", CS_DT_FLOAT, 3, (const int64_t[]){-1, 2, 3});
+    int64_init(&b, "zero", 1, (const int64_t[]){0});
+    int64_init(&b, "one", 1, (const int64_t[]){1});
+    int64_init(&b, "minus1", 1, (const int64_t[]){-1});
+    mb_node(&b, "Shape", "shape", (const char *const[]){"x", NULL}, (const char *const[]){"s", NULL});
+    mb_node(&b, "Slice", "slice", (const char *const[]){"s", "zero", "one", NULL},
+            (const char *const[]){"batch", NULL});
+    Onnx__NodeProto *n = mb_node(&b, "Concat", "concat", (const char *const[]){"batch", "minus1", NULL},
+                                 (const char *const[]){"target", NULL});
+    mb_attr_int(&b, n, "axis", 0);
+    mb_node(&b, "Reshape", "reshape", (const char *const[]){"x", "target", NULL},
+            (const char *const[]){"y", NULL});
+    mb_output(&b, "y");
+    cs_graph *g = NULL;
+    cs_err err = {0};
+    cs_status st = mb_load(&b, NULL, &g, &err);
+    mb_free(&b);
+    if (!ok(st == CS_OK, "fold: Shape -> Slice -> Concat -> Reshape model loads (%s)", err.msg))
+        return;
+    cs_plan p;
+    if (ok(cs_plan_prepare_batch(&p, g, 4, &err) == CS_OK, "fold: prepare at batch 4 (%s)", err.msg)) {
+        ok(p.folded[1] && p.folded[2] && !p.folded[3], "fold: Slice and Concat fold at prepare, Reshape runs");
+        const cs_tensor *y = cs_plan_output(&p, 0);
+        ok(y->ndim == 2 && y->dims[0] == 4 && y->dims[1] == 6, "fold: the output is [4, 6]");
+        cs_plan_free(&p);
+    }
+    cs_graph_free(g);
+}
+
 int main(void)
 {
     for (int i = 0; i < 64; i++) {
@@ -359,5 +404,6 @@ int main(void)
     test_split();
     test_expand();
     test_tile();
+    test_fold();
     return tap_done();
 }
