@@ -177,37 +177,43 @@ static cs_status slice_infer(cs_op_call *c, cs_err *err)
 }
 
 /* Y = X[start + idx * step] along every axis, or with add_back the adjoint
- * X[start + idx * step] += Y (float types).  Walks Y in index order. */
+ * X[start + idx * step] += Y (float types).  Walks Y row by row (its last
+ * axis): a row of Y is a line of X with stride step[-1], a plain copy when
+ * that step is 1 (channel and sequence slices of activations). */
 static void slice_move(cs_tensor *y, cs_tensor *x, const slice_spec *s, bool add_back)
 {
     int rank = x->ndim;
-    int64_t n = cs_tensor_numel(y);
     size_t esize = cs_dtype_size(x->dtype);
-    if (n == 0)
+    if (cs_tensor_numel(y) == 0)
         return;
+    if (rank == 0) {
+        if (add_back)
+            add_into(x->data, y->data, x->dtype, 1);
+        else
+            copy_bytes(y, x);
+        return;
+    }
     int64_t stride[CS_MAX_DIMS], idx[CS_MAX_DIMS] = {0};
     elem_strides(x, stride);
-    int64_t base = 0, step_off[CS_MAX_DIMS]; /* offset of Y's element 0; X step per Y step */
-    for (int d = 0; d < rank; d++) {
-        base += s->start[d] * stride[d];
-        step_off[d] = s->step[d] * stride[d];
-    }
+    int64_t row = y->dims[rank - 1], line_step = s->step[rank - 1];
     char *xd = x->data, *yd = y->data;
-    int64_t off = base;
-    for (int64_t i = 0; i < n; i++) {
-        if (add_back)
-            move_elem(xd, off, yd, i, x->dtype, esize, true);
+    do {
+        int64_t off = s->start[rank - 1]; /* X offset of this row's first element */
+        for (int d = 0; d < rank - 1; d++)
+            off += (s->start[d] + idx[d] * s->step[d]) * stride[d];
+        if (line_step == 1 && add_back)
+            add_into(xd + (size_t)off * esize, yd, x->dtype, row);
+        else if (line_step == 1)
+            memcpy(yd, xd + (size_t)off * esize, (size_t)row * esize);
         else
-            move_elem(yd, i, xd, off, x->dtype, esize, false);
-        /* Odometer with the X offset carried along. */
-        for (int d = rank - 1; d >= 0; d--) {
-            off += step_off[d];
-            if (++idx[d] < y->dims[d])
-                break;
-            off -= step_off[d] * y->dims[d];
-            idx[d] = 0;
-        }
-    }
+            for (int64_t j = 0; j < row; j++) {
+                if (add_back)
+                    move_elem(xd, off + j * line_step, yd, j, x->dtype, esize, true);
+                else
+                    move_elem(yd, j, xd, off + j * line_step, x->dtype, esize, false);
+            }
+        yd += (size_t)row * esize;
+    } while (next_index(idx, y->dims, rank - 1));
 }
 
 static cs_status slice_forward(cs_op_call *c, cs_err *err)
