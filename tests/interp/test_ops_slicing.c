@@ -75,6 +75,10 @@ static void test_slice(void)
          1, {5}, 5, {4, 3, 2, 1, 0}},
         {"step 2 on axis 1 of [2, 3, 4], both ends out of range", 3, {2, 3, 4}, 1, {-100}, {100}, {1}, {2}, 1, 1,
          3, {2, 2, 4}, 16, {0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 20, 21, 22, 23}},
+        {"step INT64_MAX keeps the first element", 1, {10}, 1, {2}, {INT64_MAX}, {0}, {INT64_MAX}, 1, 1,
+         1, {1}, 1, {2}},
+        {"step INT64_MIN keeps the start element", 1, {10}, 1, {7}, {INT64_MIN}, {0}, {INT64_MIN}, 1, 1,
+         1, {1}, 1, {7}},
         {"step -2 from 3 on the last axis of [2, 4]", 2, {2, 4}, 1, {3}, {INT64_MIN}, {1}, {-2}, 1, 1,
          2, {2, 2}, 4, {3, 1, 7, 5}},
     };

@@ -142,7 +142,7 @@ static cs_status slice_spec_read(const cs_op_call *c, slice_spec *s, cs_err *err
             return cs_op_fail(c, err, CS_ERR_SHAPE, "step of axis %d is 0", a);
         int64_t b = starts[k], e = ends[k];
         if (b < 0)
-            b = b < -n ? 0 : b + n; /* written so INT64_MIN + n cannot be misread */
+            b = b < -n ? 0 : b + n; /* below -n: the front, for either sign of step */
         if (e < 0)
             e = e < -n ? -1 : e + n;
         if (step > 0) {
@@ -152,11 +152,13 @@ static cs_status slice_spec_read(const cs_op_call *c, slice_spec *s, cs_err *err
             b = b > n - 1 ? n - 1 : b;
             e = e > n - 1 ? n - 1 : e;
         }
+        /* ceil(span / |step|) as 1 + (span - 1) / |step|: no overflow for
+         * any step, INT64_MIN included (|step| > span keeps one element). */
         int64_t len = 0;
         if (step > 0 && e > b)
-            len = (e - b + step - 1) / step;
+            len = 1 + (e - b - 1) / step;
         else if (step < 0 && b > e)
-            len = (b - e + (-step) - 1) / (-step);
+            len = 1 + (b - e - 1) / (step == INT64_MIN ? INT64_MAX : -step);
         s->start[a] = b;
         s->step[a] = step;
         s->len[a] = len;
