@@ -48,6 +48,8 @@ extern const cs_op_def cs_op_ReduceMean, cs_op_ReduceSum, cs_op_ReduceMax, cs_op
     cs_op_ArgMax, cs_op_ArgMin, cs_op_GlobalMaxPool;
 /* interp/ops/rearrange.c */
 extern const cs_op_def cs_op_Transpose, cs_op_Concat, cs_op_Gather;
+/* interp/ops/slicing.c */
+extern const cs_op_def cs_op_Slice, cs_op_Split, cs_op_Expand, cs_op_Tile;
 /* interp/ops/shape_ops.c */
 extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Unsqueeze, cs_op_Squeeze, cs_op_Shape,
     cs_op_Constant, cs_op_Identity, cs_op_Dropout, cs_op_Cast;
@@ -80,6 +82,7 @@ static const cs_op_def *const op_table[] = {
     &cs_op_Identity, &cs_op_Dropout, &cs_op_Cast,
     &cs_op_Pad, &cs_op_GatherElements, &cs_op_DepthToSpace, &cs_op_SpaceToDepth,
     &cs_op_ConstantOfShape, &cs_op_Range, &cs_op_Size,
+    &cs_op_Slice, &cs_op_Split, &cs_op_Expand, &cs_op_Tile,
 };
 
 const cs_op_def *cs_op_find(const char *op_type, const char *domain)

@@ -196,7 +196,7 @@ static cs_status convert_attr(builder *b, const cs_node *n, const Onnx__Attribut
                            n->name, a->name);
         char what[256];
         snprintf(what, sizeof what, "node '%s' attribute '%s'", n->name, a->name);
-        return cs_tensor_from_proto(ap->t, b->base_dir, what, &a->t, b->err);
+        return cs_tensor_from_proto(ap->t, b->base_dir, what, true, &a->t, b->err);
     }
     return CS_OK;
 }
@@ -263,7 +263,7 @@ static cs_status build_graph(builder *b, const Onnx__ModelProto *m)
             return cs_fail(err, CS_ERR_NOMEM, "out of memory");
         char what[300];
         snprintf(what, sizeof what, "initializer '%s'", name);
-        cs_status st = cs_tensor_from_proto(tp, b->base_dir, what, &g->values[v].init, err);
+        cs_status st = cs_tensor_from_proto(tp, b->base_dir, what, true, &g->values[v].init, err);
         if (st)
             return st;
         g->values[v].decl = g->values[v].init;

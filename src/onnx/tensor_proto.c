@@ -4,7 +4,9 @@
  * (little-endian bytes), a typed repeated field (float_data, int32_data for
  * every type of 32 bits or fewer, int64_data, double_data, uint64_data for
  * uint32/uint64), or an external file.  Every path checks the element count
- * against the shape before copying. */
+ * against the shape before copying.  A model's float16 and bfloat16
+ * tensors are widened to float32 on the way in (cs_tensor_from_proto's
+ * widen): curvscope computes in float32 / float64 only. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -120,17 +122,54 @@ static cs_status count_mismatch(const char *what, const char *field, size_t have
                    have, (long long)need);
 }
 
+/* TensorProto.DataType BFLOAT16: no cs_dtype, read only to be widened. */
+enum { ONNX_BFLOAT16 = 16 };
+
+/* Replace t's 16-bit patterns (float16, or bfloat16 when brain) by their
+ * float32 values.  Both widenings are exact: every half and every bfloat16
+ * is a float32, subnormal halves included (cs_half_to_float scales them
+ * by 2^-24); infinities stay infinite and NaN stays NaN with its payload
+ * moved into the top of the float32 mantissa.  A bfloat16 is the top 16
+ * bits of a float32, so its widening is the shift by 16. */
+static cs_status widen_16bit(cs_tensor *t, bool brain, cs_err *err)
+{
+    cs_tensor wide = {0};
+    cs_tensor_set_shape(&wide, CS_DT_FLOAT, t->ndim, t->dims);
+    cs_status st = cs_tensor_alloc(&wide, err);
+    if (st) {
+        cs_tensor_free(t);
+        return st;
+    }
+    const uint16_t *h = t->data;
+    float *f = wide.data;
+    for (int64_t i = 0; i < cs_tensor_numel(t); i++) {
+        if (brain) {
+            uint32_t bits = (uint32_t)h[i] << 16;
+            memcpy(&f[i], &bits, sizeof bits);
+        } else {
+            f[i] = cs_half_to_float(h[i]);
+        }
+    }
+    cs_tensor_free(t);
+    *t = wide;
+    return CS_OK;
+}
+
 cs_status cs_tensor_from_proto(const Onnx__TensorProto *tp, const char *base_dir,
-                               const char *what, cs_tensor *out, cs_err *err)
+                               const char *what, bool widen, cs_tensor *out, cs_err *err)
 {
     memset(out, 0, sizeof *out);
     if (tp->n_dims > CS_MAX_DIMS)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "%s: rank %zu is above %d", what, tp->n_dims,
                        CS_MAX_DIMS);
-    cs_dtype dt = (cs_dtype)tp->data_type;
-    if (tp->data_type <= 0 || tp->data_type >= CS_DT_COUNT_ || cs_dtype_size(dt) == 0)
+    /* A widened 16-bit float is decoded as its bit patterns (uint16, which
+     * every storage path below reads as float16 would be) and converted
+     * at the end. */
+    bool half = widen && (tp->data_type == CS_DT_FLOAT16 || tp->data_type == ONNX_BFLOAT16);
+    cs_dtype dt = half ? CS_DT_UINT16 : (cs_dtype)tp->data_type;
+    if (!half && (tp->data_type <= 0 || tp->data_type >= CS_DT_COUNT_ || cs_dtype_size(dt) == 0))
         return cs_fail(err, CS_ERR_UNSUPPORTED, "%s: element type %d (%s) is not supported", what,
-                       tp->data_type, cs_dtype_name(tp->data_type));
+                       tp->data_type, tp->data_type == ONNX_BFLOAT16 ? "bfloat16" : cs_dtype_name(tp->data_type));
     int64_t dims[CS_MAX_DIMS];
     for (size_t i = 0; i < tp->n_dims; i++)
         dims[i] = tp->dims[i];
@@ -141,8 +180,10 @@ cs_status cs_tensor_from_proto(const Onnx__TensorProto *tp, const char *base_dir
     int64_t numel = cs_tensor_numel(out);
     size_t es = cs_dtype_size(dt);
 
-    if (tp->has_data_location && tp->data_location == 1)
-        return read_external(tp, base_dir, what, out, err);
+    if (tp->has_data_location && tp->data_location == 1) {
+        st = read_external(tp, base_dir, what, out, err);
+        return st || !half ? st : widen_16bit(out, tp->data_type == ONNX_BFLOAT16, err);
+    }
 
     if (tp->has_raw_data) {
         if (tp->raw_data.len != (size_t)numel * es)
@@ -151,7 +192,7 @@ cs_status cs_tensor_from_proto(const Onnx__TensorProto *tp, const char *base_dir
         st = cs_tensor_alloc(out, err);
         if (st == CS_OK && numel)
             memcpy(out->data, tp->raw_data.data, tp->raw_data.len); /* host is little-endian */
-        return st;
+        return st || !half ? st : widen_16bit(out, tp->data_type == ONNX_BFLOAT16, err);
     }
 
     const void *src = NULL;
@@ -188,16 +229,16 @@ cs_status cs_tensor_from_proto(const Onnx__TensorProto *tp, const char *base_dir
     if (have != (size_t)numel)
         return count_mismatch(what, field, have, numel, err);
     st = cs_tensor_alloc(out, err);
-    if (st || numel == 0)
+    if (st)
         return st;
-    if (dt == CS_DT_FLOAT16) {
+    if (dt == CS_DT_FLOAT16 || half) { /* the low 16 bits of each int32 are the pattern */
         uint16_t *h = out->data;
         for (int64_t i = 0; i < numel; i++)
             h[i] = (uint16_t)tp->int32_data[i];
-    } else {
+    } else if (numel > 0) {
         cs_convert(out->data, dt, src, src_dt, numel);
     }
-    return CS_OK;
+    return half ? widen_16bit(out, tp->data_type == ONNX_BFLOAT16, err) : CS_OK;
 }
 
 cs_status cs_tensor_proto_decode(const uint8_t *buf, size_t len, cs_tensor *out, char **name,
@@ -207,7 +248,7 @@ cs_status cs_tensor_proto_decode(const uint8_t *buf, size_t len, cs_tensor *out,
     if (!tp)
         return cs_fail(err, CS_ERR_FORMAT, "not a valid TensorProto (protobuf decode failed)");
     cs_status st = cs_tensor_from_proto(tp, NULL, tp->name && *tp->name ? tp->name : "tensor",
-                                        out, err);
+                                        false, out, err);
     if (st == CS_OK && name) {
         *name = strdup(tp->name ? tp->name : "");
         if (!*name) {

@@ -312,6 +312,24 @@ static void test_storage_fields(void)
     t->int32_data = mb_dup(&b, hv, sizeof hv);
     mb_add_init(&b, t);
 
+    /* 1, 2^-24 (smallest subnormal), 2^-14 - 2^-24 (largest subnormal),
+     * 65504 (largest finite), -0, +inf, -inf, NaN */
+    static const uint16_t hraw[] = {0x3C00, 0x0001, 0x03FF, 0x7BFF, 0x8000, 0x7C00, 0xFC00, 0x7E00};
+    t = mb_tensor(&b, "f16_raw", CS_DT_FLOAT16, 1, DIMS(8));
+    mb_set_raw(&b, t, sizeof hraw, hraw);
+    mb_add_init(&b, t);
+
+    /* bfloat16 (TensorProto type 16): 1, -2, +inf, 2^-133 (a float32 subnormal) */
+    static const uint16_t braw[] = {0x3F80, 0xC000, 0x7F80, 0x0001};
+    t = mb_tensor(&b, "bf16_raw", 16, 1, DIMS(4));
+    mb_set_raw(&b, t, sizeof braw, braw);
+    mb_add_init(&b, t);
+    static const int32_t bv[] = {0x3F80, 0x4049}; /* 1, 3.140625 */
+    t = mb_tensor(&b, "bf16_data", 16, 1, DIMS(2));
+    t->n_int32_data = 2;
+    t->int32_data = mb_dup(&b, bv, sizeof bv);
+    mb_add_init(&b, t);
+
     static const double dv[] = {0.1, -1e300, 4.0};
     t = mb_tensor(&b, "f64_data", CS_DT_DOUBLE, 2, DIMS(3, 1));
     t->n_double_data = 3;
@@ -361,9 +379,24 @@ static void test_storage_fields(void)
            ((const uint8_t *)x->data)[1] == 1,
        "int32_data decodes into uint8");
     x = init_of(g, "f16_data");
-    ok(shape_is(x, CS_DT_FLOAT16, 1, DIMS(2)) && ((const uint16_t *)x->data)[0] == 0x3C00 &&
-           ((const uint16_t *)x->data)[1] == 0xC000,
-       "int32_data carries float16 bit patterns");
+    ok(shape_is(x, CS_DT_FLOAT, 1, DIMS(2)) && ((const float *)x->data)[0] == 1.0f &&
+           ((const float *)x->data)[1] == -2.0f,
+       "float16 in int32_data (0x3C00, 0xC000) widens to float32 1, -2");
+    x = init_of(g, "f16_raw");
+    const float *h = x ? x->data : NULL;
+    ok(shape_is(x, CS_DT_FLOAT, 1, DIMS(8)) && h[0] == 1.0f && h[1] == ldexpf(1.0f, -24) &&
+           h[2] == ldexpf(1023.0f, -24) && h[3] == 65504.0f && h[4] == 0.0f && signbit(h[4]) &&
+           isinf(h[5]) && h[5] > 0 && isinf(h[6]) && h[6] < 0 && isnan(h[7]),
+       "float16 raw_data widens exactly: 1, 2^-24, 1023 * 2^-24, 65504, -0, inf, -inf, nan");
+    x = init_of(g, "bf16_raw");
+    h = x ? x->data : NULL;
+    ok(shape_is(x, CS_DT_FLOAT, 1, DIMS(4)) && h[0] == 1.0f && h[1] == -2.0f && isinf(h[2]) &&
+           h[2] > 0 && h[3] == ldexpf(1.0f, -133),
+       "bfloat16 raw_data widens to the float32 with those top 16 bits: 1, -2, inf, 2^-133");
+    x = init_of(g, "bf16_data");
+    ok(shape_is(x, CS_DT_FLOAT, 1, DIMS(2)) && ((const float *)x->data)[0] == 1.0f &&
+           ((const float *)x->data)[1] == 3.140625f,
+       "bfloat16 in int32_data (0x3F80, 0x4049) widens to 1, 3.140625");
     x = init_of(g, "f64_data");
     ok(shape_is(x, CS_DT_DOUBLE, 2, DIMS(3, 1)) && memcmp(x->data, dv, sizeof dv) == 0,
        "double_data decodes bit-exactly");
@@ -727,6 +760,41 @@ static void test_symbolic_shapes(void)
     cs_graph_free(g);
 }
 
+/* A Constant's float16 value is widened like an initializer, so a float
+ * model with half constants (mixed-precision exports) runs in float32. */
+static void test_half_constant(void)
+{
+    model_builder b;
+    mb_init(&b, 8, 17);
+    mb_input(&b, "x", CS_DT_FLOAT, 2, DIMS(-1, 3));
+    Onnx__NodeProto *n = mb_node(&b, "Constant", "const", NULL, NAMES("c"));
+    static const uint16_t hv[3] = {0x3C00, 0x4000, 0x0001}; /* 1, 2, 2^-24 */
+    Onnx__TensorProto *t = mb_tensor(&b, "", CS_DT_FLOAT16, 1, DIMS(3));
+    mb_set_raw(&b, t, sizeof hv, hv);
+    mb_attr_tensor(&b, n, "value", t);
+    mb_node(&b, "Add", "add", NAMES("x", "c"), NAMES("y"));
+    mb_output(&b, "y");
+    cs_graph *g = NULL;
+    cs_err err = {0};
+    cs_status st = mb_load(&b, NULL, &g, &err);
+    mb_free(&b);
+    if (!ok(st == CS_OK, "half constant: model loads (%s)", err.msg))
+        return;
+    const cs_attr *ta = cs_node_attr(&g->nodes[0], "value");
+    ok(ta && shape_is(&ta->t, CS_DT_FLOAT, 1, DIMS(3)) && ((const float *)ta->t.data)[2] == ldexpf(1.0f, -24),
+       "half constant: the value attribute is float32 [1, 2, 2^-24]");
+    cs_plan p;
+    if (ok(cs_plan_prepare_batch(&p, g, 1, &err) == CS_OK, "half constant: prepare (%s)", err.msg)) {
+        float *x = cs_plan_input(&p, 0)->data;
+        x[0] = 0.5f, x[1] = -2.0f, x[2] = 0.0f;
+        const float *y = cs_plan_output(&p, 0)->data;
+        ok(cs_plan_forward(&p, &err) == CS_OK && y[0] == 1.5f && y[1] == 0.0f && y[2] == ldexpf(1.0f, -24),
+           "half constant: x + c runs in float32 (%s)", err.msg);
+        cs_plan_free(&p);
+    }
+    cs_graph_free(g);
+}
+
 static void test_attributes(void)
 {
     model_builder b;
@@ -809,6 +877,7 @@ int main(void)
     test_fusion();
     test_symbolic_shapes();
     test_attributes();
+    test_half_constant();
     test_load_file_errors();
     return tap_done();
 }

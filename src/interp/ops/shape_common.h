@@ -1,7 +1,7 @@
 /* Helpers shared by the shape operators (shape_ops.c, generate.c) and the
- * data-movement operators (rearrange.c, pad.c, permute.c): argument checks,
- * byte copies and the float accumulation of their linear derivative rules.
- * Private to interp/ops/. */
+ * data-movement operators (rearrange.c, pad.c, permute.c, slicing.c):
+ * argument checks, byte copies and the float accumulation of their linear
+ * derivative rules.  Private to interp/ops/. */
 #ifndef CS_INTERP_OPS_SHAPE_COMMON_H
 #define CS_INTERP_OPS_SHAPE_COMMON_H
 
@@ -41,25 +41,10 @@ static inline cs_status need_sized(const cs_op_call *c, int i, cs_err *err)
     return CS_OK;
 }
 
-/* Copy src's bytes into dst (same byte size, by infer's construction). */
-static inline void copy_bytes(cs_tensor *dst, const cs_tensor *src)
-{
-    if (dst->data != src->data)
-        memcpy(dst->data, src->data, cs_tensor_bytes(src));
-}
-
-static inline int64_t dims_product(const int64_t *dims, int from, int to)
-{
-    int64_t p = 1;
-    for (int i = from; i < to; i++)
-        p *= dims[i];
-    return p;
-}
-
 /* The contents of a 1-D (or scalar) int32 / int64 input i, which must be
  * known at prepare time: up to max values into vals, count in *n. */
 static inline cs_status read_int_input(const cs_op_call *c, int i, const char *what, int64_t *vals,
-                                int max, int *n, cs_err *err)
+                                       int max, int *n, cs_err *err)
 {
     const cs_tensor *t = c->in[i];
     if (t->dtype != CS_DT_INT64 && t->dtype != CS_DT_INT32)
@@ -77,6 +62,21 @@ static inline cs_status read_int_input(const cs_op_call *c, int i, const char *w
         vals[k] = cs_tensor_get_i64(t, k);
     *n = (int)count;
     return CS_OK;
+}
+
+/* Copy src's bytes into dst (same byte size, by infer's construction). */
+static inline void copy_bytes(cs_tensor *dst, const cs_tensor *src)
+{
+    if (dst->data != src->data)
+        memcpy(dst->data, src->data, cs_tensor_bytes(src));
+}
+
+static inline int64_t dims_product(const int64_t *dims, int from, int to)
+{
+    int64_t p = 1;
+    for (int i = from; i < to; i++)
+        p *= dims[i];
+    return p;
 }
 
 /* Set output 0 to input 0's dtype with the given shape. */
