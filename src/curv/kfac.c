@@ -80,11 +80,33 @@ cs_status cs_kfac_layer_geometry(const cs_graph *g, int l, cs_kfac_layout *s, cs
             k[1] = unit % s->dG;
             k[2] = p < M * Kp ? p % Kp : Kp;
         }
+    } else if (strcmp(L->op_type, "Gather") == 0 && w_slot == 0 && w->ndim == 2 &&
+               cs_node_attr_int(n, "axis", 0) == 0) {
+        /* Embedding (interp/layers/embedding.c): E [V, D] stored [in, out],
+         * units its token rows E[v, :] (doc/design.md §2.4). */
+        s->kind = CS_KFAC_EMBED;
+        s->groups = 1;
+        s->dG = w->dims[1];
+        s->fan_in = w->dims[0];
+        s->kfac_ok = true;
+        s->n_units = s->fan_in;
+        s->unit_d = s->dG;
+        if ((st = cs_curv_malloc((void **)&s->kron, sizeof(int64_t) * 3 * (size_t)s->W, err,
+                                 "the K-FAC index of layer '%s'", L->name)) ||
+            (st = cs_curv_malloc((void **)&s->unit_idx, sizeof(int64_t) * (size_t)s->W, err,
+                                 "the unit index of layer '%s'", L->name)))
+            return st;
+        for (int64_t p = 0; p < s->W; p++) {
+            s->kron[3 * p] = 0;
+            s->kron[3 * p + 1] = p % s->dG;
+            s->kron[3 * p + 2] = p / s->dG;
+            s->unit_idx[p] = p;
+        }
     }
     s->dA = s->fan_in + (s->bias ? 1 : 0);
 
     /* Units: output unit rows of [W | b], or (scale_c, bias_c) pairs. */
-    if (s->kind != CS_KFAC_NONE && s->kfac_ok) {
+    if (s->kind != CS_KFAC_NONE && s->kfac_ok && !s->unit_idx) {
         s->n_units = s->groups * s->dG;
         s->unit_d = s->dA;
         if ((st = cs_curv_malloc((void **)&s->unit_idx, sizeof(int64_t) * (size_t)(s->n_units * s->unit_d), err,
@@ -96,8 +118,9 @@ cs_status cs_kfac_layer_geometry(const cs_graph *g, int l, cs_kfac_layout *s, cs
             const int64_t *k = s->kron + 3 * p;
             s->unit_idx[(k[0] * s->dG + k[1]) * s->unit_d + k[2]] = p;
         }
-    } else if (strcmp(L->op_type, "BatchNormalization") == 0 ||
-               strcmp(L->op_type, "LayerNormalization") == 0) {
+    } else if (strcmp(L->op_type, "BatchNormalization") == 0 || strcmp(L->op_type, "LayerNormalization") == 0 ||
+               strcmp(L->op_type, "InstanceNormalization") == 0 ||
+               strcmp(L->op_type, "GroupNormalization") == 0 || strcmp(L->op_type, "PRelu") == 0) {
         int64_t C = cs_tensor_numel(w);
         bool paired = s->bias && bias_numel == C;
         s->n_units = C;
@@ -224,6 +247,22 @@ cs_status cs_kfac_add_A(const cs_kfac_layout *s, const cs_node *n, const cs_tens
                         double *work, cs_kfac_factor *A, double *count, cs_err *err)
 {
     int64_t B = X->dims[0];
+    if (s->kind == CS_KFAC_EMBED) {
+        /* X holds the ids: each position adds onehot(id) onehot(id)^T, a
+         * one on the diagonal; no one-hot row is formed. */
+        int64_t rows = cs_tensor_numel(X), V = s->fan_in;
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t id = X->dtype == CS_DT_INT64 ? ((const int64_t *)X->data)[r]
+                         : X->dtype == CS_DT_INT32 ? ((const int32_t *)X->data)[r] : -V - 1;
+            id = id < 0 ? id + V : id;
+            if (id < 0 || id >= V)
+                return cs_fail(err, CS_ERR_RUNTIME, "K-FAC of an embedding: id %lld (%s) outside %lld rows",
+                               (long long)id, cs_dtype_name(X->dtype), (long long)V);
+            A->M[id * s->dA + id] += 1.0;
+        }
+        *count += (double)rows;
+        return CS_OK;
+    }
     if (s->kind == CS_KFAC_GEMM || s->kind == CS_KFAC_MATMUL) {
         int64_t rows = cs_tensor_numel(X) / s->fan_in; /* B * T */
         double *a = factor_rows(A, rows);
@@ -275,7 +314,7 @@ cs_status cs_kfac_add_A(const cs_kfac_layout *s, const cs_node *n, const cs_tens
 void cs_kfac_add_G(const cs_kfac_layout *s, const cs_tensor *D, double scale, double *work, cs_kfac_factor *G)
 {
     int64_t n = cs_tensor_numel(D);
-    if (s->kind == CS_KFAC_GEMM || s->kind == CS_KFAC_MATMUL) {
+    if (s->kind == CS_KFAC_GEMM || s->kind == CS_KFAC_MATMUL || s->kind == CS_KFAC_EMBED) {
         double *d = factor_rows(G, n / s->dG);
         for (int64_t i = 0; i < n; i++)
             d[i] = scale * cs_kfac_at(D, i);

@@ -24,6 +24,7 @@ typedef enum cs_kfac_kind {
     CS_KFAC_GEMM,
     CS_KFAC_MATMUL,
     CS_KFAC_CONV,
+    CS_KFAC_EMBED, /* a Gather from a table [V, D]: A = (1/(N T)) diag(id counts) */
     CS_KFAC_NONE /* normalisation layers: no K-FAC layout */
 } cs_kfac_kind;
 
