@@ -8,7 +8,6 @@
  * no Kronecker form; not prunable. */
 #include "interp/layers/rules.h"
 
-#include <math.h>
 #include <string.h>
 
 /* Per row (sample n, group g) of d = C/G * spatial elements,
@@ -44,13 +43,8 @@ static cs_status gn_per_sample(const cs_ad *ad, const cs_layer *L, const cs_laye
             memset(o, 0, sizeof(double) * (size_t)K);
             for (int64_t r = 0; r < G; r++) {
                 int64_t base = (b * G + r) * d;
-                double mu = 0, m2 = 0;
-                for (int64_t i = 0; i < d; i++)
-                    mu += cs_layer_at(X, base + i);
-                mu /= (double)d;
-                for (int64_t i = 0; i < d; i++)
-                    m2 += (cs_layer_at(X, base + i) - mu) * (cs_layer_at(X, base + i) - mu);
-                double inv = 1.0 / sqrt(m2 / (double)d + eps);
+                double mu, inv;
+                cs_layer_row_stats(X, base, d, eps, &mu, &inv);
                 for (int64_t i = 0; i < d; i++) {
                     int64_t k = per_channel ? r * (C / G) + i / S : r;
                     double dy = cs_layer_at(Dy, base + i);
