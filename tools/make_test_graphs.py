@@ -133,12 +133,14 @@ def tiny_attn64():
     save(nodes, "tiny_attn64", [x], [y], inits, 17)
 
 
-def save(nodes, name, inputs, outputs, inits, opset):
+def save(nodes, name, inputs, outputs, inits, opset, checked=True):
+    """checked=False for opsets past the installed onnx's checker (1.12 knows 17)."""
     graph = helper.make_graph(nodes, name, inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="curvscope-tools")
     model.ir_version = 8
-    onnx.checker.check_model(model)
+    if checked:
+        onnx.checker.check_model(model)
     onnx.save(model, "tests/models/%s.onnx" % name)
 
 
@@ -163,3 +165,81 @@ def tiny_linear64():
 
 if __name__ == "__main__":
     tiny_linear64()
+
+
+# ---- tiny float64 models for the layer kinds embedding, prelu, instancenorm
+# and groupnorm (interp/layers/); their curvature references come from
+# tools/make_layer_curvature_fixtures.py ----
+
+def tiny_embed64():
+    """Embedding: the ids come from the (float) input as floor(sigmoid(x) V),
+    so the data sets of the tests stay float; a Gather from the table E [V, D],
+    Tanh, the mean over the T positions and a Gemm head."""
+    rng = np.random.default_rng(15)
+    T, V, D = 4, 6, 3
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])
+    inits = [numpy_helper.from_array(np.array(float(V), dtype=np.float64), "vocab"),
+             numpy_helper.from_array(f64(rng, V, D, scale=1.0), "emb.weight"),
+             numpy_helper.from_array(f64(rng, 2, D, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 2), "head.bias")]
+    nodes = [helper.make_node("Sigmoid", ["x"], ["u"], name="squash"),
+             helper.make_node("Mul", ["u", "vocab"], ["uv"], name="scale"),
+             helper.make_node("Floor", ["uv"], ["fl"], name="floor"),
+             helper.make_node("Cast", ["fl"], ["ids"], name="ids", to=TensorProto.INT64),
+             helper.make_node("Gather", ["emb.weight", "ids"], ["e"], name="emb", axis=0),
+             helper.make_node("Tanh", ["e"], ["a"], name="tanh"),
+             helper.make_node("ReduceMean", ["a"], ["m"], name="pool", axes=[1], keepdims=0),
+             helper.make_node("Gemm", ["m", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_embed64", [x], [y], inits, 13)
+
+
+def tiny_norm64():
+    """Conv -> InstanceNormalization -> PRelu (slope [C, 1, 1]) ->
+    GroupNormalization (opset 18: scale and bias per group) -> PRelu (slope
+    [1]) -> Flatten -> Gemm."""
+    rng = np.random.default_rng(16)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 2, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 4, 2, 1, 1), "conv.weight"),
+             numpy_helper.from_array(f64(rng, 4), "conv.bias"),
+             numpy_helper.from_array(1.0 + f64(rng, 4, scale=0.2), "in.weight"),
+             numpy_helper.from_array(f64(rng, 4, scale=0.2), "in.bias"),
+             numpy_helper.from_array(0.25 + f64(rng, 4, 1, 1, scale=0.1), "prelu1.weight"),
+             numpy_helper.from_array(1.0 + f64(rng, 2, scale=0.2), "gn.weight"),
+             numpy_helper.from_array(f64(rng, 2, scale=0.2), "gn.bias"),
+             numpy_helper.from_array(0.25 + f64(rng, 1, scale=0.1), "prelu2.weight"),
+             numpy_helper.from_array(f64(rng, 3, 36), "fc.weight"),
+             numpy_helper.from_array(f64(rng, 3), "fc.bias")]
+    nodes = [helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], name="conv"),
+             helper.make_node("InstanceNormalization", ["c", "in.weight", "in.bias"], ["i"], name="in"),
+             helper.make_node("PRelu", ["i", "prelu1.weight"], ["p1"], name="prelu1"),
+             helper.make_node("GroupNormalization", ["p1", "gn.weight", "gn.bias"], ["gn"], name="gn",
+                              num_groups=2),
+             helper.make_node("PRelu", ["gn", "prelu2.weight"], ["p2"], name="prelu2"),
+             helper.make_node("Flatten", ["p2"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], name="fc", transB=1)]
+    save(nodes, "tiny_norm64", [x], [y], inits, 18, checked=False)
+
+
+def tiny_gn21_64():
+    """GroupNormalization at opset 21: scale and bias per channel."""
+    rng = np.random.default_rng(17)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])
+    inits = [numpy_helper.from_array(1.0 + f64(rng, 4, scale=0.2), "gn.weight"),
+             numpy_helper.from_array(f64(rng, 4, scale=0.2), "gn.bias"),
+             numpy_helper.from_array(f64(rng, 2, 16), "fc.weight"),
+             numpy_helper.from_array(f64(rng, 2), "fc.bias")]
+    nodes = [helper.make_node("GroupNormalization", ["x", "gn.weight", "gn.bias"], ["gn"], name="gn",
+                              num_groups=2),
+             helper.make_node("Tanh", ["gn"], ["a"], name="tanh"),
+             helper.make_node("Flatten", ["a"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], name="fc", transB=1)]
+    save(nodes, "tiny_gn21_64", [x], [y], inits, 21, checked=False)
+
+
+if __name__ == "__main__":
+    tiny_embed64()
+    tiny_norm64()
+    tiny_gn21_64()

@@ -113,6 +113,22 @@ cs_status cs_kfac_add_A(const cs_layer_layout *s, const cs_node *n, const cs_ten
                         double *work, cs_kfac_factor *A, double *count, cs_err *err)
 {
     int64_t B = X->dims[0];
+    if (s->kfac == CS_KFAC_ONEHOT) {
+        /* X holds the ids: each position adds onehot(id) onehot(id)^T, a
+         * one on the diagonal; no one-hot row is formed. */
+        int64_t rows = cs_tensor_numel(X), V = s->fan_in;
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t id = X->dtype == CS_DT_INT64 ? ((const int64_t *)X->data)[r]
+                         : X->dtype == CS_DT_INT32 ? ((const int32_t *)X->data)[r] : -V - 1;
+            id = id < 0 ? id + V : id;
+            if (id < 0 || id >= V)
+                return cs_fail(err, CS_ERR_RUNTIME, "K-FAC of an embedding: id %lld (%s) outside %lld rows",
+                               (long long)id, cs_dtype_name(X->dtype), (long long)V);
+            A->M[id * s->dA + id] += 1.0;
+        }
+        *count += (double)rows;
+        return CS_OK;
+    }
     if (s->kfac == CS_KFAC_ROWS) {
         int64_t rows = cs_tensor_numel(X) / s->fan_in; /* B * T */
         double *a = factor_rows(A, rows);
@@ -164,7 +180,7 @@ cs_status cs_kfac_add_A(const cs_layer_layout *s, const cs_node *n, const cs_ten
 void cs_kfac_add_G(const cs_layer_layout *s, const cs_tensor *D, double scale, double *work, cs_kfac_factor *G)
 {
     int64_t n = cs_tensor_numel(D);
-    if (s->kfac == CS_KFAC_ROWS) {
+    if (s->kfac == CS_KFAC_ROWS || s->kfac == CS_KFAC_ONEHOT) {
         double *d = factor_rows(G, n / s->dG);
         for (int64_t i = 0; i < n; i++)
             d[i] = scale * cs_kfac_at(D, i);

@@ -46,7 +46,8 @@ static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *
     const cs_tensor *X = &x->obj->plan[0].vals[cs_kfac_input_value(g, l)];
     int64_t cap = 0;
     if (s->kfac != CS_KFAC_PATCHES) {
-        int64_t rows = cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
+        /* an embedding's input holds one id per row */
+        int64_t rows = s->kfac == CS_KFAC_ONEHOT ? cs_tensor_numel(X) : cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
         cap = rows > CS_KFAC_ROW_BUFFER ? rows : CS_KFAC_ROW_BUFFER;
     }
     char what[200];
@@ -59,7 +60,8 @@ static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *
             return st;
     }
     snprintf(what, sizeof what, "the K-FAC factor A of layer '%s'", L->name);
-    if ((st = cs_kfac_factor_init(&k->A, s->groups, s->dA, cap, what, err)))
+    /* an embedding's A is summed from the ids' counts, with no rows */
+    if ((st = cs_kfac_factor_init(&k->A, s->groups, s->dA, s->kfac == CS_KFAC_ONEHOT ? 0 : cap, what, err)))
         return st;
     int64_t out_n = cs_tensor_numel(&x->obj->plan[0].vals[L->bias_node >= 0 ? g->nodes[L->bias_node].outputs[0]
                                                                             : n->outputs[0]]);

@@ -48,6 +48,7 @@ typedef enum cs_kfac_input {
     CS_KFAC_NONE,     /* no Kronecker form (normalisation layers) */
     CS_KFAC_ROWS,     /* a linear map of the input's rows: [N * T, fan_in] */
     CS_KFAC_PATCHES,  /* a convolution: the input's patches (im2col) */
+    CS_KFAC_ONEHOT,   /* an embedding: integer ids, A the diagonal of their counts */
 } cs_kfac_input;
 
 /* A layer's K-FAC and unit-wise layout (doc/design.md §2.4): the block is

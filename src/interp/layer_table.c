@@ -11,12 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* interp/layers/gemm.c, matmul.c, conv.c, batchnorm.c, layernorm.c */
+/* interp/layers/gemm.c, matmul.c, conv.c, batchnorm.c, layernorm.c, embedding.c, prelu.c,
+ * groupnorm.c */
 extern const cs_layer_kind cs_layer_gemm, cs_layer_matmul, cs_layer_conv, cs_layer_batchnorm,
     cs_layer_layernorm;
+extern const cs_layer_kind cs_layer_embedding, cs_layer_prelu, cs_layer_instancenorm, cs_layer_groupnorm;
 
 static const cs_layer_kind *const layer_table[] = {
     &cs_layer_gemm, &cs_layer_matmul, &cs_layer_conv, &cs_layer_batchnorm, &cs_layer_layernorm,
+    &cs_layer_embedding, &cs_layer_prelu, &cs_layer_instancenorm, &cs_layer_groupnorm,
 };
 
 const cs_layer_kind *cs_layer_kind_find(const char *op_type)

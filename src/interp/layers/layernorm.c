@@ -35,13 +35,8 @@ static cs_status ln_per_sample(const cs_ad *ad, const cs_layer *L, const cs_laye
             memset(o, 0, sizeof(double) * (size_t)Dn);
             for (int64_t r = 0; r < rows; r++) {
                 int64_t base = (b * rows + r) * Dn;
-                double mu = 0, m2 = 0;
-                for (int64_t i = 0; i < Dn; i++)
-                    mu += cs_layer_at(X, base + i);
-                mu /= (double)Dn;
-                for (int64_t i = 0; i < Dn; i++)
-                    m2 += (cs_layer_at(X, base + i) - mu) * (cs_layer_at(X, base + i) - mu);
-                double inv = 1.0 / sqrt(m2 / (double)Dn + eps);
+                double mu, inv;
+                cs_layer_row_stats(X, base, Dn, eps, &mu, &inv);
                 for (int64_t i = 0; i < Dn; i++)
                     o[i] += s == 1 ? (cs_layer_at(X, base + i) - mu) * inv * cs_layer_at(D, base + i)
                                    : cs_layer_at(D, base + i);

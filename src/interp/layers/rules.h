@@ -4,6 +4,8 @@
 #ifndef CS_INTERP_LAYERS_RULES_H
 #define CS_INTERP_LAYERS_RULES_H
 
+#include <math.h>
+
 #include "interp/autodiff.h"
 #include "interp/layer_kind.h"
 
@@ -11,6 +13,21 @@
 static inline double cs_layer_at(const cs_tensor *t, int64_t i)
 {
     return t->dtype == CS_DT_FLOAT ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+}
+
+/* A normalisation row: the mean of t's d elements from base, and
+ * 1 / sqrt(v + eps) with v their population variance (two passes). */
+static inline void cs_layer_row_stats(const cs_tensor *t, int64_t base, int64_t d, double eps, double *mu,
+                                      double *inv)
+{
+    double m = 0, m2 = 0;
+    for (int64_t i = 0; i < d; i++)
+        m += cs_layer_at(t, base + i);
+    m /= (double)d;
+    for (int64_t i = 0; i < d; i++)
+        m2 += (cs_layer_at(t, base + i) - m) * (cs_layer_at(t, base + i) - m);
+    *mu = m;
+    *inv = 1.0 / sqrt(m2 / (double)d + eps);
 }
 
 #endif

@@ -1,0 +1,47 @@
+#!/bin/sh
+# curvscope analyze --curvature ggn --repr kfac,diag,unit on the tiny models of
+# the layer kinds embedding, prelu, instancenorm and groupnorm (opsets 13, 18
+# and 21): the run completes, every layer has its diagonal and unit-wise rows,
+# K-FAC rows exist exactly for the layers with a Kronecker form (the
+# embedding and the Gemm heads), the others are noted.  Speaks TAP.
+
+top_srcdir=${top_srcdir:-.}
+top_builddir=${top_builddir:-.}
+CS=$top_builddir/curvscope
+FX=$top_srcdir/tests/fixtures
+MODELS=$top_srcdir/tests/models
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_analyze_layers.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+
+n=0
+ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+q() { sqlite3 "$1" "$2" 2>/dev/null; }
+
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "1..0 # SKIP the sqlite3 shell is not installed"
+    exit 0
+fi
+
+# model, its layers, the layers with a K-FAC form, the op types in layer order
+for spec in "tiny_embed64 2 2 Gather,Gemm" \
+    "tiny_norm64 6 2 Conv,InstanceNormalization,PRelu,GroupNormalization,PRelu,Gemm" \
+    "tiny_gn21_64 2 1 GroupNormalization,Gemm"; do
+    set -- $spec
+    m=$1 layers=$2 kfac=$3 ops=$4
+    DB=$tmp/$m.db
+    "$CS" analyze "$MODELS/$m.onnx" --data "npy:$FX/curv_${m}_x.npy" --labels "npy:$FX/curv_${m}_y.npy" \
+        --db "$DB" --curvature ggn --repr kfac,diag,unit >"$tmp/$m.out" 2>"$tmp/err"
+    rc=$?
+    ok "$m: analyze --curvature ggn --repr kfac,diag,unit exits 0 ($(head -c 200 "$tmp/err"))" '[ $rc -eq 0 ]'
+    ok "$m: the run is done with its $layers layers ($ops)" \
+        '[ "$(q "$DB" "SELECT status FROM runs")" = done ] && [ "$(q "$DB" "SELECT group_concat(op_type, '\'','\'') FROM (SELECT op_type FROM layers ORDER BY layer_id)")" = "$ops" ]'
+    ok "$m: diag and unit rows for every layer" \
+        '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE repr = '\''diag'\'' AND layer_id IS NOT NULL")" = "$layers" ] && [ "$(q "$DB" "SELECT count(*) FROM curvature WHERE repr = '\''unit'\'' AND layer_id IS NOT NULL")" = "$layers" ]'
+    ok "$m: kfac rows for the $kfac layers with a Kronecker form" \
+        '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE repr = '\''kfac'\''")" = "$kfac" ]'
+    ok "$m: traces are positive" '[ "$(q "$DB" "SELECT count(*) FROM curvature WHERE NOT trace > 0")" = 0 ]'
+done
+ok "tiny_norm64: the layers without a Kronecker form are noted" \
+    '(for l in "in (InstanceNormalization)" "prelu1 (PRelu)" "gn (GroupNormalization)" "prelu2 (PRelu)"; do grep -q "layer $l: no K-FAC representation" "$tmp/tiny_norm64.out" || exit 1; done)'
+echo "1..$n"
