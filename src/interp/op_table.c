@@ -14,6 +14,7 @@
 extern const cs_op_def cs_op_Gemm, cs_op_MatMul;
 /* interp/ops/conv.c */
 extern const cs_op_def cs_op_Conv;
+extern const cs_op_def cs_op_ConvTranspose; /* ops/conv_transpose.c */
 /* interp/ops/pool.c */
 extern const cs_op_def cs_op_MaxPool, cs_op_AveragePool, cs_op_GlobalAveragePool;
 /* interp/ops/batchnorm.c, layernorm.c */
@@ -53,7 +54,7 @@ extern const cs_op_def cs_op_Flatten, cs_op_Reshape, cs_op_Unsqueeze, cs_op_Sque
     cs_op_Constant, cs_op_Identity, cs_op_Dropout, cs_op_Cast;
 
 static const cs_op_def *const op_table[] = {
-    &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv,
+    &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv, &cs_op_ConvTranspose,
     &cs_op_MaxPool, &cs_op_AveragePool, &cs_op_GlobalAveragePool,
     &cs_op_BatchNormalization, &cs_op_LayerNormalization,
     &cs_op_Relu, &cs_op_LeakyRelu, &cs_op_Sigmoid, &cs_op_Tanh, &cs_op_Erf,
