@@ -34,6 +34,7 @@ typedef struct cs_kfac_layout {
     bool kfac_ok;            /* the layout is a Kronecker product (bias matches the units) */
     int64_t groups, dG, dA, fan_in; /* per group; dA = fan_in + bias */
     bool bias;
+    bool transposed;         /* CONV of a ConvTranspose: patches by cs_im2col_transposed */
     int64_t *kron;           /* [W][3]: each parameter's (group, unit, feature); NULL for NONE */
     /* unit blocks: n_units of unit_d parameters each (output unit rows of
      * [W | b], or a normalisation layer's (scale_c, bias_c) pairs) */
@@ -45,6 +46,13 @@ typedef struct cs_kfac_layout {
  * frees it with cs_kfac_layout_free). */
 cs_status cs_kfac_layer_geometry(const cs_graph *g, int l, cs_kfac_layout *s, cs_err *err) CS_MUST_CHECK;
 void cs_kfac_layout_free(cs_kfac_layout *s);
+
+/* The Kronecker layout of layer l as its layer-kind row states it
+ * (interp/layer_kind.h, read in kfac_row.c: the two headers' names
+ * collide): *ok false when the row gives none; else the per-group sizes and
+ * the [W][3] index, owned by the caller (free). */
+cs_status cs_kfac_row_layout(const cs_graph *g, int l, bool *ok, int64_t *groups, int64_t *dG, int64_t *fan_in,
+                             int64_t **kron, cs_err *err) CS_MUST_CHECK;
 
 /* Layer l's input value (the operand of its node that is not the weight). */
 int cs_kfac_input_value(const cs_graph *g, int l);

@@ -386,8 +386,8 @@ static void check_loss_factor(void)
 
 int main(void)
 {
-    static const char *const models[] = {"tiny_mlp64", "tiny_cnn64", "tiny_attn64"};
-    for (int m = 0; m < 3; m++) {
+    static const char *const models[] = {"tiny_mlp64", "tiny_cnn64", "tiny_attn64", "tiny_convt64"};
+    for (int m = 0; m < 4; m++) {
         check_model(models[m], CS_LOSS_CE);
         check_model(models[m], CS_LOSS_MSE);
     }
