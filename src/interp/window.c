@@ -173,9 +173,9 @@ static cs_status check_kernel_shape(const cs_op_call *c, const cs_tensor *w, int
     return CS_OK;
 }
 
-/* Checks X [N, C, *spatial], W [M, C/group, *kernel] and fills the geometry. */
-static cs_status conv_geometry_call(const cs_op_call *c, const cs_tensor *x, const cs_tensor *w,
-                                    cs_conv_geom *g, int64_t *group_out, cs_err *err)
+/* X [N, C, 1 to 3 spatial axes] and W of the same rank; the group count. */
+static cs_status check_ranks_group(const cs_op_call *c, const cs_tensor *x, const cs_tensor *w,
+                                   int64_t *group, cs_err *err)
 {
     char bx[96], bw[96];
     if (x->ndim < 3 || x->ndim > 2 + CS_CONV_AXES)
@@ -185,10 +185,22 @@ static cs_status conv_geometry_call(const cs_op_call *c, const cs_tensor *x, con
     if (w->ndim != x->ndim)
         return cs_op_fail(c, err, CS_ERR_SHAPE, "W of shape %s does not match X of shape %s",
                           cs_shape_str(w, bw, sizeof bw), cs_shape_str(x, bx, sizeof bx));
+    *group = cs_node_attr_int(c->node, "group", 1);
+    if (*group < 1)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "group is %lld", (long long)*group);
+    return CS_OK;
+}
+
+/* Checks X [N, C, *spatial], W [M, C/group, *kernel] and fills the geometry. */
+static cs_status conv_geometry_call(const cs_op_call *c, const cs_tensor *x, const cs_tensor *w,
+                                    cs_conv_geom *g, int64_t *group_out, cs_err *err)
+{
+    char bw[96];
+    int64_t group = 1;
+    cs_status st = check_ranks_group(c, x, w, &group, err);
+    if (st)
+        return st;
     int rank = x->ndim - 2;
-    int64_t group = cs_node_attr_int(c->node, "group", 1);
-    if (group < 1)
-        return cs_op_fail(c, err, CS_ERR_FORMAT, "group is %lld", (long long)group);
     int64_t n_chan = x->dims[1], m = w->dims[0], cg = w->dims[1];
     if (cg < 1 || n_chan != cg * group)
         return cs_op_fail(c, err, CS_ERR_SHAPE,
@@ -199,7 +211,7 @@ static cs_status conv_geometry_call(const cs_op_call *c, const cs_tensor *x, con
         return cs_op_fail(c, err, CS_ERR_SHAPE,
                           "W has %lld output channels, not a positive multiple of group %lld",
                           (long long)m, (long long)group);
-    cs_status st = check_kernel_shape(c, w, rank, err);
+    st = check_kernel_shape(c, w, rank, err);
     if (!st)
         st = cs_window_geom(c, rank, x->dims + 2, w->dims + 2, false, g, err);
     if (st)
@@ -224,18 +236,12 @@ static cs_status conv_transpose_geometry_call(const cs_op_call *c, const cs_tens
                                               const cs_tensor *w, cs_conv_geom *g,
                                               int64_t *group_out, cs_err *err)
 {
-    char bx[96], bw[96];
-    if (x->ndim < 3 || x->ndim > 2 + CS_CONV_AXES)
-        return cs_op_fail(c, err, x->ndim < 3 ? CS_ERR_SHAPE : CS_ERR_UNSUPPORTED,
-                          "X has shape %s; [N, C, D1 (, D2 (, D3))] expected",
-                          cs_shape_str(x, bx, sizeof bx));
-    if (w->ndim != x->ndim)
-        return cs_op_fail(c, err, CS_ERR_SHAPE, "W of shape %s does not match X of shape %s",
-                          cs_shape_str(w, bw, sizeof bw), cs_shape_str(x, bx, sizeof bx));
+    char bw[96];
+    int64_t group = 1;
+    cs_status st = check_ranks_group(c, x, w, &group, err);
+    if (st)
+        return st;
     int rank = x->ndim - 2;
-    int64_t group = cs_node_attr_int(c->node, "group", 1);
-    if (group < 1)
-        return cs_op_fail(c, err, CS_ERR_FORMAT, "group is %lld", (long long)group);
     if (x->dims[1] != w->dims[0] || w->dims[0] % group != 0 || w->dims[1] < 1)
         return cs_op_fail(c, err, CS_ERR_SHAPE,
                           "X has %lld channels but W has shape %s (group %lld): [C, M/group, "
@@ -243,7 +249,7 @@ static cs_status conv_transpose_geometry_call(const cs_op_call *c, const cs_tens
                           (long long)x->dims[1], cs_shape_str(w, bw, sizeof bw), (long long)group);
     const int64_t *strides = NULL, *pads = NULL, *dil = NULL;
     pad_mode mode = PAD_NOTSET;
-    cs_status st = check_kernel_shape(c, w, rank, err);
+    st = check_kernel_shape(c, w, rank, err);
     if (!st)
         st = window_attrs(c, rank, &strides, &pads, &dil, &mode, err);
     if (st)
@@ -330,4 +336,35 @@ cs_status cs_conv_transpose_geometry(const cs_node *node, const cs_tensor *x, co
 {
     cs_op_call c = {.node = node};
     return conv_transpose_geometry_call(&c, x, w, g, group, err);
+}
+
+/* ---- operands of Conv and ConvTranspose ---- */
+
+cs_status cs_conv_check_operands(const cs_op_call *c, cs_err *err)
+{
+    if (c->n_in < 2 || c->n_in > 3)
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 2 or 3 inputs, got %d", c->n_in);
+    if (c->n_out != 1 || !c->out[0])
+        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 1 output");
+    cs_status st = cs_op_need_float(c, 0, err);
+    if (!st)
+        st = cs_op_need_float(c, 1, err);
+    if (!st)
+        st = cs_op_same_dtype(c, 0, 1, err);
+    return st;
+}
+
+cs_status cs_conv_check_bias(const cs_op_call *c, int64_t m, cs_err *err)
+{
+    const cs_tensor *bias = c->n_in > 2 ? c->in[2] : NULL, *x = c->in[0];
+    char bb[96];
+    if (!bias)
+        return CS_OK;
+    if (bias->dtype != x->dtype)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "B has type %s, X has type %s",
+                          cs_dtype_name(bias->dtype), cs_dtype_name(x->dtype));
+    if (bias->ndim != 1 || bias->dims[0] != m)
+        return cs_op_fail(c, err, CS_ERR_SHAPE, "B has shape %s; [%lld] expected",
+                          cs_shape_str(bias, bb, sizeof bb), (long long)m);
+    return CS_OK;
 }

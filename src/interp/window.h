@@ -51,4 +51,10 @@ cs_status cs_conv_geometry(const cs_node *node, const cs_tensor *x, const cs_ten
 cs_status cs_conv_transpose_geometry(const cs_node *node, const cs_tensor *x, const cs_tensor *w,
                                      cs_conv_geom *g, int64_t *group, cs_err *err) CS_MUST_CHECK;
 
+/* Conv and ConvTranspose: 2 or 3 inputs (X, W, optional B) and one output,
+ * X and W float of one dtype. */
+cs_status cs_conv_check_operands(const cs_op_call *c, cs_err *err) CS_MUST_CHECK;
+/* B (input 2), when present: X's dtype, shape [m]. */
+cs_status cs_conv_check_bias(const cs_op_call *c, int64_t m, cs_err *err) CS_MUST_CHECK;
+
 #endif

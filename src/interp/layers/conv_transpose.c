@@ -140,13 +140,8 @@ static cs_status convt_per_sample(const cs_ad *ad, const cs_layer *L, const cs_l
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cg, (int)kr, (int)tx, 1.0, xg,
                             (int)tx, col, (int)tx, 0.0, og, (int)kr);
             }
-            if (L->n_params > 1) {
-                double *ob = o + C * kr;
-                for (int64_t m = 0; m < M; m++)
-                    ob[m] = D->dtype == CS_DT_DOUBLE
-                                ? cs_sum_f64((const double *)D->data + (b * M + m) * ty, ty)
-                                : cs_sum_f32((const float *)D->data + (b * M + m) * ty, ty);
-            }
+            if (L->n_params > 1)
+                cs_layer_channel_sums(D, b, M, ty, o + C * kr);
         }
     }
     return CS_OK;

@@ -6,11 +6,21 @@
 
 #include "interp/autodiff.h"
 #include "interp/layer_kind.h"
+#include "tensor/accum.h"
 
 /* Element i of a float or double tensor. */
 static inline double cs_layer_at(const cs_tensor *t, int64_t i)
 {
     return t->dtype == CS_DT_FLOAT ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+}
+
+/* out[m] = sum_t D[b, m, t], m < M: sample b's bias gradient of a layer
+ * whose output gradient D is [N, M, T] (one bias per channel). */
+static inline void cs_layer_channel_sums(const cs_tensor *D, int64_t b, int64_t M, int64_t T, double *out)
+{
+    for (int64_t m = 0; m < M; m++)
+        out[m] = D->dtype == CS_DT_DOUBLE ? cs_sum_f64((const double *)D->data + (b * M + m) * T, T)
+                                          : cs_sum_f32((const float *)D->data + (b * M + m) * T, T);
 }
 
 #endif

@@ -56,18 +56,10 @@ static const cs_tensor *convt_bias(const cs_op_call *c)
 /* Validates the call and fills the plan; infer and every rule call it. */
 static cs_status convt_make_plan(const cs_op_call *c, convt_plan *p, cs_err *err)
 {
-    if (c->n_in < 2 || c->n_in > 3)
-        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 2 or 3 inputs, got %d", c->n_in);
-    if (c->n_out != 1 || !c->out[0])
-        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 1 output");
-    cs_status st = cs_op_need_float(c, 0, err);
-    if (!st)
-        st = cs_op_need_float(c, 1, err);
-    if (!st)
-        st = cs_op_same_dtype(c, 0, 1, err);
+    cs_status st = cs_conv_check_operands(c, err);
     if (st)
         return st;
-    const cs_tensor *x = c->in[0], *w = c->in[1], *bias = convt_bias(c);
+    const cs_tensor *x = c->in[0], *w = c->in[1];
     memset(p, 0, sizeof *p);
     st = cs_conv_transpose_geometry(c->node, x, w, &p->g, &p->group, err);
     if (st)
@@ -80,15 +72,8 @@ static cs_status convt_make_plan(const cs_op_call *c, convt_plan *p, cs_err *err
     p->k_rows = p->m_group * p->g.kernel_size;
     p->t_x = p->g.out_size;
     p->t_y = p->g.in_size;
-    if (bias) {
-        char bb[96];
-        if (bias->dtype != x->dtype)
-            return cs_op_fail(c, err, CS_ERR_SHAPE, "B has type %s, X has type %s",
-                              cs_dtype_name(bias->dtype), cs_dtype_name(x->dtype));
-        if (bias->ndim != 1 || bias->dims[0] != p->m_total)
-            return cs_op_fail(c, err, CS_ERR_SHAPE, "B has shape %s; [%lld] expected",
-                              cs_shape_str(bias, bb, sizeof bb), (long long)p->m_total);
-    }
+    if ((st = cs_conv_check_bias(c, p->m_total, err)))
+        return st;
     long long col_elems;
     if (p->t_x > INT_MAX || p->k_rows > INT_MAX || p->c_group > INT_MAX ||
         cs_mul_overflow_i64(p->k_rows, p->t_x, &col_elems) || col_elems > INT64_MAX / 16)
