@@ -3,7 +3,9 @@
  * differences in float64 (fd_check.h: vjp, jvp and the R-op's
  * second-order term), over groups, strides, pads, dilations,
  * output_padding, output_shape, auto_pad and bias, in 1-D to 3-D.  The
- * ONNX backend node tests (test_conformance) check the forward too. */
+ * ONNX backend node tests (test_conformance) check the forward too.  Also
+ * tensor/im2col.h's transposed unfolding (K-FAC's patches) in both
+ * precisions against its definition. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "fd_check.h"
+#include "tensor/im2col.h"
 
 static uint64_t rng = 11;
 
@@ -262,6 +265,42 @@ static void test_errors(void)
     cs_tensor_free(&w);
 }
 
+/* cs_im2col_transposed (the patches K-FAC unfolds a ConvTranspose layer's
+ * input into) against its definition, in float64 and float32: 2-D,
+ * 2 channels, kernel 3x2, strides 2x1, begin pads 1/0, dilations 1x2 on a
+ * 2x3 input (output 5x4, as tests/models/tiny_convt64). */
+static void test_transposed_patches(void)
+{
+    cs_conv_geom g = {.spatial_rank = 2, .channels = 2};
+    const int64_t in[3] = {1, 5, 4}, out[3] = {1, 2, 3}, k[3] = {1, 3, 2}, s[3] = {1, 2, 1};
+    const int64_t d[3] = {1, 1, 2}, pb[3] = {0, 1, 0};
+    for (int i = 0; i < 3; i++) {
+        g.in[i] = in[i], g.out[i] = out[i], g.kernel[i] = k[i], g.stride[i] = s[i];
+        g.dilation[i] = d[i], g.pad_begin[i] = pb[i];
+    }
+    g.in_size = 20, g.out_size = 6, g.kernel_size = 6;
+    enum { ROWS = 12, TY = 20, LD = 23 }; /* a wider leading dimension than T */
+    double x[12], col[ROWS * LD];
+    float xf[12], colf[ROWS * LD];
+    for (int i = 0; i < 12; i++)
+        xf[i] = (float)(x[i] = fd_rand_(&rng));
+    for (int i = 0; i < ROWS * LD; i++)
+        col[i] = colf[i] = 7; /* every entry of a row must be written */
+    cs_im2col_transposed_f64(&g, x, col, LD);
+    cs_im2col_transposed_f32(&g, xf, colf, LD);
+    double worst = 0, worst_f = 0;
+    for (int r = 0; r < ROWS; r++)
+        for (int t = 0; t < TY; t++) {
+            int c = r / 6, kh = r % 6 / 2, kw = r % 2, yh = t / 4, yw = t % 4;
+            int nh = yh + 1 - kh, nw = yw - 2 * kw; /* y = x s - p + k d */
+            double want = nh >= 0 && nw >= 0 && nh % 2 == 0 && nh / 2 < 2 && nw < 3 ? x[c * 6 + nh / 2 * 3 + nw] : 0;
+            worst = fmax(worst, fabs(col[r * LD + t] - want));
+            worst_f = fmax(worst_f, fabs(colf[r * LD + t] - (float)want));
+        }
+    ok(worst == 0, "cs_im2col_transposed_f64 equals the scatter definition (max err %.2g)", worst);
+    ok(worst_f == 0, "cs_im2col_transposed_f32 equals it too (max err %.2g)", worst_f);
+}
+
 static void test_flags(void)
 {
     const cs_op_def *op = cs_op_find("ConvTranspose", "");
@@ -274,5 +313,6 @@ int main(void)
     test_flags();
     test_cases();
     test_errors();
+    test_transposed_patches();
     return tap_done();
 }
