@@ -239,7 +239,30 @@ def tiny_gn21_64():
     save(nodes, "tiny_gn21_64", [x], [y], inits, 21, checked=False)
 
 
+def tiny_convt64():
+    """A ConvTranspose layer (group 2, strides 2x1, asymmetric pads,
+    output_padding, dilations 1x2, bias) feeding Tanh, global average
+    pooling and a Gemm head, in float64: the layer kind's per-sample
+    gradients, GGN block, diagonal and K-FAC factors are checked on it."""
+    rng = np.random.default_rng(15)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4, 2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 4, 2, 3, 2), "up.weight"),  # [C, M/group, kh, kw]
+             numpy_helper.from_array(f64(rng, 4), "up.bias"),
+             numpy_helper.from_array(f64(rng, 3, 4, scale=1.0), "fc.weight"),
+             numpy_helper.from_array(f64(rng, 3), "fc.bias")]
+    nodes = [helper.make_node("ConvTranspose", ["x", "up.weight", "up.bias"], ["u"], name="up",
+                              group=2, strides=[2, 1], pads=[1, 0, 0, 1], output_padding=[1, 0],
+                              dilations=[1, 2]),                            # [N, 4, 5, 4]
+             helper.make_node("Tanh", ["u"], ["a"], name="act"),
+             helper.make_node("GlobalAveragePool", ["a"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], name="fc", transB=1)]
+    save(nodes, "tiny_convt64", [x], [y], inits, 17)
+
+
 if __name__ == "__main__":
     tiny_embed64()
     tiny_norm64()
     tiny_gn21_64()
+    tiny_convt64()

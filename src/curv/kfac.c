@@ -90,20 +90,38 @@ static double *factor_rows(cs_kfac_factor *F, int64_t rows)
     return r;
 }
 
+/* The unfolding geometry of a Conv or ConvTranspose layer: *T patch
+ * columns per sample, *x_size input elements per channel, channels = the
+ * input channels of one group (the patch rows are channels * kernel_size). */
+static cs_status patch_geometry(const cs_layer_layout *s, const cs_node *n, const cs_tensor *X,
+                                const cs_tensor *w, cs_conv_geom *geo, int64_t *groups, int64_t *T,
+                                int64_t *x_size, cs_err *err)
+{
+    if (s->kfac != CS_KFAC_PATCHES_TRANSPOSED) {
+        cs_status st = cs_conv_geometry(n, X, w, geo, groups, err);
+        *T = geo->out_size, *x_size = geo->in_size;
+        return st;
+    }
+    cs_status st = cs_conv_transpose_geometry(n, X, w, geo, groups, err);
+    geo->channels = X->dims[1] / *groups;
+    *T = geo->in_size, *x_size = geo->out_size;
+    return st;
+}
+
 cs_status cs_kfac_work_size(const cs_layer_layout *s, const cs_node *n, const cs_tensor *X, const cs_tensor *w,
                             int64_t out_numel, int64_t B, size_t *need, cs_err *err)
 {
     *need = 0;
-    if (s->kfac != CS_KFAC_PATCHES)
+    if (!cs_kfac_patches(s))
         return CS_OK;
     /* A: [dA, B T] doubles + [Kp, B T] floats; G: D and its per-group
      * copy, 2 [B, M, T]. */
     cs_conv_geom geo;
-    int64_t groups;
-    cs_status st = cs_conv_geometry(n, X, w, &geo, &groups, err);
+    int64_t groups, T, x_size;
+    cs_status st = patch_geometry(s, n, X, w, &geo, &groups, &T, &x_size, err);
     if (st)
         return st;
-    size_t bt = (size_t)(B * geo.out_size);
+    size_t bt = (size_t)(B * T);
     size_t a_need = (size_t)s->dA * bt + ((size_t)s->fan_in * bt + 1) / 2;
     *need = 2 * (size_t)out_numel > a_need ? 2 * (size_t)out_numel : a_need;
     return CS_OK;
@@ -148,18 +166,22 @@ cs_status cs_kfac_add_A(const cs_layer_layout *s, const cs_node *n, const cs_ten
     /* Conv: the patches of every sample side by side, columns = (sample,
      * position), so each group's A is one dsyrk per batch. */
     cs_conv_geom geo;
-    int64_t groups;
-    cs_status st = cs_conv_geometry(n, X, w, &geo, &groups, err);
+    int64_t groups, T, x_size;
+    cs_status st = patch_geometry(s, n, X, w, &geo, &groups, &T, &x_size, err);
     if (st)
         return st;
-    int64_t T = geo.out_size, C = X->dims[1], Kp = s->fan_in, BT = B * T;
+    int64_t C = X->dims[1], Kp = s->fan_in, BT = B * T;
     double *col = work;                      /* [dA, B T] */
     float *colf = (float *)(col + s->dA * BT); /* [Kp, B T] */
     size_t es = cs_dtype_size(X->dtype);
     for (int64_t grp = 0; grp < groups; grp++) {
         for (int64_t b = 0; b < B; b++) {
-            const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * geo.in_size) * es;
-            if (X->dtype == CS_DT_DOUBLE)
+            const char *xg = (const char *)X->data + (size_t)((b * C + grp * (C / groups)) * x_size) * es;
+            if (s->kfac == CS_KFAC_PATCHES_TRANSPOSED && X->dtype == CS_DT_DOUBLE)
+                cs_im2col_transposed_f64(&geo, (const double *)xg, col + b * T, BT);
+            else if (s->kfac == CS_KFAC_PATCHES_TRANSPOSED)
+                cs_im2col_transposed_f32(&geo, (const float *)xg, colf + b * T, BT);
+            else if (X->dtype == CS_DT_DOUBLE)
                 cs_im2col_f64(&geo, (const double *)xg, col + b * T, BT);
             else
                 cs_im2col_f32(&geo, (const float *)xg, colf + b * T, BT);

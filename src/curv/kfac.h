@@ -21,6 +21,13 @@
 #include "interp/layer_kind.h"
 #include "tensor/tensor.h"
 
+/* The layer's A comes from patches (of its input, or of a ConvTranspose's
+ * equivalent convolution input). */
+static inline bool cs_kfac_patches(const cs_layer_layout *s)
+{
+    return s->kfac == CS_KFAC_PATCHES || s->kfac == CS_KFAC_PATCHES_TRANSPOSED;
+}
+
 /* Layer l's input value (the operand of its node that is not the weight). */
 int cs_kfac_input_value(const cs_graph *g, int l);
 

@@ -45,7 +45,7 @@ static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *
     const cs_node *n = &g->nodes[L->node];
     const cs_tensor *X = &x->obj->plan[0].vals[cs_kfac_input_value(g, l)];
     int64_t cap = 0;
-    if (s->kfac != CS_KFAC_PATCHES) {
+    if (!cs_kfac_patches(s)) {
         /* an embedding's input holds one id per row */
         int64_t rows = s->kfac == CS_KFAC_ONEHOT ? cs_tensor_numel(X) : cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
         cap = rows > CS_KFAC_ROW_BUFFER ? rows : CS_KFAC_ROW_BUFFER;

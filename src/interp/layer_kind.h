@@ -48,6 +48,9 @@ typedef enum cs_kfac_input {
     CS_KFAC_NONE,     /* no Kronecker form (normalisation layers) */
     CS_KFAC_ROWS,     /* a linear map of the input's rows: [N * T, fan_in] */
     CS_KFAC_PATCHES,  /* a convolution: the input's patches (im2col) */
+    /* a ConvTranspose: the patches of the convolution it equals, over the
+     * stride-dilated, padded input (cs_im2col_transposed) */
+    CS_KFAC_PATCHES_TRANSPOSED,
     CS_KFAC_ONEHOT,   /* an embedding: integer ids, A the diagonal of their counts */
 } cs_kfac_input;
 

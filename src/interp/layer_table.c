@@ -16,10 +16,12 @@
 extern const cs_layer_kind cs_layer_gemm, cs_layer_matmul, cs_layer_conv, cs_layer_batchnorm,
     cs_layer_layernorm;
 extern const cs_layer_kind cs_layer_embedding, cs_layer_prelu, cs_layer_instancenorm, cs_layer_groupnorm;
+extern const cs_layer_kind cs_layer_conv_transpose; /* interp/layers/conv_transpose.c */
 
 static const cs_layer_kind *const layer_table[] = {
     &cs_layer_gemm, &cs_layer_matmul, &cs_layer_conv, &cs_layer_batchnorm, &cs_layer_layernorm,
     &cs_layer_embedding, &cs_layer_prelu, &cs_layer_instancenorm, &cs_layer_groupnorm,
+    &cs_layer_conv_transpose,
 };
 
 const cs_layer_kind *cs_layer_kind_find(const char *op_type)

@@ -14,6 +14,7 @@
 extern const cs_op_def cs_op_Gemm, cs_op_MatMul;
 /* interp/ops/conv.c */
 extern const cs_op_def cs_op_Conv;
+extern const cs_op_def cs_op_ConvTranspose; /* ops/conv_transpose.c */
 /* interp/ops/pool.c */
 extern const cs_op_def cs_op_MaxPool, cs_op_AveragePool, cs_op_GlobalAveragePool;
 /* interp/ops/batchnorm.c, layernorm.c */
@@ -59,7 +60,7 @@ extern const cs_op_def cs_op_Pad, cs_op_GatherElements, cs_op_DepthToSpace, cs_o
 extern const cs_op_def cs_op_ConstantOfShape, cs_op_Range, cs_op_Size;
 
 static const cs_op_def *const op_table[] = {
-    &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv,
+    &cs_op_Gemm, &cs_op_MatMul, &cs_op_Conv, &cs_op_ConvTranspose,
     &cs_op_MaxPool, &cs_op_AveragePool, &cs_op_GlobalAveragePool,
     &cs_op_BatchNormalization, &cs_op_LayerNormalization,
     &cs_op_Relu, &cs_op_LeakyRelu, &cs_op_Sigmoid, &cs_op_Tanh, &cs_op_Erf,

@@ -35,4 +35,26 @@ cs_status cs_window_geom(const cs_op_call *c, int rank, const int64_t *in, const
 cs_status cs_conv_geometry(const cs_node *node, const cs_tensor *x, const cs_tensor *w,
                            cs_conv_geom *g, int64_t *group, cs_err *err) CS_MUST_CHECK;
 
+/* Geometry of a ConvTranspose node for input x [N, C, *spatial] and weight
+ * w [C, M/group, *kernel]: the geometry of the Conv whose input gradient
+ * the node is, so in[] are the node's output extents (Y) and out[] its
+ * input's (X), with the node's strides, dilations and begin pads; channels
+ * = M/group (one group's output channels, what col2im writes).  Output
+ * extents follow ONNX ConvTranspose:
+ *   full = s (in - 1) + output_padding + (k - 1) d + 1;
+ *   NOTSET / VALID:  out = full - pads_begin - pads_end (VALID: no pads);
+ *   output_shape or SAME_UPPER / SAME_LOWER: out = output_shape, or in * s,
+ *       total padding full - out split with the odd one at the end (UPPER)
+ *       or the beginning; an out above full is padded at the end (the
+ *       positions no kernel tap reaches, like output_padding).
+ * Validates shapes and attributes; *group receives the group count. */
+cs_status cs_conv_transpose_geometry(const cs_node *node, const cs_tensor *x, const cs_tensor *w,
+                                     cs_conv_geom *g, int64_t *group, cs_err *err) CS_MUST_CHECK;
+
+/* Conv and ConvTranspose: 2 or 3 inputs (X, W, optional B) and one output,
+ * X and W float of one dtype. */
+cs_status cs_conv_check_operands(const cs_op_call *c, cs_err *err) CS_MUST_CHECK;
+/* B (input 2), when present: X's dtype, shape [m]. */
+cs_status cs_conv_check_bias(const cs_op_call *c, int64_t m, cs_err *err) CS_MUST_CHECK;
+
 #endif

@@ -189,3 +189,47 @@ static bool im2col_same_2d(const cs_conv_geom *g)
 
 DEFINE_IM2COL(float, f32)
 DEFINE_IM2COL(double, f64)
+
+/* Each patch row (c, tap) is one input channel scattered onto the output
+ * grid at o*s - p + tap*d: rows are written whole (zeros first), so no
+ * entry depends on what col held. */
+#define DEFINE_IM2COL_TRANSPOSED(T, SUF)                                                         \
+    void cs_im2col_transposed_##SUF(const cs_conv_geom *g, const T *x, T *col, int64_t ldcol)   \
+    {                                                                                            \
+        const int64_t i1n = g->in[1], i2n = g->in[2];                                            \
+        const int64_t o0n = g->out[0], o1n = g->out[1], o2n = g->out[2];                         \
+        const int64_t s2 = g->stride[2];                                                         \
+        int64_t row = 0;                                                                         \
+        for (int64_t ch = 0; ch < g->channels; ch++) {                                           \
+            const T *xc = x + ch * g->out_size; /* [out0, out1, out2] */                         \
+            for (int64_t a = 0; a < g->kernel[0]; a++)                                           \
+                for (int64_t b = 0; b < g->kernel[1]; b++)                                       \
+                    for (int64_t e = 0; e < g->kernel[2]; e++, row++) {                          \
+                        T *dst = col + row * ldcol; /* [in0, in1, in2] */                        \
+                        for (int64_t q = 0; q < g->in_size; q++)                                 \
+                            dst[q] = 0;                                                          \
+                        int64_t off0 = a * g->dilation[0] - g->pad_begin[0];                     \
+                        int64_t off1 = b * g->dilation[1] - g->pad_begin[1];                     \
+                        int64_t off2 = e * g->dilation[2] - g->pad_begin[2];                     \
+                        int64_t lo, hi;                                                          \
+                        valid_range(off2, s2, i2n, o2n, &lo, &hi);                               \
+                        for (int64_t o0 = 0; o0 < o0n; o0++) {                                   \
+                            int64_t i0 = o0 * g->stride[0] + off0;                               \
+                            if (i0 < 0 || i0 >= g->in[0])                                        \
+                                continue;                                                        \
+                            for (int64_t o1 = 0; o1 < o1n; o1++) {                               \
+                                int64_t i1 = o1 * g->stride[1] + off1;                           \
+                                if (i1 < 0 || i1 >= i1n)                                         \
+                                    continue;                                                    \
+                                const T *xr = xc + (o0 * o1n + o1) * o2n;                        \
+                                T *d = dst + (i0 * i1n + i1) * i2n;                              \
+                                for (int64_t o2 = lo; o2 < hi; o2++)                             \
+                                    d[o2 * s2 + off2] = xr[o2];                                  \
+                            }                                                                    \
+                        }                                                                        \
+                    }                                                                            \
+        }                                                                                        \
+    }
+
+DEFINE_IM2COL_TRANSPOSED(float, f32)
+DEFINE_IM2COL_TRANSPOSED(double, f64)

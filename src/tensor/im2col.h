@@ -59,4 +59,16 @@ void cs_im2col_f64(const cs_conv_geom *g, const double *x, double *col, int64_t 
 void cs_col2im_f32(const cs_conv_geom *g, const float *col, int64_t ldcol, float *x);
 void cs_col2im_f64(const cs_conv_geom *g, const double *col, int64_t ldcol, double *x);
 
+/* The unfolding of a transposed convolution (ConvTranspose's patches).
+ * With g the geometry of the Conv whose input gradient the ConvTranspose
+ * is (ConvTranspose's output = g's input, its input x = g's output),
+ * col is K x prod(in), row-major with leading dimension ldcol:
+ *   col[((c*k1 + a)*k2 + b)*k3 + e, (i1*in2 + i2)*in3 + i3] = x[c, o1, o2, o3]
+ *       where i_j = o_j*s_j - p_j + tap_j*d_j (tap = a, b, e),
+ *   0 where no o satisfies it (the zeros a stride inserts, the padding).
+ * ConvTranspose's output is then W^T col per group, so these are the
+ * features its weight multiplies; x is [channels, out...]. */
+void cs_im2col_transposed_f32(const cs_conv_geom *g, const float *x, float *col, int64_t ldcol);
+void cs_im2col_transposed_f64(const cs_conv_geom *g, const double *x, double *col, int64_t ldcol);
+
 #endif

@@ -24,6 +24,16 @@
 
 #define OP_TEST_MAX 16
 
+/* A tensor header over borrowed vals (not owned: nothing to free). */
+static inline cs_tensor op_test_view(cs_dtype dt, int ndim, const int64_t *dims, const void *vals)
+{
+    cs_tensor t;
+    memset(&t, 0, sizeof t);
+    cs_tensor_set_shape(&t, dt, ndim, dims);
+    t.data = (void *)vals;
+    return t;
+}
+
 typedef struct op_test {
     cs_node node;
     cs_attr attrs[OP_TEST_MAX];

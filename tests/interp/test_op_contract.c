@@ -78,7 +78,7 @@ int main(void)
                                                 "test_ops_slicing", "test_conformance"};
     static const char *const grad_tests[] = {"test_grad_pointwise", "test_grad_spatial",
                                              "test_grad_linear_shape", "test_grad_movement",
-                                             "test_grad_slicing"};
+                                             "test_grad_slicing", "test_grad_convt"};
     for (size_t i = 0; i < sizeof forward_tests / sizeof *forward_tests; i++)
         ok(collect(dir, forward_tests[i], "forward"), "%s runs and notes its forward checks",
            forward_tests[i]);

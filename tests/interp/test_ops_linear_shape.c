@@ -9,16 +9,6 @@
 
 /* ---- helpers ---- */
 
-/* A tensor borrowing vals (kept alive by the caller). */
-static cs_tensor tens(cs_dtype dt, int ndim, const int64_t *dims, const void *vals)
-{
-    cs_tensor t;
-    memset(&t, 0, sizeof t);
-    cs_tensor_set_shape(&t, dt, ndim, dims);
-    t.data = (void *)vals;
-    return t;
-}
-
 static uint32_t rng_state = 12345u;
 
 /* Uniform in [-1, 1), from a fixed linear congruential sequence. */
@@ -119,8 +109,8 @@ static void test_gemm_case(cs_dtype dt, int trans_a, int trans_b, const bias_cas
     store(cbuf, dt, bias, GM * GN);
     int64_t adims[2] = {trans_a ? GK : GM, trans_a ? GM : GK};
     int64_t bdims[2] = {trans_b ? GN : GK, trans_b ? GK : GN};
-    cs_tensor ta = tens(dt, 2, adims, abuf), tb = tens(dt, 2, bdims, bbuf);
-    cs_tensor tc = tens(dt, bc->ndim, bc->dims, cbuf);
+    cs_tensor ta = op_test_view(dt, 2, adims, abuf), tb = op_test_view(dt, 2, bdims, bbuf);
+    cs_tensor tc = op_test_view(dt, bc->ndim, bc->dims, cbuf);
 
     op_test t;
     op_test_init(&t, "Gemm", 13);
@@ -157,8 +147,8 @@ static void test_gemm(void)
     /* Defaults: alpha = beta = 1, no transposes. */
     float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, c[2] = {10, 20};
     int64_t d22[2] = {2, 2}, d2[1] = {2};
-    cs_tensor ta = tens(CS_DT_FLOAT, 2, d22, a), tb = tens(CS_DT_FLOAT, 2, d22, b);
-    cs_tensor tc = tens(CS_DT_FLOAT, 1, d2, c);
+    cs_tensor ta = op_test_view(CS_DT_FLOAT, 2, d22, a), tb = op_test_view(CS_DT_FLOAT, 2, d22, b);
+    cs_tensor tc = op_test_view(CS_DT_FLOAT, 1, d2, c);
     op_test t;
     op_test_init(&t, "Gemm", 13);
     op_test_input(&t, &ta);
@@ -174,7 +164,7 @@ static void test_gemm(void)
     /* Inner dimensions that differ: [2, 2] x [3, 2]. */
     int64_t d32[2] = {3, 2};
     float b3[6] = {0};
-    cs_tensor tb3 = tens(CS_DT_FLOAT, 2, d32, b3);
+    cs_tensor tb3 = op_test_view(CS_DT_FLOAT, 2, d32, b3);
     op_test_init(&t, "Gemm", 13);
     op_test_input(&t, &ta);
     op_test_input(&t, &tb3);
@@ -185,7 +175,7 @@ static void test_gemm(void)
     /* A C that does not broadcast to [2, 2]. */
     float c3[3] = {0};
     int64_t d3[1] = {3};
-    cs_tensor tc3 = tens(CS_DT_FLOAT, 1, d3, c3);
+    cs_tensor tc3 = op_test_view(CS_DT_FLOAT, 1, d3, c3);
     op_test_init(&t, "Gemm", 13);
     op_test_input(&t, &ta);
     op_test_input(&t, &tb);
@@ -196,7 +186,7 @@ static void test_gemm(void)
 
     /* Integer Gemm is not handled. */
     int64_t ia[4] = {1, 2, 3, 4};
-    cs_tensor tia = tens(CS_DT_INT64, 2, d22, ia);
+    cs_tensor tia = op_test_view(CS_DT_INT64, 2, d22, ia);
     op_test_init(&t, "Gemm", 13);
     op_test_input(&t, &tia);
     op_test_input(&t, &tia);
@@ -265,7 +255,7 @@ static void test_matmul_case(const char *name, cs_dtype dt, int ra, const int64_
 {
     enum { MAXN = 512 };
     double a[MAXN], b[MAXN], want[MAXN], abuf[MAXN] = {0}, bbuf[MAXN] = {0};
-    cs_tensor ta = tens(dt, ra, da, abuf), tb = tens(dt, rb, db, bbuf);
+    cs_tensor ta = op_test_view(dt, ra, da, abuf), tb = op_test_view(dt, rb, db, bbuf);
     int64_t na = cs_tensor_numel(&ta), nb = cs_tensor_numel(&tb);
     fill(a, na);
     fill(b, nb);
@@ -323,7 +313,7 @@ static void test_matmul(void)
     op_test t;
     double z[12] = {0};
     int64_t d34[2] = {3, 4}, d54[2] = {5, 4};
-    cs_tensor a = tens(CS_DT_DOUBLE, 2, d34, z), b = tens(CS_DT_DOUBLE, 2, d54, z);
+    cs_tensor a = op_test_view(CS_DT_DOUBLE, 2, d34, z), b = op_test_view(CS_DT_DOUBLE, 2, d54, z);
     op_test_init(&t, "MatMul", 13);
     op_test_input(&t, &a);
     op_test_input(&t, &b);
@@ -333,7 +323,7 @@ static void test_matmul(void)
 
     int64_t d234[3] = {2, 3, 4}, d342[3] = {3, 4, 2};
     double z24[24] = {0};
-    cs_tensor a3 = tens(CS_DT_DOUBLE, 3, d234, z24), b3 = tens(CS_DT_DOUBLE, 3, d342, z24);
+    cs_tensor a3 = op_test_view(CS_DT_DOUBLE, 3, d234, z24), b3 = op_test_view(CS_DT_DOUBLE, 3, d342, z24);
     op_test_init(&t, "MatMul", 13);
     op_test_input(&t, &a3);
     op_test_input(&t, &b3);
@@ -342,7 +332,7 @@ static void test_matmul(void)
     op_test_free(&t);
 
     int64_t ia[12] = {0};
-    cs_tensor ai = tens(CS_DT_INT64, 2, d34, ia), bi = tens(CS_DT_INT64, 2, (int64_t[]){4, 3}, ia);
+    cs_tensor ai = op_test_view(CS_DT_INT64, 2, d34, ia), bi = op_test_view(CS_DT_INT64, 2, (int64_t[]){4, 3}, ia);
     op_test_init(&t, "MatMul", 13);
     op_test_input(&t, &ai);
     op_test_input(&t, &bi);
@@ -370,7 +360,7 @@ static cs_status run(op_test *t, int n_out, cs_err *err)
 static void test_flatten(void)
 {
     int64_t dx[4] = {2, 3, 4, 5};
-    cs_tensor x = tens(CS_DT_FLOAT, 4, dx, seq_f);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 4, dx, seq_f);
     struct {
         int has_axis;
         int64_t axis;
@@ -404,7 +394,7 @@ static void test_flatten(void)
 static void test_reshape(void)
 {
     int64_t dx[3] = {2, 3, 4};
-    cs_tensor x = tens(CS_DT_DOUBLE, 3, dx, seq_d);
+    cs_tensor x = op_test_view(CS_DT_DOUBLE, 3, dx, seq_d);
     struct {
         const char *name;
         int n;
@@ -423,7 +413,7 @@ static void test_reshape(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t ns = cases[i].n;
-        cs_tensor s = tens(CS_DT_INT64, 1, &ns, cases[i].shape);
+        cs_tensor s = op_test_view(CS_DT_INT64, 1, &ns, cases[i].shape);
         op_test t;
         cs_err err = {0};
         op_test_init(&t, "Reshape", 14);
@@ -439,7 +429,7 @@ static void test_reshape(void)
 
     /* allowzero = 1 keeps a literal 0: [0, 3, 4] -> [3, 4, 0]. */
     int64_t dz[3] = {0, 3, 4}, shape0[3] = {3, 4, 0}, ns3 = 3, want0[3] = {3, 4, 0};
-    cs_tensor xz = tens(CS_DT_FLOAT, 3, dz, seq_f), s0 = tens(CS_DT_INT64, 1, &ns3, shape0);
+    cs_tensor xz = op_test_view(CS_DT_FLOAT, 3, dz, seq_f), s0 = op_test_view(CS_DT_INT64, 1, &ns3, shape0);
     op_test t;
     cs_err err = {0};
     op_test_init(&t, "Reshape", 14);
@@ -458,7 +448,7 @@ static void test_reshape(void)
     op_test_free(&t);
 
     int64_t bad[2] = {5, 5}, n2 = 2;
-    cs_tensor sb = tens(CS_DT_INT64, 1, &n2, bad);
+    cs_tensor sb = op_test_view(CS_DT_INT64, 1, &n2, bad);
     op_test_init(&t, "Reshape", 14);
     op_test_input(&t, &x);
     op_test_input(&t, &sb);
@@ -467,7 +457,7 @@ static void test_reshape(void)
     op_test_free(&t);
 
     int64_t two_neg[2] = {-1, -1};
-    cs_tensor sn = tens(CS_DT_INT64, 1, &n2, two_neg);
+    cs_tensor sn = op_test_view(CS_DT_INT64, 1, &n2, two_neg);
     op_test_init(&t, "Reshape", 14);
     op_test_input(&t, &x);
     op_test_input(&t, &sn);
@@ -476,7 +466,7 @@ static void test_reshape(void)
     op_test_free(&t);
 
     int64_t good_shape[2] = {6, 4};
-    cs_tensor su = tens(CS_DT_INT64, 1, &n2, good_shape);
+    cs_tensor su = op_test_view(CS_DT_INT64, 1, &n2, good_shape);
     op_test_init(&t, "Reshape", 14);
     op_test_input(&t, &x);
     op_test_input_unknown(&t, &su);
@@ -489,7 +479,7 @@ static void test_reshape(void)
 static void test_transpose(void)
 {
     int64_t dx[3] = {2, 3, 4};
-    cs_tensor x = tens(CS_DT_FLOAT, 3, dx, seq_f);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 3, dx, seq_f);
     int64_t perms[3][3] = {{2, 1, 0}, {1, 2, 0}, {0, 2, 1}};
     for (int p = -1; p < 3; p++) {
         int64_t perm[3] = {2, 1, 0};
@@ -524,7 +514,7 @@ static void test_transpose(void)
 
     /* int64 data moves by element size too. */
     int64_t v[6] = {1, 2, 3, 4, 5, 6}, d23[2] = {2, 3}, want[6] = {1, 4, 2, 5, 3, 6}, d32[2] = {3, 2};
-    cs_tensor xi = tens(CS_DT_INT64, 2, d23, v);
+    cs_tensor xi = op_test_view(CS_DT_INT64, 2, d23, v);
     op_test t;
     cs_err err = {0};
     op_test_init(&t, "Transpose", 13);
@@ -547,8 +537,8 @@ static void test_concat(void)
     /* Three int64 inputs [2, 1], [2, 2], [2, 3] along axis -1. */
     int64_t a[2] = {1, 2}, b[4] = {3, 4, 5, 6}, c[6] = {7, 8, 9, 10, 11, 12};
     int64_t da[2] = {2, 1}, db[2] = {2, 2}, dc[2] = {2, 3}, dy[2] = {2, 6};
-    cs_tensor ta = tens(CS_DT_INT64, 2, da, a), tb = tens(CS_DT_INT64, 2, db, b);
-    cs_tensor tc = tens(CS_DT_INT64, 2, dc, c);
+    cs_tensor ta = op_test_view(CS_DT_INT64, 2, da, a), tb = op_test_view(CS_DT_INT64, 2, db, b);
+    cs_tensor tc = op_test_view(CS_DT_INT64, 2, dc, c);
     int64_t want[12] = {1, 3, 4, 7, 8, 9, 2, 5, 6, 10, 11, 12};
     op_test t;
     cs_err err = {0};
@@ -564,7 +554,7 @@ static void test_concat(void)
     /* float [1, 2] and [2, 2] along axis 0. */
     float f1[2] = {1, 2}, f2[4] = {3, 4, 5, 6};
     int64_t d12[2] = {1, 2}, d22[2] = {2, 2}, d32[2] = {3, 2};
-    cs_tensor t1 = tens(CS_DT_FLOAT, 2, d12, f1), t2 = tens(CS_DT_FLOAT, 2, d22, f2);
+    cs_tensor t1 = op_test_view(CS_DT_FLOAT, 2, d12, f1), t2 = op_test_view(CS_DT_FLOAT, 2, d22, f2);
     double wantf[6] = {1, 2, 3, 4, 5, 6};
     op_test_init(&t, "Concat", 13);
     op_test_attr_int(&t, "axis", 0);
@@ -587,10 +577,10 @@ static void test_gather(void)
 {
     /* data [3, 4] = 0..11 */
     int64_t d34[2] = {3, 4};
-    cs_tensor x = tens(CS_DT_DOUBLE, 2, d34, seq_d);
+    cs_tensor x = op_test_view(CS_DT_DOUBLE, 2, d34, seq_d);
     {
         int64_t ind[3] = {-1, 0, 2}, di[1] = {3}, dy[2] = {3, 4};
-        cs_tensor ti = tens(CS_DT_INT64, 1, di, ind);
+        cs_tensor ti = op_test_view(CS_DT_INT64, 1, di, ind);
         double want[12] = {8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11};
         op_test t;
         cs_err err = {0};
@@ -604,7 +594,7 @@ static void test_gather(void)
     {
         int32_t ind[4] = {3, -4, 1, 1};
         int64_t di[2] = {2, 2}, dy[3] = {3, 2, 2};
-        cs_tensor ti = tens(CS_DT_INT32, 2, di, ind);
+        cs_tensor ti = op_test_view(CS_DT_INT32, 2, di, ind);
         double want[12] = {3, 0, 1, 1, 7, 4, 5, 5, 11, 8, 9, 9};
         op_test t;
         cs_err err = {0};
@@ -620,7 +610,7 @@ static void test_gather(void)
         /* Scalar index on axis -1 removes the axis; bool data. */
         uint8_t bools[6] = {1, 0, 0, 1, 1, 1};
         int64_t d23[2] = {2, 3}, idx = 1, dy[1] = {2};
-        cs_tensor xb = tens(CS_DT_BOOL, 2, d23, bools), ti = tens(CS_DT_INT64, 0, NULL, &idx);
+        cs_tensor xb = op_test_view(CS_DT_BOOL, 2, d23, bools), ti = op_test_view(CS_DT_INT64, 0, NULL, &idx);
         int64_t want[2] = {0, 1};
         op_test t;
         cs_err err = {0};
@@ -635,7 +625,7 @@ static void test_gather(void)
     }
     {
         int64_t ind[2] = {0, 3}, di[1] = {2};
-        cs_tensor ti = tens(CS_DT_INT64, 1, di, ind);
+        cs_tensor ti = op_test_view(CS_DT_INT64, 1, di, ind);
         op_test t;
         cs_err err = {0};
         op_test_init(&t, "Gather", 13);
@@ -651,9 +641,9 @@ static void test_gather(void)
 static void test_unsqueeze_squeeze(void)
 {
     int64_t dx[2] = {3, 4};
-    cs_tensor x = tens(CS_DT_FLOAT, 2, dx, seq_f);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 2, dx, seq_f);
     int64_t axes[2] = {0, -1}, n_axes = 2, want[4] = {1, 3, 4, 1};
-    cs_tensor taxes = tens(CS_DT_INT64, 1, &n_axes, axes);
+    cs_tensor taxes = op_test_view(CS_DT_INT64, 1, &n_axes, axes);
     op_test t;
     cs_err err = {0};
 
@@ -672,7 +662,7 @@ static void test_unsqueeze_squeeze(void)
     op_test_free(&t);
 
     int64_t mid[2] = {2, 1}, want_mid[4] = {3, 1, 1, 4};
-    cs_tensor tmid = tens(CS_DT_INT64, 1, &n_axes, mid);
+    cs_tensor tmid = op_test_view(CS_DT_INT64, 1, &n_axes, mid);
     op_test_init(&t, "Unsqueeze", 13);
     op_test_input(&t, &x);
     op_test_input(&t, &tmid);
@@ -688,9 +678,9 @@ static void test_unsqueeze_squeeze(void)
 
     /* Squeeze [1, 3, 1, 4]. */
     int64_t dy[4] = {1, 3, 1, 4};
-    cs_tensor y = tens(CS_DT_FLOAT, 4, dy, seq_f);
+    cs_tensor y = op_test_view(CS_DT_FLOAT, 4, dy, seq_f);
     int64_t sq_axes[1] = {-2}, n1 = 1, want_sq[3] = {1, 3, 4}, want_all[2] = {3, 4};
-    cs_tensor tsq = tens(CS_DT_INT64, 1, &n1, sq_axes);
+    cs_tensor tsq = op_test_view(CS_DT_INT64, 1, &n1, sq_axes);
 
     op_test_init(&t, "Squeeze", 11);
     op_test_attr_ints(&t, "axes", 1, sq_axes);
@@ -717,7 +707,7 @@ static void test_unsqueeze_squeeze(void)
     op_test_free(&t);
 
     int64_t not_one[1] = {1};
-    cs_tensor tno = tens(CS_DT_INT64, 1, &n1, not_one);
+    cs_tensor tno = op_test_view(CS_DT_INT64, 1, &n1, not_one);
     op_test_init(&t, "Squeeze", 13);
     op_test_input(&t, &y);
     op_test_input(&t, &tno);
@@ -729,7 +719,7 @@ static void test_unsqueeze_squeeze(void)
 static void test_shape(void)
 {
     int64_t dx[3] = {3, 4, 5};
-    cs_tensor x = tens(CS_DT_FLOAT, 3, dx, seq_f);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 3, dx, seq_f);
     struct {
         const char *name;
         int has_start, has_end;
@@ -766,7 +756,7 @@ static void test_constant(void)
     cs_err err = {0};
     double vals[6] = {1.5, -2, 3, 4, 5, 6};
     int64_t d23[2] = {2, 3};
-    cs_tensor v = tens(CS_DT_DOUBLE, 2, d23, vals);
+    cs_tensor v = op_test_view(CS_DT_DOUBLE, 2, d23, vals);
     op_test_init(&t, "Constant", 13);
     op_test_attr_tensor(&t, "value", &v);
     ok(run(&t, 1, &err) == CS_OK && t.out[0]->dtype == CS_DT_DOUBLE && shape_is(t.out[0], 2, d23) &&
@@ -818,7 +808,7 @@ static void test_constant(void)
 static void test_identity_dropout(void)
 {
     int64_t v[4] = {5, -6, 7, 1LL << 40}, d4[1] = {4};
-    cs_tensor x = tens(CS_DT_INT64, 1, d4, v);
+    cs_tensor x = op_test_view(CS_DT_INT64, 1, d4, v);
     op_test t;
     cs_err err = {0};
     op_test_init(&t, "Identity", 16);
@@ -828,7 +818,7 @@ static void test_identity_dropout(void)
     op_test_free(&t);
 
     int64_t dxf[2] = {3, 4};
-    cs_tensor xf = tens(CS_DT_FLOAT, 2, dxf, seq_f);
+    cs_tensor xf = op_test_view(CS_DT_FLOAT, 2, dxf, seq_f);
     op_test_init(&t, "Dropout", 13);
     op_test_input(&t, &xf);
     int good = run(&t, 2, &err) == CS_OK && t.out[0]->dtype == CS_DT_FLOAT &&
@@ -841,8 +831,8 @@ static void test_identity_dropout(void)
 
     float ratio = 0.5f;
     uint8_t train_false = 0, train_true = 1;
-    cs_tensor tr = tens(CS_DT_FLOAT, 0, NULL, &ratio);
-    cs_tensor tf = tens(CS_DT_BOOL, 0, NULL, &train_false), tt = tens(CS_DT_BOOL, 0, NULL, &train_true);
+    cs_tensor tr = op_test_view(CS_DT_FLOAT, 0, NULL, &ratio);
+    cs_tensor tf = op_test_view(CS_DT_BOOL, 0, NULL, &train_false), tt = op_test_view(CS_DT_BOOL, 0, NULL, &train_true);
     op_test_init(&t, "Dropout", 13);
     op_test_input(&t, &xf);
     op_test_input(&t, &tr);
@@ -897,7 +887,7 @@ static void test_cast(void)
         uint64_t buf[4];
         store(buf, cases[i].from, cases[i].in, 4);
         int64_t d4 = 4;
-        cs_tensor x = tens(cases[i].from, 1, &d4, buf);
+        cs_tensor x = op_test_view(cases[i].from, 1, &d4, buf);
         op_test t;
         cs_err err = {0};
         op_test_init(&t, "Cast", 13);
@@ -910,7 +900,7 @@ static void test_cast(void)
     }
     float f[1] = {1};
     int64_t d1 = 1;
-    cs_tensor x = tens(CS_DT_FLOAT, 1, &d1, f);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 1, &d1, f);
     int64_t bad_to[2] = {CS_DT_STRING, 16 /* bfloat16 */};
     for (int i = 0; i < 2; i++) {
         op_test t;

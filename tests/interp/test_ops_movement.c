@@ -13,16 +13,6 @@
 
 /* ---- helpers ---- */
 
-/* A tensor borrowing vals (kept alive by the caller). */
-static cs_tensor tens(cs_dtype dt, int ndim, const int64_t *dims, const void *vals)
-{
-    cs_tensor t;
-    memset(&t, 0, sizeof t);
-    cs_tensor_set_shape(&t, dt, ndim, dims);
-    t.data = (void *)vals;
-    return t;
-}
-
 /* t has shape dims and every element (any numeric dtype) equals want. */
 static int result_is(const cs_tensor *t, int ndim, const int64_t *dims, const double *want)
 {
@@ -45,7 +35,7 @@ static void pad_1d(const char *mode, const double *x, int64_t n, int64_t b, int6
                    const double *want, int64_t n_want)
 {
     int64_t pads[2] = {b, e}, two = 2;
-    cs_tensor xt = tens(CS_DT_DOUBLE, 1, &n, x), pt = tens(CS_DT_INT64, 1, &two, pads);
+    cs_tensor xt = op_test_view(CS_DT_DOUBLE, 1, &n, x), pt = op_test_view(CS_DT_INT64, 1, &two, pads);
     op_test t;
     cs_err err = {0};
     op_test_init(&t, "Pad", 19);
@@ -73,8 +63,8 @@ static void test_pad(void)
     /* constant 2-D with a value input, int64 data */
     int64_t x_dims[2] = {2, 2}, four = 4;
     int64_t xi[4] = {1, 2, 3, 4}, pads[4] = {1, 0, 0, 1}, value = 9;
-    cs_tensor x = tens(CS_DT_INT64, 2, x_dims, xi), p = tens(CS_DT_INT64, 1, &four, pads);
-    cs_tensor v = tens(CS_DT_INT64, 0, NULL, &value);
+    cs_tensor x = op_test_view(CS_DT_INT64, 2, x_dims, xi), p = op_test_view(CS_DT_INT64, 1, &four, pads);
+    cs_tensor v = op_test_view(CS_DT_INT64, 0, NULL, &value);
     op_test_init(&t, "Pad", 13);
     op_test_input(&t, &x);
     op_test_input(&t, &p);
@@ -87,7 +77,7 @@ static void test_pad(void)
 
     /* opset 2: pads and value attributes */
     float xf[4] = {1, 2, 3, 4};
-    cs_tensor x32 = tens(CS_DT_FLOAT, 2, x_dims, xf);
+    cs_tensor x32 = op_test_view(CS_DT_FLOAT, 2, x_dims, xf);
     op_test_init(&t, "Pad", 2);
     op_test_attr_ints(&t, "pads", 4, (int64_t[]){0, 1, 0, 0});
     op_test_attr_float(&t, "value", -1.5f);
@@ -100,7 +90,7 @@ static void test_pad(void)
 
     /* opset 18 axes input: pads cover the last axis only */
     int64_t two = 2, axis = -1, pads_axis[2] = {0, 2};
-    cs_tensor pa = tens(CS_DT_INT64, 1, &two, pads_axis), ax = tens(CS_DT_INT64, 1, (int64_t[]){1}, &axis);
+    cs_tensor pa = op_test_view(CS_DT_INT64, 1, &two, pads_axis), ax = op_test_view(CS_DT_INT64, 1, (int64_t[]){1}, &axis);
     op_test_init(&t, "Pad", 18);
     op_test_attr_string(&t, "mode", "edge");
     op_test_input(&t, &x32);
@@ -130,7 +120,7 @@ static void test_pad(void)
     ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "Pad: 2 pads for rank 2 is an error");
     op_test_free(&t);
     int64_t crop[4] = {0, -2, 0, -1};
-    cs_tensor pc = tens(CS_DT_INT64, 1, &four, crop);
+    cs_tensor pc = op_test_view(CS_DT_INT64, 1, &four, crop);
     op_test_init(&t, "Pad", 13);
     op_test_input(&t, &x32);
     op_test_input(&t, &pc);
@@ -166,7 +156,7 @@ static void test_gather_elements(void)
     int64_t d22[2] = {2, 2}, d33[2] = {3, 3}, d23[2] = {2, 3};
     double x2[4] = {1, 2, 3, 4}, x3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     int64_t i2[4] = {0, 0, 1, 0}, i3[6] = {-1, 0, 2, 1, -3, 0}, bad[4] = {0, 2, 1, 0};
-    cs_tensor x = tens(CS_DT_DOUBLE, 2, d22, x2), ind = tens(CS_DT_INT64, 2, d22, i2);
+    cs_tensor x = op_test_view(CS_DT_DOUBLE, 2, d22, x2), ind = op_test_view(CS_DT_INT64, 2, d22, i2);
     setup_one(&t, "GatherElements", 13, &x, &ind);
     op_test_attr_int(&t, "axis", 1);
     cs_status st = op_test_run(&t, &err);
@@ -174,14 +164,14 @@ static void test_gather_elements(void)
        "GatherElements axis=1 (%s)", err.msg);
     op_test_free(&t);
 
-    cs_tensor xb = tens(CS_DT_DOUBLE, 2, d33, x3), indb = tens(CS_DT_INT64, 2, d23, i3);
+    cs_tensor xb = op_test_view(CS_DT_DOUBLE, 2, d33, x3), indb = op_test_view(CS_DT_INT64, 2, d23, i3);
     setup_one(&t, "GatherElements", 13, &xb, &indb);
     st = op_test_run(&t, &err);
     ok(st == CS_OK && result_is(t.out[0], 2, d23, (double[]){7, 2, 9, 4, 2, 3}),
        "GatherElements axis=0, negative indices, fewer rows than data (%s)", err.msg);
     op_test_free(&t);
 
-    cs_tensor indc = tens(CS_DT_INT64, 2, d22, bad);
+    cs_tensor indc = op_test_view(CS_DT_INT64, 2, d22, bad);
     setup_one(&t, "GatherElements", 13, &x, &indc);
     ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "GatherElements: index 2 on an axis of 2 is an error");
     op_test_free(&t);
@@ -193,7 +183,7 @@ static void test_depth_space(void)
     op_test t;
     double v[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     int64_t depth[4] = {1, 8, 1, 1}, space[4] = {1, 2, 2, 2};
-    cs_tensor xd = tens(CS_DT_DOUBLE, 4, depth, v), xs = tens(CS_DT_DOUBLE, 4, space, v);
+    cs_tensor xd = op_test_view(CS_DT_DOUBLE, 4, depth, v), xs = op_test_view(CS_DT_DOUBLE, 4, space, v);
     static const char *const modes[2] = {"DCR", "CRD"};
     /* y[c, i, j] = x[(i b + j) C' + c] (DCR) or x[c b² + i b + j] (CRD) */
     static const double want[2][8] = {{0, 2, 4, 6, 1, 3, 5, 7}, {0, 1, 2, 3, 4, 5, 6, 7}};
@@ -230,7 +220,7 @@ static void test_constant_of_shape(void)
     cs_err err = {0};
     op_test t;
     int64_t two = 2, zero = 0, shape[2] = {2, 3}, neg[2] = {2, -1}, seven = 7;
-    cs_tensor s = tens(CS_DT_INT64, 1, &two, shape), value = tens(CS_DT_INT64, 1, (int64_t[]){1}, &seven);
+    cs_tensor s = op_test_view(CS_DT_INT64, 1, &two, shape), value = op_test_view(CS_DT_INT64, 1, (int64_t[]){1}, &seven);
     setup_one(&t, "ConstantOfShape", 9, &s, NULL);
     op_test_attr_tensor(&t, "value", &value);
     cs_status st = op_test_run(&t, &err);
@@ -246,7 +236,7 @@ static void test_constant_of_shape(void)
        "ConstantOfShape default: float zeros (%s)", err.msg);
     op_test_free(&t);
 
-    cs_tensor empty = tens(CS_DT_INT64, 1, &zero, NULL);
+    cs_tensor empty = op_test_view(CS_DT_INT64, 1, &zero, NULL);
     setup_one(&t, "ConstantOfShape", 9, &empty, NULL);
     op_test_attr_tensor(&t, "value", &value);
     st = op_test_run(&t, &err);
@@ -254,7 +244,7 @@ static void test_constant_of_shape(void)
        err.msg);
     op_test_free(&t);
 
-    cs_tensor sn = tens(CS_DT_INT64, 1, &two, neg);
+    cs_tensor sn = op_test_view(CS_DT_INT64, 1, &two, neg);
     setup_one(&t, "ConstantOfShape", 9, &sn, NULL);
     ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "ConstantOfShape: a negative dimension is an error");
     op_test_free(&t);
@@ -274,7 +264,7 @@ static cs_status range_run(op_test *t, cs_dtype dt, const double *sld, void *buf
     op_test_init(t, "Range", 11);
     for (int i = 0; i < 3; i++) {
         cs_convert((char *)buf + i * es, dt, &sld[i], CS_DT_DOUBLE, 1);
-        in[i] = tens(dt, 0, NULL, (char *)buf + i * es);
+        in[i] = op_test_view(dt, 0, NULL, (char *)buf + i * es);
         op_test_input_known(t, &in[i], known);
     }
     op_test_outputs(t, 1);
@@ -324,7 +314,7 @@ static void test_size(void)
     cs_err err = {0};
     op_test t;
     int64_t dims[3] = {2, 3, 4};
-    cs_tensor x = tens(CS_DT_FLOAT, 3, dims, NULL);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 3, dims, NULL);
     op_test_init(&t, "Size", 13);
     op_test_input_unknown(&t, &x); /* only the shape is read */
     op_test_outputs(&t, 1);

@@ -14,21 +14,11 @@
 static double seq_d[64];
 static int64_t seq_i[64];
 
-/* A tensor borrowing vals (kept alive by the caller). */
-static cs_tensor tens(cs_dtype dt, int ndim, const int64_t *dims, const void *vals)
-{
-    cs_tensor t;
-    memset(&t, 0, sizeof t);
-    cs_tensor_set_shape(&t, dt, ndim, dims);
-    t.data = (void *)vals;
-    return t;
-}
-
 /* A 1-D int64 tensor over vals. */
 static cs_tensor ints(int n, const int64_t *vals, int64_t *dim_store)
 {
     *dim_store = n;
-    return tens(CS_DT_INT64, 1, dim_store, vals);
+    return op_test_view(CS_DT_INT64, 1, dim_store, vals);
 }
 
 /* Output k has shape (ndim, dims) and the values want (n of them). */
@@ -84,7 +74,7 @@ static void test_slice(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const slice_case *s = &cases[i];
-        cs_tensor x = tens(CS_DT_DOUBLE, s->ndim, s->dims, seq_d);
+        cs_tensor x = op_test_view(CS_DT_DOUBLE, s->ndim, s->dims, seq_d);
         int64_t d1, d2, d3, d4;
         cs_tensor st = ints(s->n, s->starts, &d1), en = ints(s->n, s->ends, &d2);
         cs_tensor ax = ints(s->n, s->axes, &d3), sp = ints(s->n, s->steps, &d4);
@@ -107,7 +97,7 @@ static void test_slice(void)
     /* The Shape -> Slice step of an export: int64 data, batch dim kept. */
     int64_t shape_vals[4] = {8, 3, 224, 224}, n4 = 4, n1, n1b;
     int64_t zero = 0, one = 1;
-    cs_tensor shp = tens(CS_DT_INT64, 1, &n4, shape_vals);
+    cs_tensor shp = op_test_view(CS_DT_INT64, 1, &n4, shape_vals);
     cs_tensor st = ints(1, &zero, &n1), en = ints(1, &one, &n1b);
     op_test t;
     cs_err err = {0};
@@ -123,7 +113,7 @@ static void test_slice(void)
 
     /* Opset 1: starts, ends, axes as attributes. */
     int64_t dx[2] = {3, 4}, a_starts[1] = {1}, a_ends[1] = {3}, a_axes[1] = {0};
-    cs_tensor x = tens(CS_DT_FLOAT, 2, dx, NULL);
+    cs_tensor x = op_test_view(CS_DT_FLOAT, 2, dx, NULL);
     float xf[12];
     for (int i = 0; i < 12; i++)
         xf[i] = (float)i;
@@ -194,7 +184,7 @@ static void test_split(void)
     op_test t;
     cs_err err = {0};
     int64_t d23[2] = {2, 3}, parts[2] = {2, 1}, np;
-    cs_tensor x = tens(CS_DT_DOUBLE, 2, d23, seq_d), sp = ints(2, parts, &np);
+    cs_tensor x = op_test_view(CS_DT_DOUBLE, 2, d23, seq_d), sp = ints(2, parts, &np);
     op_test_init(&t, "Split", 13);
     op_test_attr_int(&t, "axis", 1);
     op_test_input(&t, &x);
@@ -206,7 +196,7 @@ static void test_split(void)
     op_test_free(&t);
 
     int64_t d7 = 7;
-    cs_tensor x7 = tens(CS_DT_DOUBLE, 1, &d7, seq_d);
+    cs_tensor x7 = op_test_view(CS_DT_DOUBLE, 1, &d7, seq_d);
     op_test_init(&t, "Split", 18);
     op_test_attr_int(&t, "num_outputs", 3);
     op_test_input(&t, &x7);
@@ -218,7 +208,7 @@ static void test_split(void)
     op_test_free(&t);
 
     int64_t d4 = 4, attr_split[2] = {1, 3};
-    cs_tensor x4 = tens(CS_DT_INT64, 1, &d4, seq_i);
+    cs_tensor x4 = op_test_view(CS_DT_INT64, 1, &d4, seq_i);
     op_test_init(&t, "Split", 11);
     op_test_attr_int(&t, "axis", -1);
     op_test_attr_ints(&t, "split", 2, attr_split);
@@ -231,7 +221,7 @@ static void test_split(void)
     op_test_free(&t);
 
     int64_t d24[2] = {4, 2};
-    cs_tensor x42 = tens(CS_DT_DOUBLE, 2, d24, seq_d);
+    cs_tensor x42 = op_test_view(CS_DT_DOUBLE, 2, d24, seq_d);
     op_test_init(&t, "Split", 13);
     op_test_input(&t, &x42);
     op_test_outputs(&t, 2);
@@ -241,7 +231,7 @@ static void test_split(void)
     op_test_free(&t);
 
     int64_t d5 = 5;
-    cs_tensor x5 = tens(CS_DT_DOUBLE, 1, &d5, seq_d);
+    cs_tensor x5 = op_test_view(CS_DT_DOUBLE, 1, &d5, seq_d);
     op_test_init(&t, "Split", 13);
     op_test_input(&t, &x5);
     op_test_outputs(&t, 2);
@@ -273,7 +263,7 @@ static void test_expand(void)
     op_test t;
     cs_err err = {0};
     int64_t d31[2] = {3, 1}, shape[3] = {2, 1, 4}, ns;
-    cs_tensor x = tens(CS_DT_DOUBLE, 2, d31, seq_d), s = ints(3, shape, &ns);
+    cs_tensor x = op_test_view(CS_DT_DOUBLE, 2, d31, seq_d), s = ints(3, shape, &ns);
     double want[24];
     for (int i = 0; i < 24; i++)
         want[i] = (i / 4) % 3;
@@ -287,7 +277,7 @@ static void test_expand(void)
 
     /* A shape of lower rank, with 1s: the input's shape stays. */
     int64_t d23[2] = {2, 3}, ones[2] = {1, 1};
-    cs_tensor x23 = tens(CS_DT_DOUBLE, 2, d23, seq_d), s11 = ints(2, ones, &ns);
+    cs_tensor x23 = op_test_view(CS_DT_DOUBLE, 2, d23, seq_d), s11 = ints(2, ones, &ns);
     op_test_init(&t, "Expand", 13);
     op_test_input(&t, &x23);
     op_test_input(&t, &s11);
@@ -299,7 +289,7 @@ static void test_expand(void)
     /* bool mask broadcast, as causal masks are built. */
     uint8_t mask[3] = {1, 0, 1};
     int64_t d3 = 3, s23[2] = {2, 3};
-    cs_tensor m = tens(CS_DT_BOOL, 1, &d3, mask), sm = ints(2, s23, &ns);
+    cs_tensor m = op_test_view(CS_DT_BOOL, 1, &d3, mask), sm = ints(2, s23, &ns);
     op_test_init(&t, "Expand", 13);
     op_test_input(&t, &m);
     op_test_input(&t, &sm);
@@ -326,7 +316,7 @@ static void test_tile(void)
     op_test t;
     cs_err err = {0};
     int64_t d22[2] = {2, 2}, reps[2] = {2, 3}, nr;
-    cs_tensor x = tens(CS_DT_DOUBLE, 2, d22, seq_d), r = ints(2, reps, &nr);
+    cs_tensor x = op_test_view(CS_DT_DOUBLE, 2, d22, seq_d), r = ints(2, reps, &nr);
     double want[24] = {0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3};
     op_test_init(&t, "Tile", 13);
     op_test_input(&t, &x);
@@ -337,7 +327,7 @@ static void test_tile(void)
     op_test_free(&t);
 
     int64_t d3 = 3, rep1 = 2;
-    cs_tensor xi = tens(CS_DT_INT64, 1, &d3, seq_i), r1 = ints(1, &rep1, &nr);
+    cs_tensor xi = op_test_view(CS_DT_INT64, 1, &d3, seq_i), r1 = ints(1, &rep1, &nr);
     op_test_init(&t, "Tile", 13);
     op_test_input(&t, &xi);
     op_test_input(&t, &r1);

@@ -143,12 +143,8 @@ static cs_status conv_per_sample(const cs_ad *ad, const cs_layer *L, const cs_la
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)Kp, (int)T, 1.0, dd,
                             (int)T, col, (int)T, 0.0, o + grp * Mg * Kp, (int)Kp);
             }
-            if (L->n_params > 1) {
-                double *ob = o + M * Kp;
-                for (int64_t m = 0; m < M; m++)
-                    ob[m] = dbl ? cs_sum_f64((const double *)D->data + (b * M + m) * T, T)
-                                : cs_sum_f32((const float *)D->data + (b * M + m) * T, T);
-            }
+            if (L->n_params > 1)
+                cs_layer_channel_sums(D, b, M, T, o + M * Kp);
         }
     }
     if (cache)

@@ -8,6 +8,7 @@
 
 #include "interp/autodiff.h"
 #include "interp/layer_kind.h"
+#include "tensor/accum.h"
 
 /* Element i of a float or double tensor. */
 static inline double cs_layer_at(const cs_tensor *t, int64_t i)
@@ -28,6 +29,15 @@ static inline void cs_layer_row_stats(const cs_tensor *t, int64_t base, int64_t 
         m2 += (cs_layer_at(t, base + i) - m) * (cs_layer_at(t, base + i) - m);
     *mu = m;
     *inv = 1.0 / sqrt(m2 / (double)d + eps);
+}
+
+/* out[m] = sum_t D[b, m, t], m < M: sample b's bias gradient of a layer
+ * whose output gradient D is [N, M, T] (one bias per channel). */
+static inline void cs_layer_channel_sums(const cs_tensor *D, int64_t b, int64_t M, int64_t T, double *out)
+{
+    for (int64_t m = 0; m < M; m++)
+        out[m] = D->dtype == CS_DT_DOUBLE ? cs_sum_f64((const double *)D->data + (b * M + m) * T, T)
+                                          : cs_sum_f32((const float *)D->data + (b * M + m) * T, T);
 }
 
 #endif

@@ -67,18 +67,10 @@ static const cs_tensor *conv_bias(const cs_op_call *c)
  * it, so the scratch layout cannot drift between them. */
 static cs_status conv_make_plan(const cs_op_call *c, conv_plan *p, cs_err *err)
 {
-    if (c->n_in < 2 || c->n_in > 3)
-        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 2 or 3 inputs, got %d", c->n_in);
-    if (c->n_out != 1 || !c->out[0])
-        return cs_op_fail(c, err, CS_ERR_FORMAT, "expects 1 output");
-    cs_status st = cs_op_need_float(c, 0, err);
-    if (!st)
-        st = cs_op_need_float(c, 1, err);
-    if (!st)
-        st = cs_op_same_dtype(c, 0, 1, err);
+    cs_status st = cs_conv_check_operands(c, err);
     if (st)
         return st;
-    const cs_tensor *x = c->in[0], *w = c->in[1], *bias = conv_bias(c);
+    const cs_tensor *x = c->in[0], *w = c->in[1];
 
     memset(p, 0, sizeof *p);
     st = cs_conv_geometry(c->node, x, w, &p->g, &p->group, err);
@@ -91,15 +83,8 @@ static cs_status conv_make_plan(const cs_op_call *c, conv_plan *p, cs_err *err)
     p->m_group = p->m_total / p->group;
     p->k_rows = p->c_group * p->g.kernel_size;
 
-    if (bias) {
-        char bb[96];
-        if (bias->dtype != x->dtype)
-            return cs_op_fail(c, err, CS_ERR_SHAPE, "B has type %s, X has type %s",
-                              cs_dtype_name(bias->dtype), cs_dtype_name(x->dtype));
-        if (bias->ndim != 1 || bias->dims[0] != p->m_total)
-            return cs_op_fail(c, err, CS_ERR_SHAPE, "B has shape %s; [%lld] expected",
-                              cs_shape_str(bias, bb, sizeof bb), (long long)p->m_total);
-    }
+    if ((st = cs_conv_check_bias(c, p->m_total, err)))
+        return st;
 
     const int64_t t = p->g.out_size;
     bool pointwise = p->g.kernel_size == 1;
