@@ -28,7 +28,7 @@ void cmd_analyze_usage(FILE *f)
                "an SQLite database (several runs accumulate in one file).\n\n"
                "  --db FILE          the database (created if missing)\n"
                "  --curvature LIST   hessian, ggn, fisher, fisher_mc, fisher_emp (default ggn,fisher_emp)\n"
-               "  --repr LIST        full, kfac, diag, unit (default full,kfac,diag; full only\n"
+               "  --repr LIST        full, kfac, ekfac, diag, unit (default full,kfac,diag; full only\n"
                "                     for blocks up to --max-full parameters)\n"
                "  --max-full P       largest block (and whole network) computed exactly (4096)\n"
                "  --topk K           eigenvalues stored per K-FAC / unit result (default 50;\n"

@@ -11,6 +11,7 @@ static_assert(sizeof curv_names / sizeof curv_names[0] == CS_CURV_COUNT, "name e
 
 static const char *const repr_names[] = {
     [CS_REPR_FULL] = "full", [CS_REPR_KFAC] = "kfac", [CS_REPR_DIAG] = "diag", [CS_REPR_UNIT] = "unit",
+    [CS_REPR_EKFAC] = "ekfac",
 };
 static_assert(sizeof repr_names / sizeof repr_names[0] == CS_REPR_COUNT, "name every representation");
 
@@ -68,10 +69,10 @@ bool cs_curv_repr_valid(cs_curv_kind k, cs_repr_kind r, const char **why)
     /* K-FAC factors the block as E[delta delta^T] (x) E[a a^T], which needs
      * the curvature to be an expectation of outer products of gradients;
      * the Hessian is not one (its second-order terms have no such form). */
-    if (k == CS_CURV_HESSIAN && r == CS_REPR_KFAC) {
+    if (k == CS_CURV_HESSIAN && (r == CS_REPR_KFAC || r == CS_REPR_EKFAC)) {
         if (why)
             *why = "the Hessian has no Kronecker factorisation (it is not an expectation of "
-                   "gradient outer products); use ggn or fisher with kfac";
+                   "gradient outer products); use ggn or fisher with kfac or ekfac";
         return false;
     }
     return true;

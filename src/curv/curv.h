@@ -21,6 +21,7 @@ typedef enum cs_repr_kind {
     CS_REPR_KFAC, /* Kronecker factors G (x) A */
     CS_REPR_DIAG, /* the diagonal */
     CS_REPR_UNIT, /* per output unit / channel blocks */
+    CS_REPR_EKFAC, /* K-FAC's eigenbasis with the diagonal re-fitted (George et al. 2018) */
     CS_REPR_COUNT
 } cs_repr_kind;
 

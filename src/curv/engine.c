@@ -34,7 +34,29 @@ typedef struct engine {
     double *rows;               /* per-sample gradients [B, W] */
     double *seedwork;           /* loss rows */
     cs_rng rng;
+    int pass;                   /* the pass over the data now running (cs_repr_def.pass) */
 } engine;
+
+/* Representation i accumulates in the pass now running. */
+static bool active(const engine *e, int i)
+{
+    return e->state[i] && cs_repr_table[i]->pass == e->pass;
+}
+
+/* Every representation's sources of layer l (-1: the network) and
+ * curvature c. */
+static void gather_sources(const engine *e, int l, cs_curv_kind c, cs_repr_sources *src)
+{
+    memset(src, 0, sizeof *src);
+    for (int i = 0; i < CS_REPR_TABLE_N; i++)
+        if (e->state[i] && cs_repr_table[i]->sources)
+            cs_repr_table[i]->sources(&e->x, e->state[i], l, c, src);
+}
+
+static void lend_sources(const cs_repr_ctx *x, int l, cs_curv_kind c, cs_repr_sources *src)
+{
+    gather_sources(x->engine, l, c, src);
+}
 
 static void note(cs_curv_report *r, const char *fmt, ...) CS_PRINTF(2, 3);
 static void note(cs_curv_report *r, const char *fmt, ...)
@@ -82,7 +104,7 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         x->fam[f] = family_wanted(o, f);
     bool any_full = o->reprs >> CS_REPR_FULL & 1;
     x->compare_any = !o->stats_only &&
-                     (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
+                     (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_EKFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
     x->net_full = any_full && x->P <= o->max_full && g->n_layers > 0 && !o->stats_only;
     cs_status st = cs_curv_calloc(&e->lay, (size_t)(g->n_layers + 1), err, "the layers' layouts");
     if (st)
@@ -97,6 +119,8 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
         maxW = s->W > maxW ? s->W : maxW;
         if ((o->reprs >> CS_REPR_KFAC & 1) && s->kfac == CS_KFAC_NONE && (o->curvatures & ~(1u << CS_CURV_HESSIAN)))
             note(x->rep, "layer %s (%s): no K-FAC representation", L->name, L->op_type);
+        if ((o->reprs >> CS_REPR_EKFAC & 1) && s->kfac == CS_KFAC_NONE && (o->curvatures & ~(1u << CS_CURV_HESSIAN)))
+            note(x->rep, "layer %s (%s): no EK-FAC representation", L->name, L->op_type);
         if ((o->reprs >> CS_REPR_UNIT & 1) && !s->unit_idx)
             note(x->rep, "layer %s (%s): no unit-wise representation", L->name, L->op_type);
         if (any_full && !cs_repr_small(x, l))
@@ -129,10 +153,11 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
         return st;
     for (int l = 0; l < x->g->n_layers; l++) {
         cs_repr_rows use[CS_REPR_TABLE_N];
-        bool form = o->on_rows != NULL;
+        bool on_rows = o->on_rows && e->pass == 0;
+        bool form = on_rows;
         for (int i = 0; i < CS_REPR_TABLE_N; i++) {
-            use[i] = e->state[i] && cs_repr_table[i]->rows ? cs_repr_table[i]->rows(x, e->state[i], l, f)
-                                                           : CS_ROWS_NONE;
+            use[i] = active(e, i) && cs_repr_table[i]->rows ? cs_repr_table[i]->rows(x, e->state[i], l, f)
+                                                            : CS_ROWS_NONE;
             form = form || use[i] == CS_ROWS_NEEDED;
         }
         if (form) {
@@ -145,16 +170,16 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
             for (int i = 0; i < CS_REPR_TABLE_N; i++)
                 if (use[i] != CS_ROWS_NONE)
                     cs_repr_table[i]->add_rows(x, e->state[i], l, f, e->rows, B);
-            if (o->on_rows)
+            if (on_rows)
                 o->on_rows(o->rows_ctx, l, start, seed, e->rows, B);
         }
         for (int i = 0; i < CS_REPR_TABLE_N; i++)
-            if (e->state[i] && cs_repr_table[i]->add_capture &&
+            if (active(e, i) && cs_repr_table[i]->add_capture &&
                 (st = cs_repr_table[i]->add_capture(x, e->state[i], ad, l, f, scale, form, err)))
                 return st;
     }
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
-        if (e->state[i] && cs_repr_table[i]->seed_done)
+        if (active(e, i) && cs_repr_table[i]->seed_done)
             cs_repr_table[i]->seed_done(x, e->state[i], f, B);
     return CS_OK;
 }
@@ -191,14 +216,14 @@ static cs_status batch_pass(engine *e, int64_t start, int64_t *done, cs_err *err
                 return st;
             for (int l = 0; !inputs_done && l < x->g->n_layers; l++)
                 for (int i = 0; i < CS_REPR_TABLE_N; i++)
-                    if (e->state[i] && cs_repr_table[i]->add_input &&
+                    if (active(e, i) && cs_repr_table[i]->add_input &&
                         (st = cs_repr_table[i]->add_input(x, e->state[i], ad, l, err)))
                         return st;
             inputs_done = true;
         }
     }
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
-        if (e->state[i] && cs_repr_table[i]->add_batch &&
+        if (active(e, i) && cs_repr_table[i]->add_batch &&
             (st = cs_repr_table[i]->add_batch(x, e->state[i], which, start, err)))
             return st;
     *done = start + B;
@@ -211,10 +236,7 @@ static cs_status results_of(engine *e, int l, cs_curv_kind c, cs_err *err)
 {
     const cs_repr_ctx *x = &e->x;
     cs_repr_sources src;
-    memset(&src, 0, sizeof src);
-    for (int i = 0; i < CS_REPR_TABLE_N; i++)
-        if (e->state[i] && cs_repr_table[i]->sources)
-            cs_repr_table[i]->sources(x, e->state[i], l, c, &src);
+    gather_sources(e, l, c, &src);
     cs_repr_ref ref;
     memset(&ref, 0, sizeof ref);
     ref.t0 = cs_now_seconds();
@@ -238,6 +260,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
     engine e;
     memset(&e, 0, sizeof e);
     e.x.g = g, e.x.ds = ds, e.x.o = o, e.x.rep = out;
+    e.x.lend = lend_sources, e.x.engine = &e;
     cs_rng_seed(&e.rng, o->seed);
     for (int c = 0; c < CS_CURV_COUNT; c++)
         for (int r = 0; r < CS_REPR_COUNT; r++) {
@@ -264,27 +287,40 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
     if ((st = plan_accumulators(&e, err)))
         goto fail;
 
+    /* Pass 0 for every representation, pass 1 for those that build on
+     * pass 0's results (EK-FAC's scalings in K-FAC's basis). */
     int64_t N = ds->n;
-    for (int64_t start = 0, done = 0; start < N; start += e.obj.batch) {
-        if ((st = batch_pass(&e, start, &done, err)))
-            goto fail;
-        if (o->progress)
-            o->progress(o->progress_ctx, done, N);
-        if (o->cancel && *o->cancel) {
-            st = cs_fail(err, CS_ERR_RUNTIME, "interrupted after %lld of %lld samples", (long long)done,
-                         (long long)N);
-            goto fail;
+    for (e.pass = 0; e.pass < 2; e.pass++) {
+        bool any = false;
+        for (int i = 0; i < CS_REPR_TABLE_N; i++)
+            any = any || active(&e, i);
+        if (!any)
+            continue;
+        for (int i = 0; i < CS_REPR_TABLE_N; i++)
+            if (active(&e, i) && cs_repr_table[i]->begin_pass &&
+                (st = cs_repr_table[i]->begin_pass(&e.x, e.state[i], err)))
+                goto fail;
+        for (int64_t start = 0, done = 0; start < N; start += e.obj.batch) {
+            if ((st = batch_pass(&e, start, &done, err)))
+                goto fail;
+            if (o->progress)
+                o->progress(o->progress_ctx, done, N);
+            if (o->cancel && *o->cancel) {
+                st = cs_fail(err, CS_ERR_RUNTIME, "interrupted after %lld of %lld samples", (long long)done,
+                             (long long)N);
+                goto fail;
+            }
         }
+        /* Normalise: captures were per-sample (unscaled) losses. */
+        double inv_n = 1.0 / (double)N;
+        for (int i = 0; i < CS_REPR_TABLE_N; i++)
+            if (active(&e, i) && cs_repr_table[i]->normalise)
+                cs_repr_table[i]->normalise(&e.x, e.state[i], inv_n);
+        for (int i = 0; i < CS_REPR_TABLE_N; i++)
+            if (active(&e, i) && cs_repr_table[i]->publish &&
+                (st = cs_repr_table[i]->publish(&e.x, e.state[i], err)))
+                goto fail;
     }
-
-    /* Normalise: captures were per-sample (unscaled) losses. */
-    double inv_n = 1.0 / (double)N;
-    for (int i = 0; i < CS_REPR_TABLE_N; i++)
-        if (e.state[i] && cs_repr_table[i]->normalise)
-            cs_repr_table[i]->normalise(&e.x, e.state[i], inv_n);
-    for (int i = 0; i < CS_REPR_TABLE_N; i++)
-        if (e.state[i] && cs_repr_table[i]->publish && (st = cs_repr_table[i]->publish(&e.x, e.state[i], err)))
-            goto fail;
 
     for (int c = 0; c < CS_CURV_COUNT && !st; c++) {
         if (!(o->curvatures >> c & 1))

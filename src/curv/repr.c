@@ -8,7 +8,7 @@
 #include "curv/alloc.h"
 
 const cs_repr_def *const cs_repr_table[CS_REPR_TABLE_N] = {
-    &cs_repr_full, &cs_repr_diag, &cs_repr_unit, &cs_repr_kfac, &cs_repr_hessian,
+    &cs_repr_full, &cs_repr_diag, &cs_repr_unit, &cs_repr_kfac, &cs_repr_hessian, &cs_repr_ekfac,
 };
 
 int cs_curv_family(cs_curv_kind c)

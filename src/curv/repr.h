@@ -4,8 +4,8 @@
  * then one backward per seed of each GGN-type family (objective/loss.h), and
  * for the Hessian its Hessian-vector products.  What it accumulates and
  * what it reports is the business of the representations below, one file
- * each (repr_full.c, repr_diag.c, repr_unit.c, repr_kfac.c, and the
- * Hessian's products in repr_hessian.c), collected in cs_repr_table.  Adding a representation is
+ * each (repr_full.c, repr_diag.c, repr_unit.c, repr_kfac.c, repr_ekfac.c, and
+ * the Hessian's products in repr_hessian.c), collected in cs_repr_table.  Adding a representation is
  * one file and one row of the table.
  *
  * A representation splits in two halves that meet in cs_repr_sources:
@@ -37,6 +37,8 @@ int cs_curv_family(cs_curv_kind c);
 const char *cs_curv_family_name(int f);
 
 /* What the engine shares with the representations; they borrow it. */
+struct cs_repr_sources;
+
 typedef struct cs_repr_ctx {
     const cs_graph *g;
     const cs_dataset *ds;
@@ -51,6 +53,11 @@ typedef struct cs_repr_ctx {
     cs_rng *rng;
     double *seedwork;           /* the loss seeds' work rows */
     cs_curv_report *rep;        /* results are appended here */
+    /* Every representation's normalised sources of (l, c) so far: for a
+     * second-pass representation's begin_pass (EK-FAC's basis comes from
+     * K-FAC's factors). */
+    void (*lend)(const struct cs_repr_ctx *x, int l, cs_curv_kind c, struct cs_repr_sources *src);
+    const void *engine;         /* lend's own context */
 } cs_repr_ctx;
 
 /* Layer l's block is computed in full (up to max_full). */
@@ -72,6 +79,9 @@ typedef struct cs_repr_sources {
     const double *probe_trace;  /* hutchinson: each probe's trace estimate, [o->probes] */
     const double *unit;         /* [n_units][unit_d][unit_d] */
     const double *A, *G;        /* K-FAC factors, [groups][dA][dA] and [groups][dG][dG] */
+    /* EK-FAC: the bases of A and G (eigenvectors in columns, per group) and
+     * the scalings [groups][dG][dA] */
+    const double *ekfac_QA, *ekfac_QG, *ekfac_S;
 } cs_repr_sources;
 
 /* The exact block as the reference of one layer's results: filled by the
@@ -93,6 +103,13 @@ typedef enum cs_repr_rows {
 } cs_repr_rows;
 
 /* One representation.  Contract of each hook (NULL: nothing to do):
+ *   pass       the pass over the data it accumulates in: 0, or 1 for one
+ *              that needs the first pass's results first (EK-FAC); the
+ *              engine runs the second pass only when such a representation
+ *              has state, and calls the accumulation hooks below (rows ..
+ *              publish) only in the representation's own pass.
+ *   begin_pass before its pass (pass 1): read the first pass's normalised
+ *              sources through x->lend.
  *   plan       allocate the accumulators the options ask for, every one
  *              checked (curv/alloc.h); *state NULL: nothing to accumulate
  *              in this run, and no hook up to `sources` is called.  A
@@ -121,6 +138,8 @@ typedef enum cs_repr_rows {
  *   stats      stats_only: append the matrices alone. */
 typedef struct cs_repr_def {
     const char *name;
+    int pass;
+    cs_status (*begin_pass)(const cs_repr_ctx *x, void *state, cs_err *err);
     cs_status (*plan)(const cs_repr_ctx *x, void **state, cs_err *err);
     void (*free)(const cs_repr_ctx *x, void *state);
     cs_repr_rows (*rows)(const cs_repr_ctx *x, const void *state, int l, int f);
@@ -138,11 +157,11 @@ typedef struct cs_repr_def {
     cs_status (*stats)(const cs_repr_ctx *x, int l, cs_curv_kind c, const cs_repr_sources *src, cs_err *err);
 } cs_repr_def;
 
-extern const cs_repr_def cs_repr_full, cs_repr_diag, cs_repr_unit, cs_repr_kfac, cs_repr_hessian;
+extern const cs_repr_def cs_repr_full, cs_repr_diag, cs_repr_unit, cs_repr_kfac, cs_repr_hessian, cs_repr_ekfac;
 
 /* Every representation, in the order their results appear in the report
  * (full, diag, unit, kfac per layer and curvature). */
-#define CS_REPR_TABLE_N 5
+#define CS_REPR_TABLE_N 6
 extern const cs_repr_def *const cs_repr_table[CS_REPR_TABLE_N];
 
 /* ---- helpers shared by the representations' results ---- */

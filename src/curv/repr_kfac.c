@@ -75,7 +75,8 @@ static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *
 static cs_status kfac_plan(const cs_repr_ctx *x, void **state, cs_err *err)
 {
     bool any_fam = x->fam[CS_FAM_GGN] || x->fam[CS_FAM_MC] || x->fam[CS_FAM_EMP];
-    if (!(x->o->reprs >> CS_REPR_KFAC & 1) || !any_fam)
+    /* EK-FAC takes its basis from these factors */
+    if (!(x->o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_EKFAC)) || !any_fam)
         return CS_OK;
     int nl = x->g->n_layers;
     kfac_state *s;

@@ -232,5 +232,21 @@ else
     skip "Fashion-MNIST not found in $FASHION_MNIST_DIR: interrupted runs and README queries"
 fi
 
+# EK-FAC: a second pass over the data; stored like the other representations,
+# scored against the exact block, and never worse than K-FAC there.
+EDB=$tmp/ekfac.db
+"$CS" analyze $TINY --db "$EDB" --curvature ggn --repr full,kfac,ekfac >"$tmp/eout" 2>"$tmp/eerr"
+rc=$?
+ok "analyze --repr full,kfac,ekfac exits 0" '[ $rc -eq 0 ]'
+ok "ekfac rows for the Conv and Gemm layers, a note for the BatchNormalization" \
+    '[ "$(q "$EDB" "SELECT count(*) FROM curvature WHERE repr = '\''ekfac'\'' AND curvature = '\''ggn'\''")" = 2 ] && grep -q "no EK-FAC representation" "$tmp/eout"'
+worse=$(q "$EDB" "SELECT count(*) FROM repr_comparison e JOIN repr_comparison k ON k.layer_id = e.layer_id AND k.curvature = e.curvature AND k.repr = 'kfac' WHERE e.repr = 'ekfac' AND e.rel_frobenius_error > k.rel_frobenius_error * (1 + 1e-9) + 1e-12")
+scored=$(q "$EDB" "SELECT count(*) FROM repr_comparison WHERE repr = 'ekfac'")
+ok "ekfac is scored on every layer ($scored) and never farther from the exact block than kfac ($worse worse)" \
+    '[ "$scored" = 2 ] && [ "$worse" = 0 ]'
+"$CS" analyze $TINY --db "$EDB" --curvature hessian --repr ekfac >"$tmp/hout" 2>&1
+rc=$?
+ok "hessian x ekfac alone is a usage error (exit 2, one line)" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/hout")" = 1 ]'
+
 echo "1..$n"
 exit 0
