@@ -33,7 +33,13 @@ Written under tests/zoo/ (paths relative to the repository root):
                             gradient norms, float64 by PyTorch (the float32-trained
                             model cast to double), with per-tensor norms named by
                             ONNX initializer, and what the export did to PyTorch's
-                            parameters (kept, transposed, permuted, or folded)
+                            parameters (kept, transposed, reshaped, permuted, or
+                            folded: where torch.onnx.export's eval mode folded each
+                            BatchNorm that follows a Conv into it, the references
+                            are those of the same model fused by
+                            torch.fx.experimental.optimization.fuse, whose
+                            parameters equal the initializers to float32 rounding:
+                            'basis fused')
 
 The token tasks are synthetic and deterministic: 'lm' reads T tokens of an
 arithmetic progression modulo V and predicts the next one (trained on every
@@ -43,7 +49,11 @@ most often in the sequence.
 
 Rerun from the repository root with
 
-    tools/make_zoo.py
+    tools/make_zoo.py [FAMILY ...]
+
+(all families, or the ones named; ZOO_STEPS=N overrides the training steps for
+a quick look at the exports, not for the committed files.)  It takes about two
+minutes on an idle 2-core machine.
 
 It needs /usr/bin/python3 with torch and torchvision (CPU), onnx and numpy, and
 reads the Fashion-MNIST IDX files as tools/make_models.py does.  Seeds are fixed
@@ -72,7 +82,7 @@ import torchvision
 from torchvision.models import mobilenetv3, resnet
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_models import MEAN, STD, load_split  # noqa: E402  (same data, same normalisation)
+from make_models import DATA_DIR, MEAN, STD, load_split, read_idx  # noqa: E402  (same data and normalisation)
 
 SEED = 1600
 THREADS = 2
@@ -563,7 +573,6 @@ def main():
 
 def load_split_raw(prefix):
     """The uint8 images of a split (the fixture stores pixels, curvscope normalises)."""
-    from make_models import DATA_DIR, read_idx
     images = read_idx(os.path.join(DATA_DIR, prefix + "-images-idx3-ubyte.gz"))
     labels = read_idx(os.path.join(DATA_DIR, prefix + "-labels-idx1-ubyte.gz"))
     return images, labels
