@@ -11,7 +11,8 @@ do_constant_folding=True), a dynamic batch axis, at opsets 13 and 17.
   family      built from                                     data
   resnet      torchvision ResNet + BasicBlock, widths 8-32   Fashion-MNIST
   mobilenetv3 torchvision MobileNetV3, 4 blocks (SE, HS/RE)  Fashion-MNIST
-  shufflenet  torchvision ShuffleNetV2, stages 8-64          Fashion-MNIST
+  shufflenet  torchvision ShuffleNetV2, stages 8-96, a       Fashion-MNIST
+              stride-1 unit that splits channels
   densenet    torchvision DenseNet, growth 6, blocks (2, 2)  Fashion-MNIST
   vit         torchvision VisionTransformer 28x28, patch 7   Fashion-MNIST
   lm          nn.Embedding + causal nn.TransformerEncoder    tokens (next token)
@@ -138,7 +139,8 @@ def make_mobilenetv3():
 
 
 def make_shufflenet():
-    m = torchvision.models.ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 96], num_classes=10)
+    # two units in stage 2: the second (stride 1) splits the channels (x.chunk)
+    m = torchvision.models.ShuffleNetV2([2, 1, 1], [8, 16, 32, 64, 96], num_classes=10)
     m.conv1[0] = gray_stem(m.conv1[0])
     return m
 
