@@ -1,18 +1,25 @@
-/* curvscope info MODEL.onnx [--json] */
+/* curvscope info MODEL.onnx [--json] | curvscope info --ops */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "interp/op.h"
 #include "objective/loss.h"
 
 void cmd_info_usage(FILE *f)
 {
-    fprintf(f, "usage: curvscope info MODEL.onnx [--json]\n\n"
+    fprintf(f, "usage: curvscope info MODEL.onnx [--json]\n"
+               "       curvscope info --ops\n\n"
                "Show the model's opsets, inputs and outputs, its layers (the nodes that own\n"
                "trainable parameters) with parameter tensors and counts, and any operator\n"
                "curvscope does not support.\n\n"
                "  --json    one JSON object: model, ir_version, opset, producer, nodes,\n"
                "            inputs, outputs, params, layers, unsupported, loss_logits\n"
+               "  --ops     (no model) the supported operators, one a line: name, the\n"
+               "            oldest opset implemented, the derivative rules (vjp jvp rop;\n"
+               "            'linear' where the R-op's second-order term is zero; 'none'\n"
+               "            for an op with no float derivative)\n"
                "  --help    this text\n");
 }
 
@@ -139,14 +146,49 @@ static void print_json(const cs_graph *g, const char *path, const cs_loss_head *
     printf("}\n");
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const cs_op_def *const *)a)->name, (*(const cs_op_def *const *)b)->name);
+}
+
+/* The op table, sorted by name: the README's operator list is this output
+ * (tools/readme_ops regenerates it, tests/cli/test_readme_ops.sh compares). */
+static int print_ops(void)
+{
+    int n = cs_op_count();
+    const cs_op_def **ops = malloc((size_t)n * sizeof *ops);
+    if (!ops) {
+        fprintf(stderr, "curvscope: error: out of memory listing %d operators\n", n);
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        ops[i] = cs_op_at(i);
+    qsort(ops, (size_t)n, sizeof *ops, by_name);
+    for (int i = 0; i < n; i++) {
+        const cs_op_def *op = ops[i];
+        printf("%-24s %3d  ", op->name, op->min_opset);
+        if (op->no_derivative)
+            printf("none\n");
+        else
+            printf("%s%s%s\n", op->vjp ? "vjp " : "", op->jvp ? "jvp " : "",
+                   op->rop ? "rop" : (op->flags & CS_OP_LINEAR) ? "linear" : "");
+    }
+    free(ops);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv)
 {
-    bool json = false;
+    if (argc == 2 && strcmp(argv[1], "--ops") == 0)
+        return print_ops();
+    bool json = false, ops = false;
     const char *model = NULL;
-    const cli_opt opts[] = {CLI_OPT("json", CLI_OPT_FLAG, &json)};
-    int parsed = cli_parse_args("info", argc, argv, opts, 1, NULL, cmd_info_usage, "MODEL.onnx", &model);
+    const cli_opt opts[] = {CLI_OPT("json", CLI_OPT_FLAG, &json), CLI_OPT("ops", CLI_OPT_FLAG, &ops)};
+    int parsed = cli_parse_args("info", argc, argv, opts, 2, NULL, cmd_info_usage, "MODEL.onnx", &model);
     if (parsed >= 0)
         return parsed;
+    if (ops)
+        return cli_usage_error("info", "--ops lists the operator table and takes no model");
     int code = 0;
     cs_graph *g = cli_load_model(model, &code);
     if (!g)

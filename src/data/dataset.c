@@ -307,17 +307,59 @@ static void sample_shape_str(const cs_tensor *t, bool with_batch, char *buf, siz
         snprintf(buf + off, size - off, "]");
 }
 
+/* Integer data into an int64 input (token ids): exact copies; the norm was
+ * refused by cs_dataset_check_input.  UINT64 ids above INT64_MAX wrap, as
+ * no vocabulary reaches them. */
+#define COPY_IDS(SRC_T)                                                                            \
+    do {                                                                                           \
+        const SRC_T *src_ = (const SRC_T *)ds->x.data + start * per;                               \
+        int64_t *dst_ = (int64_t *)dst->data;                                                      \
+        for (int64_t i_ = 0; i_ < batch * per; i_++)                                               \
+            dst_[i_] = (int64_t)src_[i_];                                                          \
+    } while (0)
+
+static cs_status fill_ids(const cs_dataset *ds, int64_t start, int64_t batch, int64_t per,
+                          cs_tensor *dst, cs_err *err)
+{
+    switch (ds->x.dtype) {
+    case CS_DT_UINT8: COPY_IDS(uint8_t); break;
+    case CS_DT_INT8: COPY_IDS(int8_t); break;
+    case CS_DT_UINT16: COPY_IDS(uint16_t); break;
+    case CS_DT_INT16: COPY_IDS(int16_t); break;
+    case CS_DT_INT32: COPY_IDS(int32_t); break;
+    case CS_DT_UINT32: COPY_IDS(uint32_t); break;
+    case CS_DT_INT64: COPY_IDS(int64_t); break;
+    case CS_DT_UINT64: COPY_IDS(uint64_t); break;
+    default:
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "data element type %s cannot feed int64 ids",
+                       cs_dtype_name(ds->x.dtype));
+    }
+    return CS_OK;
+}
+
 cs_status cs_dataset_check_input(const cs_dataset *ds, const cs_tensor *input, const cs_norm *norm,
                                  cs_err *err)
 {
     char data_shape[160], model_shape[160];
     sample_shape_str(&ds->x, false, data_shape, sizeof data_shape);
     sample_shape_str(input, true, model_shape, sizeof model_shape);
-    if (!cs_dtype_is_float(input->dtype))
+    if (input->dtype == CS_DT_INT64) {
+        /* Token ids (an nn.Embedding's input): copied exactly, so integer
+         * data only and no normalisation. */
+        if (!dtype_is_integer(ds->x.dtype))
+            return cs_fail(err, CS_ERR_UNSUPPORTED,
+                           "model input %s takes int64 ids; --data %s holds %s (integers needed)",
+                           model_shape, ds->source, cs_dtype_name(ds->x.dtype));
+        if (norm && (norm->scale != 1.0 || norm->n_mean || norm->n_std))
+            return cs_fail(err, CS_ERR_USAGE,
+                           "model input %s takes int64 ids: --scale, --mean and --std do not apply",
+                           model_shape);
+    } else if (!cs_dtype_is_float(input->dtype)) {
         return cs_fail(err, CS_ERR_UNSUPPORTED,
-                       "model input %s has element type %s; data can only feed float or double "
-                       "inputs",
+                       "model input %s has element type %s; data can only feed float, double or "
+                       "int64 (token id) inputs",
                        model_shape, cs_dtype_name(input->dtype));
+    }
     if (input->ndim == 0)
         return cs_fail(err, CS_ERR_SHAPE, "model input is a scalar; it needs a batch dimension");
     for (int i = 1; i < input->ndim; i++)
@@ -409,6 +451,9 @@ cs_status cs_dataset_fill_inputs(const cs_dataset *ds, int64_t start, const cs_n
             "data sample shape %s (%lld values) does not fit model input %s (%lld values)",
             data_shape, (long long)per, model_shape, (long long)per_sample(dst));
     }
+
+    if (dst->dtype == CS_DT_INT64)
+        return fill_ids(ds, start, batch, per, dst, err);
 
     /* (x * scale - mean) / std as x * mul + add, per channel. */
     cs_norm identity;

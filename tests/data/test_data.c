@@ -771,9 +771,25 @@ static void test_load_and_fill(void)
     st = cs_dataset_check_input(&ds, &in, &norm, &err);
     expect_err("shape does not fit the model input", st, CS_ERR_SHAPE, &err,
                "sample shape [3, 2] (6 values)", "model input [N, 1, 28, 28] (784 values)");
-    cs_tensor_set_shape(&in, CS_DT_INT64, 3, in_ok);
+    cs_tensor_set_shape(&in, CS_DT_INT32, 3, in_ok);
     st = cs_dataset_check_input(&ds, &in, &norm, &err);
-    expect_err("integer model input", st, CS_ERR_UNSUPPORTED, &err, "int64", "[N, 3, 2]");
+    expect_err("int32 model input", st, CS_ERR_UNSUPPORTED, &err, "int32", "[N, 3, 2]");
+    /* an int64 input takes token ids (nn.Embedding): integers copied exactly */
+    cs_tensor_set_shape(&in, CS_DT_INT64, 3, in_ok);
+    ok(cs_dataset_check_input(&ds, &in, &norm, &err) == CS_OK,
+       "uint8 samples fit an int64 (token id) input [N, 3, 2]");
+    cs_tensor ids = {0};
+    cs_tensor_set_shape(&ids, CS_DT_INT64, 3, in_ok);
+    int same = cs_tensor_alloc(&ids, &err) == CS_OK &&
+               cs_dataset_fill_inputs(&ds, 1, &norm, &ids, &err) == CS_OK;
+    for (int k = 0; same && k < 12; k++)
+        same = ((const int64_t *)ids.data)[k] == (int64_t)x[6 + k];
+    ok(same, "int64 input: samples 1..2 are the stored integers");
+    cs_tensor_free(&ids);
+    norm.scale = 0.5;
+    st = cs_dataset_check_input(&ds, &in, &norm, &err);
+    expect_err("int64 input with --scale", st, CS_ERR_USAGE, &err, "int64 ids", "--scale");
+    norm.scale = 1.0;
     if (cs_norm_parse_mean(&norm, "1,2", &err) != CS_OK)
         diag("parse: %s", err.msg);
     cs_tensor_set_shape(&in, CS_DT_FLOAT, 3, in_ok);
