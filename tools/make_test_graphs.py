@@ -266,3 +266,28 @@ if __name__ == "__main__":
     tiny_norm64()
     tiny_gn21_64()
     tiny_convt64()
+
+
+def tiny_seqfirst64():
+    """A MatMul layer over sequence-first activations [T, N, K] (the layout of
+    nn.MultiheadAttention and nn.Transformer with batch_first=False): its
+    samples are on axis 1 of its input, which the per-sample gradients must
+    read there (cs_ad.batch_axis)."""
+    rng = np.random.default_rng(19)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 4, 5, scale=1.0), "proj.weight"),  # [in, out]
+             numpy_helper.from_array(f64(rng, 5), "proj.bias"),
+             numpy_helper.from_array(f64(rng, 3, 5, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 3), "head.bias")]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="to_seq_first", perm=[1, 0, 2]),  # [T, N, K]
+             helper.make_node("MatMul", ["xt", "proj.weight"], ["p"], name="proj"),
+             helper.make_node("Add", ["p", "proj.bias"], ["pb"], name="proj_bias"),
+             helper.make_node("Tanh", ["pb"], ["a"], name="tanh"),
+             helper.make_node("ReduceMean", ["a"], ["m"], name="pool", axes=[0], keepdims=0),  # [N, 5]
+             helper.make_node("Gemm", ["m", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_seqfirst64", [x], [y], inits, 13)
+
+
+if __name__ == "__main__":
+    tiny_seqfirst64()

@@ -30,6 +30,7 @@ typedef struct engine {
     cs_repr_ctx x;              /* lent to the representations */
     cs_objective obj;
     cs_layer_layout *lay;        /* [n_layers] */
+    bool *rows_ok;              /* [n_layers] */
     void *state[CS_REPR_TABLE_N]; /* each representation's accumulators, NULL: nothing to do */
     double *rows;               /* per-sample gradients [B, W] */
     double *seedwork;           /* loss rows */
@@ -85,6 +86,7 @@ static void engine_free(engine *e)
     for (int l = 0; e->lay && l < e->x.g->n_layers; l++)
         cs_layer_layout_free(&e->lay[l]);
     free(e->lay);
+    free(e->rows_ok);
     free(e->rows), free(e->seedwork);
     cs_objective_free(&e->obj);
 }
@@ -107,9 +109,25 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
                      (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_EKFAC | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT)) != 0;
     x->net_full = any_full && x->P <= o->max_full && g->n_layers > 0 && !o->stats_only;
     cs_status st = cs_curv_calloc(&e->lay, (size_t)(g->n_layers + 1), err, "the layers' layouts");
+    if (!st)
+        st = cs_curv_calloc(&e->rows_ok, (size_t)(g->n_layers + 1), err, "the layers' row flags");
     if (st)
         return st;
     x->lay = e->lay;
+    x->rows_ok = e->rows_ok;
+    bool all_rows = true;
+    for (int l = 0; l < g->n_layers; l++) {
+        e->rows_ok[l] = true;
+        for (int i = 0; i < e->obj.n_plans; i++)
+            e->rows_ok[l] = e->rows_ok[l] && cs_ad_per_sample_ok(&e->obj.ad[i], l);
+        all_rows = all_rows && e->rows_ok[l];
+        if (!e->rows_ok[l] && (o->reprs & (1u << CS_REPR_FULL | 1u << CS_REPR_DIAG | 1u << CS_REPR_UNIT |
+                                           1u << CS_REPR_EKFAC)))
+            note(x->rep, "layer %s (%s): samples not on one axis of its input: no full, unit, ekfac or "
+                         "per-sample diag",
+                 g->layers[l].name, g->layers[l].op_type);
+    }
+    x->net_full = x->net_full && all_rows;
     int64_t maxW = 1;
     for (int l = 0; l < g->n_layers; l++) {
         const cs_layer_layout *s = &e->lay[l];

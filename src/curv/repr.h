@@ -45,6 +45,10 @@ typedef struct cs_repr_ctx {
     const cs_curv_opts *o;
     cs_objective *obj;          /* whole-batch plans and derivatives */
     const cs_layer_layout *lay;  /* [n_layers] */
+    /* [n_layers]: the layer's per-sample gradient rows can be formed
+     * (cs_ad_per_sample_ok); representations that need rows plan nothing
+     * for a layer without them */
+    const bool *rows_ok;
     bool fam[CS_FAM_COUNT];     /* families accumulated */
     bool compare_any;           /* approximations are scored against the exact blocks */
     bool net_full;              /* the whole network's block (P <= max_full, full requested) */

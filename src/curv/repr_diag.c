@@ -63,13 +63,15 @@ static cs_status diag_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         any |= x->fam[f];
     for (int l = 0; l < nl; l++) {
         const cs_layer_layout *lay = &x->lay[l];
-        if ((st = cs_repr_blocks_layer(x, s->diag, l, lay->W, "diagonal", err)))
-            return st;
         s->positions[l] = 0;
         if (lay->kfac == CS_KFAC_ROWS) {
             const cs_tensor *X = &x->obj->plan[0].vals[cs_kfac_input_value(g, l)];
             s->positions[l] = cs_tensor_numel(X) / (lay->fan_in ? lay->fan_in : 1) / (B ? B : 1);
         }
+        /* without per-sample rows only the direct form is left */
+        if ((x->rows_ok[l] || diag_direct_ok(lay, s->positions[l])) &&
+            (st = cs_repr_blocks_layer(x, s->diag, l, lay->W, "diagonal", err)))
+            return st;
         size_t need = (size_t)(B * lay->dA + B * lay->dG + lay->dG * lay->dA);
         if (any && diag_direct_ok(lay, s->positions[l]) && need > dbuf)
             dbuf = need;

@@ -65,7 +65,7 @@ static cs_status ekfac_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     int64_t maxv = 1, maxd = 1;
     for (int l = 0; l < nl; l++) {
         const cs_layer_layout *lay = &x->lay[l];
-        if (lay->kfac == CS_KFAC_NONE)
+        if (lay->kfac == CS_KFAC_NONE || !x->rows_ok[l])
             continue;
         for (int f = 0; f < CS_FAM_COUNT; f++) {
             if (!x->fam[f])

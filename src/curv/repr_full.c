@@ -42,7 +42,7 @@ static cs_status full_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     if ((st = cs_repr_blocks_new(x, &s->blk, "full blocks", err)))
         return st;
     for (int l = 0; l < nl; l++)
-        if (cs_repr_small(x, l) && (st = cs_repr_blocks_layer(x, s->blk, l, x->lay[l].W * x->lay[l].W,
+        if (cs_repr_small(x, l) && x->rows_ok[l] && (st = cs_repr_blocks_layer(x, s->blk, l, x->lay[l].W * x->lay[l].W,
                                                                "full block", err)))
             return st;
     if (x->net_full) {

@@ -38,7 +38,7 @@ static cs_status unit_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     int64_t max_unit = 1;
     for (int l = 0; l < nl; l++) {
         const cs_layer_layout *lay = &x->lay[l];
-        if (!lay->unit_idx)
+        if (!lay->unit_idx || !x->rows_ok[l])
             continue;
         max_unit = lay->unit_d > max_unit ? lay->unit_d : max_unit;
         if ((st = cs_repr_blocks_layer(x, s->unit, l, lay->n_units * lay->unit_d * lay->unit_d, "unit blocks",

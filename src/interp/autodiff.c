@@ -61,6 +61,41 @@ static void mark_from_sources(cs_ad *ad, bool inputs, bool *from)
 static size_t per_sample_workspace(const cs_ad *ad);
 static cs_status plan_patch_cache(cs_ad *ad, cs_err *err);
 
+static int layer_input_value(const cs_graph *g, const cs_layer *L);
+
+/* Which axis of each layer's input holds the samples: the one whose extent
+ * follows the batch size, found by preparing the graph a second time, for
+ * another batch size, and comparing the shapes (shapes only: the probe
+ * plan is never run, and is made for at most 3 samples). */
+static cs_status find_batch_axes(cs_ad *ad, cs_err *err)
+{
+    const cs_graph *g = ad->g;
+    const cs_plan *p = ad->p;
+    ad->batch_axis = cs_arena_alloc(&ad->arena, sizeof(int) * (size_t)(g->n_layers + 1));
+    if (!ad->batch_axis)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory for the layers' batch axes");
+    for (int l = 0; l < g->n_layers; l++)
+        ad->batch_axis[l] = p->batch > 0 ? -1 : 0;
+    if (p->batch <= 0 || g->n_layers == 0)
+        return CS_OK;
+    int64_t B = p->batch, b2 = B == 2 ? 3 : 2;
+    cs_plan probe;
+    cs_status st = cs_plan_prepare_batch(&probe, g, b2, err);
+    if (st)
+        return st;
+    for (int l = 0; l < g->n_layers; l++) {
+        int v = layer_input_value(g, &g->layers[l]);
+        const cs_tensor *a = &p->vals[v], *b = &probe.vals[v];
+        int axis = -1;
+        for (int d = 0; a->ndim == b->ndim && d < a->ndim; d++)
+            if (a->dims[d] == B && b->dims[d] == b2)
+                axis = axis < 0 ? d : -2; /* two axes follow the batch: none is its own */
+        ad->batch_axis[l] = axis < 0 ? -1 : axis;
+    }
+    cs_plan_free(&probe);
+    return CS_OK;
+}
+
 cs_status cs_ad_init(cs_ad *ad, cs_plan *p, int seed_value, unsigned mode, cs_err *err)
 {
     memset(ad, 0, sizeof *ad);
@@ -164,6 +199,8 @@ cs_status cs_ad_init(cs_ad *ad, cs_plan *p, int seed_value, unsigned mode, cs_er
         if (!ad->ps_buf)
             st = cs_fail(err, CS_ERR_NOMEM, "out of memory for per-sample gradient workspace");
     }
+    if (!st && (mode & CS_AD_GRAD))
+        st = find_batch_axes(ad, err);
     if (!st && (mode & CS_AD_GRAD) && (mode & CS_AD_PATCH_CACHE))
         st = plan_patch_cache(ad, err);
     if (st)
@@ -368,6 +405,7 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
     cap->input = &ad->p->vals[in];
     cap->output = &ad->p->vals[out];
     cap->output_grad = &ad->grad[out];
+    cap->batch_axis = ad->batch_axis ? ad->batch_axis[layer] : 0;
     if (!ad->grad[out].data)
         return cs_fail(err, CS_ERR_RUNTIME, "layer '%s' has no output gradient (no backward planned)",
                        L->name);
@@ -423,5 +461,17 @@ cs_status cs_ad_per_sample_grads(const cs_ad *ad, int layer, double *out, cs_err
     if (!L->kind->per_sample_grads)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s' (%s): no per-sample gradient rule", L->name,
                        L->op_type);
+    if (!cs_ad_per_sample_ok(ad, layer))
+        return cs_fail(err, CS_ERR_UNSUPPORTED,
+                       "layer '%s' (%s): its input holds the samples %s; per-sample gradients of this kind "
+                       "need them on axis 0",
+                       L->name, L->op_type, cap.batch_axis < 0 ? "on no single axis" : "on axis 1 or later");
     return L->kind->per_sample_grads(ad, L, &cap, out, L->numel, err);
+}
+
+bool cs_ad_per_sample_ok(const cs_ad *ad, int layer)
+{
+    const cs_layer *L = &ad->g->layers[layer];
+    int axis = ad->batch_axis ? ad->batch_axis[layer] : 0;
+    return L->kind->per_sample_grads && (axis == 0 || (axis > 0 && L->kind->samples_any_axis));
 }

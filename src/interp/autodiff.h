@@ -52,6 +52,11 @@ typedef struct cs_ad {
     size_t scratch_bytes;
     void *ps_buf;             /* workspace of cs_ad_per_sample_grads, max over layers */
     size_t ps_bytes;
+    /* Per layer: the axis of its input that holds the samples (0 for
+     * [N, ...]; 1 for the [T, N, E] of sequence-first attention), or -1
+     * when no single axis does (rows of samples and positions flattened
+     * together, [T * N, E]) or the plan has no batch. */
+    int *batch_axis;
     double **patches;         /* CS_AD_PATCH_CACHE: per layer, Conv patches [N, groups, K, T] or NULL */
     uint64_t *patches_at;     /* per layer: the plan's forward_count they were made at */
     cs_arena arena;
@@ -106,6 +111,8 @@ typedef struct cs_layer_capture {
                                      Conv / BN [N, C, ...], LN [N, ..., D] */
     const cs_tensor *output;      /* s: the layer's output (after the fused Add) */
     const cs_tensor *output_grad; /* dLoss/ds, same shape as output */
+    int batch_axis;               /* cs_ad.batch_axis of the layer: 0 unless the kind
+                                     declares samples_any_axis */
 } cs_layer_capture;
 
 cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_err *err)
@@ -117,6 +124,11 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
  * seed must carry each sample's own dl_n/dz (scaled as wished). */
 cs_status cs_ad_per_sample_grads(const cs_ad *ad, int layer, double *out, cs_err *err)
     CS_MUST_CHECK;
+
+/* Whether cs_ad_per_sample_grads can form layer's rows: its kind has a
+ * rule, and the layer's input holds the samples on an axis the rule reads
+ * (cs_ad.batch_axis, cs_layer_kind.samples_any_axis). */
+bool cs_ad_per_sample_ok(const cs_ad *ad, int layer);
 
 
 #endif

@@ -26,6 +26,9 @@
  *   per_sample_bytes workspace per_sample_grads needs (ad->ps_buf), or NULL
  *   patch_bytes      bytes of the forward-time patch cache of the layer
  *                    (CS_AD_PATCH_CACHE), or NULL when it keeps none
+ *   samples_any_axis per_sample_grads handles inputs whose samples are on
+ *                    an axis other than 0 ([T, N, E] of sequence-first
+ *                    attention), read from the capture's batch_axis
  *   prunable         magnitude / saliency pruning may zero its weights
  *                    (normalisation scales and biases are not pruned)
  *
@@ -84,6 +87,11 @@ typedef struct cs_layer_kind {
                                   cs_err *err);
     size_t (*per_sample_bytes)(const struct cs_ad *ad, const cs_layer *L);
     size_t (*patch_bytes)(const struct cs_ad *ad, const cs_layer *L);
+    /* per_sample_grads reads the samples on any axis of the input but the
+     * last (cs_layer_capture.batch_axis); other kinds get axis 0 only, and
+     * a layer whose input holds its samples elsewhere has no per-sample
+     * gradients (an error naming it, not a wrong answer) */
+    bool samples_any_axis;
     bool prunable;
 } cs_layer_kind;
 

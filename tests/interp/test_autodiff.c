@@ -387,8 +387,8 @@ static void check_loss_factor(void)
 int main(void)
 {
     static const char *const models[] = {"tiny_mlp64",   "tiny_cnn64",  "tiny_attn64", "tiny_embed64",
-                                         "tiny_norm64",  "tiny_gn21_64", "tiny_convt64"};
-    for (int m = 0; m < 7; m++) {
+                                         "tiny_norm64",  "tiny_gn21_64", "tiny_convt64", "tiny_seqfirst64"};
+    for (int m = 0; m < 8; m++) {
         check_model(models[m], CS_LOSS_CE);
         check_model(models[m], CS_LOSS_MSE);
     }

@@ -21,9 +21,12 @@ static cs_status matmul_layout(const cs_graph *g, const cs_layer *L, cs_layer_la
     return cs_layout_linear(L, w->dims[1], w->dims[0], false, bias_numel, out, err);
 }
 
-/* Weight W [K, M] as the second operand, input [N, T..., K]: sample n's
- * gradient is A_n^T D_n summed over its T positions (one small GEMM per
- * sample), the bias's is the column sum of D_n. */
+/* Weight W [K, M] as the second operand, input [..., K] whose rows hold
+ * the samples on axis a (capture.batch_axis): viewed as [outer, N, inner]
+ * rows (outer = the extents before a, inner = those after it up to K), so
+ * [N, T, K] is outer 1, inner T and sequence-first [T, N, K] outer T,
+ * inner 1.  Sample n's gradient is sum over its rows A_r^T D_r (one small
+ * GEMM per contiguous run of inner rows), the bias's the sum of its D rows. */
 static cs_status matmul_per_sample(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap, double *out,
                                    int64_t width, cs_err *err)
 {
@@ -35,31 +38,42 @@ static cs_status matmul_per_sample(const cs_ad *ad, const cs_layer *L, const cs_
                        "layer '%s': per-sample gradients need the weight as MatMul's 2-D second operand",
                        L->name);
     const cs_tensor *A = cap->input, *D = cap->output_grad;
-    int64_t N = A->dims[0], K = A->dims[A->ndim - 1], M = D->dims[D->ndim - 1];
-    int64_t T = cs_tensor_numel(A) / (N * K);
-    if (A->ndim < 2 || cs_tensor_numel(D) != N * T * M)
+    int a = cap->batch_axis;
+    if (A->ndim < 2 || a < 0 || a >= A->ndim - 1)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': unexpected shapes for per-sample gradients",
+                       L->name);
+    int64_t N = A->dims[a], K = A->dims[A->ndim - 1], M = D->dims[D->ndim - 1], outer = 1, inner = 1;
+    for (int d = 0; d < a; d++)
+        outer *= A->dims[d];
+    for (int d = a + 1; d < A->ndim - 1; d++)
+        inner *= A->dims[d];
+    if (cs_tensor_numel(D) != outer * N * inner * M)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': unexpected shapes for per-sample gradients",
                        L->name);
     for (int64_t b = 0; b < N; b++) {
         double *o = out + b * width;
-        if (A->dtype == CS_DT_DOUBLE) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)M, (int)T, 1.0,
-                        (const double *)A->data + b * T * K, (int)K,
-                        (const double *)D->data + b * T * M, (int)M, 0.0, o, (int)M);
-        } else {
-            float *w = ad->ps_buf; /* [K, M] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)M, (int)T, 1.0f,
-                        (const float *)A->data + b * T * K, (int)K,
-                        (const float *)D->data + b * T * M, (int)M, 0.0f, w, (int)M);
-            for (int64_t i = 0; i < K * M; i++)
-                o[i] = w[i];
+        for (int64_t q = 0; q < outer; q++) {
+            int64_t r0 = (q * N + b) * inner; /* first row of this run */
+            if (A->dtype == CS_DT_DOUBLE) {
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)M, (int)inner, 1.0,
+                            (const double *)A->data + r0 * K, (int)K, (const double *)D->data + r0 * M, (int)M,
+                            q ? 1.0 : 0.0, o, (int)M);
+            } else {
+                float *w = ad->ps_buf; /* [K, M] */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)M, (int)inner, 1.0f,
+                            (const float *)A->data + r0 * K, (int)K, (const float *)D->data + r0 * M, (int)M,
+                            0.0f, w, (int)M);
+                for (int64_t i = 0; i < K * M; i++)
+                    o[i] = q ? o[i] + w[i] : w[i];
+            }
         }
         if (L->n_params > 1) {
             double *ob = o + K * M;
             memset(ob, 0, sizeof(double) * (size_t)M);
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t m = 0; m < M; m++)
-                    ob[m] += cs_layer_at(D, (b * T + t) * M + m);
+            for (int64_t q = 0; q < outer; q++)
+                for (int64_t t = 0; t < inner; t++)
+                    for (int64_t m = 0; m < M; m++)
+                        ob[m] += cs_layer_at(D, ((q * N + b) * inner + t) * M + m);
         }
     }
     return CS_OK;
@@ -83,5 +97,6 @@ const cs_layer_kind cs_layer_matmul = {
     .layout = matmul_layout,
     .per_sample_grads = matmul_per_sample,
     .per_sample_bytes = matmul_per_sample_bytes,
+    .samples_any_axis = true,
     .prunable = true,
 };
