@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "interp/op.h"
+#include "interp/ops/recurrent.h"
 
 typedef struct dual {
     double v, d;
@@ -477,16 +478,39 @@ static void rnn_sequence(rnn_run *r, int dir, int64_t b, dual *st, dual *work)
 #undef GRAD_ADD
 }
 
+/* The run of one rule over c's inputs: dimensions checked, the inputs (and
+ * for jvp / rop their tangents) gathered.  The gradients go through gin[],
+ * a copy of a->gin that is NULL past the node's inputs, since the
+ * backward writes the initial states' (slots 5, 6) whether or not the
+ * node has them. */
+static cs_status rnn_setup(rnn_run *r, cs_op_ad *ad8, cs_tensor **gin8, cs_err *err)
+{
+    cs_status st = rnn_dims_of(r->c, &r->d, err);
+    if (st)
+        return st;
+    const cs_op_call *c = r->c;
+    const cs_op_ad *a = r->a;
+    for (int k = 0; k < 8; k++) {
+        r->in[k] = k == 4 ? NULL : opt_in(c, k);
+        r->tin[k] = r->in[k] && (r->rule == RNN_JVP || r->rule == RNN_ROP) && a->tin[k] ? a->tin[k] : NULL;
+        gin8[k] = a && a->gin && k < c->n_in ? a->gin[k] : NULL;
+    }
+    if (a) {
+        *ad8 = *a;
+        ad8->gin = gin8;
+        r->a = ad8;
+    }
+    return CS_OK;
+}
+
 static cs_status rnn_apply(cs_op_call *c, const cs_op_ad *a, rnn_rule rule, cs_err *err)
 {
     rnn_run r = {.c = c, .a = a, .rule = rule};
-    cs_status st = rnn_dims_of(c, &r.d, err);
+    cs_op_ad ad8;
+    cs_tensor *gin8[8];
+    cs_status st = rnn_setup(&r, &ad8, gin8, err);
     if (st)
         return st;
-    for (int k = 0; k < 8; k++) {
-        r.in[k] = k == 4 ? NULL : opt_in(c, k);
-        r.tin[k] = r.in[k] && (rule == RNN_JVP || rule == RNN_ROP) && a->tin[k] ? a->tin[k] : NULL;
-    }
     if (rule == RNN_JVP)
         for (int k = 0; k < c->n_out; k++)
             if (a->tout[k])
@@ -496,6 +520,36 @@ static cs_status rnn_apply(cs_op_call *c, const cs_op_ad *a, rnn_rule rule, cs_e
     for (int dir = 0; dir < r.d.dirs; dir++)
         for (int64_t b = 0; b < r.d.B; b++)
             rnn_sequence(&r, dir, b, stbuf, work);
+    return CS_OK;
+}
+
+size_t cs_rnn_sample_scratch_bytes(const cs_node *node, cs_tensor *const *in, int n_in)
+{
+    cs_op_call c = {.node = node, .n_in = n_in, .in = (cs_tensor **)in};
+    rnn_dims d;
+    cs_err quiet = {0};
+    return rnn_dims_of(&c, &d, &quiet) ? 0 : rnn_scratch(&d);
+}
+
+/* The vjp's loop body for one batch element: the sequences of the batch
+ * are independent, so this is exactly element b's share of rnn_vjp. */
+cs_status cs_rnn_sample_vjp(const cs_node *node, cs_tensor *const *in, int n_in, cs_tensor *const *gout, int n_out,
+                            int64_t b, cs_tensor *const *gin, void *scratch, cs_err *err)
+{
+    cs_op_call c = {.node = node, .n_in = n_in, .in = (cs_tensor **)in, .n_out = n_out, .scratch = scratch};
+    cs_op_ad a = {.gout = (cs_tensor **)gout, .gin = (cs_tensor **)gin};
+    rnn_run r = {.c = &c, .a = &a, .rule = RNN_VJP};
+    cs_op_ad ad8;
+    cs_tensor *gin8[8];
+    cs_status st = rnn_setup(&r, &ad8, gin8, err);
+    if (st)
+        return st;
+    if (b < 0 || b >= r.d.B)
+        return cs_op_fail(&c, err, CS_ERR_RUNTIME, "no batch element %lld of %lld", (long long)b, (long long)r.d.B);
+    dual *stbuf = scratch;
+    dual *work = stbuf + (r.d.T + 1) * (r.d.gates + 2) * r.d.H;
+    for (int dir = 0; dir < r.d.dirs; dir++)
+        rnn_sequence(&r, dir, b, stbuf, work);
     return CS_OK;
 }
 
