@@ -332,7 +332,44 @@ def tiny_rnn64():
     save(nodes, "tiny_rnn64", [x], [y], inits, 14)
 
 
+def tiny_seq64():
+    """The recurrent kinds' K-FAC model: a bidirectional LSTM without peepholes
+    (layout 1), its Y reshaped to [N, T, 2 H] into a GRU with
+    linear_before_reset 0 (layout 1), its Y squeezed into a reverse RNN with
+    biases, whose Y_h feeds a Gemm head.  Reference curvature from
+    tools/make_layer_curvature_fixtures.py."""
+    rng = np.random.default_rng(21)
+    T, I, H = 3, 2, 2
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, I])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 2, 4 * H, I), "lstm.W"),
+             numpy_helper.from_array(f64(rng, 2, 4 * H, H), "lstm.R"),
+             numpy_helper.from_array(f64(rng, 2, 8 * H), "lstm.B"),
+             numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "seq_shape"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, 2 * H), "gru.W"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, H), "gru.R"),
+             numpy_helper.from_array(f64(rng, 1, 6 * H), "gru.B"),
+             numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+             numpy_helper.from_array(f64(rng, 1, H, H, scale=1.0), "rnn.W"),
+             numpy_helper.from_array(f64(rng, 1, H, H), "rnn.R"),
+             numpy_helper.from_array(f64(rng, 1, 2 * H), "rnn.B"),
+             numpy_helper.from_array(f64(rng, 3, H, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 3), "head.bias")]
+    nodes = [helper.make_node("LSTM", ["x", "lstm.W", "lstm.R", "lstm.B"], ["y1"], name="lstm", hidden_size=H,
+                              direction="bidirectional", layout=1),
+             helper.make_node("Reshape", ["y1", "seq_shape"], ["s1"], name="merge_dirs"),
+             helper.make_node("GRU", ["s1", "gru.W", "gru.R", "gru.B"], ["y2"], name="gru", hidden_size=H,
+                              layout=1),
+             helper.make_node("Squeeze", ["y2", "axis2"], ["s2"], name="squeeze"),
+             helper.make_node("RNN", ["s2", "rnn.W", "rnn.R", "rnn.B"], ["", "h3"], name="rnn", hidden_size=H,
+                              direction="reverse", layout=1),
+             helper.make_node("Flatten", ["h3"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_seq64", [x], [y], inits, 14)
+
+
 if __name__ == "__main__":
     tiny_lstm64()
     tiny_gru64()
     tiny_rnn64()
+    tiny_seq64()

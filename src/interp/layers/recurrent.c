@@ -22,7 +22,27 @@
  * gate row j exists for the i, o, f rows: P is stored i, o, f like the
  * first three gate blocks); a slot whose tensor is not a parameter is
  * absent.  A gate row is one pre-activation's incoming weights, as a
- * dense layer's output row is.  No Kronecker form yet (kfac NONE). */
+ * dense layer's output row is.
+ *
+ * K-FAC (CS_KFAC_SEQUENCE; doc/design.md §2.4, the expand setting of
+ * Eschenhagen et al. 2023 over the T steps): each gate block is a linear map
+ * of abar_t = [x_t ; h_{t-1} ; 1] to its pre-activations s_t = W x_t +
+ * R h_{t-1} + Wb + Rb, shared over t, so
+ *   A = (1/(N T)) sum_{n,t} abar abar^T  [I + H + 1],
+ *   G = (1/N) sum_n sum_t E[delta_t delta_t^T],  delta_t = dl/ds_t.
+ * RNN and LSTM: one group per direction, dG = G H (every gate block reads
+ * the same abar).  GRU with linear_before_reset 0: its h block multiplies
+ * r_t h_{t-1}, not h_{t-1}, so the groups are (direction, gate block), dG
+ * = H, each with the abar its block actually multiplies.  GRU with
+ * linear_before_reset 1 (n = tanh(Wh x + Wbh + r (Rh h + Rbh))) is not one
+ * linear map of one input with one output gradient: no Kronecker form;
+ * neither has an LSTM whose peepholes P are parameters (P c is a diagonal
+ * map of the cell).  Index map: W[d, j, k] is (group, unit, k), R[d, j, k]
+ * is (group, unit, I + k), and both biases Wb[d, j] and Rb[d, j] are
+ * (group, unit, I + H): they only enter through their sum, their
+ * gradients are equal, and so are their entries of the K-FAC block (as of
+ * the exact one).  A layer whose W or R is not a parameter has no K-FAC
+ * form. */
 #include "interp/layers/rules.h"
 
 #include <stdlib.h>
@@ -53,7 +73,7 @@ static int64_t param_col(const cs_graph *g, const cs_layer *L, int q)
     return g->params[L->first_param + q].offset - g->params[L->first_param].offset;
 }
 
-static cs_status recurrent_layout(const cs_graph *g, const cs_layer *L, cs_layer_layout *out, cs_err *err)
+static cs_status recurrent_unit_layout(const cs_graph *g, const cs_layer *L, cs_layer_layout *out, cs_err *err)
 {
     const cs_node *n = &g->nodes[L->node];
     int qw = param_in_slot(g, L, 1), qr = param_in_slot(g, L, 2), qb = param_in_slot(g, L, 3);
@@ -101,6 +121,76 @@ static cs_status recurrent_layout(const cs_graph *g, const cs_layer *L, cs_layer
             for (int64_t j = 0; j < 3 * H; j++)
                 out->unit_idx[(dir * GH + j) * d + I + H + 2] = cp + dir * 3 * H + j;
     }
+    return CS_OK;
+}
+
+/* The K-FAC shape of the layer, or false when it has none (above). */
+static bool kfac_shape(const cs_graph *g, const cs_layer *L, int64_t *dirs, int64_t *G, int64_t *H, int64_t *I,
+                       int64_t *groups)
+{
+    const cs_node *n = &g->nodes[L->node];
+    int qw = param_in_slot(g, L, 1), qr = param_in_slot(g, L, 2), qb = param_in_slot(g, L, 3);
+    if (qw < 0 || qr < 0 || param_in_slot(g, L, 7) >= 0)
+        return false;
+    *G = gates_of(n);
+    if (*G == 3 && cs_node_attr_int(n, "linear_before_reset", 0))
+        return false;
+    const cs_tensor *w = &g->values[g->params[L->first_param + qw].value].init;
+    const cs_tensor *r = &g->values[g->params[L->first_param + qr].value].init;
+    if (w->ndim != 3 || r->ndim != 3 || w->dims[0] != r->dims[0] || w->dims[1] != r->dims[1] || r->dims[1] % *G)
+        return false;
+    *dirs = w->dims[0];
+    *H = r->dims[1] / *G;
+    *I = w->dims[2];
+    if (r->dims[2] != *H ||
+        (qb >= 0 && cs_tensor_numel(&g->values[g->params[L->first_param + qb].value].init) != *dirs * 2 * *G * *H))
+        return false;
+    *groups = *G == 3 ? *dirs * 3 : *dirs;
+    return true;
+}
+
+static cs_status recurrent_kfac_layout(const cs_graph *g, const cs_layer *L, cs_layer_layout *out, cs_err *err)
+{
+    int64_t dirs, G, H, I, groups;
+    if (!kfac_shape(g, L, &dirs, &G, &H, &I, &groups))
+        return CS_OK;
+    const int64_t GH = G * H, dG = G == 3 ? H : GH;
+    out->kron = malloc(sizeof(int64_t) * (size_t)(3 * out->W + 1));
+    if (!out->kron)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory: %lld index entries for the layout of layer '%s'",
+                       (long long)(3 * out->W), L->name);
+    for (int64_t i = 0; i < 3 * out->W; i++)
+        out->kron[i] = -1;
+    /* gate row u = dir G H + j: group and unit of its pre-activation */
+#define KRON_SET(p, u, feature)                                                                              do {                                                                                                         int64_t *k_ = out->kron + 3 * (p);                                                                       k_[0] = G == 3 ? (u) / H : (u) / GH;                                                                     k_[1] = G == 3 ? (u) % H : (u) % GH;                                                                     k_[2] = (feature);                                                                                   } while (0)
+    int qb = param_in_slot(g, L, 3);
+    int64_t cw = param_col(g, L, param_in_slot(g, L, 1)), cr = param_col(g, L, param_in_slot(g, L, 2));
+    for (int64_t u = 0; u < dirs * GH; u++) {
+        for (int64_t k = 0; k < I; k++)
+            KRON_SET(cw + u * I + k, u, k);
+        for (int64_t k = 0; k < H; k++)
+            KRON_SET(cr + u * H + k, u, I + k);
+    }
+    if (qb >= 0) {
+        int64_t cb = param_col(g, L, qb);
+        for (int64_t dir = 0; dir < dirs; dir++)
+            for (int64_t j = 0; j < GH; j++) {
+                KRON_SET(cb + dir * 2 * GH + j, dir * GH + j, I + H);      /* Wb */
+                KRON_SET(cb + dir * 2 * GH + GH + j, dir * GH + j, I + H); /* Rb */
+            }
+    }
+#undef KRON_SET
+    for (int64_t i = 0; i < 3 * out->W; i++)
+        if (out->kron[i] < 0) { /* a parameter outside W, R, B: no Kronecker form */
+            free(out->kron);
+            out->kron = NULL;
+            return CS_OK;
+        }
+    out->groups = groups;
+    out->dG = dG;
+    out->fan_in = I + H;
+    out->dA = I + H + (qb >= 0 ? 1 : 0);
+    out->kfac = CS_KFAC_SEQUENCE;
     return CS_OK;
 }
 
@@ -155,6 +245,72 @@ static cs_status recurrent_per_sample(const cs_ad *ad, const cs_layer *L, const 
     return CS_OK;
 }
 
+static cs_status recurrent_layout(const cs_graph *g, const cs_layer *L, cs_layer_layout *out, cs_err *err)
+{
+    cs_status st = recurrent_unit_layout(g, L, out, err);
+    return st ? st : recurrent_kfac_layout(g, L, out, err);
+}
+
+/* Where a step's rows go: row b T + t of each group's block of out. */
+typedef struct kfac_rows_ctx {
+    const cs_layer_layout *s;
+    bool grads, gru;
+    int64_t T, rows, H, I;
+    double *out;
+} kfac_rows_ctx;
+
+static void kfac_step_rows(void *ctx, const cs_rnn_step *st)
+{
+    const kfac_rows_ctx *c = ctx;
+    const cs_layer_layout *s = c->s;
+    int64_t d = c->grads ? s->dG : s->dA, row = st->b * c->T + st->t;
+    int blocks = c->gru ? 3 : 1;
+    for (int blk = 0; blk < blocks; blk++) {
+        int64_t grp = (int64_t)st->dir * blocks + blk;
+        double *o = c->out + (grp * c->rows + row) * d;
+        if (c->grads) {
+            memcpy(o, st->gpre + blk * s->dG, sizeof(double) * (size_t)s->dG);
+            continue;
+        }
+        const double *h = blk == 2 && st->rh_prev ? st->rh_prev : st->h_prev;
+        memcpy(o, st->x, sizeof(double) * (size_t)c->I);
+        memcpy(o + c->I, h, sizeof(double) * (size_t)c->H);
+        if (s->dA > s->fan_in)
+            o[s->fan_in] = 1.0;
+    }
+}
+
+static cs_status recurrent_kfac_rows(const cs_ad *ad, const cs_layer *L, const cs_layer_layout *s, bool grads,
+                                     double *out, int64_t *rows, cs_err *err)
+{
+    const cs_graph *g = ad->g;
+    const cs_node *n = &g->nodes[L->node];
+    cs_tensor *in[RNN_SLOTS] = {0}, *gout[3] = {0};
+    int n_in = node_inputs(ad, n, in), n_out = n->n_outputs < 3 ? n->n_outputs : 3;
+    for (int j = 0; grads && j < n_out; j++) {
+        int v = n->outputs[j];
+        gout[j] = v >= 0 && ad->grad[v].data ? &ad->grad[v] : NULL;
+    }
+    if (s->kfac != CS_KFAC_SEQUENCE || !in[0] || in[0]->ndim != 3)
+        return cs_fail(err, CS_ERR_RUNTIME, "layer '%s': no K-FAC rows", L->name);
+    size_t need = cs_rnn_sample_scratch_bytes(n, in, n_in);
+    if (!need || need > ad->ps_bytes)
+        return cs_fail(err, CS_ERR_RUNTIME, "layer '%s': %zu bytes of workspace planned, %zu needed", L->name,
+                       ad->ps_bytes, need);
+    bool bf = cs_node_attr_int(n, "layout", 0) != 0;
+    int64_t N = in[0]->dims[bf ? 0 : 1], T = in[0]->dims[bf ? 1 : 0];
+    kfac_rows_ctx c = {.s = s, .grads = grads, .gru = gates_of(n) == 3, .T = T, .rows = N * T,
+                       .H = s->fan_in - in[0]->dims[2], .I = in[0]->dims[2], .out = out};
+    for (int64_t b = 0; b < N; b++) {
+        cs_status st = cs_rnn_sample_steps(n, in, n_in, grads ? gout : NULL, n_out, b, kfac_step_rows, &c,
+                                           ad->ps_buf, err);
+        if (st)
+            return st;
+    }
+    *rows = N * T;
+    return CS_OK;
+}
+
 static size_t recurrent_per_sample_bytes(const cs_ad *ad, const cs_layer *L)
 {
     const cs_node *n = &ad->g->nodes[L->node];
@@ -168,7 +324,8 @@ static const int recurrent_slots[] = {1, 2, 3, 7, -1};
 #define RECURRENT_KIND(VAR, NAME, OP)                                                                     \
     const cs_layer_kind VAR = {.name = NAME, .op_type = OP, .param_slots = recurrent_slots,               \
                                .layout = recurrent_layout, .per_sample_grads = recurrent_per_sample,      \
-                               .per_sample_bytes = recurrent_per_sample_bytes, .prunable = true};
+                               .per_sample_bytes = recurrent_per_sample_bytes,                            \
+                               .kfac_rows = recurrent_kfac_rows, .prunable = true};
 RECURRENT_KIND(cs_layer_rnn, "rnn", "RNN")
 RECURRENT_KIND(cs_layer_gru, "gru", "GRU")
 RECURRENT_KIND(cs_layer_lstm, "lstm", "LSTM")
