@@ -289,5 +289,134 @@ def tiny_seqfirst64():
     save(nodes, "tiny_seqfirst64", [x], [y], inits, 13)
 
 
+
+
+# ---- tiny float64 models for the recurrent layer kinds rnn, gru and lstm
+# (interp/layers/recurrent.c): test_autodiff checks their per-sample
+# gradients (and the whole-model derivatives) by finite differences ----
+
+def tiny_lstm64():
+    """Bidirectional LSTM, layout 1 (batch first), with peepholes and initial
+    states computed from the input (h0, c0 = reshaped projections of the mean
+    over time: a per-sample state, as an initializer could not be); the head
+    reads the mean of Y over time plus Y_c (Y_h unused)."""
+    rng = np.random.default_rng(18)
+    T, I, H, D = 3, 2, 2, 2
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, I])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, I, D * H), "h0.w"),
+             numpy_helper.from_array(f64(rng, I, D * H), "c0.w"),
+             numpy_helper.from_array(np.array([-1, D, H], dtype=np.int64), "state_shape"),
+             numpy_helper.from_array(f64(rng, D, 4 * H, I), "lstm.W"),
+             numpy_helper.from_array(f64(rng, D, 4 * H, H), "lstm.R"),
+             numpy_helper.from_array(f64(rng, D, 8 * H), "lstm.B"),
+             numpy_helper.from_array(f64(rng, D, 3 * H), "lstm.P"),
+             numpy_helper.from_array(f64(rng, 3, D * H, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 3), "head.bias")]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["xm"], name="xmean", axes=[1], keepdims=0),
+             helper.make_node("MatMul", ["xm", "h0.w"], ["h0f"], name="h0"),
+             helper.make_node("Tanh", ["h0f"], ["h0t"], name="h0_tanh"),
+             helper.make_node("Reshape", ["h0t", "state_shape"], ["h0s"], name="h0_shape"),
+             helper.make_node("MatMul", ["xm", "c0.w"], ["c0f"], name="c0"),
+             helper.make_node("Reshape", ["c0f", "state_shape"], ["c0s"], name="c0_shape"),
+             helper.make_node("LSTM", ["x", "lstm.W", "lstm.R", "lstm.B", "", "h0s", "c0s", "lstm.P"],
+                              ["ys", "yh", "yc"], name="lstm", hidden_size=H, direction="bidirectional",
+                              layout=1),
+             helper.make_node("ReduceMean", ["ys"], ["ym"], name="ymean", axes=[1], keepdims=0),
+             helper.make_node("Add", ["ym", "yc"], ["s"], name="mix"),
+             helper.make_node("Flatten", ["s"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_lstm64", [x], [y], inits, 14)
+
+
+def tiny_gru64():
+    """Two GRUs, layout 0 (time first, after a Transpose): the first forward
+    with linear_before_reset 0, its Y feeding the second, reverse with
+    linear_before_reset 1, whose Y is omitted; the head reads the sum of
+    both Y_h."""
+    rng = np.random.default_rng(19)
+    T, I, H = 3, 2, 2
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, I])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 1, 3 * H, I), "gru1.W"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, H), "gru1.R"),
+             numpy_helper.from_array(f64(rng, 1, 6 * H), "gru1.B"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, H), "gru2.W"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, H), "gru2.R"),
+             numpy_helper.from_array(f64(rng, 1, 6 * H), "gru2.B"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+             numpy_helper.from_array(np.array([-1, H], dtype=np.int64), "flat_shape"),
+             numpy_helper.from_array(f64(rng, 3, H, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 3), "head.bias")]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="time_first", perm=[1, 0, 2]),
+             helper.make_node("GRU", ["xt", "gru1.W", "gru1.R", "gru1.B"], ["y1", "h1"], name="gru1",
+                              hidden_size=H, linear_before_reset=0),
+             helper.make_node("Squeeze", ["y1", "axis1"], ["y1s"], name="squeeze"),
+             helper.make_node("GRU", ["y1s", "gru2.W", "gru2.R", "gru2.B"], ["", "h2"], name="gru2",
+                              hidden_size=H, linear_before_reset=1, direction="reverse"),
+             helper.make_node("Add", ["h1", "h2"], ["hs"], name="mix"),
+             helper.make_node("Reshape", ["hs", "flat_shape"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_gru64", [x], [y], inits, 14)
+
+
+def tiny_rnn64():
+    """A plain RNN without biases, layout 1, direction reverse; the head reads
+    all of Y."""
+    rng = np.random.default_rng(20)
+    T, I, H = 3, 2, 3
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, I])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])
+    inits = [numpy_helper.from_array(f64(rng, 1, H, I, scale=1.0), "rnn.W"),
+             numpy_helper.from_array(f64(rng, 1, H, H), "rnn.R"),
+             numpy_helper.from_array(f64(rng, 2, T * H), "head.weight"),
+             numpy_helper.from_array(f64(rng, 2), "head.bias")]
+    nodes = [helper.make_node("RNN", ["x", "rnn.W", "rnn.R"], ["ys"], name="rnn", hidden_size=H,
+                              direction="reverse", layout=1),
+             helper.make_node("Flatten", ["ys"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_rnn64", [x], [y], inits, 14)
+
+
+def tiny_seq64():
+    """The recurrent kinds' K-FAC model: a bidirectional LSTM without peepholes
+    (layout 1), its Y reshaped to [N, T, 2 H] into a GRU with
+    linear_before_reset 0 (layout 1), its Y squeezed into a reverse RNN with
+    biases, whose Y_h feeds a Gemm head.  Reference curvature from
+    tools/make_layer_curvature_fixtures.py."""
+    rng = np.random.default_rng(21)
+    T, I, H = 3, 2, 2
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, I])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 2, 4 * H, I), "lstm.W"),
+             numpy_helper.from_array(f64(rng, 2, 4 * H, H), "lstm.R"),
+             numpy_helper.from_array(f64(rng, 2, 8 * H), "lstm.B"),
+             numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "seq_shape"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, 2 * H), "gru.W"),
+             numpy_helper.from_array(f64(rng, 1, 3 * H, H), "gru.R"),
+             numpy_helper.from_array(f64(rng, 1, 6 * H), "gru.B"),
+             numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+             numpy_helper.from_array(f64(rng, 1, H, H, scale=1.0), "rnn.W"),
+             numpy_helper.from_array(f64(rng, 1, H, H), "rnn.R"),
+             numpy_helper.from_array(f64(rng, 1, 2 * H), "rnn.B"),
+             numpy_helper.from_array(f64(rng, 3, H, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 3), "head.bias")]
+    nodes = [helper.make_node("LSTM", ["x", "lstm.W", "lstm.R", "lstm.B"], ["y1"], name="lstm", hidden_size=H,
+                              direction="bidirectional", layout=1),
+             helper.make_node("Reshape", ["y1", "seq_shape"], ["s1"], name="merge_dirs"),
+             helper.make_node("GRU", ["s1", "gru.W", "gru.R", "gru.B"], ["y2"], name="gru", hidden_size=H,
+                              layout=1),
+             helper.make_node("Squeeze", ["y2", "axis2"], ["s2"], name="squeeze"),
+             helper.make_node("RNN", ["s2", "rnn.W", "rnn.R", "rnn.B"], ["", "h3"], name="rnn", hidden_size=H,
+                              direction="reverse", layout=1),
+             helper.make_node("Flatten", ["h3"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_seq64", [x], [y], inits, 14)
+
+
 if __name__ == "__main__":
     tiny_seqfirst64()
+    tiny_lstm64()
+    tiny_gru64()
+    tiny_rnn64()
+    tiny_seq64()

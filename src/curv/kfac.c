@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "curv/alloc.h"
+#include "interp/autodiff.h"
 #include "interp/window.h"
 #include "tensor/blas.h"
 
@@ -112,6 +113,12 @@ cs_status cs_kfac_work_size(const cs_layer_layout *s, const cs_node *n, const cs
                             int64_t out_numel, int64_t B, size_t *need, cs_err *err)
 {
     *need = 0;
+    if (s->kfac == CS_KFAC_SEQUENCE) {
+        /* every group's rows, one per (sample, step): X is [T, B, I] or [B, T, I] */
+        int64_t rows = X->ndim == 3 && X->dims[2] > 0 ? cs_tensor_numel(X) / X->dims[2] : 0;
+        *need = (size_t)(s->groups * rows * (s->dA > s->dG ? s->dA : s->dG));
+        return CS_OK;
+    }
     if (!cs_kfac_patches(s))
         return CS_OK;
     /* A: [dA, B T] doubles + [Kp, B T] floats; G: D and its per-group
@@ -222,6 +229,25 @@ void cs_kfac_add_G(const cs_layer_layout *s, const cs_tensor *D, double scale, d
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)s->dG, (int)BT, 1.0, dg, (int)BT, 1.0,
                     G->M + grp * s->dG * s->dG, (int)s->dG);
     }
+}
+
+cs_status cs_kfac_add_sequence(const cs_ad *ad, int l, const cs_layer_layout *s, bool grads, double scale,
+                               double *work, cs_kfac_factor *F, double *count, cs_err *err)
+{
+    const cs_layer *L = &ad->g->layers[l];
+    if (!L->kind->kfac_rows)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s' (%s): no K-FAC rows rule", L->name, L->op_type);
+    int64_t rows = 0, d = grads ? s->dG : s->dA;
+    cs_status st = L->kind->kfac_rows(ad, L, s, grads, work, &rows, err);
+    if (st)
+        return st;
+    double alpha = grads ? scale * scale : 1.0;
+    for (int64_t grp = 0; grp < s->groups && rows > 0; grp++)
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)rows, alpha, work + grp * rows * d, (int)d,
+                    1.0, F->M + grp * d * d, (int)d);
+    if (!grads)
+        *count += (double)rows;
+    return CS_OK;
 }
 
 void cs_kfac_expand(const cs_layer_layout *s, const double *A, const double *G, double *M)

@@ -28,6 +28,8 @@ static inline bool cs_kfac_patches(const cs_layer_layout *s)
     return s->kfac == CS_KFAC_PATCHES || s->kfac == CS_KFAC_PATCHES_TRANSPOSED;
 }
 
+struct cs_ad;
+
 /* Layer l's input value (the operand of its node that is not the weight). */
 int cs_kfac_input_value(const cs_graph *g, int l);
 
@@ -55,8 +57,9 @@ cs_status cs_kfac_factor_init(cs_kfac_factor *F, int64_t groups, int64_t d, int6
 void cs_kfac_factor_flush(cs_kfac_factor *F);
 void cs_kfac_factor_free(cs_kfac_factor *F);
 
-/* Scratch doubles the Conv gathers of layer l need for B samples (0 for
- * other kinds); X and w are the layer's input and weight in the plan. */
+/* Scratch doubles the Conv gathers of layer l need for B samples, or a
+ * recurrent layer's rows (0 for other kinds); X and w are the layer's
+ * input and weight in the plan. */
 cs_status cs_kfac_work_size(const cs_layer_layout *s, const cs_node *n, const cs_tensor *X, const cs_tensor *w,
                             int64_t out_numel, int64_t B, size_t *need, cs_err *err) CS_MUST_CHECK;
 
@@ -69,6 +72,14 @@ cs_status cs_kfac_add_A(const cs_layer_layout *s, const cs_node *n, const cs_ten
 
 /* G += scale^2 sum delta delta^T from the layer's output gradient D. */
 void cs_kfac_add_G(const cs_layer_layout *s, const cs_tensor *D, double scale, double *work, cs_kfac_factor *G);
+
+/* CS_KFAC_SEQUENCE (a recurrent layer, whose rows the op computes inside):
+ * grads false, A += sum abar abar^T over the rows the layer kind's
+ * kfac_rows yields from ad's last forward, *count += rows per group;
+ * grads true, G += scale^2 sum delta delta^T from its last backward
+ * (count unused).  work holds cs_kfac_work_size doubles. */
+cs_status cs_kfac_add_sequence(const struct cs_ad *ad, int l, const cs_layer_layout *s, bool grads, double scale,
+                               double *work, cs_kfac_factor *F, double *count, cs_err *err) CS_MUST_CHECK;
 
 /* The dense block G (x) A [W, W] in parameter order, zero across groups. */
 void cs_kfac_expand(const cs_layer_layout *s, const double *A, const double *G, double *M);

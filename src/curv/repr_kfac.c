@@ -45,7 +45,7 @@ static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *
     const cs_node *n = &g->nodes[L->node];
     const cs_tensor *X = &x->obj->plan[0].vals[cs_kfac_input_value(g, l)];
     int64_t cap = 0;
-    if (!cs_kfac_patches(s)) {
+    if (s->kfac == CS_KFAC_ROWS || s->kfac == CS_KFAC_ONEHOT) {
         /* an embedding's input holds one id per row */
         int64_t rows = s->kfac == CS_KFAC_ONEHOT ? cs_tensor_numel(X) : cs_tensor_numel(X) / (s->fan_in ? s->fan_in : 1);
         cap = rows > CS_KFAC_ROW_BUFFER ? rows : CS_KFAC_ROW_BUFFER;
@@ -63,8 +63,8 @@ static cs_status plan_layer(const cs_repr_ctx *x, kfac_layer *k, int l, size_t *
     /* an embedding's A is summed from the ids' counts, with no rows */
     if ((st = cs_kfac_factor_init(&k->A, s->groups, s->dA, s->kfac == CS_KFAC_ONEHOT ? 0 : cap, what, err)))
         return st;
-    int64_t out_n = cs_tensor_numel(&x->obj->plan[0].vals[L->bias_node >= 0 ? g->nodes[L->bias_node].outputs[0]
-                                                                            : n->outputs[0]]);
+    int ov = L->bias_node >= 0 ? g->nodes[L->bias_node].outputs[0] : n->outputs[0];
+    int64_t out_n = ov >= 0 ? cs_tensor_numel(&x->obj->plan[0].vals[ov]) : 0; /* a recurrent Y may be omitted */
     size_t need;
     if ((st = cs_kfac_work_size(s, n, X, &x->obj->plan[0].vals[n->inputs[1]], out_n, x->B, &need, err)))
         return st;
@@ -103,6 +103,9 @@ static cs_status kfac_add_input(const cs_repr_ctx *x, void *state, cs_ad *ad, in
     if (st)
         return st;
     const cs_node *n = &x->g->nodes[x->g->layers[l].node];
+    if (x->lay[l].kfac == CS_KFAC_SEQUENCE)
+        return cs_kfac_add_sequence(ad, l, &x->lay[l], false, 1.0, ((kfac_state *)state)->work, &k->A, &k->a_count,
+                                    err);
     return cs_kfac_add_A(&x->lay[l], n, cap.input, &ad->p->vals[n->inputs[1]], ((kfac_state *)state)->work,
                          &k->A, &k->a_count, err);
 }
@@ -118,6 +121,8 @@ static cs_status kfac_add_capture(const cs_repr_ctx *x, void *state, cs_ad *ad, 
     cs_status st = cs_ad_capture(ad, l, &cap, err);
     if (st)
         return st;
+    if (x->lay[l].kfac == CS_KFAC_SEQUENCE)
+        return cs_kfac_add_sequence(ad, l, &x->lay[l], true, scale, ((kfac_state *)state)->work, &k->G[f], NULL, err);
     cs_kfac_add_G(&x->lay[l], cap.output_grad, scale, ((kfac_state *)state)->work, &k->G[f]);
     return CS_OK;
 }

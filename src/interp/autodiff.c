@@ -400,6 +400,13 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
     const cs_node *n = &g->nodes[L->node];
     int in = layer_input_value(g, L);
     int out = L->bias_node >= 0 ? g->nodes[L->bias_node].outputs[0] : n->outputs[0];
+    /* A node whose first output is unused downstream (a recurrent layer
+     * read through Y_h only): its first output that has a gradient. */
+    for (int j = 1; L->bias_node < 0 && (out < 0 || !ad->grad[out].data) && j < n->n_outputs; j++)
+        if (n->outputs[j] >= 0 && ad->grad[n->outputs[j]].data)
+            out = n->outputs[j];
+    if (out < 0)
+        return cs_fail(err, CS_ERR_RUNTIME, "layer '%s' has no output gradient (no backward planned)", L->name);
     memset(cap, 0, sizeof *cap);
     cap->layer = layer;
     cap->input = &ad->p->vals[in];

@@ -24,6 +24,8 @@
  *                    input and output gradient) of one backward whose seed
  *                    carries each sample's own dl_n/dz
  *   per_sample_bytes workspace per_sample_grads needs (ad->ps_buf), or NULL
+ *   kfac_rows        CS_KFAC_SEQUENCE only: the rows whose outer products
+ *                    sum to the factors (below), or NULL
  *   patch_bytes      bytes of the forward-time patch cache of the layer
  *                    (CS_AD_PATCH_CACHE), or NULL when it keeps none
  *   samples_any_axis per_sample_grads handles inputs whose samples are on
@@ -55,6 +57,7 @@ typedef enum cs_kfac_input {
      * stride-dilated, padded input (cs_im2col_transposed) */
     CS_KFAC_PATCHES_TRANSPOSED,
     CS_KFAC_ONEHOT,   /* an embedding: integer ids, A the diagonal of their counts */
+    CS_KFAC_SEQUENCE, /* a recurrence: per time step, the rows the kind's kfac_rows yields */
 } cs_kfac_input;
 
 /* A layer's K-FAC and unit-wise layout (doc/design.md §2.4): the block is
@@ -86,6 +89,13 @@ typedef struct cs_layer_kind {
                                   const struct cs_layer_capture *cap, double *out, int64_t width,
                                   cs_err *err);
     size_t (*per_sample_bytes)(const struct cs_ad *ad, const cs_layer *L);
+    /* The K-FAC rows of every group, from the last forward (grads false:
+     * abar rows, out [groups][rows][dA]) or from the last backward (grads
+     * true: the output-side delta rows, out [groups][rows][dG]); *rows is
+     * the count per group (the same for every group: N T).  out holds
+     * groups * N T * max(dA, dG) doubles; the rule may use ad->ps_buf. */
+    cs_status (*kfac_rows)(const struct cs_ad *ad, const cs_layer *L, const struct cs_layer_layout *s, bool grads,
+                           double *out, int64_t *rows, cs_err *err);
     size_t (*patch_bytes)(const struct cs_ad *ad, const cs_layer *L);
     /* per_sample_grads reads the samples on any axis of the input but the
      * last (cs_layer_capture.batch_axis); other kinds get axis 0 only, and

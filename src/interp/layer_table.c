@@ -12,16 +12,18 @@
 #include <string.h>
 
 /* interp/layers/gemm.c, matmul.c, conv.c, batchnorm.c, layernorm.c, embedding.c, prelu.c,
- * groupnorm.c */
+ * groupnorm.c, recurrent.c */
 extern const cs_layer_kind cs_layer_gemm, cs_layer_matmul, cs_layer_conv, cs_layer_batchnorm,
     cs_layer_layernorm;
 extern const cs_layer_kind cs_layer_embedding, cs_layer_prelu, cs_layer_instancenorm, cs_layer_groupnorm;
 extern const cs_layer_kind cs_layer_conv_transpose; /* interp/layers/conv_transpose.c */
+extern const cs_layer_kind cs_layer_rnn, cs_layer_gru, cs_layer_lstm;
 
 static const cs_layer_kind *const layer_table[] = {
     &cs_layer_gemm, &cs_layer_matmul, &cs_layer_conv, &cs_layer_batchnorm, &cs_layer_layernorm,
     &cs_layer_embedding, &cs_layer_prelu, &cs_layer_instancenorm, &cs_layer_groupnorm,
     &cs_layer_conv_transpose,
+    &cs_layer_rnn, &cs_layer_gru, &cs_layer_lstm,
 };
 
 const cs_layer_kind *cs_layer_kind_find(const char *op_type)

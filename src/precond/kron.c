@@ -10,6 +10,28 @@
 
 /* ---- K-FAC layout and factors ---- */
 
+/* k->share from k->index (see pc_kron). */
+static cs_status kron_shares(pc_kron *k, cs_err *err)
+{
+    int64_t cells = k->groups * k->dG * k->dA;
+    double *count = calloc((size_t)cells + 1, sizeof(double));
+    k->share = malloc(sizeof(double) * (size_t)k->W + 1);
+    if (!count || !k->share) {
+        free(count);
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory for the K-FAC index of %lld parameters", (long long)k->W);
+    }
+    for (int64_t p = 0; p < k->W; p++) {
+        const int64_t *x = k->index + 3 * p;
+        count[(x[0] * k->dG + x[1]) * k->dA + x[2]] += 1;
+    }
+    for (int64_t p = 0; p < k->W; p++) {
+        const int64_t *x = k->index + 3 * p;
+        k->share[p] = 1.0 / count[(x[0] * k->dG + x[1]) * k->dA + x[2]];
+    }
+    free(count);
+    return CS_OK;
+}
+
 cs_status pc_kron_update(pc_kron *k, const cs_curv_result *r, int64_t offset, double decay, cs_err *err)
 {
     size_t na = (size_t)(r->kfac_groups * r->kfac_dA * r->kfac_dA), ng = (size_t)(r->kfac_groups * r->kfac_dG * r->kfac_dG);
@@ -22,6 +44,9 @@ cs_status pc_kron_update(pc_kron *k, const cs_curv_result *r, int64_t offset, do
         if (!k->index || !k->A || !k->G)
             return cs_fail(err, CS_ERR_NOMEM, "out of memory for K-FAC factors");
         memcpy(k->index, r->kfac_index, sizeof(int64_t) * 3 * (size_t)k->W);
+        cs_status st = kron_shares(k, err);
+        if (st)
+            return st;
         k->ok = true;
     } else if (k->groups != r->kfac_groups || k->dA != r->kfac_dA || k->dG != r->kfac_dG) {
         return cs_fail(err, CS_ERR_RUNTIME, "K-FAC factor shapes changed between refreshes");
@@ -65,7 +90,7 @@ void pc_kron_scatter(const pc_kron *k, const double *M, double *v)
     int64_t gsz = k->dG * k->dA;
     for (int64_t p = 0; p < k->W; p++) {
         const int64_t *x = k->index + 3 * p;
-        v[p] = M[x[0] * gsz + x[1] * k->dA + x[2]];
+        v[p] = M[x[0] * gsz + x[1] * k->dA + x[2]] * k->share[p];
     }
 }
 
@@ -84,7 +109,7 @@ void pc_kron_sandwich(const pc_kron *k, const double *L, bool trans_l, const dou
 
 void pc_kron_free(pc_kron *k)
 {
-    free(k->index), free(k->A), free(k->G);
+    free(k->index), free(k->share), free(k->A), free(k->G);
     memset(k, 0, sizeof *k);
 }
 
@@ -102,6 +127,8 @@ cs_status pc_kron_layout(pc_kron *k, const cs_graph *g, int l, cs_err *err)
     cs_layer_layout_free(&lay);
     k->W = g->layers[l].numel;
     k->offset = g->params[g->layers[l].first_param].offset;
+    if (!st && k->ok)
+        st = kron_shares(k, err);
     return st;
 }
 

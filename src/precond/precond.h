@@ -193,6 +193,10 @@ typedef struct pc_kron {
     bool ok;
     int64_t groups, dA, dG, W, offset;
     int64_t *index;           /* [W][3]: (group, unit, feature) */
+    /* [W]: 1 / the number of parameters sharing the parameter's cell (a
+     * recurrent layer's two biases Wb, Rb share one bias feature: the cell's
+     * step is split between them, so their sum moves by it once) */
+    double *share;
     double *A, *G;            /* [groups][dA][dA], [groups][dG][dG] */
 } pc_kron;
 

@@ -1,8 +1,10 @@
-/* The layer kinds embedding, prelu, instancenorm and groupnorm against
- * PyTorch float64 references (tools/make_layer_curvature_fixtures.py): the
- * engine's exact GGN block, its diagonal and its unit-wise blocks (read off
- * the reference block), and for the embedding the K-FAC factors: A the
- * diagonal of the ids' counts, G the output-gradient factor. */
+/* The layer kinds embedding, prelu, instancenorm, groupnorm, lstm, gru and
+ * rnn against PyTorch float64 references
+ * (tools/make_layer_curvature_fixtures.py): the engine's exact GGN block,
+ * its diagonal and its unit-wise blocks (read off the reference block), and
+ * the K-FAC factors: for the embedding A the diagonal of the ids' counts
+ * and G the output-gradient factor, for the recurrent layers A over
+ * [x_t; h_{t-1}; 1] and G over the gate pre-activations, per group. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +17,7 @@
 #include "fixture.h"
 #include "interp/layer_kind.h"
 
-static const char *const new_kinds[] = {"embedding", "prelu", "instancenorm", "groupnorm"};
+static const char *const new_kinds[] = {"embedding", "prelu", "instancenorm", "groupnorm", "lstm", "gru", "rnn"};
 #define N_NEW (sizeof new_kinds / sizeof new_kinds[0])
 static bool kind_checked[N_NEW];
 
@@ -114,20 +116,27 @@ static void check_case(const char *model, cs_loss_kind loss)
         if (!fa || !fg) {
             good = ok(!rk, "%s/%s: %s (%s) has no K-FAC form", model, lname, L->name, k) && good;
         } else {
-            long V = fa->rows, D = fg->rows;
-            bool have = rk && rk->kfac_A && rk->kfac_G && rk->kfac_groups == 1 && rk->kfac_dA == V &&
-                        rk->kfac_dG == D;
-            double off = 0;
-            for (long i = 0; have && i < V; i++)
-                for (long j = 0; j < V; j++)
-                    off = i != j ? fmax(off, fabs(rk->kfac_A[i * V + j])) : off;
-            double ea = have ? rel_err(rk->kfac_A, fa->v, V * V) : INFINITY;
-            double eg = have ? rel_err(rk->kfac_G, fg->v, D * D) : INFINITY;
-            good = ok(have && off == 0 && ea <= 1e-14,
-                      "%s/%s: K-FAC A of %s is the diagonal of the id counts / (N T) (rel err %.2g, off-diagonal %g)",
-                      model, lname, L->name, ea, off) && good;
-            good = ok(eg <= 1e-9, "%s/%s: K-FAC G of %s matches PyTorch's (1/N) sum J^T Lambda J (rel err %.2g)",
-                      model, lname, L->name, eg) && good;
+            /* the groups' factors stacked: [groups dA, dA] and [groups dG, dG] */
+            long V = fa->cols, D = fg->cols, groups = fa->rows / V;
+            bool have = rk && rk->kfac_A && rk->kfac_G && rk->kfac_groups == groups && rk->kfac_dA == V &&
+                        rk->kfac_dG == D && fg->rows == groups * D;
+            double ea = have ? rel_err(rk->kfac_A, fa->v, groups * V * V) : INFINITY;
+            double eg = have ? rel_err(rk->kfac_G, fg->v, groups * D * D) : INFINITY;
+            if (strcmp(k, "embedding") == 0) {
+                double off = 0;
+                for (long i = 0; have && i < V; i++)
+                    for (long j = 0; j < V; j++)
+                        off = i != j ? fmax(off, fabs(rk->kfac_A[i * V + j])) : off;
+                good = ok(have && off == 0 && ea <= 1e-14,
+                          "%s/%s: K-FAC A of %s is the diagonal of the id counts / (N T) (rel err %.2g, off-diagonal %g)",
+                          model, lname, L->name, ea, off) && good;
+            } else {
+                good = ok(ea <= 1e-12,
+                          "%s/%s: K-FAC A of %s (%s, %ld groups of %ld) matches PyTorch's (1/(N T)) sum abar abar^T "
+                          "(rel err %.2g)", model, lname, L->name, k, groups, V, ea) && good;
+            }
+            good = ok(eg <= 1e-9, "%s/%s: K-FAC G of %s (%ld groups of %ld) matches PyTorch's (1/N) sum J^T Lambda J "
+                      "(rel err %.2g)", model, lname, L->name, groups, D, eg) && good;
         }
         if (good)
             mark(L->kind);
@@ -142,8 +151,8 @@ out:
 
 int main(void)
 {
-    static const char *const models[] = {"tiny_embed64", "tiny_norm64", "tiny_gn21_64"};
-    for (int m = 0; m < 3; m++) {
+    static const char *const models[] = {"tiny_embed64", "tiny_norm64", "tiny_gn21_64", "tiny_seq64"};
+    for (int m = 0; m < (int)(sizeof models / sizeof models[0]); m++) {
         check_case(models[m], CS_LOSS_CE);
         check_case(models[m], CS_LOSS_MSE);
     }

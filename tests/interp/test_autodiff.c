@@ -286,6 +286,33 @@ static void check_model(const char *name, cs_loss_kind loss)
         free(rows);
     }
 
+    /* The unit-wise layout of every layer that has one: its slots name
+     * each of the layer's parameters exactly once (the unit blocks are read
+     * off the per-sample rows through them). */
+    for (int l = 0; l < g->n_layers; l++) {
+        const cs_layer *Ly = &g->layers[l];
+        cs_layer_layout lay;
+        cs_status lst = cs_layer_layout_make(g, l, &lay, &err);
+        if (!lst && lay.unit_idx) {
+            int64_t W = Ly->numel, bad = 0;
+            int *seen = calloc((size_t)W, sizeof(int));
+            for (int64_t i = 0; i < lay.n_units * lay.unit_d; i++) {
+                int64_t p = lay.unit_idx[i];
+                if (p >= W || p < -1)
+                    bad++;
+                else if (p >= 0)
+                    seen[p]++;
+            }
+            for (int64_t p = 0; p < W; p++)
+                bad += seen[p] != 1;
+            ok(bad == 0, "%s/%s: the %lld units of %d slots of layer %s (%s) hold each parameter once (%lld wrong)",
+               name, lname, (long long)lay.n_units, (int)lay.unit_d, Ly->name, Ly->op_type, (long long)bad);
+            free(seen);
+        }
+        ok(lst == CS_OK, "%s/%s: layout of layer %s (%s)", name, lname, Ly->name, err.msg);
+        cs_layer_layout_free(&lay);
+    }
+
     /* The exact GGN block of every layer from captures seeded with the
      * columns of the loss-Hessian factor (one backward per column, shared
      * forward): (1/N) sum_n sum_c g_nc g_nc^T equals the block of G. */
@@ -386,9 +413,10 @@ static void check_loss_factor(void)
 
 int main(void)
 {
-    static const char *const models[] = {"tiny_mlp64",   "tiny_cnn64",  "tiny_attn64", "tiny_embed64",
-                                         "tiny_norm64",  "tiny_gn21_64", "tiny_convt64", "tiny_seqfirst64"};
-    for (int m = 0; m < 8; m++) {
+    static const char *const models[] = {"tiny_mlp64",   "tiny_cnn64",   "tiny_attn64",  "tiny_embed64",
+                                         "tiny_norm64",  "tiny_gn21_64", "tiny_convt64", "tiny_seqfirst64",
+                                         "tiny_lstm64",  "tiny_gru64",   "tiny_rnn64"};
+    for (int m = 0; m < (int)(sizeof models / sizeof models[0]); m++) {
         check_model(models[m], CS_LOSS_CE);
         check_model(models[m], CS_LOSS_MSE);
     }

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "interp/op.h"
+#include "interp/ops/recurrent.h"
 
 typedef struct dual {
     double v, d;
@@ -163,12 +164,22 @@ static cs_status rnn_dims_of(const cs_op_call *c, rnn_dims *d, cs_err *err)
     return CS_OK;
 }
 
-/* Doubles of scratch: per sequence the states of every step (the gates,
- * the cell and the hidden state) and the gradient carries, all dual. */
+/* Scratch, in duals: per sequence the states of every step (the gates,
+ * the cell and the hidden state); the work vectors (the forward's x_t and
+ * two gate vectors, the backward's gradient carries); the values a step
+ * hook receives (x_t, h_{t-1}, r h_{t-1}, the gate gradients). */
+static int64_t rnn_states_duals(const rnn_dims *d)
+{
+    return (d->T + 1) * (int64_t)(d->gates + 2) * d->H;
+}
+static int64_t rnn_work_duals(const rnn_dims *d)
+{
+    return d->I + 8 * d->H * d->gates + 16;
+}
 static size_t rnn_scratch(const rnn_dims *d)
 {
-    int64_t per_step = (int64_t)(d->gates + 2) * d->H;
-    return (size_t)((d->T + 1) * per_step + 8 * d->H * d->gates + 16) * sizeof(dual);
+    int64_t hook = d->I + 2 * d->H + d->gates * d->H;
+    return (size_t)(rnn_states_duals(d) + rnn_work_duals(d) + hook) * sizeof(dual);
 }
 
 static cs_status rnn_infer(cs_op_call *c, cs_err *err)
@@ -229,6 +240,9 @@ typedef struct rnn_run {
     rnn_rule rule;
     rnn_dims d;
     const cs_tensor *in[8], *tin[8]; /* inputs and (jvp, rop) their tangents */
+    cs_rnn_step_fn step;             /* vjp: called at each step of the backward, or NULL */
+    void *step_ctx;
+    double *step_buf;                /* the values handed to step */
 } rnn_run;
 
 static dual in_at(const rnn_run *r, int k, int64_t i)
@@ -271,6 +285,26 @@ static dual bias_at(const rnn_run *r, int dir, int64_t j, int half)
     if (!r->in[3])
         return dd(0, 0);
     return half == 0 ? in_at(r, 3, at) : half == 1 ? in_at(r, 3, at + GH) : dadd(in_at(r, 3, at), in_at(r, 3, at + GH));
+}
+
+/* The step hook's view of step t (values only): x_t, h_{t-1}, r h_{t-1}
+ * and the gate pre-activations' gradients, copied out of the duals. */
+static void call_step(const rnn_run *r, int dir, int64_t b, int64_t t, const dual *hp, const dual *rh,
+                      const dual *gpre)
+{
+    const rnn_dims *d = &r->d;
+    int64_t H = d->H, GH = d->gates * d->H;
+    double *x = r->step_buf, *h = x + d->I, *rhv = h + H, *g = rhv + H;
+    for (int64_t k = 0; k < d->I; k++)
+        x[k] = tv(r->in[0], x_off(d, t, b) + k);
+    for (int64_t k = 0; k < H; k++) {
+        h[k] = hp[k].v;
+        rhv[k] = rh ? rh[k].v : 0;
+    }
+    for (int64_t j = 0; j < GH; j++)
+        g[j] = gpre[j].v;
+    cs_rnn_step s = {.dir = dir, .b = b, .t = t, .x = x, .h_prev = h, .rh_prev = rh ? rhv : NULL, .gpre = g};
+    r->step(r->step_ctx, &s);
 }
 
 /* One sequence (direction dir, batch element b): the forward through time
@@ -368,6 +402,7 @@ static void rnn_sequence(rnn_run *r, int dir, int64_t b, dual *st, dual *work)
         int64_t t = backwards ? d->T - step : step - 1;
         dual *prev = st + (step - 1) * stride, *cur = st + step * stride;
         dual *hp = prev + G * H + H, *cp = prev + G * H, *gate = cur, *cc = cur + G * H;
+        const dual *rh_used = NULL; /* GRU (linear_before_reset 0): the r h that Rh multiplied */
         for (int64_t j = 0; j < H; j++)
             gh[j] = dadd(gh[j], dd(r->a->gout[0] ? tv(r->a->gout[0], y_off(d, t, dir, b) + j) : 0, 0));
         for (int64_t j = 0; j < H; j++)
@@ -442,7 +477,10 @@ static void rnn_sequence(rnn_run *r, int dir, int64_t b, dual *st, dual *work)
             }
             for (int64_t j = 0; j < H; j++)
                 gpre[H + j] = dmul(gpre[H + j], dmul(gate[H + j], done_minus(gate[H + j])));
+            rh_used = d->lbr ? NULL : rh;
         }
+        if (r->step)
+            call_step(r, dir, b, t, hp, rh_used, gpre);
         /* the gate pre-activations' gradient into W, R, the biases, x and h */
         const int64_t wbase = (int64_t)dir * G * H * d->I, rbase = (int64_t)dir * G * H * H;
         const int64_t bbase = (int64_t)dir * 2 * G * H;
@@ -477,26 +515,97 @@ static void rnn_sequence(rnn_run *r, int dir, int64_t b, dual *st, dual *work)
 #undef GRAD_ADD
 }
 
+/* The run of one rule over c's inputs: dimensions checked, the inputs (and
+ * for jvp / rop their tangents) gathered.  The gradients go through gin[],
+ * a copy of a->gin that is NULL past the node's inputs, since the
+ * backward writes the initial states' (slots 5, 6) whether or not the
+ * node has them. */
+static cs_status rnn_setup(rnn_run *r, cs_op_ad *ad8, cs_tensor **gin8, cs_err *err)
+{
+    cs_status st = rnn_dims_of(r->c, &r->d, err);
+    if (st)
+        return st;
+    const cs_op_call *c = r->c;
+    const cs_op_ad *a = r->a;
+    for (int k = 0; k < 8; k++) {
+        r->in[k] = k == 4 ? NULL : opt_in(c, k);
+        r->tin[k] = r->in[k] && (r->rule == RNN_JVP || r->rule == RNN_ROP) && a->tin[k] ? a->tin[k] : NULL;
+        gin8[k] = a && a->gin && k < c->n_in ? a->gin[k] : NULL;
+    }
+    if (a) {
+        *ad8 = *a;
+        ad8->gin = gin8;
+        r->a = ad8;
+    }
+    return CS_OK;
+}
+
 static cs_status rnn_apply(cs_op_call *c, const cs_op_ad *a, rnn_rule rule, cs_err *err)
 {
     rnn_run r = {.c = c, .a = a, .rule = rule};
-    cs_status st = rnn_dims_of(c, &r.d, err);
+    cs_op_ad ad8;
+    cs_tensor *gin8[8];
+    cs_status st = rnn_setup(&r, &ad8, gin8, err);
     if (st)
         return st;
-    for (int k = 0; k < 8; k++) {
-        r.in[k] = k == 4 ? NULL : opt_in(c, k);
-        r.tin[k] = r.in[k] && (rule == RNN_JVP || rule == RNN_ROP) && a->tin[k] ? a->tin[k] : NULL;
-    }
     if (rule == RNN_JVP)
         for (int k = 0; k < c->n_out; k++)
             if (a->tout[k])
                 memset(a->tout[k]->data, 0, cs_tensor_bytes(a->tout[k]));
     dual *stbuf = c->scratch;
-    dual *work = stbuf + (r.d.T + 1) * (r.d.gates + 2) * r.d.H;
+    dual *work = stbuf + rnn_states_duals(&r.d);
     for (int dir = 0; dir < r.d.dirs; dir++)
         for (int64_t b = 0; b < r.d.B; b++)
             rnn_sequence(&r, dir, b, stbuf, work);
     return CS_OK;
+}
+
+size_t cs_rnn_sample_scratch_bytes(const cs_node *node, cs_tensor *const *in, int n_in)
+{
+    cs_op_call c = {.node = node, .n_in = n_in, .in = (cs_tensor **)in};
+    rnn_dims d;
+    cs_err quiet = {0};
+    return rnn_dims_of(&c, &d, &quiet) ? 0 : rnn_scratch(&d);
+}
+
+/* The vjp's loop body for one batch element: the sequences of the batch
+ * are independent, so this is exactly element b's share of rnn_vjp; with
+ * a step hook, each step's values go to it as well. */
+static cs_status sample_backward(const cs_node *node, cs_tensor *const *in, int n_in, cs_tensor *const *gout,
+                                 int n_out, int64_t b, cs_tensor *const *gin, cs_rnn_step_fn fn, void *ctx,
+                                 void *scratch, cs_err *err)
+{
+    cs_tensor *no_grads[8] = {0}, *no_gout[3] = {0};
+    if (n_out > 3)
+        n_out = 3;
+    cs_op_call c = {.node = node, .n_in = n_in, .in = (cs_tensor **)in, .n_out = n_out, .scratch = scratch};
+    cs_op_ad a = {.gout = gout ? (cs_tensor **)gout : no_gout, .gin = gin ? (cs_tensor **)gin : no_grads};
+    rnn_run r = {.c = &c, .a = &a, .rule = RNN_VJP, .step = fn, .step_ctx = ctx};
+    cs_op_ad ad8;
+    cs_tensor *gin8[8];
+    cs_status st = rnn_setup(&r, &ad8, gin8, err);
+    if (st)
+        return st;
+    if (b < 0 || b >= r.d.B)
+        return cs_op_fail(&c, err, CS_ERR_RUNTIME, "no batch element %lld of %lld", (long long)b, (long long)r.d.B);
+    dual *stbuf = scratch;
+    dual *work = stbuf + rnn_states_duals(&r.d);
+    r.step_buf = (double *)(work + rnn_work_duals(&r.d));
+    for (int dir = 0; dir < r.d.dirs; dir++)
+        rnn_sequence(&r, dir, b, stbuf, work);
+    return CS_OK;
+}
+
+cs_status cs_rnn_sample_vjp(const cs_node *node, cs_tensor *const *in, int n_in, cs_tensor *const *gout, int n_out,
+                            int64_t b, cs_tensor *const *gin, void *scratch, cs_err *err)
+{
+    return sample_backward(node, in, n_in, gout, n_out, b, gin, NULL, NULL, scratch, err);
+}
+
+cs_status cs_rnn_sample_steps(const cs_node *node, cs_tensor *const *in, int n_in, cs_tensor *const *gout,
+                              int n_out, int64_t b, cs_rnn_step_fn fn, void *ctx, void *scratch, cs_err *err)
+{
+    return sample_backward(node, in, n_in, gout, n_out, b, NULL, fn, ctx, scratch, err);
 }
 
 static cs_status rnn_forward(cs_op_call *c, cs_err *err)
