@@ -152,6 +152,11 @@ static cs_status db_fail(sqlite3 *db, const char *path, cs_err *err, int rc, con
     const char *hint = "";
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         hint = " (store the run, and the layer or parameter the row names, first)";
+    else if ((rc & 0xff) == SQLITE_BUSY)
+        hint = " (another process held the write lock longer than the busy timeout: wait for "
+               "its run to end, or give another --db)";
+    else if ((rc & 0xff) == SQLITE_FULL)
+        hint = " (the disk or the file size limit is full: nothing of this write was kept)";
     else if ((rc & 0xff) == SQLITE_READONLY)
         hint = " (the file and its directory must be writable: SQLite keeps its journal beside "
                "the file)";
@@ -410,11 +415,24 @@ static cs_status exec_sql(sqlite3 *db, const char *path, const char *sql, const 
 
 /* A new database: the schema, then its version and application id, in one
  * transaction, so a file either has all of it or stays empty. */
+static cs_status check_identity(sqlite3 *db, const char *path, int readonly, int *fresh,
+                                cs_err *err);
+
+/* Two processes may both find the new file empty; the write lock taken
+ * here orders them, and the second, finding the schema there once it holds
+ * the lock, checks it like any existing database instead of creating it
+ * again. */
 static cs_status apply_schema(sqlite3 *db, const char *path, cs_err *err)
 {
     cs_status r = exec_sql(db, path, "BEGIN IMMEDIATE", "create the schema", err);
     if (r != CS_OK)
         return r;
+    int fresh = 0;
+    r = check_identity(db, path, 0, &fresh, err);
+    if (r != CS_OK || !fresh) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+    }
     char pragmas[128];
     snprintf(pragmas, sizeof pragmas, "PRAGMA application_id = %d; PRAGMA user_version = %d",
              CS_STORE_APPLICATION_ID, CS_STORE_SCHEMA_VERSION);
@@ -523,6 +541,14 @@ static cs_status store_open(const char *path, int readonly, cs_store **out, cs_e
             if (readonly)
                 return cs_fail(err, CS_ERR_IO, "cannot open database '%s': no such file", path);
             existed = 0;
+            /* SQLite's own message for this case names the wrong errno. */
+            char dir[4096];
+            const char *slash = strrchr(path, '/');
+            snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1,
+                     slash ? path : ".");
+            if (access(dir, W_OK | X_OK) != 0 && (errno == EACCES || errno == EROFS))
+                return cs_fail(err, CS_ERR_IO, "cannot create the database '%s': its folder is "
+                               "not writable (%s)", path, strerror(errno));
         } else {
             return cs_fail(err, CS_ERR_IO, "cannot open database '%s': %s", path,
                            strerror(errno));
@@ -577,9 +603,18 @@ static cs_status store_open(const char *path, int readonly, cs_store **out, cs_e
     *out = s;
     return CS_OK;
 
-fail:
+fail:;
+    /* Only a file still without schema is ours to remove: another process
+     * may have created the database meanwhile (see apply_schema). */
+    int64_t n_objects = -1;
+    cs_err ignored = {0};
+    if (!existed && !memory && s->db &&
+        query_int(s->db, path, "SELECT count(*) FROM sqlite_master", &n_objects, &ignored) != CS_OK)
+        n_objects = -1;
     sqlite3_close(s->db);
-    if (!existed && !memory)
+    struct stat sb;
+    if (!existed && !memory &&
+        (n_objects == 0 || !s->db || (stat(path, &sb) == 0 && sb.st_size == 0)))
         remove_created(path);
     free(s->path);
     free(s);
