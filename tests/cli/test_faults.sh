@@ -16,7 +16,7 @@ FX=$top_srcdir/tests/fixtures
 MODELS=$top_srcdir/tests/models
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_faults.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'chmod -R u+w "$tmp" 2>/dev/null; [ -n "$CS_FAULT_KEEP" ] || rm -rf "$tmp"' EXIT
 
 n=0
 ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
@@ -73,8 +73,9 @@ plus=$(awk -v s="$seed" 'BEGIN { srand(s); for (i = 0; i < 5; i++) printf "+%.2f
 wait_started() {
     case $2 in +*) ;; *) return 0 ;; esac
     i=0
-    while [ $i -lt 200 ] && kill -0 "$3" 2>/dev/null &&
-          [ "$(q "$1" "SELECT count(*) FROM runs WHERE id > $4")" = 0 ]; do
+    while [ $i -lt 200 ] && kill -0 "$3" 2>/dev/null; do
+        c=$(q "$1" "SELECT count(*) FROM runs WHERE id > $4")
+        [ "${c:-0}" != 0 ] && break
         sleep 0.1; i=$((i + 1))
     done
 }
@@ -144,6 +145,25 @@ for case in new existing; do
          [ "$(q "$CDB" "SELECT count(DISTINCT run_id) FROM curvature")" = $((before + 3)) ] &&
          [ "$(q "$CDB" "PRAGMA integrity_check")" = ok ]'
 done
+
+# A finetune keeps no write lock while it trains: an analyze started during
+# it ends first, and both are done.
+if [ -f "$IMG" ]; then
+    CDB=$tmp/conc-ft.db
+    "$CS" finetune "$MODELS/mlp.onnx" $REAL --samples 20000 --precond sgd --epochs 8 --out "$tmp/ft.onnx" \
+        --db "$CDB" >"$tmp/c1" 2>&1 & p1=$!
+    wait_started "$CDB" +0 $p1 0
+    "$CS" analyze $TINY $ALL --db "$CDB" >"$tmp/c2" 2>&1; r2=$?
+    ok "an analyze during a finetune on the same file exits 0 before the finetune ends ($r2)" \
+        '[ $r2 -eq 0 ] && kill -0 $p1 2>/dev/null'
+    wait $p1; r1=$?
+    ok "... the finetune exits 0 too, both runs done in a sound file ($r1)" \
+        '[ $r1 -eq 0 ] && [ "$(q "$CDB" "SELECT group_concat(x) FROM (SELECT kind || '\''='\'' || status AS x FROM runs ORDER BY id)")" = "finetune=done,analyze=done" ] &&
+         [ "$(q "$CDB" "SELECT count(*) > 0 FROM finetune_steps")" = 1 ] && [ "$(q "$CDB" "PRAGMA integrity_check")" = ok ]'
+else
+    skip "Fashion-MNIST not found: finetune and analyze at once"
+    skip "Fashion-MNIST not found: finetune and analyze at once"
+fi
 
 # Foreign files: refused before any work, left byte for byte as they were.
 sqlite3 "$tmp/other.db" "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes (text) VALUES ('keep me')"
