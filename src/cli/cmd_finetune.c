@@ -135,6 +135,12 @@ static void on_step(void *vctx, int epoch, int64_t step, double loss, double acc
                     double sps)
 {
     log_ctx *c = vctx;
+    /* A loss that is not a number is a diverged run: an error, not a row of
+     * NULLs (doc/design.md §7). */
+    if (!c->st && !isfinite(loss))
+        c->st = cs_fail(&c->err, CS_ERR_RUNTIME,
+                        "the training diverged: the loss at epoch %d step %lld is %s (lower --lr, "
+                        "or raise --damping)", epoch, (long long)step, isnan(loss) ? "NaN" : "infinite");
     log_row *r = log_push(c, 's');
     if (r)
         *r = (log_row){.kind = 's', .epoch = epoch, .step = step, .loss = loss, .acc = acc, .lr = lr,
@@ -306,7 +312,7 @@ int cmd_finetune(int argc, char **argv)
     if ((code = cli_run_open(&run, db_path)))
         return code;
     cs_err err = {0};
-    cs_graph *g = cli_load_model(model, &code);
+    cs_graph *g = cli_load_model_finite(model, &code);
     if (!g) {
         cli_run_close(&run);
         return code;

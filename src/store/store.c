@@ -196,6 +196,7 @@ static cs_status stmt_get(cs_store *s, enum stmt_id id, sqlite3_stmt **out, cs_e
 typedef struct binder {
     sqlite3_stmt *st;
     int rc;
+    int inf_col;   /* the first parameter bound to +-Inf, 0 if none */
 } binder;
 
 static void bind_null(binder *b, int i)
@@ -210,9 +211,17 @@ static void bind_i64(binder *b, int i, int64_t v)
         b->rc = sqlite3_bind_int64(b->st, i, v);
 }
 
+/* NaN is "not computed" and stored as NULL (doc/design.md §4); an infinite
+ * value is an overflow in the computation and is refused, failing the
+ * call, so that no run is stored with a number that is not one (§7). */
 static void bind_f64(binder *b, int i, double v)
 {
-    if (isnan(v))
+    if (isinf(v)) {
+        if (b->rc == SQLITE_OK) {
+            b->rc = SQLITE_RANGE;
+            b->inf_col = i;
+        }
+    } else if (isnan(v))
         bind_null(b, i);
     else if (b->rc == SQLITE_OK)
         b->rc = sqlite3_bind_double(b->st, i, v);
@@ -255,10 +264,32 @@ static void bind_array(binder *b, int i, const store_array *a, int64_t k)
     }
 }
 
+/* The name of column i (1-based) of an INSERT's column list. */
+static void insert_column(enum stmt_id id, int i, char *buf, size_t size)
+{
+    const char *p = strchr(stmt_defs[id].sql, '(');
+    for (int k = 1; p && k < i; k++)
+        p = strchr(p + 1, ',');
+    size_t n = 0;
+    if (p) {
+        p += strspn(p + 1, " ") + 1;
+        n = strcspn(p, ",)");
+    }
+    snprintf(buf, size, "%.*s", (int)n, p ? p : "?");
+}
+
 static cs_status bind_check(cs_store *s, const binder *b, enum stmt_id id, cs_err *err)
 {
     if (b->rc == SQLITE_OK)
         return CS_OK;
+    if (b->inf_col) {
+        char col[64];
+        insert_column(id, b->inf_col, col, sizeof col);
+        return cs_fail(err, CS_ERR_RUNTIME,
+                       "cannot insert into %s in '%s': %s is infinite (an overflow in the "
+                       "computation); the run's results are not stored", stmt_defs[id].table,
+                       s->path, col);
+    }
     return store_fail(s, err, b->rc, "bind values for %s", stmt_defs[id].table);
 }
 
@@ -297,7 +328,7 @@ cs_status store_insert_row(cs_store *s, enum stmt_id id, const store_col *cols, 
     cs_status r = stmt_get(s, id, &st, err);
     if (r != CS_OK)
         return r;
-    binder b = {st, SQLITE_OK};
+    binder b = {st, SQLITE_OK, 0};
     for (int i = 0; i < n; i++)
         bind_col(&b, i + 1, &cols[i]);
     if ((r = bind_check(s, &b, id, err)) != CS_OK)
@@ -355,7 +386,7 @@ cs_status store_insert_rows(cs_store *s, enum stmt_id id, const store_rows *rows
         return n <= 0 ? CS_OK : r;
     if ((r = rows_begin(s, table, err)) != CS_OK)
         return r;
-    binder b = {st, SQLITE_OK};
+    binder b = {st, SQLITE_OK, 0};
     for (int c = 0; c < rows->n_fixed; c++)
         bind_col(&b, c + 1, &rows->fixed[c]);
     r = bind_check(s, &b, id, err);
