@@ -190,6 +190,20 @@ cs_graph *cli_load_model(const char *path, int *code)
     return g;
 }
 
+cs_graph *cli_load_model_finite(const char *path, int *code)
+{
+    cs_graph *g = cli_load_model(path, code);
+    cs_err err = {0};
+    cs_status st = g ? cs_model_check_finite(g, &err) : CS_OK;
+    if (st) {
+        (void)cs_err_prefix(&err, "%s", path);
+        *code = cli_report(st, &err);
+        cs_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
 void cli_progress(void *ctx, int64_t done, int64_t total)
 {
     const char *what = ctx ? ctx : "samples";

@@ -145,6 +145,8 @@ void cli_run_close(cli_run *r);
 
 /* Load a model, printing the error; returns NULL on failure (*code set). */
 cs_graph *cli_load_model(const char *path, int *code);
+/* cli_load_model, then refuse NaN or Inf initializers (eval, analyze, finetune). */
+cs_graph *cli_load_model_finite(const char *path, int *code);
 
 /* Progress line on stderr, only when stderr is a terminal. */
 void cli_progress(void *ctx, int64_t done, int64_t total);

@@ -58,22 +58,93 @@ void cmd_finetune_usage(FILE *f)
                "Shuffling is seeded: the same --seed gives the same run with --threads 1.\n");
 }
 
+/* A progress row, kept in memory until the run ends: the rows are written
+ * in one transaction at the end, as analyze writes its results, because a
+ * transaction held through the whole training would hold the database's
+ * write lock as long and block every other writer (doc/design.md §4). */
+typedef struct log_row {
+    char kind;             /* 's' finetune_steps, 'e' finetune_evals, 'n' a fallback note */
+    int epoch;
+    int64_t step;
+    double loss, acc, lr, seconds, sps;
+    char split[8];         /* 'e': "train" or "val" */
+    char *note;            /* 'n': owned */
+} log_row;
+
 typedef struct log_ctx {
     cs_store *db;
     int64_t run;
     cs_status st;
     cs_err err;
+    log_row *rows;         /* owned, n_rows of cap_rows used */
+    size_t n_rows, cap_rows;
     FILE *text;            /* progress lines: stdout, or stderr under --json */
     int n_notes;
     char notes[32][300];   /* fallbacks, for --json */
 } log_ctx;
 
+/* A new zeroed row at the end of c->rows, or NULL with c->st set. */
+static log_row *log_push(log_ctx *c, char kind)
+{
+    if (c->st)
+        return NULL;
+    if (c->n_rows == c->cap_rows) {
+        size_t cap = c->cap_rows ? 2 * c->cap_rows : 256;
+        log_row *r = realloc(c->rows, cap * sizeof *r);
+        if (!r) {
+            c->st = cs_fail(&c->err, CS_ERR_NOMEM, "out of memory keeping %zu progress rows",
+                            c->n_rows);
+            return NULL;
+        }
+        c->rows = r;
+        c->cap_rows = cap;
+    }
+    log_row *r = &c->rows[c->n_rows++];
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    return r;
+}
+
+/* Write the kept rows; the caller holds the transaction. */
+static cs_status log_flush(log_ctx *c, cs_err *err)
+{
+    cs_status st = CS_OK;
+    for (size_t i = 0; i < c->n_rows && !st; i++) {
+        const log_row *r = &c->rows[i];
+        if (r->kind == 's')
+            st = cs_store_finetune_step(c->db, c->run, r->epoch, r->step, r->loss, r->acc, r->lr,
+                                        r->seconds, r->sps, err);
+        else if (r->kind == 'e')
+            st = cs_store_finetune_eval(c->db, c->run, r->epoch, r->split, r->loss, r->acc, err);
+        else
+            st = cs_store_write_fallback(c->db, c->run, r->note, err);
+    }
+    return st;
+}
+
+static void log_free(log_ctx *c)
+{
+    for (size_t i = 0; i < c->n_rows; i++)
+        free(c->rows[i].note);
+    free(c->rows);
+    c->rows = NULL;
+    c->n_rows = c->cap_rows = 0;
+}
+
 static void on_step(void *vctx, int epoch, int64_t step, double loss, double acc, double lr, double s,
                     double sps)
 {
     log_ctx *c = vctx;
-    if (!c->st)
-        c->st = cs_store_finetune_step(c->db, c->run, epoch, step, loss, acc, lr, s, sps, &c->err);
+    /* A loss that is not a number is a diverged run: an error, not a row of
+     * NULLs (doc/design.md §7). */
+    if (!c->st && !isfinite(loss))
+        c->st = cs_fail(&c->err, CS_ERR_RUNTIME,
+                        "the training diverged: the loss at epoch %d step %lld is %s (lower --lr, "
+                        "or raise --damping)", epoch, (long long)step, isnan(loss) ? "NaN" : "infinite");
+    log_row *r = log_push(c, 's');
+    if (r)
+        *r = (log_row){.kind = 's', .epoch = epoch, .step = step, .loss = loss, .acc = acc, .lr = lr,
+                       .seconds = s, .sps = sps};
     if (isatty(2))
         fprintf(stderr, "\rfinetune: epoch %d step %lld loss %.4f", epoch, (long long)step, loss);
 }
@@ -81,8 +152,11 @@ static void on_step(void *vctx, int epoch, int64_t step, double loss, double acc
 static void on_eval(void *vctx, int epoch, const char *split, double loss, double acc)
 {
     log_ctx *c = vctx;
-    if (!c->st)
-        c->st = cs_store_finetune_eval(c->db, c->run, epoch, split, loss, acc, &c->err);
+    log_row *r = log_push(c, 'e');
+    if (r) {
+        *r = (log_row){.kind = 'e', .epoch = epoch, .loss = loss, .acc = acc};
+        snprintf(r->split, sizeof r->split, "%s", split);
+    }
     if (isatty(2))
         fprintf(stderr, "\r\033[K");
     fprintf(c->text, "epoch %d %-5s loss %.6f accuracy %.4f\n", epoch, split, loss, acc);
@@ -97,8 +171,11 @@ static void on_note(void *vctx, const char *text)
     fprintf(c->text, "note: %s\n", text);
     if (c->n_notes < 32)
         snprintf(c->notes[c->n_notes++], sizeof c->notes[0], "%s", text);
-    if (!c->st)
-        c->st = cs_store_write_fallback(c->db, c->run, text, &c->err);
+    log_row *r = log_push(c, 'n');
+    if (r && !(r->note = strdup(text))) {
+        c->n_rows--;
+        c->st = cs_fail(&c->err, CS_ERR_NOMEM, "out of memory keeping a note");
+    }
 }
 
 /* --json: the run's outcome as one object (no validation: nulls). */
@@ -235,7 +312,7 @@ int cmd_finetune(int argc, char **argv)
     if ((code = cli_run_open(&run, db_path)))
         return code;
     cs_err err = {0};
-    cs_graph *g = cli_load_model(model, &code);
+    cs_graph *g = cli_load_model_finite(model, &code);
     if (!g) {
         cli_run_close(&run);
         return code;
@@ -267,15 +344,16 @@ int cmd_finetune(int argc, char **argv)
     fo.ctx = &lc;
     fo.cancel = cli_run_cancel();
     cs_finetune_result res;
-    if (!st && !(st = cs_store_begin(run.db, &err))) {
+    if (!st) {
         st = cs_finetune(g, &ds, &fo, &res, &err);
         if (!st && lc.st) {
             st = lc.st;
             err = lc.err;
         }
-        if (!st)
-            st = cs_store_commit(run.db, &err);
     }
+    if (!st && !(st = cs_store_begin(run.db, &err)) && !(st = log_flush(&lc, &err)))
+        st = cs_store_commit(run.db, &err);
+    log_free(&lc);
     if (!st)
         st = cs_onnx_write_updated(model, g, out, &err);
     st = cli_run_end(&run, st, &err, st ? NAN : res.seconds);

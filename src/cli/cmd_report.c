@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/atomic_file.h"
 #include "cli/cli.h"
 #include "report/report.h"
 
@@ -38,21 +39,14 @@ int cmd_report(int argc, char **argv)
     cs_status st = cs_store_open_readonly(path, &db, &err);
     if (st)
         return cli_report(st, &err);
-    /* Written beside the target and renamed: a failed report leaves no
-     * half page behind. */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", html, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        st = cs_fail(&err, CS_ERR_IO, "cannot write '%s'", html);
+    /* Written beside the target, synced and renamed: a failed report leaves
+     * no half page behind and an older report as it was. */
+    cs_atomic_file af;
+    st = cs_atomic_open(&af, html, &err);
+    if (!st && (st = cs_report_html(db, run, af.f, &err)))
+        cs_atomic_abort(&af);
     if (!st)
-        st = cs_report_html(db, run, f, &err);
-    if (f && fclose(f) != 0 && !st)
-        st = cs_fail(&err, CS_ERR_IO, "writing '%s' failed", html);
-    if (!st && rename(tmp, html) != 0)
-        st = cs_fail(&err, CS_ERR_IO, "cannot write '%s'", html);
-    if (st && f)
-        remove(tmp);
+        st = cs_atomic_commit(&af, &err);
     cs_store_close(db);
     if (st)
         return cli_report(st, &err);

@@ -221,6 +221,21 @@ static bool dtype_is_integer(cs_dtype dt)
     }
 }
 
+/* A NaN or infinite input or target would turn every loss, gradient and
+ * curvature it touches into NaN without saying where: refused at load,
+ * naming the file, the sample and its element (doc/design.md §7). */
+static cs_status check_finite(const cs_tensor *t, const char *role, const char *spec, cs_err *err)
+{
+    int64_t bad = cs_tensor_first_nonfinite(t);
+    if (bad < 0)
+        return CS_OK;
+    int64_t per = t->dims[0] > 0 ? cs_tensor_numel(t) / t->dims[0] : 1;
+    double v = t->dtype == CS_DT_FLOAT ? ((const float *)t->data)[bad] : ((const double *)t->data)[bad];
+    return cs_fail(err, CS_ERR_FORMAT, "--%s %s: sample %lld holds %s at element %lld (of %lld); "
+                   "curvscope needs finite values", role, spec_path(spec), (long long)(bad / per),
+                   isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)(bad % per), (long long)per);
+}
+
 cs_status cs_dataset_load(cs_dataset *ds, const char *data_spec, const char *labels_spec,
                           int64_t max_samples, cs_err *err)
 {
@@ -280,6 +295,9 @@ cs_status cs_dataset_load(cs_dataset *ds, const char *data_spec, const char *lab
             keep_samples(&ds->y, n);
     }
     ds->n = n;
+    if ((st = check_finite(&ds->x, "data", data_spec, err)) ||
+        (ds->has_labels && (st = check_finite(&ds->y, "labels", labels_spec, err))))
+        goto fail;
     return CS_OK;
 
 fail:

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/atomic_file.h"
+
 /* numpy itself refuses headers over 10 000 bytes unless told otherwise;
  * a megabyte is far beyond anything a plain array needs. */
 #define NPY_MAX_HEADER ((size_t)1 << 20)
@@ -383,9 +385,11 @@ cs_status cs_write_npy_f64(const char *path, const double *data, int ndim, const
     len += snprintf(dict + len, sizeof dict - (size_t)len, "), }");
     size_t total = 10 + (size_t)len + 1;
     size_t pad = (64 - total % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    cs_atomic_file af;
+    cs_status st = cs_atomic_open(&af, path, err);
+    if (st != CS_OK)
+        return st;
+    FILE *f = af.f;
     uint16_t hlen = (uint16_t)((size_t)len + pad + 1);
     unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
                               (unsigned char)(hlen >> 8)};
@@ -394,8 +398,10 @@ cs_status cs_write_npy_f64(const char *path, const double *data, int ndim, const
         bad = fputc(' ', f) == EOF;
     bad = bad || fputc('\n', f) == EOF;
     bad = bad || fwrite(data, sizeof(double), (size_t)numel, f) != (size_t)numel; /* host is little-endian */
-    bad = fclose(f) != 0 || bad;
-    if (bad)
-        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    return CS_OK;
+    if (bad) {
+        st = cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+        cs_atomic_abort(&af);
+        return st;
+    }
+    return cs_atomic_commit(&af, err);
 }

@@ -1,5 +1,7 @@
 #include "interp/model.h"
 
+#include <math.h>
+
 #include "interp/layer_kind.h"
 #include "interp/op.h"
 #include "onnx/loader.h"
@@ -33,4 +35,23 @@ cs_status cs_model_load_bytes(const uint8_t *buf, size_t len, const char *base_d
 {
     *out = NULL;
     return bind_loaded(cs_onnx_load_bytes(buf, len, base_dir, out, err), out, err);
+}
+
+cs_status cs_model_check_finite(const cs_graph *g, cs_err *err)
+{
+    for (int k = 0; k < g->n_values; k++) {
+        const cs_value *v = &g->values[k];
+        if (v->kind != CS_VALUE_INITIALIZER)
+            continue;
+        int64_t bad = cs_tensor_first_nonfinite(&v->init);
+        if (bad < 0)
+            continue;
+        double x = v->init.dtype == CS_DT_FLOAT ? ((const float *)v->init.data)[bad]
+                                                : ((const double *)v->init.data)[bad];
+        return cs_fail(err, CS_ERR_FORMAT, "initializer '%s' holds %s at flat index %lld (of %lld): "
+                       "the model's weights must be finite", v->name,
+                       isnan(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf", (long long)bad,
+                       (long long)cs_tensor_numel(&v->init));
+    }
+    return CS_OK;
 }

@@ -22,6 +22,13 @@ cs_status cs_interp_bind(cs_graph *g, cs_err *err) CS_MUST_CHECK;
  * success *out is a new graph owned by the caller (cs_graph_free); on
  * failure *out is NULL. */
 cs_status cs_model_load_file(const char *path, cs_graph **out, cs_err *err) CS_MUST_CHECK;
+
+/* CS_ERR_FORMAT, naming the initializer and the element, when a float
+ * initializer (weights, biases, running statistics, constants fed to the
+ * graph) holds NaN or Inf: checked before computing with a model
+ * (eval, analyze, finetune), not by the plain forward path (`run`), whose
+ * models may feed Inf on purpose (doc/design.md §7). */
+cs_status cs_model_check_finite(const cs_graph *g, cs_err *err) CS_MUST_CHECK;
 cs_status cs_model_load_bytes(const uint8_t *buf, size_t len, const char *base_dir, cs_graph **out,
                               cs_err *err) CS_MUST_CHECK;
 

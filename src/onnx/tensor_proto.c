@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/atomic_file.h"
 #include "onnx/loader.h"
 #include "onnx/onnx_internal.h"
 #include "onnx/tensor_proto.h"
@@ -294,15 +295,7 @@ cs_status cs_tensor_proto_write_file(const char *path, const cs_tensor *t, const
     if (!buf)
         return cs_fail(err, CS_ERR_NOMEM, "out of memory writing '%s'", path);
     onnx__tensor_proto__pack(&tp, buf);
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(buf);
-        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    }
-    size_t put = fwrite(buf, 1, size, f);
-    int bad = fclose(f) != 0 || put != size;
+    cs_status st = cs_write_file_atomic(path, buf, size, err);
     free(buf);
-    if (bad)
-        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    return CS_OK;
+    return st;
 }

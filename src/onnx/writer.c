@@ -1,5 +1,7 @@
 #include "onnx/writer.h"
 
+#include "base/atomic_file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,21 +89,9 @@ cs_status cs_onnx_write_updated(const char *src_path, const cs_graph *g, const c
     onnx__model_proto__free_unpacked(m, NULL);
     if (st)
         return st;
-    /* Write to a temporary name, then rename: a failed write never leaves a
+    /* Temporary file, fsync, rename: a failed or killed write never leaves a
      * half-written model under the destination name. */
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", dst_path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(out);
-        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", dst_path, strerror(errno));
-    }
-    bool bad = fwrite(out, 1, size, f) != size;
-    bad = fclose(f) != 0 || bad;
+    st = cs_write_file_atomic(dst_path, out, size, err);
     free(out);
-    if (bad || rename(tmp, dst_path) != 0) {
-        remove(tmp);
-        return cs_fail(err, CS_ERR_IO, "cannot write '%s': %s", dst_path, strerror(errno));
-    }
-    return CS_OK;
+    return st;
 }

@@ -3,6 +3,8 @@
  * diagnostics and the pruning curve (rows.h states the contract). */
 #include "config.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -154,7 +156,7 @@ cs_status cs_store_write_steps(cs_store *s, int64_t run_id, const cs_step_report
                                 .layer_id = r->layer, .grad_norm = r->grad_norm, .step_norm = r->step_norm,
                                 .cosine = r->cosine, .predicted_decrease = r->predicted,
                                 .actual_decrease = r->actual, .rho = r->rho, .best_lr = r->best_lr,
-                                .has_best_change = 1, .best_change = r->best_change};
+                                .has_best_change = isfinite(r->best_change), .best_change = r->best_change};
         st = cs_store_step_diag(s, run_id, &row, err);
     }
     return st;

@@ -152,6 +152,11 @@ static cs_status db_fail(sqlite3 *db, const char *path, cs_err *err, int rc, con
     const char *hint = "";
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         hint = " (store the run, and the layer or parameter the row names, first)";
+    else if ((rc & 0xff) == SQLITE_BUSY)
+        hint = " (another process held the write lock longer than the busy timeout: wait for "
+               "its run to end, or give another --db)";
+    else if ((rc & 0xff) == SQLITE_FULL)
+        hint = " (the disk or the file size limit is full: nothing of this write was kept)";
     else if ((rc & 0xff) == SQLITE_READONLY)
         hint = " (the file and its directory must be writable: SQLite keeps its journal beside "
                "the file)";
@@ -191,6 +196,7 @@ static cs_status stmt_get(cs_store *s, enum stmt_id id, sqlite3_stmt **out, cs_e
 typedef struct binder {
     sqlite3_stmt *st;
     int rc;
+    int inf_col;   /* the first parameter bound to +-Inf, 0 if none */
 } binder;
 
 static void bind_null(binder *b, int i)
@@ -205,9 +211,17 @@ static void bind_i64(binder *b, int i, int64_t v)
         b->rc = sqlite3_bind_int64(b->st, i, v);
 }
 
+/* NaN is "not computed" and stored as NULL (doc/design.md §4); an infinite
+ * value is an overflow in the computation and is refused, failing the
+ * call, so that no run is stored with a number that is not one (§7). */
 static void bind_f64(binder *b, int i, double v)
 {
-    if (isnan(v))
+    if (isinf(v)) {
+        if (b->rc == SQLITE_OK) {
+            b->rc = SQLITE_RANGE;
+            b->inf_col = i;
+        }
+    } else if (isnan(v))
         bind_null(b, i);
     else if (b->rc == SQLITE_OK)
         b->rc = sqlite3_bind_double(b->st, i, v);
@@ -250,10 +264,32 @@ static void bind_array(binder *b, int i, const store_array *a, int64_t k)
     }
 }
 
+/* The name of column i (1-based) of an INSERT's column list. */
+static void insert_column(enum stmt_id id, int i, char *buf, size_t size)
+{
+    const char *p = strchr(stmt_defs[id].sql, '(');
+    for (int k = 1; p && k < i; k++)
+        p = strchr(p + 1, ',');
+    size_t n = 0;
+    if (p) {
+        p += strspn(p + 1, " ") + 1;
+        n = strcspn(p, ",)");
+    }
+    snprintf(buf, size, "%.*s", (int)n, p ? p : "?");
+}
+
 static cs_status bind_check(cs_store *s, const binder *b, enum stmt_id id, cs_err *err)
 {
     if (b->rc == SQLITE_OK)
         return CS_OK;
+    if (b->inf_col) {
+        char col[64];
+        insert_column(id, b->inf_col, col, sizeof col);
+        return cs_fail(err, CS_ERR_RUNTIME,
+                       "cannot insert into %s in '%s': %s is infinite (an overflow in the "
+                       "computation); the run's results are not stored", stmt_defs[id].table,
+                       s->path, col);
+    }
     return store_fail(s, err, b->rc, "bind values for %s", stmt_defs[id].table);
 }
 
@@ -292,7 +328,7 @@ cs_status store_insert_row(cs_store *s, enum stmt_id id, const store_col *cols, 
     cs_status r = stmt_get(s, id, &st, err);
     if (r != CS_OK)
         return r;
-    binder b = {st, SQLITE_OK};
+    binder b = {st, SQLITE_OK, 0};
     for (int i = 0; i < n; i++)
         bind_col(&b, i + 1, &cols[i]);
     if ((r = bind_check(s, &b, id, err)) != CS_OK)
@@ -350,7 +386,7 @@ cs_status store_insert_rows(cs_store *s, enum stmt_id id, const store_rows *rows
         return n <= 0 ? CS_OK : r;
     if ((r = rows_begin(s, table, err)) != CS_OK)
         return r;
-    binder b = {st, SQLITE_OK};
+    binder b = {st, SQLITE_OK, 0};
     for (int c = 0; c < rows->n_fixed; c++)
         bind_col(&b, c + 1, &rows->fixed[c]);
     r = bind_check(s, &b, id, err);
@@ -410,11 +446,24 @@ static cs_status exec_sql(sqlite3 *db, const char *path, const char *sql, const 
 
 /* A new database: the schema, then its version and application id, in one
  * transaction, so a file either has all of it or stays empty. */
+static cs_status check_identity(sqlite3 *db, const char *path, int readonly, int *fresh,
+                                cs_err *err);
+
+/* Two processes may both find the new file empty; the write lock taken
+ * here orders them, and the second, finding the schema there once it holds
+ * the lock, checks it like any existing database instead of creating it
+ * again. */
 static cs_status apply_schema(sqlite3 *db, const char *path, cs_err *err)
 {
     cs_status r = exec_sql(db, path, "BEGIN IMMEDIATE", "create the schema", err);
     if (r != CS_OK)
         return r;
+    int fresh = 0;
+    r = check_identity(db, path, 0, &fresh, err);
+    if (r != CS_OK || !fresh) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+    }
     char pragmas[128];
     snprintf(pragmas, sizeof pragmas, "PRAGMA application_id = %d; PRAGMA user_version = %d",
              CS_STORE_APPLICATION_ID, CS_STORE_SCHEMA_VERSION);
@@ -523,6 +572,14 @@ static cs_status store_open(const char *path, int readonly, cs_store **out, cs_e
             if (readonly)
                 return cs_fail(err, CS_ERR_IO, "cannot open database '%s': no such file", path);
             existed = 0;
+            /* SQLite's own message for this case names the wrong errno. */
+            char dir[4096];
+            const char *slash = strrchr(path, '/');
+            snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1,
+                     slash ? path : ".");
+            if (access(dir, W_OK | X_OK) != 0 && (errno == EACCES || errno == EROFS))
+                return cs_fail(err, CS_ERR_IO, "cannot create the database '%s': its folder is "
+                               "not writable (%s)", path, strerror(errno));
         } else {
             return cs_fail(err, CS_ERR_IO, "cannot open database '%s': %s", path,
                            strerror(errno));
@@ -577,9 +634,18 @@ static cs_status store_open(const char *path, int readonly, cs_store **out, cs_e
     *out = s;
     return CS_OK;
 
-fail:
+fail:;
+    /* Only a file still without schema is ours to remove: another process
+     * may have created the database meanwhile (see apply_schema). */
+    int64_t n_objects = -1;
+    cs_err ignored = {0};
+    if (!existed && !memory && s->db &&
+        query_int(s->db, path, "SELECT count(*) FROM sqlite_master", &n_objects, &ignored) != CS_OK)
+        n_objects = -1;
     sqlite3_close(s->db);
-    if (!existed && !memory)
+    struct stat sb;
+    if (!existed && !memory &&
+        (n_objects == 0 || !s->db || (stat(path, &sb) == 0 && sb.st_size == 0)))
         remove_created(path);
     free(s->path);
     free(s);

@@ -259,3 +259,22 @@ const char *cs_shape_str(const cs_tensor *t, char *buf, size_t size)
         snprintf(buf + off, size - off, "]");
     return buf;
 }
+
+int64_t cs_tensor_first_nonfinite(const cs_tensor *t)
+{
+    int64_t n = cs_tensor_numel(t);
+    if (!t->data || n <= 0)
+        return -1;
+    if (t->dtype == CS_DT_FLOAT) {
+        const float *v = t->data;
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(v[i]))
+                return i;
+    } else if (t->dtype == CS_DT_DOUBLE) {
+        const double *v = t->data;
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(v[i]))
+                return i;
+    }
+    return -1;
+}

@@ -49,6 +49,9 @@ const char *cs_dtype_name(int t);
 bool cs_dtype_is_float(cs_dtype t);    /* float32 or float64 */
 
 int64_t cs_tensor_numel(const cs_tensor *t);
+/* Flat index of the first NaN or infinite element of a float32 / float64
+ * tensor; -1 when every element is finite or the type has no such values. */
+int64_t cs_tensor_first_nonfinite(const cs_tensor *t);
 size_t cs_tensor_bytes(const cs_tensor *t);
 
 /* Sets dtype and shape, no data.  n may be 0 (scalar). */

@@ -1124,6 +1124,32 @@ static void test_result_rows(void)
        "pruning points, NaN accuracy as NULL");
     ok(strcmp(store_q(s, "SELECT best_change FROM step_diagnostics WHERE layer_id IS NULL", NULL), "-0.75") == 0,
        "the step row, whole network as NULL");
+    res[0].best_change = INFINITY; /* no step length lowered the loss */
+    res[0].damping = 0.2;
+    cs_analysis_rows rows2 = {.rep = &rep, .imp = &imp, .steps = &steps};
+    st = cs_store_write_analysis(s, rid, &rows2, &err);
+    ok(st == CS_OK, "a batch with a step that found no better length (%s)", st ? err.msg : "ok");
+    ok(strcmp(store_q(s, "SELECT count(*) FROM step_diagnostics WHERE damping = 0.2 AND best_change IS NULL", NULL),
+              "1") == 0, "an infinite best_change (no better step found) is stored as NULL");
+    res[0].damping = 0.1;
+    res[0].best_change = -0.75;
+
+    /* An overflow (Inf) is refused, naming the table and the column; an
+     * unreachable best step (best_change Inf) is stored as NULL instead. */
+    cs_curv_row inf_row = {.layer_id = -1, .curvature = "hessian", .repr = "full", .method = "exact",
+                           .dim = 3, .trace = 1, .trace_stderr = NAN, .frobenius = 1,
+                           .lambda_max = INFINITY, .lambda_min = 0, .condition = NAN,
+                           .effective_rank = NAN, .seconds = 0};
+    st = cs_store_curvature(s, rid, &inf_row, &err);
+    ok(st == CS_ERR_RUNTIME && contains(err.msg, "curvature") && contains(err.msg, "lambda_max is infinite"),
+       "an infinite curvature value is refused, naming the column: %s", err.msg);
+    double inf_vals[] = {INFINITY, 1.0};
+    st = cs_store_spectrum(s, rid, -1, "hessian", "full", "exact", 0, inf_vals, 2, &err);
+    ok(st == CS_ERR_RUNTIME && contains(err.msg, "eigenvalues") && contains(err.msg, "value is infinite"),
+       "an infinite eigenvalue is refused: %s", err.msg);
+    ok(strcmp(store_q(s, "SELECT count(*) FROM curvature WHERE curvature = 'hessian'", NULL), "0") == 0 &&
+           strcmp(store_q(s, "SELECT count(*) FROM eigenvalues WHERE curvature = 'hessian'", NULL), "0") == 0,
+       "the refused rows are not stored");
 
     /* A bad row fails the whole batch (the transaction stays open for the
      * caller to end the run failed, which rolls it back): nothing stays. */
