@@ -31,7 +31,8 @@ int cs_cores_available(void);
  * set and more than one core is available, sets OMP_WAIT_POLICY to
  * CS_OMP_WAIT_POLICY and execs the program again (/proc/self/exe, same
  * argv), because libgomp has read its environment before main runs.
- * Returns when nothing needs doing or the exec failed. */
+ * Returns when nothing needs doing or the exec failed.  Under gdb or
+ * valgrind the exec leaves the tool behind: set OMP_WAIT_POLICY there. */
 void cs_threads_startup(char **argv);
 
 static inline int cs_omp_thread(void)
