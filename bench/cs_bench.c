@@ -16,11 +16,12 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/parallel.h"
 #include "base/rng.h"
 #include "curv/engine.h"
 #include "finetune/finetune.h"
 #include "objective/objective.h"
-#include "onnx/loader.h"
+#include "interp/model.h"
 #include "tensor/blas.h"
 
 typedef struct bench {
@@ -199,6 +200,7 @@ static void case_gemm(void)
 
 int main(int argc, char **argv)
 {
+    cs_threads_startup(argv); /* curvscope's wait policy, as its main sets it */
     if (argc < 3) {
         fprintf(stderr, "usage: cs_bench CASE MODEL [--n N] [--batch B] [--threads T] [--seed S] [--root DIR]\n");
         return 2;
@@ -233,7 +235,7 @@ int main(int argc, char **argv)
     snprintf(img, sizeof img, "idx:%s/train-images-idx3-ubyte.gz", fm);
     snprintf(lab, sizeof lab, "idx:%s/train-labels-idx1-ubyte.gz", fm);
     cs_norm_init(&b.norm);
-    if (cs_onnx_load_file(path, &b.g, &err) || cs_dataset_load(&b.ds, img, lab, b.n, &err) ||
+    if (cs_model_load_file(path, &b.g, &err) || cs_dataset_load(&b.ds, img, lab, b.n, &err) ||
         cs_norm_parse_scale(&b.norm, "1/255", &err) || cs_norm_parse_mean(&b.norm, "0.2860", &err) ||
         cs_norm_parse_std(&b.norm, "0.3530", &err) || warm_up(&b, &err))
         return fail(&err);

@@ -2,7 +2,7 @@
 """PyTorch side of curvscope's CPU benchmark: one case, one model, one JSON line.
 
     /usr/bin/python3 bench/torch_bench.py CASE MODEL [--n N] [--batch B]
-                     [--threads T] [--seed S] [--self-check]
+                     [--threads T] [--seed S] [--impl vmap|hooks] [--self-check]
 
 MODEL (mlp or cnn) is rebuilt as a torch.nn.Sequential from the initializers and
 node attributes of tests/models/MODEL.onnx; BatchNorm is in eval mode throughout
@@ -23,10 +23,14 @@ Cases and the number each reports as "check":
               check = sum over layers of tr A + tr G.
   diag_ggn    diagonal of the GGN 1/N sum_n J_n^T (diag(p) - p p^T) J_n, through
               the factor S = diag(sqrt p) - p sqrt(p)^T: sum_c (J_n^T s_c)^2 by
-              functorch (vmap over samples of vmap over the columns of a vjp);
-              check = its sum (the GGN trace).
+              functorch (vmap over samples of vmap over the columns of a vjp),
+              or with --impl hooks as BackPACK's DiagGGN: forward hooks keep the
+              layer inputs, C backwards of the columns of S give the gradients
+              at the layer outputs, and the per-sample squares are summed
+              (Linear: one GEMM of squares); check = its sum (the GGN trace).
   diag_emp    diagonal of the empirical Fisher 1/N sum_n g_n g_n^T from per-sample
-              gradients (functorch vmap of grad); check = its sum.
+              gradients (functorch vmap of grad, or --impl hooks: one backward of
+              p - e_y); check = its sum.
   power       20 power iterations for the top Hessian eigenvalue of L, as in
               PyHessian: Hv = sum_batches (b/N) HVP by double backprop,
               lambda = v.Hv, v = Hv/|Hv|; check = the last lambda.
@@ -327,6 +331,87 @@ def case_diag_ggn(model, batches, n):
     return sum(d.sum().item() for d in diag) / n
 
 
+# ---- diagonals by hooks (BackPACK / ASDL style) --------------------------------
+
+PARAM_LAYERS = (nn.Linear, nn.Conv2d, nn.BatchNorm2d)
+
+
+def add_squared_grads(mod, a, g, diag):
+    """diag[p] += sum_b (per-sample gradient of p)^2 for one backpropagated
+    vector per sample: a = the layer input, g = the gradient at its output.
+    Linear: the gradient of W for sample b is g_b a_b^T, so the sum of its
+    squares is (g^2)^T (a^2), one GEMM; Conv2d: sum_t g_bt u_bt^T over the
+    unfolded patches u (per group); BatchNorm2d (eval): y = w xhat + b."""
+    if isinstance(mod, nn.Linear):
+        g2, a2 = g.double() ** 2, a.double() ** 2
+        diag[mod.weight] += g2.t() @ a2
+        if mod.bias is not None:
+            diag[mod.bias] += g2.sum(0)
+    elif isinstance(mod, nn.Conv2d):
+        B, G = a.shape[0], mod.groups
+        u = F.unfold(a, mod.kernel_size, mod.dilation, mod.padding, mod.stride)   # [B, I kh kw, T]
+        u = u.reshape(B, G, u.shape[1] // G, -1)
+        gt = g.reshape(B, G, g.shape[1] // G, -1)
+        gw = torch.einsum("bgot,bgit->bgoi", gt, u)                                 # per-sample dW
+        diag[mod.weight] += (gw.double() ** 2).sum(0).reshape(mod.weight.shape)
+        if mod.bias is not None:
+            diag[mod.bias] += (g.sum((2, 3)).double() ** 2).sum(0)
+    else:
+        xhat = (a - mod.running_mean[None, :, None, None]) / torch.sqrt(
+            mod.running_var[None, :, None, None] + mod.eps)
+        diag[mod.weight] += ((g * xhat).sum((2, 3)).double() ** 2).sum(0)
+        diag[mod.bias] += (g.sum((2, 3)).double() ** 2).sum(0)
+
+
+def hooks_diag(model, batches, n, seeds):
+    """(1/N) sum_n sum_k (per-sample gradient along seed k)^2, summed over the
+    parameters: one forward per batch with forward hooks keeping each
+    parametrised layer's input and output, then one backward per seed
+    vector of the logits (seeds(z, y) yields [B, C] tensors), asking autograd
+    for the gradients at the layer outputs only (no weight gradients, no
+    per-sample loop), as BackPACK's DiagGGN / SumGradSquared do."""
+    layers = [m for m in model.modules() if isinstance(m, PARAM_LAYERS)]
+    if sum(p.numel() for m in layers for p in m.parameters(recurse=False)) != \
+            sum(p.numel() for p in model.parameters()):
+        fail("hooks: a parameter outside Linear, Conv2d and BatchNorm2d")
+    saved = []
+    for m in layers:
+        m.register_forward_hook(lambda mod, inp, out: saved.append((mod, inp[0].detach(), out)))
+    diag = {p: torch.zeros(p.shape, dtype=torch.float64) for p in model.parameters()}
+    for x, y in batches:
+        saved.clear()
+        z = model(x)
+        outs = [o for _, _, o in saved]
+        for v in seeds(z.detach(), y):
+            grads = torch.autograd.grad(z, outs, grad_outputs=v, retain_graph=True)
+            with torch.no_grad():
+                for (mod, a, _), g in zip(saved, grads):
+                    add_squared_grads(mod, a, g, diag)
+    return sum(d.sum().item() for d in diag.values()) / n
+
+
+def ggn_seeds(z, y):
+    """The C columns of the factor S of Lambda = diag(p) - p p^T per sample:
+    column c is sqrt(p_c) (e_c - p)."""
+    p = torch.softmax(z, 1)
+    eye = torch.eye(p.shape[1])
+    for c in range(p.shape[1]):
+        yield p[:, c:c + 1].sqrt() * (eye[c][None, :] - p)
+
+
+def emp_seeds(z, y):
+    """The gradient of each sample's loss at the logits: p - e_y."""
+    yield torch.softmax(z, 1) - F.one_hot(y, z.shape[1]).to(z.dtype)
+
+
+def case_diag_ggn_hooks(model, batches, n):
+    return hooks_diag(model, batches, n, ggn_seeds)
+
+
+def case_diag_emp_hooks(model, batches, n):
+    return hooks_diag(model, batches, n, emp_seeds)
+
+
 def case_diag_emp(model, batches, n):
     fmodel, params, buffers = functional(model)
 
@@ -419,7 +504,11 @@ def case_kfac_epoch(model, batches, n):
     return dataset_loss(model, batches, n)
 
 
-def case_function(name):
+def case_function(name, impl):
+    if impl == "hooks":
+        if name not in ("diag_ggn", "diag_emp"):
+            fail("--impl hooks is for diag_ggn and diag_emp")
+        return globals()["case_%s_hooks" % name]
     if name in ("kfac_emp", "kfac_mc"):
         return lambda model, batches, n: case_kfac(model, batches, n, mc=name == "kfac_mc")
     return globals()["case_" + name]
@@ -435,6 +524,8 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--impl", choices=("vmap", "hooks"), default="vmap",
+                    help="diag_ggn / diag_emp: functorch vmap or forward/backward hooks")
     ap.add_argument("--self-check", action="store_true",
                     help="check the rebuilt model against the fixtures first (untimed)")
     args = ap.parse_args()
@@ -453,7 +544,7 @@ def main():
     F.cross_entropy(model(batches[0][0]), batches[0][1]).backward()
     model.zero_grad(set_to_none=True)
 
-    run = case_function(args.case)
+    run = case_function(args.case, args.impl)
     # seeded after building the model (whose layer init draws numbers), so
     # power's v0 and the sampled labels depend on S only
     torch.manual_seed(args.seed)
@@ -461,7 +552,7 @@ def main():
     check = run(model, batches, args.n)
     seconds = time.perf_counter() - t0
     print(json.dumps({"case": args.case, "model": args.model, "n": args.n, "batch": args.batch,
-                      "threads": args.threads, "seconds": seconds, "check": check, "flops": None}))
+                      "threads": args.threads, "impl": args.impl, "seconds": seconds, "check": check, "flops": None}))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,26 @@
  * OpenMP team costs more than it saves. */
 #define CS_OMP_MIN_ELEMS 32768
 
+/* The most threads --threads gives (more are cut to this). */
+#define CS_MAX_THREADS 256
+
+/* The cores this process may run on (its affinity mask, sched_getaffinity;
+ * the online count where that fails), at most CS_MAX_THREADS: the default
+ * of --threads. */
+int cs_cores_available(void);
+
+/* The OpenMP wait policy curvscope runs with unless OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT is set (doc/design.md §2.11 has the measurements). */
+#define CS_OMP_WAIT_POLICY "PASSIVE"
+
+/* First thing in main(), before any OpenMP call: where neither variable is
+ * set and more than one core is available, sets OMP_WAIT_POLICY to
+ * CS_OMP_WAIT_POLICY and execs the program again (/proc/self/exe, same
+ * argv), because libgomp has read its environment before main runs.
+ * Returns when nothing needs doing or the exec failed.  Under gdb or
+ * valgrind the exec leaves the tool behind: set OMP_WAIT_POLICY there. */
+void cs_threads_startup(char **argv);
+
 static inline int cs_omp_thread(void)
 {
 #ifdef _OPENMP

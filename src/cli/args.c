@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/parallel.h"
 #include "cli/cli.h"
 #include "interp/model.h"
 #include "onnx/loader.h"
@@ -139,7 +140,7 @@ int cli_data_opt(cli_data_opts *o, const char *cmd, const char *name, const char
     } else if (strcmp(name, "threads") == 0) {
         if (cli_parse_count(cmd, name, value, &n))
             return -1;
-        o->threads = (int)(n > 256 ? 256 : n);
+        o->threads = (int)(n > CS_MAX_THREADS ? CS_MAX_THREADS : n);
         cs_blas_set_threads(o->threads);
     } else if (strcmp(name, "seed") == 0) {
         char *end;
@@ -173,8 +174,9 @@ void cli_data_opts_usage(FILE *f)
             "  --batch B          samples per batch (default 128; passes run in micro-batches)\n"
             "  --loss ce|mse      loss on the first graph output (default ce)\n"
             "  --seed S           random seed (default 0)\n"
-            "  --threads T        threads: micro-batches side by side (default 1; results do not\n"
-            "                     depend on T; BLAS gets all T only in large solves)\n"
+            "  --threads T        threads: micro-batches side by side (default: the cores this\n"
+            "                     process may use; results do not depend on T; BLAS gets all T\n"
+            "                     only in large solves)\n"
             "  --json             print one JSON object instead of text\n");
 }
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "cli/cli.h"
 #include "tensor/blas.h"
 
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    cs_threads_startup(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -44,9 +46,10 @@ int main(int argc, char **argv)
         printf("curvscope %s\n", PACKAGE_VERSION);
         return 0;
     }
-    /* One thread unless --threads says otherwise (then OpenMP threads for
-     * curvscope's kernels, BLAS still on one: tensor/blas.c). */
-    cs_blas_set_threads(1);
+    /* As many OpenMP threads as the process has cores unless --threads
+     * says otherwise, BLAS on one inside them (tensor/blas.c); results do
+     * not depend on the count (doc/design.md §2.11). */
+    cs_blas_set_threads(cs_cores_available());
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(name, commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);

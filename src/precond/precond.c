@@ -242,7 +242,10 @@ cs_status pc_damped_inverse(const double *M, int64_t n, double damping, bool cho
         memcpy(out, M, sizeof(double) * (size_t)(n * n));
     for (int64_t i = 0; i < n; i++)
         out[i * n + i] += damping;
-    cs_blas_wide(n >= 512); /* as the eigen-solves (spectral/dense.c) */
+    /* OpenBLAS's potrf/potri split only independent blocks over its
+     * threads: the result is the same for every --threads (tests/cli/
+     * test_threads.sh checks it at order 785), so they get the team. */
+    cs_blas_wide(n >= 512);
     lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, out, (lapack_int)n);
     if (info == 0)
         info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, out, (lapack_int)n);

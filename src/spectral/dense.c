@@ -13,11 +13,13 @@ cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *e
         return CS_OK;
     if (n > INT32_MAX)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "matrix of order %lld is too large", (long long)n);
-    /* dsyevd returns ascending eigenvalues; eigenvectors in A's columns. */
-    cs_blas_wide(n >= 512);
+    /* dsyevd returns ascending eigenvalues; eigenvectors in A's columns.
+     * It runs on the calling thread only: its tridiagonal reduction splits
+     * sums over OpenBLAS's threads, so with more of them the last bits
+     * depended on --threads (the CNN's fc GGN K-FAC top eigenvalue,
+     * ...616 with 1 thread, ...602 with 2), against doc/design.md §2.11. */
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, top_vec ? 'V' : 'N', 'U', (lapack_int)n, A,
                                      (lapack_int)n, w);
-    cs_blas_wide(false);
     if (info != 0)
         return cs_fail(err, CS_ERR_RUNTIME, "eigen-solve of order %lld failed (LAPACK info %d)",
                        (long long)n, (int)info);
@@ -35,9 +37,8 @@ cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *e
 int cs_sym_eigvecs(const double *M, int64_t n, double *Q, double *w, double *wmax)
 {
     memcpy(Q, M, sizeof(double) * (size_t)(n * n));
-    cs_blas_wide(n >= 512);
+    /* one thread, as in cs_sym_eig */
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, Q, (lapack_int)n, w);
-    cs_blas_wide(false);
     if (wmax) {
         *wmax = 0;
         for (int64_t i = 0; !info && i < n; i++)

@@ -10,7 +10,9 @@
  * one thread, because its threads spin while those kernels run and the two
  * teams then fight over the cores (the bundled CNN's forward and backward:
  * 0.28 s with both at 2 threads, 0.22 s with BLAS at 1 and OpenMP at 2);
- * only large dense solves (cs_blas_wide) get the whole team. */
+ * only Cholesky inverses of order 512 and more (cs_blas_wide) get the
+ * whole team, outside any parallel region, while the OpenMP threads sleep
+ * (their wait policy is passive: base/parallel.h). */
 static int team = 1;
 
 static void openblas_threads(int n)

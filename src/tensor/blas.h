@@ -13,8 +13,8 @@
  * (blas.c says why); 0 keeps the defaults. */
 void cs_blas_set_threads(int n);
 /* Around one large dense operation outside the kernels' parallel loops
- * (an eigen-solve of order >= 512): BLAS gets the whole team, then one
- * thread again. */
+ * whose result does not depend on BLAS's thread count (a Cholesky inverse
+ * of order >= 512): BLAS gets the whole team, then one thread again. */
 void cs_blas_wide(bool on);
 
 #endif
