@@ -29,8 +29,14 @@ static cs_status slurp(const char *path, char **text, size_t *len, cs_err *err)
         return cs_fail(err, CS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+        if ((unsigned long long)sb.st_size > (unsigned long long)CS_DATA_MAX_BYTES) {
+            fclose(f);
+            return cs_fail(err, CS_ERR_NOMEM, "%s: %lld bytes, over the limit of %lld for a data file",
+                           path, (long long)sb.st_size, (long long)CS_DATA_MAX_BYTES);
+        }
         cap = (size_t)sb.st_size + 1;
+    }
     char *buf = malloc(cap);
     cs_status st = CS_OK;
     for (;;) {
@@ -46,6 +52,12 @@ static cs_status slurp(const char *path, char **text, size_t *len, cs_err *err)
         if (feof(f))
             break;
         if (n + 1 == cap) {
+            /* not a regular file (a pipe): the same limit, as it grows */
+            if (cap > (size_t)CS_DATA_MAX_BYTES) {
+                st = cs_fail(err, CS_ERR_NOMEM, "%s: over the limit of %lld bytes for a data file",
+                             path, (long long)CS_DATA_MAX_BYTES);
+                break;
+            }
             char *grown = realloc(buf, cap * 2);
             if (!grown)
                 free(buf);
@@ -130,14 +142,14 @@ static cs_status table_reserve(csv_table *t, int64_t need, const char *path, cs_
 {
     if (need <= t->cap)
         return CS_OK;
-    if (need > CS_DATA_MAX_NUMEL)
-        return cs_fail(err, CS_ERR_NOMEM, "%s: more than %lld values", path,
-                       (long long)CS_DATA_MAX_NUMEL);
+    int64_t max_values = cs_data_max_numel(CS_DT_DOUBLE);
+    if (need > max_values)
+        return cs_fail(err, CS_ERR_NOMEM, "%s: more than %lld values", path, (long long)max_values);
     int64_t next = t->cap ? t->cap : 1024;
     while (next < need)
         next *= 2;
-    if (next > CS_DATA_MAX_NUMEL)
-        next = CS_DATA_MAX_NUMEL;
+    if (next > max_values)
+        next = max_values;
     double *grown = realloc(t->values, (size_t)next * sizeof *grown);
     if (!grown)
         return cs_fail(err, CS_ERR_NOMEM, "%s: out of memory for %lld values", path,
