@@ -18,8 +18,13 @@
 /* Nor are plans whose buffers exceed this many bytes in all. */
 #define FUZZ_MAX_PLAN_BYTES ((size_t)64 << 20)
 
+/* The plan's own memory limit, well under the fuzzer's -rss_limit_mb:
+ * a model asking for more must get CS_ERR_NOMEM, not an allocation. */
+#define FUZZ_PLAN_LIMIT_BYTES ((size_t)256 << 20)
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    cs_plan_set_memory_limit(FUZZ_PLAN_LIMIT_BYTES);
     uint8_t block[4096];
     for (size_t i = 0; i < sizeof block; i++)
         block[i] = (uint8_t)(i * 37u + 11u);
