@@ -19,7 +19,8 @@ typedef struct csv_table {
     double *values; /* rows * cols, row-major */
     int64_t cap;
     char **names;    /* cols header names (pointing into the text) or NULL */
-    int header_line; /* line number of the header, 0 when none */
+    long long header_line; /* line number of the header, 0 when none (an 8 GiB file
+                            * may hold more lines than an int counts) */
 } csv_table;
 
 static cs_status slurp(const char *path, char **text, size_t *len, cs_err *err)
@@ -165,8 +166,8 @@ static cs_status parse_table(const char *path, char *text, csv_table *t, cs_err 
     char *p = text;
     if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
         p += 3; /* UTF-8 byte order mark, as spreadsheets write it */
-    int line_no = 0;
-    int first_line = 0;
+    long long line_no = 0;
+    long long first_line = 0;
     char **fields = NULL; /* one row's fields, cols long once known */
     while (*p) {
         line_no++;
@@ -205,7 +206,7 @@ static cs_status parse_table(const char *path, char *text, csv_table *t, cs_err 
         }
         if (n != t->cols) {
             st = cs_fail(err, CS_ERR_FORMAT,
-                         "%s: line %d has %lld fields, expected %lld as on line %d", path, line_no,
+                         "%s: line %lld has %lld fields, expected %lld as on line %lld", path, line_no,
                          (long long)n, (long long)t->cols, first_line);
             break;
         }
@@ -215,7 +216,7 @@ static cs_status parse_table(const char *path, char *text, csv_table *t, cs_err 
         for (int64_t i = 0; i < n && !st; i++)
             if (!parse_number(fields[i], &row[i]))
                 st = cs_fail(err, CS_ERR_FORMAT,
-                             "%s: line %d, column %lld: '%.40s' is not a number%s", path, line_no,
+                             "%s: line %lld, column %lld: '%.40s' is not a number%s", path, line_no,
                              (long long)i + 1, fields[i], *fields[i] ? "" : " (empty field)");
         if (st)
             break;
@@ -255,7 +256,7 @@ static cs_status find_column(const char *path, const csv_table *t, const char *s
             *col = i;
             return CS_OK;
         }
-    return cs_fail(err, CS_ERR_USAGE, "%s: no column named '%s' in the header on line %d", path,
+    return cs_fail(err, CS_ERR_USAGE, "%s: no column named '%s' in the header on line %lld", path,
                    spec, t->header_line);
 }
 
