@@ -928,6 +928,35 @@ static void test_plan_memory_limit(void)
     cs_plan_set_memory_limit(0);
 }
 
+/* Found by tests/fuzz/fuzz_forward: a string attribute present but empty
+ * decodes with s.data NULL, and the loader passed that NULL to memcpy
+ * (undefined behaviour that UBSan reports).  It must load as "". */
+static void test_empty_string_attribute(void)
+{
+    model_builder b;
+    base(&b);
+    Onnx__NodeProto *n = mb_node(&b, "Relu", "relu_note", NAMES("y"), NAMES("r"));
+    Onnx__AttributeProto *a = mb_attr(&b, n, "note", CS_ATTR_STRING);
+    a->has_s = 1;
+    a->s.len = 0;
+    a->s.data = NULL;
+    b.graph.n_output = 0;
+    mb_output(&b, "r");
+    cs_graph *g = NULL;
+    cs_err err = {0};
+    cs_status st = mb_load(&b, NULL, &g, &err);
+    mb_free(&b);
+    const char *s = NULL;
+    if (st == CS_OK)
+        for (int k = 0; k < g->n_nodes; k++)
+            if (strcmp(g->nodes[k].name, "relu_note") == 0)
+                s = cs_node_attr_string(&g->nodes[k], "note", "absent");
+    ok(st == CS_OK && s && strcmp(s, "") == 0,
+       "an empty string attribute loads as \"\" (%s%s%s)", cs_status_name(st),
+       err.msg[0] ? ": " : "", err.msg);
+    cs_graph_free(g);
+}
+
 /* MatMul with a weight but no outputs: odd but must not crash. */
 static void test_matmul_without_output(void)
 {
@@ -1057,6 +1086,7 @@ int main(void)
     test_not_a_model();
     test_huge_planned_input();
     test_plan_memory_limit();
+    test_empty_string_attribute();
     test_matmul_without_output();
     test_external_huge();
     test_input_slot_amplification();
