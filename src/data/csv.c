@@ -19,7 +19,8 @@ typedef struct csv_table {
     double *values; /* rows * cols, row-major */
     int64_t cap;
     char **names;    /* cols header names (pointing into the text) or NULL */
-    int header_line; /* line number of the header, 0 when none */
+    long long header_line; /* line number of the header, 0 when none (an 8 GiB file
+                            * may hold more lines than an int counts) */
 } csv_table;
 
 static cs_status slurp(const char *path, char **text, size_t *len, cs_err *err)
@@ -29,8 +30,14 @@ static cs_status slurp(const char *path, char **text, size_t *len, cs_err *err)
         return cs_fail(err, CS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0)
+    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+        if ((unsigned long long)sb.st_size > (unsigned long long)CS_DATA_MAX_BYTES) {
+            fclose(f);
+            return cs_fail(err, CS_ERR_NOMEM, "%s: %lld bytes, over the limit of %lld for a data file",
+                           path, (long long)sb.st_size, (long long)CS_DATA_MAX_BYTES);
+        }
         cap = (size_t)sb.st_size + 1;
+    }
     char *buf = malloc(cap);
     cs_status st = CS_OK;
     for (;;) {
@@ -46,6 +53,12 @@ static cs_status slurp(const char *path, char **text, size_t *len, cs_err *err)
         if (feof(f))
             break;
         if (n + 1 == cap) {
+            /* not a regular file (a pipe): the same limit, as it grows */
+            if (cap > (size_t)CS_DATA_MAX_BYTES) {
+                st = cs_fail(err, CS_ERR_NOMEM, "%s: over the limit of %lld bytes for a data file",
+                             path, (long long)CS_DATA_MAX_BYTES);
+                break;
+            }
             char *grown = realloc(buf, cap * 2);
             if (!grown)
                 free(buf);
@@ -130,14 +143,14 @@ static cs_status table_reserve(csv_table *t, int64_t need, const char *path, cs_
 {
     if (need <= t->cap)
         return CS_OK;
-    if (need > CS_DATA_MAX_NUMEL)
-        return cs_fail(err, CS_ERR_NOMEM, "%s: more than %lld values", path,
-                       (long long)CS_DATA_MAX_NUMEL);
+    int64_t max_values = cs_data_max_numel(CS_DT_DOUBLE);
+    if (need > max_values)
+        return cs_fail(err, CS_ERR_NOMEM, "%s: more than %lld values", path, (long long)max_values);
     int64_t next = t->cap ? t->cap : 1024;
     while (next < need)
         next *= 2;
-    if (next > CS_DATA_MAX_NUMEL)
-        next = CS_DATA_MAX_NUMEL;
+    if (next > max_values)
+        next = max_values;
     double *grown = realloc(t->values, (size_t)next * sizeof *grown);
     if (!grown)
         return cs_fail(err, CS_ERR_NOMEM, "%s: out of memory for %lld values", path,
@@ -153,8 +166,8 @@ static cs_status parse_table(const char *path, char *text, csv_table *t, cs_err 
     char *p = text;
     if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
         p += 3; /* UTF-8 byte order mark, as spreadsheets write it */
-    int line_no = 0;
-    int first_line = 0;
+    long long line_no = 0;
+    long long first_line = 0;
     char **fields = NULL; /* one row's fields, cols long once known */
     while (*p) {
         line_no++;
@@ -193,7 +206,7 @@ static cs_status parse_table(const char *path, char *text, csv_table *t, cs_err 
         }
         if (n != t->cols) {
             st = cs_fail(err, CS_ERR_FORMAT,
-                         "%s: line %d has %lld fields, expected %lld as on line %d", path, line_no,
+                         "%s: line %lld has %lld fields, expected %lld as on line %lld", path, line_no,
                          (long long)n, (long long)t->cols, first_line);
             break;
         }
@@ -203,7 +216,7 @@ static cs_status parse_table(const char *path, char *text, csv_table *t, cs_err 
         for (int64_t i = 0; i < n && !st; i++)
             if (!parse_number(fields[i], &row[i]))
                 st = cs_fail(err, CS_ERR_FORMAT,
-                             "%s: line %d, column %lld: '%.40s' is not a number%s", path, line_no,
+                             "%s: line %lld, column %lld: '%.40s' is not a number%s", path, line_no,
                              (long long)i + 1, fields[i], *fields[i] ? "" : " (empty field)");
         if (st)
             break;
@@ -243,7 +256,7 @@ static cs_status find_column(const char *path, const csv_table *t, const char *s
             *col = i;
             return CS_OK;
         }
-    return cs_fail(err, CS_ERR_USAGE, "%s: no column named '%s' in the header on line %d", path,
+    return cs_fail(err, CS_ERR_USAGE, "%s: no column named '%s' in the header on line %lld", path,
                    spec, t->header_line);
 }
 

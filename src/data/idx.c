@@ -164,7 +164,7 @@ cs_status cs_read_idx_rows(const char *path, int64_t max_rows, cs_tensor *out, i
         dims[i] = be32(head + 4 + 4 * (size_t)i);
     char what[64 + 4096];
     snprintf(what, sizeof what, "%s: IDX header", path);
-    st = cs_shape_check(ndim, dims, dt, CS_DATA_MAX_NUMEL, what, err);
+    st = cs_shape_check(ndim, dims, dt, cs_data_max_numel(dt), what, err);
     if (st)
         goto done;
 

@@ -305,7 +305,7 @@ cs_status cs_read_npy(const char *path, cs_tensor *out, cs_err *err)
         goto done;
     char what[64 + 4096];
     snprintf(what, sizeof what, "%s: .npy shape", path);
-    if ((st = cs_shape_check(h.ndim, h.dims, dt, CS_DATA_MAX_NUMEL, what, err)))
+    if ((st = cs_shape_check(h.ndim, h.dims, dt, cs_data_max_numel(dt), what, err)))
         goto done;
     if (h.fortran && h.ndim > 1) {
         /* 0-d and 1-d arrays have the same layout either way. */

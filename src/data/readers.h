@@ -9,6 +9,16 @@
 /* Most elements one data file may hold (16 Gi): generous for real datasets,
  * and a bound on what a corrupt header can make us allocate. */
 #define CS_DATA_MAX_NUMEL ((int64_t)1 << 34)
+/* Most bytes one data file may decode to (8 GiB): what a header (or a
+ * gzip stream, whose deflate data can expand a thousandfold) may make a
+ * reader allocate.  cs_data_max_numel turns it into elements of dt. */
+#define CS_DATA_MAX_BYTES ((int64_t)8 << 30)
+
+static inline int64_t cs_data_max_numel(cs_dtype dt)
+{
+    int64_t es = (int64_t)cs_dtype_size(dt);
+    return es && CS_DATA_MAX_BYTES / es < CS_DATA_MAX_NUMEL ? CS_DATA_MAX_BYTES / es : CS_DATA_MAX_NUMEL;
+}
 
 cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
 /* The first max_rows rows only (0: all; the rest of the file is still read

@@ -1,7 +1,10 @@
 #include "interp/plan.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 /* Largest intermediate tensor a plan will allocate (elements). */
@@ -48,9 +51,53 @@ static size_t *argv_offsets(cs_plan *p)
     return off;
 }
 
+/* Bytes one plan may hold (0: the machine's physical memory, found once).
+ * A model of a few hundred bytes can ask for a 64 GiB intermediate
+ * (ConstantOfShape, Expand, Tile with a constant shape): the limit makes
+ * that a clear error at prepare time instead of an allocation that either
+ * fails deep in the arena or, on an overcommitting kernel, succeeds and
+ * is killed when its pages are touched. */
+static size_t plan_limit_bytes;
+
+void cs_plan_set_memory_limit(size_t bytes)
+{
+    plan_limit_bytes = bytes;
+}
+
+size_t cs_plan_memory_limit(void)
+{
+    if (plan_limit_bytes)
+        return plan_limit_bytes;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0 || (unsigned long)pages > SIZE_MAX / (unsigned long)page)
+        return SIZE_MAX;
+    return (size_t)pages * (size_t)page;
+}
+
+/* Refuse `bytes` more for `what` when the plan would pass its limit. */
+static cs_status plan_budget(const cs_plan *p, size_t bytes, const char *what, const cs_tensor *t,
+                             cs_err *err)
+{
+    size_t limit = cs_plan_memory_limit(), used = p->arena.used_bytes;
+    if (bytes <= limit && used <= limit - bytes)
+        return CS_OK;
+    char shape[96] = "";
+    if (t)
+        cs_shape_str(t, shape, sizeof shape);
+    return cs_fail(err, CS_ERR_NOMEM,
+                   "%s%s%s needs %zu bytes, with the %zu already planned over the plan's memory "
+                   "limit of %zu bytes",
+                   what, t ? " " : "", shape, bytes, used, limit);
+}
+
 static cs_status alloc_value(cs_plan *p, int v, cs_err *err)
 {
     cs_tensor *t = &p->vals[v];
+    char what[300];
+    snprintf(what, sizeof what, "value '%s'", p->g->values[v].name);
+    cs_status st = plan_budget(p, cs_tensor_bytes(t), what, t, err);
+    if (st)
+        return st;
     t->data = cs_arena_alloc(&p->arena, cs_tensor_bytes(t));
     if (!t->data)
         return cs_fail(err, CS_ERR_NOMEM, "out of memory for '%s' (%zu bytes)", p->g->values[v].name,
@@ -180,6 +227,10 @@ cs_status cs_plan_prepare(cs_plan *p, const cs_graph *g, const cs_tensor *inputs
         for (int j = 0; j < n->n_outputs; j++)
             if (n->outputs[j] >= 0 && (st = alloc_value(p, n->outputs[j], err)))
                 goto fail;
+        char what[300];
+        snprintf(what, sizeof what, "workspace of node '%s'", n->name);
+        if ((st = plan_budget(p, c.scratch_bytes, what, NULL, err)))
+            goto fail;
         c.scratch = cs_arena_alloc(&p->arena, c.scratch_bytes);
         if (!c.scratch) {
             st = cs_fail(err, CS_ERR_NOMEM, "out of memory folding node '%s'", n->name);
@@ -208,6 +259,8 @@ cs_status cs_plan_prepare(cs_plan *p, const cs_graph *g, const cs_tensor *inputs
         if (p->node_scratch[k] > p->scratch_bytes)
             p->scratch_bytes = p->node_scratch[k];
     }
+    if ((st = plan_budget(p, p->scratch_bytes, "the shared workspace", NULL, err)))
+        goto fail;
     p->scratch = cs_arena_alloc(&p->arena, p->scratch_bytes);
     if (!p->scratch) {
         st = cs_fail(err, CS_ERR_NOMEM, "out of memory for %zu bytes of workspace", p->scratch_bytes);

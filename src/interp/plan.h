@@ -61,6 +61,13 @@ const cs_tensor *cs_plan_output(const cs_plan *p, int k);
 
 cs_status cs_plan_forward(cs_plan *p, cs_err *err) CS_MUST_CHECK;
 
+/* The most bytes one plan may hold (values, folded constants, workspace):
+ * cs_plan_prepare fails with CS_ERR_NOMEM, naming the value, rather than
+ * pass it.  Process-wide; 0 (the default) means the machine's physical
+ * memory.  Set it before preparing plans, not while other threads do. */
+void cs_plan_set_memory_limit(size_t bytes);
+size_t cs_plan_memory_limit(void);
+
 /* The operator call of node k on the plan's buffers (scratch unset). */
 cs_op_call cs_plan_call(const cs_plan *p, int k);
 

@@ -172,7 +172,8 @@ static cs_status convert_attr(builder *b, const cs_node *n, const Onnx__Attribut
         char *s = cs_arena_alloc(&g->arena, ap->s.len + 1);
         if (!s)
             return cs_fail(b->err, CS_ERR_NOMEM, "out of memory");
-        memcpy(s, ap->s.data, ap->s.len);
+        if (ap->s.len) /* an empty bytes field decodes with data NULL */
+            memcpy(s, ap->s.data, ap->s.len);
         a->s = s;
     }
     if (a->type == CS_ATTR_FLOATS || a->type == CS_ATTR_INTS) {

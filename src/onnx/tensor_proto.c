@@ -54,7 +54,9 @@ cs_status cs_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t
 }
 
 /* External data: {location, offset, length} relative to the model's folder.
- * Paths that leave the folder are refused. */
+ * Paths that leave the folder are refused: absolute ones, any with '..',
+ * and any that a symbolic link leads outside.  The file's size is checked
+ * against offset + the shape's bytes before anything is allocated. */
 static cs_status read_external(const Onnx__TensorProto *tp, const char *base_dir,
                                const char *what, cs_tensor *out, cs_err *err)
 {
@@ -93,7 +95,24 @@ static cs_status read_external(const Onnx__TensorProto *tp, const char *base_dir
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/%s", base_dir, location) >= (int)sizeof path)
         return cs_fail(err, CS_ERR_FORMAT, "%s: external data path is too long", what);
-    FILE *f = fopen(path, "rb");
+    /* The location's text stays inside the folder; a symbolic link on the
+     * way may still lead out of it, so the resolved path must lie under
+     * the resolved folder too. */
+    char real_base[PATH_MAX], real_path[PATH_MAX];
+    if (!realpath(base_dir, real_base))
+        return cs_fail(err, CS_ERR_IO, "%s: cannot resolve the model's folder '%s': %s", what,
+                       base_dir, strerror(errno));
+    if (!realpath(path, real_path))
+        return cs_fail(err, CS_ERR_IO, "%s: cannot open external data '%s': %s", what, path,
+                       strerror(errno));
+    size_t base_len = strlen(real_base);
+    if (strncmp(real_path, real_base, base_len) != 0 ||
+        (real_path[base_len] != '/' && !(base_len == 1 && real_base[0] == '/')))
+        return cs_fail(err, CS_ERR_FORMAT,
+                       "%s: external data location '%s' resolves to '%s', outside the model's "
+                       "folder (a symbolic link?)",
+                       what, location, real_path);
+    FILE *f = fopen(real_path, "rb");
     if (!f)
         return cs_fail(err, CS_ERR_IO, "%s: cannot open external data '%s': %s", what, path,
                        strerror(errno));

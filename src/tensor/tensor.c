@@ -185,6 +185,22 @@ uint16_t cs_float_to_half(float f)
 
 /* Generic conversion: every source type goes through double or int64, which
  * represent every value of the supported types except uint64 above 2^63. */
+/* A float to an integer: truncation toward zero, saturated at the int64
+ * range (a finite double outside it, such as Pow's 1.8e19 from int64
+ * operands, has no int64 value and converting it is undefined behaviour;
+ * found by tests/fuzz/fuzz_onnx), and 0 for NaN and infinities as
+ * before.  2^63 is exact in double, so the bounds compare exactly. */
+static int64_t double_to_int64(double d)
+{
+    if (!isfinite(d))
+        return 0;
+    if (d >= 9223372036854775808.0)
+        return INT64_MAX;
+    if (d < -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)d;
+}
+
 void cs_convert(void *dst, cs_dtype dt_dst, const void *src, cs_dtype dt_src, int64_t n)
 {
     if (dt_dst == dt_src) {
@@ -225,7 +241,7 @@ void cs_convert(void *dst, cs_dtype dt_dst, const void *src, cs_dtype dt_src, in
         if (is_int)
             d = (double)k;
         else if (dt_dst != CS_DT_BOOL)
-            k = isfinite(d) ? (int64_t)d : 0;
+            k = double_to_int64(d);
         switch (dt_dst) {
         case CS_DT_FLOAT: ((float *)dst)[i] = (float)d; break;
         case CS_DT_DOUBLE: ((double *)dst)[i] = d; break;

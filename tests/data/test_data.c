@@ -314,12 +314,45 @@ static void test_idx(void)
     st = cs_read_idx(tpath("huge.idx"), &t, &err);
     expect_err("idx absurd dims", st, CS_ERR_NOMEM, &err, "huge.idx", "too large");
 
-    /* big but under the cap: must fail on truncation, not allocate 64 GiB */
+    /* 64 GiB of doubles: fewer elements than CS_DATA_MAX_NUMEL, more bytes
+     * than CS_DATA_MAX_BYTES, refused from the header alone */
     uint32_t large[2] = {65536, 131072};
     len = make_idx(buf, 0x0E, 2, large, f64, 0);
     write_bytes(tpath("large.idx"), buf, len);
     st = cs_read_idx(tpath("large.idx"), &t, &err);
-    expect_err("idx 64 GiB header on an empty body", st, CS_ERR_FORMAT, &err, "large.idx", "got 0");
+    expect_err("idx 64 GiB header on an empty body", st, CS_ERR_NOMEM, &err, "large.idx", "too large");
+
+    /* big but under the cap: must fail on truncation, not allocate 4 GiB */
+    uint32_t big[2] = {65536, 8192};
+    len = make_idx(buf, 0x0E, 2, big, f64, 0);
+    write_bytes(tpath("big.idx"), buf, len);
+    st = cs_read_idx(tpath("big.idx"), &t, &err);
+    expect_err("idx 4 GiB header on an empty body", st, CS_ERR_FORMAT, &err, "big.idx", "got 0");
+
+    /* Gzip bomb: a ~16 KiB stream that inflates to 16 MiB of zeros behind
+     * a header claiming 16 GiB: refused by the byte limit before any data
+     * is inflated or allocated. */
+    {
+        size_t zeros = (size_t)16 << 20;
+        unsigned char *bomb = calloc(1, 8 + zeros);
+        uint32_t bomb_dims[1] = {0x80000000u}; /* 2^31 doubles = 16 GiB */
+        if (bomb) {
+            size_t hl = make_idx(bomb, 0x0E, 1, bomb_dims, f64, 0);
+            write_gz(tpath("bomb.idx.gz"), bomb, hl + zeros);
+            free(bomb);
+            struct stat sb = {0};
+            int stat_ok = stat(tpath("bomb.idx.gz"), &sb) == 0;
+            ok(stat_ok && sb.st_size > 0 && sb.st_size < (1 << 20),
+               "idx gzip bomb: %lld bytes on disk", (long long)sb.st_size);
+            st = cs_read_idx(tpath("bomb.idx.gz"), &t, &err);
+            expect_err("idx gzip bomb claiming 16 GiB", st, CS_ERR_NOMEM, &err, "bomb.idx.gz",
+                       "too large");
+            ok(has(&err, "IDX header"), "idx gzip bomb: the message names the IDX header (%s)",
+               err.msg);
+        } else {
+            skip("idx gzip bomb: out of memory building it");
+        }
+    }
 
     test_prefixes("idx plain", tpath("u8.idx"), cs_read_idx);
     test_prefixes("idx gzip", tpath("u8.idx.gz"), cs_read_idx);
@@ -453,6 +486,26 @@ static void test_npy(void)
               8);
     st = cs_read_npy(tpath("huge.npy"), &t, &err);
     expect_err("npy absurd shape", st, CS_ERR_NOMEM, &err, "huge.npy", "too large");
+
+    /* 2^40 one-byte elements in a small file: over CS_DATA_MAX_BYTES,
+     * refused from the header, before the size check against the file */
+    write_npy(tpath("tera.npy"), 1,
+              "{'descr': '|u1', 'fortran_order': False, 'shape': (1099511627776,), }", f8, 8);
+    st = cs_read_npy(tpath("tera.npy"), &t, &err);
+    expect_err("npy header claiming 2^40 elements", st, CS_ERR_NOMEM, &err, "tera.npy", "too large");
+    /* 2^30 doubles (8 GiB) are under the element limit too, and over the
+     * byte limit */
+    write_npy(tpath("giga.npy"), 1,
+              "{'descr': '<f8', 'fortran_order': False, 'shape': (1073741825,), }", f8, 8);
+    st = cs_read_npy(tpath("giga.npy"), &t, &err);
+    expect_err("npy header claiming 8 GiB", st, CS_ERR_NOMEM, &err, "giga.npy", "too large");
+    /* 2^29 doubles (4 GiB) are allowed by the header, and refused as
+     * truncated against the file's 8 bytes */
+    write_npy(tpath("half.npy"), 1,
+              "{'descr': '<f8', 'fortran_order': False, 'shape': (536870912,), }", f8, 8);
+    st = cs_read_npy(tpath("half.npy"), &t, &err);
+    expect_err("npy header claiming 4 GiB in 8 bytes", st, CS_ERR_FORMAT, &err, "half.npy",
+               "truncated");
 
     /* An independent writer: numpy itself, when the system Python has it. */
     const char *py = "/usr/bin/python3";

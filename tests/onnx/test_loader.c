@@ -557,6 +557,47 @@ static void test_external_data(void)
     ok(st == CS_ERR_FORMAT && g == NULL && strstr(err.msg, "location"),
        "external data: no location is refused (%s)", err.msg);
 
+    st = load_external(dir, "/etc/passwd", NULL, NULL, &g, &err);
+    ok(st == CS_ERR_FORMAT && g == NULL && strstr(err.msg, "/etc/passwd") &&
+           strstr(err.msg, "leaves"),
+       "external data: '/etc/passwd' is refused (%s)", err.msg);
+    st = load_external(dir, "weights.bin", "1000000", NULL, &g, &err);
+    ok(st == CS_ERR_FORMAT && g == NULL && strstr(err.msg, "shorter") && strstr(err.msg, "1000000"),
+       "external data: an offset past the end of the file is refused (%s)", err.msg);
+    st = load_external(dir, "weights.bin", "9223372036854775807", NULL, &g, &err);
+    ok(st == CS_ERR_FORMAT && g == NULL && strstr(err.msg, "'W'"),
+       "external data: offset 2^63-1 is refused without overflow (%s)", err.msg);
+
+    /* Symbolic links inside the folder: one to a file outside it, one to a
+     * folder outside it, one to a file inside it (allowed). */
+    char out_link[300], dir_link[300], in_link[300], outside[300];
+    snprintf(outside, sizeof outside, "%s.outside", dir);
+    snprintf(out_link, sizeof out_link, "%s/out.bin", dir);
+    snprintf(dir_link, sizeof dir_link, "%s/up", dir);
+    snprintf(in_link, sizeof in_link, "%s/in.bin", dir);
+    int links = write_file(outside, blob, sizeof blob) && symlink(outside, out_link) == 0 &&
+                symlink("/tmp", dir_link) == 0 && symlink("weights.bin", in_link) == 0;
+    if (ok(links, "external data: made symbolic links in %s", dir)) {
+        st = load_external(dir, "out.bin", "16", "16", &g, &err);
+        ok(st == CS_ERR_FORMAT && g == NULL && strstr(err.msg, "out.bin") &&
+               strstr(err.msg, "outside") && strstr(err.msg, "'W'"),
+           "external data: a symbolic link to a file outside the folder is refused (%s)", err.msg);
+        char via_dir[300];
+        snprintf(via_dir, sizeof via_dir, "up/%s", strrchr(outside, '/') + 1);
+        st = load_external(dir, via_dir, "16", "16", &g, &err);
+        ok(st == CS_ERR_FORMAT && g == NULL && strstr(err.msg, "outside"),
+           "external data: a path through a linked folder outside is refused (%s)", err.msg);
+        st = load_external(dir, "in.bin", "16", "16", &g, &err);
+        ok(st == CS_OK && memcmp(init_of(g, "W")->data, wv, sizeof wv) == 0,
+           "external data: a symbolic link to a file inside the folder is followed (%s)",
+           st ? err.msg : "");
+        cs_graph_free(g);
+    }
+    unlink(out_link);
+    unlink(dir_link);
+    unlink(in_link);
+    unlink(outside);
+
     unlink(sub_data);
     rmdir(sub);
     unlink(data_path);

@@ -869,6 +869,94 @@ static void test_huge_planned_input(void)
     cs_graph_free(g);
 }
 
+/* Found by tests/fuzz/fuzz_forward: a model of a few hundred bytes whose
+ * ConstantOfShape (or Expand) makes a 64 GiB constant had the plan ask the
+ * arena for all of it.  The plan's memory limit refuses it at prepare,
+ * naming the value and its shape; under the limit the same graph plans. */
+static void build_constant_of_shape(model_builder *b, int64_t rows, int64_t cols)
+{
+    mb_init(b, 8, 17);
+    mb_input(b, "x", CS_DT_FLOAT, 2, DIMS(-1, 1));
+    int64_t shape[2] = {rows, cols};
+    Onnx__TensorProto *t = mb_tensor(b, "big_shape", CS_DT_INT64, 1, DIMS(2));
+    mb_set_raw(b, t, sizeof shape, shape);
+    mb_add_init(b, t);
+    Onnx__NodeProto *n = mb_node(b, "ConstantOfShape", "cos", NAMES("big_shape"), NAMES("big"));
+    static const float one[1] = {1.0f};
+    t = mb_tensor(b, "", CS_DT_FLOAT, 1, DIMS(1));
+    mb_set_float_data(b, t, 1, one);
+    mb_attr_tensor(b, n, "value", t);
+    mb_node(b, "Add", "add", NAMES("x", "big"), NAMES("y"));
+    mb_output(b, "y");
+}
+
+static void test_plan_memory_limit(void)
+{
+    ok(cs_plan_memory_limit() > ((size_t)64 << 20),
+       "the default plan memory limit is the machine's memory (%zu MiB)",
+       cs_plan_memory_limit() >> 20);
+    cs_plan_set_memory_limit((size_t)256 << 20);
+    for (int big = 0; big < 2; big++) {
+        model_builder b;
+        build_constant_of_shape(&b, big ? 131072 : 64, big ? 131072 : 64);
+        cs_graph *g = NULL;
+        cs_err err = {0};
+        cs_status st = mb_load(&b, NULL, &g, &err);
+        mb_free(&b);
+        if (!ok(st == CS_OK, "ConstantOfShape [%d, %d] model loads", big ? 131072 : 64,
+                big ? 131072 : 64))
+            continue;
+        cs_tensor in;
+        cs_plan p;
+        st = cs_graph_input_shape(g, 0, 1, &in, &err);
+        double t0 = now_s();
+        if (st == CS_OK)
+            st = cs_plan_prepare(&p, g, &in, &err);
+        double dt = now_s() - t0;
+        if (big)
+            ok(st == CS_ERR_NOMEM && strstr(err.msg, "'big'") && strstr(err.msg, "[131072, 131072]") &&
+                   strstr(err.msg, "limit") && dt < 2.0,
+               "a 64 GiB ConstantOfShape over a 256 MiB plan limit is refused at prepare: %s",
+               err.msg);
+        else
+            ok(st == CS_OK, "the same graph at [64, 64] plans under the limit (%s)",
+               st ? err.msg : "ok");
+        if (st == CS_OK)
+            cs_plan_free(&p);
+        cs_graph_free(g);
+    }
+    cs_plan_set_memory_limit(0);
+}
+
+/* Found by tests/fuzz/fuzz_forward: a string attribute present but empty
+ * decodes with s.data NULL, and the loader passed that NULL to memcpy
+ * (undefined behaviour that UBSan reports).  It must load as "". */
+static void test_empty_string_attribute(void)
+{
+    model_builder b;
+    base(&b);
+    Onnx__NodeProto *n = mb_node(&b, "Relu", "relu_note", NAMES("y"), NAMES("r"));
+    Onnx__AttributeProto *a = mb_attr(&b, n, "note", CS_ATTR_STRING);
+    a->has_s = 1;
+    a->s.len = 0;
+    a->s.data = NULL;
+    b.graph.n_output = 0;
+    mb_output(&b, "r");
+    cs_graph *g = NULL;
+    cs_err err = {0};
+    cs_status st = mb_load(&b, NULL, &g, &err);
+    mb_free(&b);
+    const char *s = NULL;
+    if (st == CS_OK)
+        for (int k = 0; k < g->n_nodes; k++)
+            if (strcmp(g->nodes[k].name, "relu_note") == 0)
+                s = cs_node_attr_string(&g->nodes[k], "note", "absent");
+    ok(st == CS_OK && s && strcmp(s, "") == 0,
+       "an empty string attribute loads as \"\" (%s%s%s)", cs_status_name(st),
+       err.msg[0] ? ": " : "", err.msg);
+    cs_graph_free(g);
+}
+
 /* MatMul with a weight but no outputs: odd but must not crash. */
 static void test_matmul_without_output(void)
 {
@@ -997,6 +1085,8 @@ int main(void)
     test_bad_cases();
     test_not_a_model();
     test_huge_planned_input();
+    test_plan_memory_limit();
+    test_empty_string_attribute();
     test_matmul_without_output();
     test_external_huge();
     test_input_slot_amplification();

@@ -265,6 +265,24 @@ static void test_convert_all_pairs(void)
 
 static void test_convert_edges(void)
 {
+    /* Floats outside the int64 range saturate (found by fuzz_onnx: Pow of
+     * int64 constants gave 1.8e19, and its conversion was undefined);
+     * NaN and infinities give 0; in-range values truncate toward zero. */
+    const double far[7] = {1.8446744073709552e19, -1e30, 9223372036854775808.0, NAN, INFINITY,
+                           -9223372036854775808.0, -2.75};
+    int64_t sat[7];
+    cs_convert(sat, CS_DT_INT64, far, CS_DT_DOUBLE, 7);
+    ok(sat[0] == INT64_MAX && sat[1] == INT64_MIN && sat[2] == INT64_MAX && sat[3] == 0 &&
+           sat[4] == 0 && sat[5] == INT64_MIN && sat[6] == -2,
+       "double 1.8e19, -1e30, 2^63, NaN, inf, -2^63, -2.75 -> int64 saturates: %lld %lld %lld "
+       "%lld %lld %lld %lld",
+       (long long)sat[0], (long long)sat[1], (long long)sat[2], (long long)sat[3],
+       (long long)sat[4], (long long)sat[5], (long long)sat[6]);
+    const float farf = 1e20f;
+    int64_t satf;
+    cs_convert(&satf, CS_DT_INT64, &farf, CS_DT_FLOAT, 1);
+    ok(satf == INT64_MAX, "float 1e20 -> int64 saturates to 2^63-1");
+
     /* Negative integers into unsigned types wrap like a C conversion. */
     int32_t m1 = -1;
     uint8_t u8;
