@@ -1,9 +1,11 @@
--- curvscope result database, schema version 1.
+-- curvscope result database.
 --
 -- curvscope applies this file to a new database and then sets
 -- PRAGMA user_version (the schema version) and PRAGMA application_id, so a
 -- later build can tell its own files from other SQLite files and knows
--- which migrations a file needs.  The tool enables foreign keys on every
+-- which migrations a file needs.  Versions only add: a line "-- @version N"
+-- starts what version N added, and an older database opened for writing
+-- gets the sections it lacks, in one transaction (src/store/store.c).  The tool enables foreign keys on every
 -- connection; in the sqlite3 shell run `PRAGMA foreign_keys = ON;` before
 -- deleting a run, so that its results go with it.
 --

@@ -447,7 +447,7 @@ static cs_status exec_sql(sqlite3 *db, const char *path, const char *sql, const 
 /* A new database: the schema, then its version and application id, in one
  * transaction, so a file either has all of it or stays empty. */
 static cs_status check_identity(sqlite3 *db, const char *path, int readonly, int *fresh,
-                                cs_err *err);
+                                int64_t *version, cs_err *err);
 
 /* Two processes may both find the new file empty; the write lock taken
  * here orders them, and the second, finding the schema there once it holds
@@ -459,7 +459,8 @@ static cs_status apply_schema(sqlite3 *db, const char *path, cs_err *err)
     if (r != CS_OK)
         return r;
     int fresh = 0;
-    r = check_identity(db, path, 0, &fresh, err);
+    int64_t version = 0;
+    r = check_identity(db, path, 0, &fresh, &version, err);
     if (r != CS_OK || !fresh) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return r;
@@ -496,7 +497,7 @@ static cs_status probe_writable(sqlite3 *db, const char *path, cs_err *err)
 /* Identify the file and decide: create the schema (*fresh), use it, or
  * refuse.  Only reads, so a refused file is left as it was. */
 static cs_status check_identity(sqlite3 *db, const char *path, int readonly, int *fresh,
-                                cs_err *err)
+                                int64_t *version_out, cs_err *err)
 {
     int64_t n_objects = 0, app_id = 0, version = 0;
     cs_status r = query_int(db, path, "SELECT count(*) FROM sqlite_master", &n_objects, err);
@@ -506,6 +507,7 @@ static cs_status check_identity(sqlite3 *db, const char *path, int readonly, int
         r = query_int(db, path, "PRAGMA user_version", &version, err);
     if (r != CS_OK)
         return r;
+    *version_out = version;
     *fresh = 0;
     if (n_objects == 0 && app_id == 0 && version == 0) {
         if (readonly)
@@ -530,14 +532,69 @@ static cs_status check_identity(sqlite3 *db, const char *path, int readonly, int
                        "'%s' has schema version %lld, newer than the version %d this curvscope "
                        "(%s) knows: use a newer curvscope, or another database file",
                        path, (long long)version, CS_STORE_SCHEMA_VERSION, PACKAGE_VERSION);
-    /* Upgrades from older versions go here when a version 2 exists: each
-     * step in one transaction that ends by raising user_version. */
-    if (version < CS_STORE_SCHEMA_VERSION)
+    /* Older versions are upgraded by store_open (upgrade_schema) when the
+     * file is opened for writing; read-only, an older file is read as it
+     * is: every version only adds tables and views, so what it has means
+     * what it meant. */
+    if (version < 1)
         return cs_fail(err, CS_ERR_FORMAT,
-                       "'%s' has schema version %lld, older than the version %d this curvscope "
-                       "writes, and no upgrade from it is known: use a new database file",
-                       path, (long long)version, CS_STORE_SCHEMA_VERSION);
+                       "'%s' has schema version %lld, older than any this curvscope knows: use "
+                       "a new database file", path, (long long)version);
     return CS_OK;
+}
+
+/* The part of schemas/store.sql that version `version` added: version 1 is
+ * everything before the first "-- @version 2" line, version N the lines
+ * from its marker to the next.  The returned copy is the caller's to free;
+ * NULL when out of memory. */
+char *cs_store_schema_section(int version)
+{
+    const char *text = cs_store_schema_sql;
+    const char *begin = text, *end = NULL;
+    char mark[32];
+    if (version > 1) {
+        snprintf(mark, sizeof mark, "\n-- @version %d\n", version);
+        begin = strstr(text, mark);
+        begin = begin ? begin + 1 : text + strlen(text);
+    }
+    snprintf(mark, sizeof mark, "\n-- @version %d\n", version + 1);
+    end = strstr(begin, mark);
+    end = end ? end + 1 : text + strlen(text);
+    return strndup(begin, (size_t)(end - begin));
+}
+
+/* Bring an older database to CS_STORE_SCHEMA_VERSION: the sections of the
+ * versions it lacks, in one write transaction that ends by raising
+ * user_version, so an interrupted upgrade leaves the old version whole.
+ * The version is read again under the lock: another process may have
+ * upgraded the file since check_identity looked. */
+static cs_status upgrade_schema(sqlite3 *db, const char *path, cs_err *err)
+{
+    cs_status r = exec_sql(db, path, "BEGIN IMMEDIATE", "upgrade the schema", err);
+    int64_t version = CS_STORE_SCHEMA_VERSION;
+    if (r == CS_OK)
+        r = query_int(db, path, "PRAGMA user_version", &version, err);
+    for (int v = (int)version + 1; r == CS_OK && v <= CS_STORE_SCHEMA_VERSION; v++) {
+        char *section = cs_store_schema_section(v);
+        if (!section) {
+            r = cs_fail(err, CS_ERR_NOMEM, "out of memory upgrading '%s'", path);
+            break;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "upgrade the schema to version %d", v);
+        r = exec_sql(db, path, section, what, err);
+        free(section);
+    }
+    if (r == CS_OK && version < CS_STORE_SCHEMA_VERSION) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", CS_STORE_SCHEMA_VERSION);
+        r = exec_sql(db, path, pragma, "set the schema version", err);
+    }
+    if (r == CS_OK)
+        r = exec_sql(db, path, "COMMIT", "upgrade the schema", err);
+    if (r != CS_OK && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
 }
 
 /* Remove a database this open created, with SQLite's side files, so a
@@ -606,7 +663,8 @@ static cs_status store_open(const char *path, int readonly, cs_store **out, cs_e
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 
     int fresh = 0;
-    r = check_identity(s->db, path, readonly, &fresh, err);
+    int64_t version = 0;
+    r = check_identity(s->db, path, readonly, &fresh, &version, err);
     if (r != CS_OK)
         goto fail;
     if (readonly) {
@@ -629,6 +687,8 @@ static cs_status store_open(const char *path, int readonly, cs_store **out, cs_e
     r = exec_sql(s->db, path, "PRAGMA synchronous = FULL", "set the sync mode", err);
     if (r == CS_OK)
         r = fresh ? apply_schema(s->db, path, err) : probe_writable(s->db, path, err);
+    if (r == CS_OK && !fresh && version < CS_STORE_SCHEMA_VERSION)
+        r = upgrade_schema(s->db, path, err);
     if (r != CS_OK)
         goto fail;
     *out = s;

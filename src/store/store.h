@@ -29,6 +29,10 @@
 
 /* The text of schemas/store.sql (generated at build time). */
 extern const char cs_store_schema_sql[];
+/* The statements schema version `version` added to the one before (version
+ * 1: the first schema), cut from cs_store_schema_sql at its "-- @version N"
+ * marker lines; a new string the caller frees, NULL when out of memory. */
+char *cs_store_schema_section(int version);
 
 typedef struct cs_store cs_store;
 

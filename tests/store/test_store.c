@@ -934,11 +934,90 @@ static void test_bad_paths(void)
     cs_store_close(s);
     s = NULL;
     st = cs_store_open(":memory:", &s, &err);
-    ok(st == CS_OK && strcmp(store_q(s, "PRAGMA user_version", NULL), "1") == 0,
+    char version_text[16];
+    snprintf(version_text, sizeof version_text, "%d", CS_STORE_SCHEMA_VERSION);
+    ok(st == CS_OK && strcmp(store_q(s, "PRAGMA user_version", NULL), version_text) == 0,
        "an in-memory store works (%s)", st ? err.msg : "ok");
     cs_store_close(s);
     st = cs_store_open("", &s, &err);
     ok(st == CS_ERR_IO, "an empty path is refused: %s", err.msg);
+}
+
+/* ------------------------------------------- store: schema upgrades */
+
+/* The schema objects of a database, one "type name" per line, sorted. */
+static char *schema_objects(const char *path)
+{
+    static char buf[1 << 15];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t used = 0;
+    buf[0] = '\0';
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT type || ' ' || name FROM sqlite_master ORDER BY 1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW && used + 256 < sizeof buf)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s\n",
+                                     (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return buf;
+}
+
+/* The sections cut at the "-- @version N" markers add up to the whole
+ * schema, and a database written by every older version is brought to the
+ * current one on a writing open (read-only, it is read as it is). */
+static void test_schema_upgrade(void)
+{
+    size_t total = 0;
+    int whole = 1;
+    for (int v = 1; v <= CS_STORE_SCHEMA_VERSION; v++) {
+        char *section = cs_store_schema_section(v);
+        whole = whole && section && strncmp(cs_store_schema_sql + total, section, strlen(section)) == 0;
+        total += section ? strlen(section) : 0;
+        free(section);
+    }
+    ok(whole && total == strlen(cs_store_schema_sql),
+       "the sections of versions 1..%d are the whole schema in order", CS_STORE_SCHEMA_VERSION);
+
+    char fresh[256];
+    tmp_path(fresh, sizeof fresh, "fresh-schema.db");
+    cs_store *s = NULL;
+    cs_err err;
+    cs_status st = cs_store_open(fresh, &s, &err);
+    cs_store_close(s);
+    s = NULL;
+    char *want = strdup(schema_objects(fresh));
+    ok(st == CS_OK && want && *want, "a new database has the schema");
+    for (int old = 1; old < CS_STORE_SCHEMA_VERSION; old++) {
+        char path[256], name[64];
+        snprintf(name, sizeof name, "version-%d.db", old);
+        tmp_path(path, sizeof path, name);
+        int made = 1;
+        for (int v = 1; v <= old; v++) {
+            char *section = cs_store_schema_section(v);
+            made = made && section && raw_exec(path, section);
+            free(section);
+        }
+        char pragmas[128];
+        snprintf(pragmas, sizeof pragmas, "PRAGMA application_id = %d; PRAGMA user_version = %d",
+                 CS_STORE_APPLICATION_ID, old);
+        ok(made && raw_exec(path, pragmas), "made a version-%d database", old);
+        st = cs_store_open_readonly(path, &s, &err);
+        cs_store_close(s);
+        s = NULL;
+        ok(st == CS_OK && qi(path, "PRAGMA user_version") == old,
+           "read-only, the version-%d database opens as it is (%s)", old, st ? err.msg : "ok");
+        st = cs_store_open(path, &s, &err);
+        cs_store_close(s);
+        s = NULL;
+        ok(st == CS_OK && qi(path, "PRAGMA user_version") == CS_STORE_SCHEMA_VERSION &&
+               want && strcmp(schema_objects(path), want) == 0,
+           "opened for writing, the version-%d database is upgraded to the schema of a new one (%s)",
+           old, st ? err.msg : "ok");
+    }
+    free(want);
 }
 
 /* ------------------------------------------- store: an interrupted run */
@@ -1174,6 +1253,7 @@ int main(void)
     }
     test_sha256();
     test_schema_text();
+    test_schema_upgrade();
 
     char db[256];
     tmp_path(db, sizeof db, "results.db");
