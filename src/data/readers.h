@@ -21,8 +21,9 @@ static inline int64_t cs_data_max_numel(cs_dtype dt)
 }
 
 cs_status cs_read_idx(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
-/* The first max_rows rows only (0: all; the rest of the file is still read
- * and checked, not kept); *file_rows (may be NULL) gets the file's count. */
+/* The first max_rows rows only (0: all); the rest of a gzip stream is not
+ * inflated (nor its trailer checked), a plain file's size is still checked;
+ * *file_rows (may be NULL) gets the file's count. */
 cs_status cs_read_idx_rows(const char *path, int64_t max_rows, cs_tensor *out, int64_t *file_rows,
                            cs_err *err) CS_MUST_CHECK;
 cs_status cs_read_npy(const char *path, cs_tensor *out, cs_err *err) CS_MUST_CHECK;

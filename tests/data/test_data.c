@@ -270,6 +270,8 @@ static void test_idx(void)
         static unsigned char big[4000];
         uint32_t dn[3] = {3, 1000, 1};
         size_t blen = make_idx(big, 0x08, 3, dn, noisy, 1);
+        static unsigned char big_plain[4000];
+        size_t big_plain_len = make_idx(big_plain, 0x08, 3, dn, noisy, 1);
         write_gz(tpath("full.idx.gz"), big, blen);
         FILE *g = fopen(tpath("full.idx.gz"), "rb");
         size_t glen = fread(big, 1, sizeof big, g);
@@ -288,7 +290,7 @@ static void test_idx(void)
            "idx gzip of 3000 noisy bytes reads back whole");
         cs_tensor_free(&t);
 
-        /* the first rows only: the rest is read and checked, not kept */
+        /* the first rows only: the rest of a gzip stream is not inflated */
         int64_t rows = 0;
         st = cs_read_idx_rows(tpath("full.idx.gz"), 1, &t, &rows, &err);
         ok(st == CS_OK && t.ndim == 3 && t.dims[0] == 1 && t.dims[1] == 1000 && rows == 3 &&
@@ -299,12 +301,37 @@ static void test_idx(void)
         ok(st == CS_OK && t.dims[0] == 3 && rows == 3 && memcmp(t.data, noisy, 3000) == 0,
            "idx rows: asking for 7 of 3 rows gives all 3");
         cs_tensor_free(&t);
+        /* cut.idx.gz holds about half of the 3000 bytes: the first row is
+         * there, the third is not */
         st = cs_read_idx_rows(tpath("cut.idx.gz"), 1, &t, &rows, &err);
-        expect_err("idx rows: a stream cut after the kept rows", st, CS_ERR_FORMAT, &err,
+        ok(st == CS_OK && t.dims[0] == 1 && rows == 3 && memcmp(t.data, noisy, 1000) == 0,
+           "idx rows: a stream cut after the kept row still gives that row (%s)",
+           st ? err.msg : "");
+        cs_tensor_free(&t);
+        st = cs_read_idx_rows(tpath("cut.idx.gz"), 3, &t, &rows, &err);
+        expect_err("idx rows: a stream cut inside the kept rows", st, CS_ERR_FORMAT, &err,
                    "cut.idx.gz", "truncated");
-        st = cs_read_idx_rows(tpath("crc.idx.gz"), 1, &t, &rows, &err);
-        expect_err("idx rows: a bad checksum after the kept rows", st, CS_ERR_FORMAT, &err,
+        st = cs_read_idx_rows(tpath("crc.idx.gz"), 3, &t, &rows, &err);
+        expect_err("idx rows: a bad checksum when every row is kept", st, CS_ERR_FORMAT, &err,
                    "crc.idx.gz", "gzip");
+        /* a plain file: its size is checked against the header even when
+         * only the first row is read */
+        write_bytes(tpath("plain.idx"), big_plain, big_plain_len);
+        st = cs_read_idx_rows(tpath("plain.idx"), 1, &t, &rows, &err);
+        ok(st == CS_OK && t.dims[0] == 1 && rows == 3 && memcmp(t.data, noisy, 1000) == 0,
+           "idx rows: the first row of a plain file (%s)", st ? err.msg : "");
+        cs_tensor_free(&t);
+        write_bytes(tpath("plain_cut.idx"), big_plain, big_plain_len - 1);
+        st = cs_read_idx_rows(tpath("plain_cut.idx"), 1, &t, &rows, &err);
+        expect_err("idx rows: a plain file one byte short", st, CS_ERR_FORMAT, &err,
+                   "plain_cut.idx", "truncated");
+        unsigned char longer[sizeof big_plain + 1];
+        memcpy(longer, big_plain, big_plain_len);
+        longer[big_plain_len] = 7;
+        write_bytes(tpath("plain_long.idx"), longer, big_plain_len + 1);
+        st = cs_read_idx_rows(tpath("plain_long.idx"), 1, &t, &rows, &err);
+        expect_err("idx rows: a plain file one byte long", st, CS_ERR_FORMAT, &err,
+                   "plain_long.idx", "trailing");
     }
 
     /* a header claiming 2^96 elements in a 16-byte file */
