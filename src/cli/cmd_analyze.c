@@ -34,8 +34,11 @@ void cmd_analyze_usage(FILE *f)
                "  --topk K           eigenvalues stored per K-FAC / unit result (default 50;\n"
                "                     full blocks store all)\n"
                "  --mc-samples S     sampled labels per input for fisher_mc (default 1)\n"
-               "  --probes K         Hutchinson probes for Hessian diagonals above --max-full (20),\n"
+               "  --probes K         Hutchinson probes for Hessian diagonals estimated (20),\n"
                "                     and SLQ / Hutchinson probes of --spectrum (10)\n"
+               "  --hessian-diag M   Hessian diagonals of layers above --max-full: auto (exact\n"
+               "                     where the layer's output has at most --max-full elements\n"
+               "                     per sample, else Hutchinson), exact, hutchinson\n"
                "  --spectrum LIST    whole-network spectra without forming the matrix, for\n"
                "                     hessian, ggn, fisher, fisher_emp: Lanczos top / bottom\n"
                "                     eigenvalues (--topk of each, at most half the steps), SLQ\n"
@@ -280,6 +283,18 @@ static void print_summary(const cs_graph *g, const cs_curv_report *rep, unsigned
     printf("%d results in %s (run %lld), %.2f s\n", rep->n, db, (long long)run, rep->seconds);
 }
 
+static int parse_hessian_diag(void *method, const char *cmd, const char *value)
+{
+    static const char *const names[] = {[CS_HDIAG_AUTO] = "auto", [CS_HDIAG_EXACT] = "exact",
+                                        [CS_HDIAG_HUTCHINSON] = "hutchinson"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(value, names[i]) == 0) {
+            *(int *)method = i;
+            return 0;
+        }
+    return cli_usage_error(cmd, "--hessian-diag '%s': give auto, exact or hutchinson", value);
+}
+
 static int parse_precond(void *mask, const char *cmd, const char *value)
 {
     cs_err err = {0};
@@ -313,6 +328,7 @@ int cmd_analyze(int argc, char **argv)
         CLI_OPT("topk", CLI_OPT_COUNT, &topk),
         CLI_OPT("mc-samples", CLI_OPT_INT, &o.mc_samples, .max = 1000000),
         CLI_OPT("probes", CLI_OPT_INT, &o.probes, .max = 100000, .seen = &probes_given),
+        CLI_OPT("hessian-diag", CLI_OPT_CALL, &o.hessian_diag, .call = parse_hessian_diag),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
         CLI_OPT("spectrum", CLI_OPT_TEXT, &spec_text),
         CLI_OPT("lanczos-steps", CLI_OPT_INT, &so.steps, .max = 100000),

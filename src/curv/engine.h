@@ -27,12 +27,20 @@
 #include "objective/loss.h"
 #include "spectral/dense.h"
 
+enum { CS_HDIAG_AUTO, CS_HDIAG_EXACT, CS_HDIAG_HUTCHINSON };
+
 typedef struct cs_curv_opts {
     unsigned curvatures;   /* mask of 1 << cs_curv_kind */
     unsigned reprs;        /* mask of 1 << cs_repr_kind */
     int64_t max_full;      /* largest block computed in full (also the whole net) */
     int mc_samples;        /* S for fisher_mc */
-    int probes;            /* Hutchinson probes for Hessian diagonals above max_full */
+    int probes;            /* Hutchinson probes for Hessian diagonals estimated */
+    /* Hessian diagonals of layers above max_full: CS_HDIAG_AUTO exact
+     * (from the Hessian at the layer's output, repr_hessian.c) where the
+     * layer's kind allows and its output has at most max_full elements per
+     * sample, else Hutchinson; CS_HDIAG_EXACT exact wherever the kind
+     * allows; CS_HDIAG_HUTCHINSON always probes. */
+    int hessian_diag;
     uint64_t seed;
     int64_t batch;
     cs_loss_kind loss;

@@ -295,6 +295,8 @@ cs_status cs_ad_rbackward(cs_ad *ad, cs_err *err)
     return sweep_backward(ad, ad->tgrad, ad->grad, true, err);
 }
 
+static cs_status jvp_propagate(cs_ad *ad, cs_err *err);
+
 cs_status cs_ad_jvp(cs_ad *ad, const double *v, int layer, cs_err *err)
 {
     const cs_graph *g = ad->g;
@@ -311,6 +313,27 @@ cs_status cs_ad_jvp(cs_ad *ad, const double *v, int layer, cs_err *err)
         cs_convert(t->data, t->dtype, v + P->offset, CS_DT_DOUBLE, cs_tensor_numel(t));
         ad->tan_live[P->value] = true;
     }
+    return jvp_propagate(ad, err);
+}
+
+cs_status cs_ad_jvp_from_value(cs_ad *ad, int value, cs_err *err)
+{
+    const cs_graph *g = ad->g;
+    if (!(ad->mode & CS_AD_TANGENT))
+        return cs_fail(err, CS_ERR_RUNTIME, "derivatives were planned without forward mode");
+    if (value < 0 || value >= g->n_values || !ad->tan[value].data)
+        return cs_fail(err, CS_ERR_RUNTIME, "value %d has no tangent buffer (it does not depend on a "
+                       "parameter)", value);
+    memset(ad->tan_live, 0, sizeof(bool) * (size_t)g->n_values);
+    ad->tan_live[value] = true;
+    return jvp_propagate(ad, err);
+}
+
+/* The forward-mode sweep from the values marked in tan_live: every node
+ * with a live input, in order. */
+static cs_status jvp_propagate(cs_ad *ad, cs_err *err)
+{
+    const cs_graph *g = ad->g;
     cs_tensor *tin[AD_MAX_ARGS], *tout[AD_MAX_ARGS];
     for (int k = 0; k < g->n_nodes; k++) {
         if (ad->p->folded[k])
@@ -412,6 +435,7 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
     cap->input = &ad->p->vals[in];
     cap->output = &ad->p->vals[out];
     cap->output_grad = &ad->grad[out];
+    cap->output_value = out;
     cap->batch_axis = ad->batch_axis ? ad->batch_axis[layer] : 0;
     if (!ad->grad[out].data)
         return cs_fail(err, CS_ERR_RUNTIME, "layer '%s' has no output gradient (no backward planned)",
@@ -460,10 +484,27 @@ static size_t per_sample_workspace(const cs_ad *ad)
 
 cs_status cs_ad_per_sample_grads(const cs_ad *ad, int layer, double *out, cs_err *err)
 {
+    return cs_ad_per_sample_grads_with(ad, layer, NULL, out, err);
+}
+
+cs_status cs_ad_per_sample_grads_with(const cs_ad *ad, int layer, const cs_tensor *output_grad,
+                                      double *out, cs_err *err)
+{
     cs_layer_capture cap;
     cs_status st = cs_ad_capture(ad, layer, &cap, err);
     if (st)
         return st;
+    if (output_grad) {
+        if (!ad->g->layers[layer].kind->linear_in_params)
+            return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s' (%s): its per-sample rule reads more "
+                           "than its output's gradient", ad->g->layers[layer].name,
+                           ad->g->layers[layer].op_type);
+        if (cs_tensor_numel(output_grad) != cs_tensor_numel(cap.output_grad) ||
+            output_grad->dtype != cap.output_grad->dtype)
+            return cs_fail(err, CS_ERR_RUNTIME, "layer '%s': the output gradient given does not have "
+                           "the output's shape and type", ad->g->layers[layer].name);
+        cap.output_grad = output_grad;
+    }
     const cs_layer *L = &ad->g->layers[layer];
     if (!L->kind->per_sample_grads)
         return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s' (%s): no per-sample gradient rule", L->name,

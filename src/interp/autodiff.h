@@ -85,6 +85,13 @@ cs_status cs_ad_backward(cs_ad *ad, cs_err *err) CS_MUST_CHECK;
  * only nodes downstream of it run). */
 cs_status cs_ad_jvp(cs_ad *ad, const double *v, int layer, cs_err *err) CS_MUST_CHECK;
 
+/* Forward-mode pass from one value: the caller has written the tangent
+ * into ad->tan[value] (which must exist: the value depends on a
+ * parameter); every value downstream of it gets its tangent, no other is
+ * live.  With cs_ad_rbackward after it, ad->tgrad[value] is the loss
+ * Hessian with respect to that value times the tangent. */
+cs_status cs_ad_jvp_from_value(cs_ad *ad, int value, cs_err *err) CS_MUST_CHECK;
+
 /* The R-backward: after cs_ad_backward and cs_ad_jvp at the same point,
  * with R{dLoss/dz} written into cs_ad_rseed(ad), fills ad->tgrad.  At the
  * parameters, tgrad is the Hessian-vector product of the loss whose
@@ -111,6 +118,7 @@ typedef struct cs_layer_capture {
                                      Conv / BN [N, C, ...], LN [N, ..., D] */
     const cs_tensor *output;      /* s: the layer's output (after the fused Add) */
     const cs_tensor *output_grad; /* dLoss/ds, same shape as output */
+    int output_value;             /* the value index of output */
     int batch_axis;               /* cs_ad.batch_axis of the layer: 0 unless the kind
                                      declares samples_any_axis */
 } cs_layer_capture;
@@ -124,6 +132,14 @@ cs_status cs_ad_capture(const cs_ad *ad, int layer, cs_layer_capture *cap, cs_er
  * seed must carry each sample's own dl_n/dz (scaled as wished). */
 cs_status cs_ad_per_sample_grads(const cs_ad *ad, int layer, double *out, cs_err *err)
     CS_MUST_CHECK;
+
+/* The same with output_grad (shape and type of the layer's output) in
+ * place of dLoss/ds: J_n^T g_n per sample, J_n the Jacobian of the layer's
+ * output with respect to its parameters (the rule is linear in the output
+ * gradient).  NULL: the backward's own gradient.  Only for kinds with
+ * linear_in_params. */
+cs_status cs_ad_per_sample_grads_with(const cs_ad *ad, int layer, const cs_tensor *output_grad,
+                                      double *out, cs_err *err) CS_MUST_CHECK;
 
 /* Whether cs_ad_per_sample_grads can form layer's rows: its kind has a
  * rule, and the layer's input holds the samples on an axis the rule reads

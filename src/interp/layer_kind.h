@@ -103,6 +103,11 @@ typedef struct cs_layer_kind {
      * gradients (an error naming it, not a wrong answer) */
     bool samples_any_axis;
     bool prunable;
+    /* The layer's output s is linear in its parameters (so the loss
+     * Hessian of its block is J^T H_s J exactly) and per_sample_grads
+     * reads the output's gradient from the capture only: the exact Hessian
+     * diagonal of repr_hessian.c applies.  False for recurrent layers. */
+    bool linear_in_params;
 } cs_layer_kind;
 
 /* The kind whose node is op_type (default domain), or NULL. */

@@ -248,5 +248,27 @@ ok "ekfac is scored on every layer ($scored) and never farther from the exact bl
 rc=$?
 ok "hessian x ekfac alone is a usage error (exit 2, one line)" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/hout")" = 1 ]'
 
+# Hessian diagonals above --max-full: exact by default, Hutchinson on request.
+HDB=$tmp/hdiag.db
+"$CS" analyze $TINY --db "$HDB" --curvature hessian --repr diag --max-full 10 --hessian-diag exact >"$tmp/hd1" 2>&1
+rc1=$?
+"$CS" analyze $TINY --db "$HDB" --curvature hessian --repr diag --max-full 10 --hessian-diag hutchinson \
+    --probes 8 >"$tmp/hd2" 2>&1
+rc2=$?
+"$CS" analyze $TINY --db "$HDB" --curvature hessian --repr diag >"$tmp/hd3" 2>&1
+rc3=$?
+"$CS" analyze $TINY --db "$HDB" --curvature hessian --repr diag --max-full 45 >"$tmp/hd5" 2>&1
+rc4=$?
+ok "--hessian-diag exact, hutchinson and auto runs exit 0" '[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ] && [ $rc4 -eq 0 ]'
+ok "auto: the 51-parameter fc above --max-full 45 (10 outputs) gets the exact diagonal" \
+    '[ "$(q "$HDB" "SELECT method FROM curvature WHERE run_id = 4 AND repr = '\''diag'\'' AND layer_id = 2")" = exact ]'
+ok "above --max-full 10 every layer's Hessian diagonal is exact with exact, hutchinson when asked (conv, fc)" \
+    '[ "$(q "$HDB" "SELECT group_concat(DISTINCT method) FROM curvature WHERE run_id = 1 AND repr = '\''diag'\''")" = exact ] && [ "$(q "$HDB" "SELECT group_concat(DISTINCT method) FROM curvature WHERE run_id = 2 AND repr = '\''diag'\'' AND layer_id IN (0, 2)")" = hutchinson ]'
+ok "the exact diagonal's traces equal those read off the full blocks (rel 1e-5)" \
+    '[ "$(q "$HDB" "SELECT count(*) FROM curvature a JOIN curvature b ON b.layer_id = a.layer_id AND b.repr = '\''diag'\'' AND b.run_id = 3 WHERE a.run_id = 1 AND a.repr = '\''diag'\'' AND abs(a.trace - b.trace) <= 1e-5 * abs(b.trace)")" = "$(q "$HDB" "SELECT count(*) FROM curvature WHERE run_id = 3 AND repr = '\''diag'\''")" ]'
+"$CS" analyze $TINY --db "$HDB" --curvature hessian --hessian-diag sometimes >"$tmp/hd4" 2>&1
+rc=$?
+ok "--hessian-diag sometimes is a usage error (exit 2, one line)" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/hd4")" = 1 ]'
+
 echo "1..$n"
 exit 0

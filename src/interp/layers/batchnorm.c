@@ -51,4 +51,5 @@ const cs_layer_kind cs_layer_batchnorm = {
     .param_slots = bn_slots,
     .layout = cs_layout_channel_pairs, /* unit-wise: (scale_c, bias_c) pairs */
     .per_sample_grads = bn_per_sample,
+    .linear_in_params = true,
 };

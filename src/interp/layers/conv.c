@@ -163,4 +163,5 @@ const cs_layer_kind cs_layer_conv = {
     .per_sample_bytes = conv_per_sample_bytes,
     .patch_bytes = conv_patch_bytes,
     .prunable = true,
+    .linear_in_params = true,
 };

@@ -157,4 +157,5 @@ const cs_layer_kind cs_layer_conv_transpose = {
     .per_sample_grads = convt_per_sample,
     .per_sample_bytes = convt_per_sample_bytes,
     .prunable = true,
+    .linear_in_params = true,
 };

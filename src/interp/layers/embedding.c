@@ -111,4 +111,5 @@ const cs_layer_kind cs_layer_embedding = {
     .layout = embedding_layout,
     .per_sample_grads = embedding_per_sample,
     .prunable = true,
+    .linear_in_params = true,
 };

@@ -79,4 +79,5 @@ const cs_layer_kind cs_layer_gemm = {
     .layout = gemm_layout,
     .per_sample_grads = gemm_per_sample,
     .prunable = true,
+    .linear_in_params = true,
 };

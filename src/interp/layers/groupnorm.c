@@ -64,6 +64,7 @@ const cs_layer_kind cs_layer_instancenorm = {
     .param_slots = gn_slots,
     .layout = cs_layout_channel_pairs, /* unit-wise: (scale_c, bias_c) pairs */
     .per_sample_grads = gn_per_sample,
+    .linear_in_params = true,
 };
 
 const cs_layer_kind cs_layer_groupnorm = {
@@ -72,4 +73,5 @@ const cs_layer_kind cs_layer_groupnorm = {
     .param_slots = gn_slots,
     .layout = cs_layout_channel_pairs, /* unit-wise: (scale_k, bias_k) pairs per channel or group */
     .per_sample_grads = gn_per_sample,
+    .linear_in_params = true,
 };

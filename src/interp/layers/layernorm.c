@@ -54,4 +54,5 @@ const cs_layer_kind cs_layer_layernorm = {
     .param_slots = ln_slots,
     .layout = cs_layout_channel_pairs, /* unit-wise: (scale_c, bias_c) pairs */
     .per_sample_grads = ln_per_sample,
+    .linear_in_params = true,
 };

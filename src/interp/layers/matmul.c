@@ -99,4 +99,5 @@ const cs_layer_kind cs_layer_matmul = {
     .per_sample_bytes = matmul_per_sample_bytes,
     .samples_any_axis = true,
     .prunable = true,
+    .linear_in_params = true,
 };

@@ -54,4 +54,5 @@ const cs_layer_kind cs_layer_prelu = {
     .param_slots = prelu_slots,
     .layout = cs_layout_channel_pairs, /* unit-wise: one slope per unit */
     .per_sample_grads = prelu_per_sample,
+    .linear_in_params = true,
 };
