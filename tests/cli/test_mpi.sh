@@ -75,4 +75,41 @@ ok "the error is printed once" '[ "$(grep -c "curvscope: error:" "$tmp/bad.err")
 ok "the error names the label" 'grep "curvscope: error:" "$tmp/bad.err" | grep -q 99'
 ok "nothing on standard output" '[ ! -s "$tmp/bad.out" ]'
 
+# ---- analyze: K-FAC factors, diagonals, exact blocks, Lanczos ----
+AN="--curvature hessian,ggn,fisher_emp --repr full,kfac,diag,unit,ekfac --spectrum ggn,hessian --lanczos-steps 10 --importance"
+"$CS" analyze $TINY $AN --db "$tmp/a1.db" >/dev/null 2>"$tmp/a1.err"
+ok "analyze in one process" '[ "$(q "$tmp/a1.db" "SELECT status FROM runs")" = done ]'
+# name|SQL: the stored numbers compared, in a fixed order
+checks="kfac factors|SELECT value FROM kfac_factors ORDER BY layer_id, curvature, factor, k
+eigenvalues (full, kfac, ekfac, unit)|SELECT value FROM eigenvalues ORDER BY layer_id, curvature, repr, method, k
+ggn diagonal|SELECT diag_ggn FROM importance ORDER BY param_id, flat_index
+empirical Fisher diagonal|SELECT diag_fisher_emp FROM importance ORDER BY param_id, flat_index
+hessian diagonal|SELECT diag_hessian FROM importance ORDER BY param_id, flat_index
+Lanczos Ritz values|SELECT value FROM ritz_values ORDER BY curvature, 1
+lambda_max and trace per result|SELECT lambda_max, trace FROM curvature ORDER BY layer_id, curvature, repr"
+for np in 1 2 4; do
+    mpi $np "$CS" analyze $TINY $AN --db "$tmp/a$np.mpi.db" >"$tmp/a$np.out" 2>"$tmp/a$np.err"
+    ok "analyze -np $np: done, 12 samples" '[ "$(q "$tmp/a$np.mpi.db" "SELECT status, n_samples FROM runs")" = "done|12" ]'
+    echo "$checks" | while IFS='|' read -r what sql; do
+        q "$tmp/a1.db" "$sql" | tr '|' '\n' >"$tmp/x1"; q "$tmp/a$np.mpi.db" "$sql" | tr '|' '\n' >"$tmp/x2"
+        if close "$tmp/x1" "$tmp/x2"; then echo ok; else echo "not ok"; fi >"$tmp/r"
+        echo "$(cat "$tmp/r") $what" >>"$tmp/a$np.checks"
+    done
+    while read -r res what; do
+        ok "analyze -np $np: $what equal to the single process's" '[ "$res" = ok ]'
+    done <"$tmp/a$np.checks"
+    ok "analyze -np $np: one summary line (rank 0 alone prints)" '[ "$(grep -c "results in" "$tmp/a$np.out")" = 1 ]'
+done
+# Rank 0 alone writes: the other ranks keep an in-memory database.
+ls "$tmp" >"$tmp/files.before"
+mpi 2 "$CS" analyze $TINY --db "$tmp/only0.db" >/dev/null 2>&1
+ok "analyze -np 2: one database file, one run in it" '[ "$(q "$tmp/only0.db" "SELECT count(*) FROM runs")" = 1 ]'
+ok "analyze -np 2: no other file appears" '[ "$(ls "$tmp" | grep -v -x -F -f "$tmp/files.before" | grep -v "^only0.db")" = "" ]'
+# A bad --db (a directory) on rank 0 only: every rank stops, one message.
+mkdir "$tmp/dir.db"
+mpi 2 "$CS" analyze $TINY --db "$tmp/dir.db" >"$tmp/dir.out" 2>"$tmp/dir.err"
+rc=$?
+ok "analyze -np 2 with --db a directory fails" '[ $rc -ne 0 ]'
+ok "its error is printed once" '[ "$(grep -c "curvscope: error:" "$tmp/dir.err")" = 1 ]'
+
 echo "1..$n"
