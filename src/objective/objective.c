@@ -421,6 +421,16 @@ cs_status cs_objective_empfvp(cs_objective *o, const double *v, int layer, doubl
     return whole_product(o, OBJ_EMPFVP, v, layer, fv, err);
 }
 
+cs_status cs_objective_range_gradient(cs_objective *o, int64_t start, int64_t end, double scale,
+                                      double *loss_sum, int64_t *hits, double *grad, cs_err *err)
+{
+    if (start < 0 || end > o->ds->n || start > end)
+        return cs_fail(err, CS_ERR_RUNTIME, "samples %lld..%lld are outside the %lld loaded",
+                       (long long)start, (long long)end, (long long)o->ds->n);
+    obj_task t = {.kind = grad ? OBJ_GRAD : OBJ_LOSS, .layer = -1, .scale = scale};
+    return run_range(o, start, end, &t, grad, loss_sum, hits, err);
+}
+
 cs_status cs_objective_batch_gradient(cs_objective *o, int64_t start, double *loss, int64_t *hits,
                                       double *grad, cs_err *err)
 {

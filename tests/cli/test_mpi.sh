@@ -112,4 +112,42 @@ rc=$?
 ok "analyze -np 2 with --db a directory fails" '[ $rc -ne 0 ]'
 ok "its error is printed once" '[ "$(grep -c "curvscope: error:" "$tmp/dir.err")" = 1 ]'
 
+# ---- finetune: data-parallel steps ----
+# The weights are compared through what they determine: every step's
+# loss and accuracy (stored), the epoch's train loss, and the gradient of
+# the tuned model over the data (eval --grad-out, float64 .npy: its data
+# starts after a header padded to a multiple of 64 bytes).
+npy_values() { od -A n -v -t f8 -j "$(($(od -A n -t u2 -j 8 -N 2 "$1") + 10))" "$1" | tr -s ' ' '\n' | sed '/^$/d'; }
+FT="--batch 4 --epochs 2 --seed 3 --log-every 1"
+for pc in sgd adamw kfac; do
+    cur=""; [ $pc = kfac ] && cur="--curvature ggn"
+    "$CS" finetune $TINY $FT --precond $pc $cur --out "$tmp/f1.onnx" --db "$tmp/f1$pc.db" >/dev/null 2>&1
+    "$CS" eval "$tmp/f1.onnx" --data npy:"$TINY_X" --labels npy:"$TINY_Y" --grad-out "$tmp/g1.npy" >/dev/null 2>&1
+    npy_values "$tmp/g1.npy" >"$tmp/g1"
+    q "$tmp/f1$pc.db" "SELECT loss, accuracy FROM finetune_steps ORDER BY step" | tr '|' '\n' >"$tmp/s1"
+    q "$tmp/f1$pc.db" "SELECT loss FROM finetune_evals ORDER BY epoch, split" >"$tmp/v1"
+    for np in 2 4; do
+        rm -f "$tmp/f$np.onnx"
+        mpi $np "$CS" finetune $TINY $FT --precond $pc $cur --out "$tmp/f$np.onnx" --db "$tmp/f$np$pc.db" \
+            >/dev/null 2>"$tmp/f$np.err"
+        "$CS" eval "$tmp/f$np.onnx" --data npy:"$TINY_X" --labels npy:"$TINY_Y" --grad-out "$tmp/g$np.npy" \
+            >/dev/null 2>&1
+        npy_values "$tmp/g$np.npy" >"$tmp/g$np"
+        q "$tmp/f$np$pc.db" "SELECT loss, accuracy FROM finetune_steps ORDER BY step" | tr '|' '\n' >"$tmp/s$np"
+        q "$tmp/f$np$pc.db" "SELECT loss FROM finetune_evals ORDER BY epoch, split" >"$tmp/v$np"
+        ok "finetune $pc -np $np: 6 steps, each loss and accuracy equal to the single process's" \
+            '[ "$(q "$tmp/f$np$pc.db" "SELECT count(*) FROM finetune_steps")" = 6 ] && close "$tmp/s1" "$tmp/s$np"'
+        ok "finetune $pc -np $np: the epochs' train losses equal" 'close "$tmp/v1" "$tmp/v$np"'
+        ok "finetune $pc -np $np: the tuned model's gradient equal (the weights)" \
+            '[ "$(wc -l <"$tmp/g1")" = 99 ] && close "$tmp/g1" "$tmp/g$np"'
+        ok "finetune $pc -np $np: the tuned model has the single process's size" \
+            '[ "$(wc -c <"$tmp/f1.onnx")" = "$(wc -c <"$tmp/f$np.onnx")" ]'
+    done
+done
+mpi 4 "$CS" finetune $TINY --batch 5 --epochs 1 --precond sgd --out "$tmp/b.onnx" --db "$tmp/b.db" \
+    >/dev/null 2>"$tmp/b.err"
+rc=$?
+ok "finetune -np 4 with a last batch of 2 samples is refused, once" \
+    '[ $rc -eq 2 ] && [ "$(grep -c "every batch needs at least 4 samples" "$tmp/b.err")" = 1 ] && [ ! -e "$tmp/b.onnx" ]'
+
 echo "1..$n"
