@@ -12,7 +12,9 @@
 #endif
 
 static int dist_rank = 0, dist_size = 1, dist_local = 1;
+#ifdef HAVE_MPI
 static int dist_started;         /* cs_dist_init called MPI_Init */
+#endif
 static cs_status dist_failed;    /* the sticky agreed failure (dist.h) */
 static cs_err dist_failed_err;
 

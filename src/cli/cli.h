@@ -18,6 +18,7 @@ typedef struct cs_cmd {
     const char *summary;
     int (*run)(int argc, char **argv); /* returns the process exit code */
     void (*usage)(FILE *f);
+    bool parallel; /* runs on every MPI rank (doc/design.md §2.12); else on rank 0 alone */
 } cs_cmd;
 
 /* Each command: its run (the process exit code) and its help text. */

@@ -11,13 +11,13 @@
 
 static const cs_cmd commands[] = {
     {"info", "graph, layers, parameter counts, unsupported operators", cmd_info, cmd_info_usage},
-    {"eval", "loss and accuracy over a dataset", cmd_eval, cmd_eval_usage},
+    {"eval", "loss and accuracy over a dataset", cmd_eval, cmd_eval_usage, .parallel = true},
     {"run", "run the model on given inputs, write outputs as TensorProto files", cmd_run,
      cmd_run_usage},
     {"analyze", "per-layer curvature, spectra and approximation quality into SQLite", cmd_analyze,
-     cmd_analyze_usage},
+     cmd_analyze_usage, .parallel = true},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
-     cmd_finetune_usage},
+     cmd_finetune_usage, .parallel = true},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage},
 };
 
@@ -79,8 +79,13 @@ int main(int argc, char **argv)
     int threads = cs_cores_available() / cs_dist_local_size();
     cs_blas_set_threads(threads > 0 ? threads : 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(name, commands[i].name) == 0)
+        if (strcmp(name, commands[i].name) == 0) {
+            /* info, run and report have nothing to share out: rank 0
+             * runs them and the others only wait for its status. */
+            if (!commands[i].parallel && cs_dist_rank() > 0)
+                return dist_exit(0);
             return dist_exit(commands[i].run(argc - 1, argv + 1));
+        }
     fprintf(stderr, "curvscope: unknown command '%s' (see 'curvscope --help')\n", name);
     return dist_exit(2);
 }

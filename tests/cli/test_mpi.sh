@@ -150,4 +150,9 @@ rc=$?
 ok "finetune -np 4 with a last batch of 2 samples is refused, once" \
     '[ $rc -eq 2 ] && [ "$(grep -c "every batch needs at least 4 samples" "$tmp/b.err")" = 1 ] && [ ! -e "$tmp/b.onnx" ]'
 
+# ---- info runs on rank 0 alone ----
+"$CS" info "$MODELS/tiny_cnn64.onnx" >"$tmp/i1" 2>&1
+mpi 2 "$CS" info "$MODELS/tiny_cnn64.onnx" >"$tmp/i2" 2>&1
+ok "info -np 2 prints what one process prints, once" '[ -s "$tmp/i1" ] && cmp -s "$tmp/i1" "$tmp/i2"'
+
 echo "1..$n"
