@@ -10,15 +10,15 @@
 #include "tensor/blas.h"
 
 static const cs_cmd commands[] = {
-    {"info", "graph, layers, parameter counts, unsupported operators", cmd_info, cmd_info_usage},
-    {"eval", "loss and accuracy over a dataset", cmd_eval, cmd_eval_usage, .parallel = true},
+    {"info", "graph, layers, parameter counts, unsupported operators", cmd_info, cmd_info_usage, false},
+    {"eval", "loss and accuracy over a dataset", cmd_eval, cmd_eval_usage, true},
     {"run", "run the model on given inputs, write outputs as TensorProto files", cmd_run,
-     cmd_run_usage},
+     cmd_run_usage, false},
     {"analyze", "per-layer curvature, spectra and approximation quality into SQLite", cmd_analyze,
-     cmd_analyze_usage, .parallel = true},
+     cmd_analyze_usage, true},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
-     cmd_finetune_usage, .parallel = true},
-    {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage},
+     cmd_finetune_usage, true},
+    {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage, false},
 };
 
 static void usage(FILE *f)
