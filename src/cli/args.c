@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/dist.h"
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "interp/model.h"
@@ -15,13 +16,28 @@
 
 int cli_report(cs_status st, const cs_err *err)
 {
-    fprintf(stderr, "curvscope: error: %s\n", err && err->msg[0] ? err->msg : cs_status_name(st));
+    /* Under mpirun every rank agrees on the failure (the first failing
+     * rank's message, base/dist.h) and rank 0 alone prints it. */
+    cs_err agreed = err ? *err : (cs_err){0};
+    st = cs_dist_agree(st ? st : CS_ERR_RUNTIME, &agreed);
+    if (cs_dist_rank() == 0)
+        fprintf(stderr, "curvscope: error: %s\n", agreed.msg[0] ? agreed.msg : cs_status_name(st));
     return cs_status_exit_code(st);
+}
+
+cs_status cli_load_dataset(cs_dataset *ds, const cli_data_opts *o, cs_err *err)
+{
+    cs_status st = cs_dataset_load(ds, o->data, o->labels, o->samples, err);
+    if (!st && (st = cs_dataset_keep_rank_slice(ds, cs_dist_rank(), cs_dist_size(), err)))
+        cs_dataset_free(ds);
+    return st;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
+    if (cs_dist_rank() > 0) /* every rank sees the same command line */
+        return 2;
     fprintf(stderr, "curvscope %s: ", cmd);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -209,7 +225,7 @@ cs_graph *cli_load_model_finite(const char *path, int *code)
 void cli_progress(void *ctx, int64_t done, int64_t total)
 {
     const char *what = ctx ? ctx : "samples";
-    if (!isatty(STDERR_FILENO))
+    if (!isatty(STDERR_FILENO) || cs_dist_rank() > 0) /* one progress line: rank 0's slice */
         return;
     fprintf(stderr, "\r%s: %" PRId64 " / %" PRId64 " (%.0f%%)", what, done, total,
             total ? 100.0 * (double)done / (double)total : 100.0);

@@ -18,6 +18,7 @@ typedef struct cs_cmd {
     const char *summary;
     int (*run)(int argc, char **argv); /* returns the process exit code */
     void (*usage)(FILE *f);
+    bool parallel; /* runs on every MPI rank (doc/design.md §2.12); else on rank 0 alone */
 } cs_cmd;
 
 /* Each command: its run (the process exit code) and its help text. */
@@ -62,6 +63,9 @@ void cli_data_opts_init(cli_data_opts *o);
 /* Handle one of the shared options (long name without "--"); returns 1 if
  * it was one, 0 if not, -1 (error printed) if its value is bad. */
 int cli_data_opt(cli_data_opts *o, const char *cmd, const char *name, const char *value);
+/* cs_dataset_load of the shared options, then under mpirun this rank's
+ * contiguous slice of the samples (doc/design.md §2.12). */
+cs_status cli_load_dataset(cs_dataset *ds, const cli_data_opts *o, cs_err *err) CS_MUST_CHECK;
 /* Help text lines for the shared options. */
 void cli_data_opts_usage(FILE *f);
 /* Parse a positive integer option value. */

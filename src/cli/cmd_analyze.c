@@ -424,13 +424,13 @@ int cmd_analyze(int argc, char **argv)
         return code;
     }
     cs_dataset ds;
-    cs_status st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err);
+    cs_status st = cli_load_dataset(&ds, &d, &err);
     if (st) {
         cs_graph_free(g);
         cli_run_close(&run);
         return cli_report(st, &err);
     }
-    st = cli_run_begin(&run, "analyze", model, &d, ds.n, argc, argv, &err);
+    st = cli_run_begin(&run, "analyze", model, &d, cs_dataset_total(&ds), argc, argv, &err);
     if (!st)
         st = cs_store_write_analyze_setup(run.db, run.id, g, d.loss, &o, &so, &err);
     cs_curv_report rep;

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "base/dist.h"
 #include "cli/cli.h"
 #include "data/readers.h"
 #include "objective/evaluate.h"
@@ -80,7 +81,7 @@ int cmd_eval(int argc, char **argv)
         return code;
     cs_err err = {0};
     cs_dataset ds;
-    cs_status st = cs_dataset_load(&ds, o.data, o.labels, o.samples, &err);
+    cs_status st = cli_load_dataset(&ds, &o, &err);
     if (st) {
         cs_graph_free(g);
         return cli_report(st, &err);
@@ -92,7 +93,7 @@ int cmd_eval(int argc, char **argv)
     st = cs_evaluate(g, &ds, &eo, &r, &err);
     if (!st && want_grad)
         st = eval_gradient(g, &ds, &o, &grad, &err);
-    if (!st && grad_out) {
+    if (!st && grad_out && cs_dist_rank() == 0) { /* rank 0 alone writes */
         int64_t dims[1] = {g->n_param_scalars};
         st = cs_write_npy_f64(grad_out, grad, 1, dims, &err);
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/dist.h"
 #include "cli/cli.h"
 #include "finetune/finetune.h"
 #include "precond/precond.h"
@@ -354,7 +355,9 @@ int cmd_finetune(int argc, char **argv)
     if (!st && !(st = cs_store_begin(run.db, &err)) && !(st = log_flush(&lc, &err)))
         st = cs_store_commit(run.db, &err);
     log_free(&lc);
-    if (!st)
+    /* Every rank holds the same weights; rank 0 alone writes them
+     * (doc/design.md §2.12). */
+    if (!st && cs_dist_rank() == 0)
         st = cs_onnx_write_updated(model, g, out, &err);
     st = cli_run_end(&run, st, &err, st ? NAN : res.seconds);
     if (st)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/dist.h"
 #include "base/rng.h"
 #include "curv/alloc.h"
 #include "curv/repr.h"
@@ -329,8 +330,16 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                 goto fail;
             }
         }
+        /* The ranks' slices (doc/design.md §2.12): every sum is added
+         * over the ranks before the means, with the status agreed so a
+         * failure on one rank fails all. */
+        for (int i = 0; i < CS_REPR_TABLE_N && ds->sliced; i++)
+            if (active(&e, i) && cs_repr_table[i]->reduce)
+                st = cs_repr_table[i]->reduce(&e.x, e.state[i], err);
+        if (ds->sliced && (st = cs_dist_agree(st, err)))
+            goto fail;
         /* Normalise: captures were per-sample (unscaled) losses. */
-        double inv_n = 1.0 / (double)N;
+        double inv_n = 1.0 / (double)cs_dataset_total(ds);
         for (int i = 0; i < CS_REPR_TABLE_N; i++)
             if (active(&e, i) && cs_repr_table[i]->normalise)
                 cs_repr_table[i]->normalise(&e.x, e.state[i], inv_n);

@@ -1,5 +1,7 @@
 #include "curv/repr.h"
 
+#include "base/dist.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,4 +202,11 @@ cs_status cs_repr_dup_index(int64_t **out, const int64_t *src, int64_t n, const 
                             const cs_repr_ctx *x, cs_err *err)
 {
     return dup_bytes((void **)out, src, sizeof(int64_t) * (size_t)n, what, l, x, err);
+}
+
+cs_status cs_repr_sum_ranks(const cs_repr_ctx *x, cs_status st, double *a, int64_t n, cs_err *err)
+{
+    if (!a || !x->ds->sliced)
+        return st;
+    return cs_dist_sum_f64(st, a, n, err);
 }

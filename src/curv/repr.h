@@ -130,6 +130,9 @@ typedef enum cs_repr_rows {
  *              layer inputs (K-FAC's A).
  *   add_batch  once per batch after the seeds: own passes (the Hessian's
  *              products), batch starting at sample `start`.
+ *   reduce     after the pass, the samples sliced across ranks (doc/design.md
+ *              §2.12): every accumulated sum summed over the ranks
+ *              (cs_repr_sum_ranks), in the same order on every rank.
  *   normalise  after the pass: sums into means, symmetric matrices.
  *   publish    after normalising: layer-wide statistics into the report.
  *   sources    lend layer l's (-1: the network's) normalised matrices of
@@ -153,6 +156,7 @@ typedef struct cs_repr_def {
     void (*seed_done)(const cs_repr_ctx *x, void *state, int f, int64_t B);
     cs_status (*add_input)(const cs_repr_ctx *x, void *state, cs_ad *ad, int l, cs_err *err);
     cs_status (*add_batch)(const cs_repr_ctx *x, void *state, int which, int64_t start, cs_err *err);
+    cs_status (*reduce)(const cs_repr_ctx *x, void *state, cs_err *err);
     void (*normalise)(const cs_repr_ctx *x, void *state, double inv_n);
     cs_status (*publish)(const cs_repr_ctx *x, void *state, cs_err *err);
     void (*sources)(const cs_repr_ctx *x, const void *state, int l, cs_curv_kind c, cs_repr_sources *src);
@@ -216,5 +220,10 @@ cs_status cs_repr_blocks_new(const cs_repr_ctx *x, double ***blocks, const char 
 cs_status cs_repr_blocks_layer(const cs_repr_ctx *x, double **blocks, int l, int64_t n, const char *what,
                                cs_err *err) CS_MUST_CHECK;
 void cs_repr_blocks_free(const cs_repr_ctx *x, double **blocks);
+
+/* reduce's step: a[0..n) summed over the ranks when the samples are
+ * sliced across them (a NULL: nothing, on every rank alike); st is the
+ * status so far, agreed first (base/dist.h). */
+cs_status cs_repr_sum_ranks(const cs_repr_ctx *x, cs_status st, double *a, int64_t n, cs_err *err) CS_MUST_CHECK;
 
 #endif

@@ -145,6 +145,16 @@ static cs_status diag_add_capture(const cs_repr_ctx *x, void *state, cs_ad *ad, 
     return CS_OK;
 }
 
+static cs_status diag_reduce(const cs_repr_ctx *x, void *state, cs_err *err)
+{
+    diag_state *s = state;
+    cs_status st = CS_OK;
+    for (int l = 0; l < x->g->n_layers; l++)
+        for (int f = 0; f < CS_FAM_COUNT; f++)
+            st = cs_repr_sum_ranks(x, st, s->diag[l * CS_FAM_COUNT + f], x->lay[l].W, err);
+    return st;
+}
+
 static void diag_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     diag_state *s = state;
@@ -263,6 +273,7 @@ const cs_repr_def cs_repr_diag = {
     .rows = diag_rows,
     .add_rows = diag_add_rows,
     .add_capture = diag_add_capture,
+    .reduce = diag_reduce,
     .normalise = diag_normalise,
     .sources = diag_sources,
     .results = diag_results,

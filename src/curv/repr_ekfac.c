@@ -168,6 +168,17 @@ static void ekfac_add_rows(const cs_repr_ctx *x, void *state, int l, int f, cons
     }
 }
 
+static cs_status ekfac_reduce(const cs_repr_ctx *x, void *state, cs_err *err)
+{
+    ekfac_state *s = state;
+    cs_status st = CS_OK;
+    for (int l = 0; l < x->g->n_layers; l++)
+        for (int f = 0; f < CS_FAM_COUNT; f++)
+            st = cs_repr_sum_ranks(x, st, s->b[l * CS_FAM_COUNT + f].S,
+                                   x->lay[l].groups * x->lay[l].dG * x->lay[l].dA, err);
+    return st;
+}
+
 static void ekfac_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     ekfac_state *s = state;
@@ -276,6 +287,7 @@ const cs_repr_def cs_repr_ekfac = {
     .begin_pass = ekfac_begin_pass,
     .rows = ekfac_rows,
     .add_rows = ekfac_add_rows,
+    .reduce = ekfac_reduce,
     .normalise = ekfac_normalise,
     .sources = ekfac_sources,
     .results = ekfac_results,

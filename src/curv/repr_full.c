@@ -84,6 +84,18 @@ static void full_seed_done(const cs_repr_ctx *x, void *state, int f, int64_t B)
                     s->net[f], (int)x->P);
 }
 
+static cs_status full_reduce(const cs_repr_ctx *x, void *state, cs_err *err)
+{
+    full_state *s = state;
+    cs_status st = CS_OK;
+    for (int l = 0; l < x->g->n_layers; l++)
+        for (int f = 0; f < CS_FAM_COUNT; f++)
+            st = cs_repr_sum_ranks(x, st, s->blk[l * CS_FAM_COUNT + f], x->lay[l].W * x->lay[l].W, err);
+    for (int f = 0; f < CS_FAM_COUNT; f++)
+        st = cs_repr_sum_ranks(x, st, s->net[f], x->P * x->P, err);
+    return st;
+}
+
 static void full_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     full_state *s = state;
@@ -169,6 +181,7 @@ const cs_repr_def cs_repr_full = {
     .rows = full_rows,
     .add_rows = full_add_rows,
     .seed_done = full_seed_done,
+    .reduce = full_reduce,
     .normalise = full_normalise,
     .sources = full_sources,
     .results = full_results,

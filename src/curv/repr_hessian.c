@@ -170,7 +170,7 @@ static cs_status hvp_direction(const cs_repr_ctx *x, cs_ad *ad, const cs_tensor 
     if (st)
         return st;
     if (ad->tan_live[head->logits_value])
-        cs_loss_hvp_batch(head, z, &ad->tan[head->logits_value], 1.0 / (double)x->ds->n, cs_ad_rseed(ad),
+        cs_loss_hvp_batch(head, z, &ad->tan[head->logits_value], 1.0 / (double)cs_dataset_total(x->ds), cs_ad_rseed(ad),
                           x->seedwork);
     return cs_ad_rbackward(ad, err);
 }
@@ -264,7 +264,7 @@ static cs_status hessian_add_batch(const cs_repr_ctx *x, void *state, int which,
     hessian_state *s = state;
     cs_ad *ad = &x->obj->ad[which];
     const cs_tensor *z = &x->obj->plan[which].vals[x->obj->head.logits_value];
-    cs_loss_grad_batch(&x->obj->head, z, x->ds, start, 1.0 / (double)x->ds->n, cs_ad_seed(ad), x->seedwork);
+    cs_loss_grad_batch(&x->obj->head, z, x->ds, start, 1.0 / (double)cs_dataset_total(x->ds), cs_ad_seed(ad), x->seedwork);
     ad->param_grads = false;
     cs_status st = cs_ad_backward(ad, err);
     if (st)
@@ -318,6 +318,19 @@ static cs_status hessian_add_batch(const cs_repr_ctx *x, void *state, int which,
     return CS_OK;
 }
 
+static cs_status hessian_reduce(const cs_repr_ctx *x, void *state, cs_err *err)
+{
+    hessian_state *s = state;
+    cs_status st = CS_OK;
+    for (int l = 0; l < x->g->n_layers; l++) {
+        hessian_layer *h = &s->L[l];
+        st = cs_repr_sum_ranks(x, st, h->full, x->lay[l].W * x->lay[l].W, err);
+        st = cs_repr_sum_ranks(x, st, h->diag, x->lay[l].W, err);
+        st = cs_repr_sum_ranks(x, st, h->probe_trace, x->o->probes, err);
+    }
+    return cs_repr_sum_ranks(x, st, s->net, x->P * x->P, err);
+}
+
 static void hessian_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     (void)inv_n; /* the products are of the mean loss already */
@@ -359,6 +372,7 @@ const cs_repr_def cs_repr_hessian = {
     .plan = hessian_plan,
     .free = hessian_free,
     .add_batch = hessian_add_batch,
+    .reduce = hessian_reduce,
     .normalise = hessian_normalise,
     .sources = hessian_sources,
 };

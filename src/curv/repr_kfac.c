@@ -134,6 +134,25 @@ static void finish_factor(cs_kfac_factor *F, double scale)
         cs_repr_symmetrize(F->M + grp * F->d * F->d, F->d, scale);
 }
 
+/* The factors are sums of rows (A: of a_count input rows, G: of the
+ * samples' gradient rows) until normalised, so the ranks' sums add. */
+static cs_status kfac_reduce(const cs_repr_ctx *x, void *state, cs_err *err)
+{
+    kfac_state *s = state;
+    cs_status st = CS_OK;
+    for (int l = 0; l < x->g->n_layers; l++) {
+        kfac_layer *k = &s->L[l];
+        cs_kfac_factor_flush(&k->A);
+        st = cs_repr_sum_ranks(x, st, k->A.M, k->A.groups * k->A.d * k->A.d, err);
+        st = cs_repr_sum_ranks(x, st, &k->a_count, 1, err);
+        for (int f = 0; f < CS_FAM_COUNT; f++) {
+            cs_kfac_factor_flush(&k->G[f]);
+            st = cs_repr_sum_ranks(x, st, k->G[f].M, k->G[f].groups * k->G[f].d * k->G[f].d, err);
+        }
+    }
+    return st;
+}
+
 static void kfac_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     kfac_state *s = state;
@@ -273,6 +292,7 @@ const cs_repr_def cs_repr_kfac = {
     .free = kfac_free,
     .add_capture = kfac_add_capture,
     .add_input = kfac_add_input,
+    .reduce = kfac_reduce,
     .normalise = kfac_normalise,
     .sources = kfac_sources,
     .results = kfac_results,

@@ -76,6 +76,18 @@ static void unit_add_rows(const cs_repr_ctx *x, void *state, int l, int f, const
     }
 }
 
+static cs_status unit_reduce(const cs_repr_ctx *x, void *state, cs_err *err)
+{
+    unit_state *us = state;
+    cs_status st = CS_OK;
+    for (int l = 0; l < x->g->n_layers; l++) {
+        const cs_layer_layout *s = &x->lay[l];
+        for (int f = 0; f < CS_FAM_COUNT; f++)
+            st = cs_repr_sum_ranks(x, st, us->unit[l * CS_FAM_COUNT + f], s->n_units * s->unit_d * s->unit_d, err);
+    }
+    return st;
+}
+
 static void unit_normalise(const cs_repr_ctx *x, void *state, double inv_n)
 {
     unit_state *us = state;
@@ -225,6 +237,7 @@ const cs_repr_def cs_repr_unit = {
     .free = unit_free,
     .rows = unit_rows,
     .add_rows = unit_add_rows,
+    .reduce = unit_reduce,
     .normalise = unit_normalise,
     .sources = unit_sources,
     .results = unit_results,

@@ -2,6 +2,8 @@
  * conversion x' = (x * scale - mean[c]) / std[c] into model input buffers. */
 #include "data/dataset.h"
 
+#include "base/dist.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -295,6 +297,7 @@ cs_status cs_dataset_load(cs_dataset *ds, const char *data_spec, const char *lab
             keep_samples(&ds->y, n);
     }
     ds->n = n;
+    ds->n_total = n;
     if ((st = check_finite(&ds->x, "data", data_spec, err)) ||
         (ds->has_labels && (st = check_finite(&ds->y, "labels", labels_spec, err))))
         goto fail;
@@ -530,6 +533,35 @@ void cs_dataset_target(const cs_dataset *ds, int64_t i, double *out)
     int64_t k = cs_dataset_target_width(ds);
     for (int64_t j = 0; j < k; j++)
         out[j] = cs_tensor_get_f64(&ds->y, i * k + j);
+}
+
+/* Samples [lo, hi) of t moved to its front, the rest dropped. */
+static void keep_sample_range(cs_tensor *t, int64_t lo, int64_t hi)
+{
+    if (t->ndim == 0 || t->dims[0] == 0)
+        return;
+    size_t row = cs_tensor_bytes(t) / (size_t)t->dims[0];
+    memmove(t->data, (char *)t->data + (size_t)lo * row, (size_t)(hi - lo) * row);
+    keep_samples(t, hi - lo);
+}
+
+cs_status cs_dataset_keep_rank_slice(cs_dataset *ds, int rank, int size, cs_err *err)
+{
+    if (size <= 1)
+        return CS_OK;
+    if (ds->n < size)
+        return cs_fail(err, CS_ERR_USAGE, "%lld samples cannot be split across %d ranks (mpirun -np)",
+                       (long long)ds->n, size);
+    int64_t lo, hi;
+    cs_dist_slice(ds->n, rank, size, &lo, &hi);
+    keep_sample_range(&ds->x, lo, hi);
+    if (ds->has_labels)
+        keep_sample_range(&ds->y, lo, hi);
+    ds->sliced = true;
+    ds->first = lo;
+    ds->n_total = ds->n;
+    ds->n = hi - lo;
+    return CS_OK;
 }
 
 void cs_dataset_free(cs_dataset *ds)

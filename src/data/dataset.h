@@ -39,6 +39,13 @@ typedef struct cs_dataset {
     bool has_labels;
     bool int_labels;    /* y is an integer type with shape [n] (or [n, 1]) */
     char source[256];   /* the data SPEC, for messages */
+    /* Data parallelism (doc/design.md §2.12): a rank's dataset is the
+     * contiguous slice [first, first + n) of n_total samples, and sums
+     * over "the dataset" are summed over the ranks (cs_dist).  One
+     * process: sliced false, first 0, n_total n. */
+    bool sliced;
+    int64_t first;
+    int64_t n_total;
 } cs_dataset;
 
 /* Identity normalisation. */
@@ -78,6 +85,16 @@ int64_t cs_dataset_label(const cs_dataset *ds, int64_t i);
 int64_t cs_dataset_target_width(const cs_dataset *ds);
 void cs_dataset_target(const cs_dataset *ds, int64_t i, double *out);
 
+/* Keep this rank's contiguous slice (base/dist.h's cs_dist_slice) of the
+ * loaded samples, so that the ranks' slices concatenated are the
+ * single-process order; n_total stays the whole count.  Fails when there
+ * are fewer samples than ranks.  With one rank nothing changes. */
+cs_status cs_dataset_keep_rank_slice(cs_dataset *ds, int rank, int size, cs_err *err) CS_MUST_CHECK;
+/* Samples of the whole dataset across the ranks (n in one process). */
+static inline int64_t cs_dataset_total(const cs_dataset *ds)
+{
+    return ds->sliced ? ds->n_total : ds->n;
+}
 void cs_dataset_free(cs_dataset *ds);
 
 #endif

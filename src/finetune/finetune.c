@@ -1,4 +1,6 @@
 #include "finetune/finetune.h"
+
+#include "base/dist.h"
 #include "base/clock.h"
 
 #include <assert.h>
@@ -75,13 +77,57 @@ static void write_params(cs_graph *g, const double *theta)
     }
 }
 
-/* The shuffled copy's sample i is the source's sample perm[i]. */
-static void shuffle_into(const cs_dataset *src, const int64_t *perm, cs_dataset *dst)
+/* Data parallelism (doc/design.md §2.12): every rank holds the whole
+ * training set and the same weights, and step k's mini-batch, samples
+ * [k B, k B + b_k) of the shuffled order, is split across the ranks, each
+ * taking its contiguous slice (cs_dist_slice) of it.  A rank's own copy
+ * holds its slices of every batch one after the other: batch k's slice
+ * starts at k * (its slice of a full batch).  One rank: the whole
+ * shuffled set. */
+typedef struct rank_part {
+    int64_t B, N;        /* global batch and sample count */
+    int64_t full_part;   /* this rank's samples of a full batch */
+    int64_t n_local;     /* this rank's samples in all */
+} rank_part;
+
+static rank_part rank_part_of(int64_t N, int64_t B)
+{
+    rank_part r = {.B = B, .N = N};
+    int64_t lo, hi, lo2, hi2;
+    cs_dist_slice(B, cs_dist_rank(), cs_dist_size(), &lo, &hi);
+    cs_dist_slice(N % B, cs_dist_rank(), cs_dist_size(), &lo2, &hi2);
+    r.full_part = hi - lo;
+    r.n_local = N / B * r.full_part + (hi2 - lo2);
+    return r;
+}
+
+/* Batch k's samples in the global order and this rank's slice of them:
+ * global [*g0, *g0 + *bg), its slice global *g0 + *lo.., locally at
+ * *local, *part samples. */
+static void rank_batch(const rank_part *r, int64_t k, int64_t *g0, int64_t *bg, int64_t *lo, int64_t *local,
+                       int64_t *part)
+{
+    *g0 = k * r->B;
+    *bg = r->N - *g0 < r->B ? r->N - *g0 : r->B;
+    int64_t hi;
+    cs_dist_slice(*bg, cs_dist_rank(), cs_dist_size(), lo, &hi);
+    *local = k * r->full_part;
+    *part = hi - *lo;
+}
+
+/* This rank's copy (above): local sample i is the source's sample
+ * perm[global index of i]. */
+static void shuffle_into(const cs_dataset *src, const int64_t *perm, const rank_part *r, cs_dataset *dst)
 {
     size_t xs = cs_tensor_bytes(&src->x) / (size_t)src->n, ys = cs_tensor_bytes(&src->y) / (size_t)src->n;
-    for (int64_t i = 0; i < src->n; i++) {
-        memcpy((char *)dst->x.data + (size_t)i * xs, (const char *)src->x.data + (size_t)perm[i] * xs, xs);
-        memcpy((char *)dst->y.data + (size_t)i * ys, (const char *)src->y.data + (size_t)perm[i] * ys, ys);
+    for (int64_t k = 0; k * r->B < r->N; k++) {
+        int64_t g0, bg, lo, local, part;
+        rank_batch(r, k, &g0, &bg, &lo, &local, &part);
+        for (int64_t i = 0; i < part; i++) {
+            int64_t from = perm[g0 + lo + i], to = local + i;
+            memcpy((char *)dst->x.data + (size_t)to * xs, (const char *)src->x.data + (size_t)from * xs, xs);
+            memcpy((char *)dst->y.data + (size_t)to * ys, (const char *)src->y.data + (size_t)from * ys, ys);
+        }
     }
 }
 
@@ -176,6 +222,9 @@ static cs_dataset batch_view(const cs_dataset *ds, int64_t start, int64_t B)
 {
     cs_dataset v = *ds;
     size_t xs = cs_tensor_bytes(&ds->x) / (size_t)ds->n, ys = cs_tensor_bytes(&ds->y) / (size_t)ds->n;
+    v.sliced = false;
+    v.first = 0;
+    v.n_total = B;
     v.n = B;
     v.x.dims[0] = B;
     v.x.data = (char *)ds->x.data + (size_t)start * xs;
@@ -208,13 +257,28 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
         return cs_fail(err, CS_ERR_UNSUPPORTED, "the model has no trainable parameters");
     bool adam = def->adam;
     opt_step_fn update = adam ? adamw_step : sgd_step;
+    const int ranks = cs_dist_size();
+    if (ranks > 1 && o->bn_train)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "--bn-train needs the whole batch in one process: "
+                                                "run it without mpirun");
+    /* Every rank needs a part of every batch (the last one included). */
+    if (ranks > 1 && (o->batch < ranks || (N % o->batch != 0 && N % o->batch < ranks)))
+        return cs_fail(err, CS_ERR_USAGE, "with %d ranks every batch needs at least %d samples: --batch %lld "
+                       "over %lld samples leaves a last batch of %lld", ranks, ranks, (long long)o->batch,
+                       (long long)N, (long long)(N % o->batch));
+    const int64_t B_step = o->batch < N ? o->batch : N;
+    const rank_part rp = rank_part_of(N, B_step);
 
     /* The shuffled copy of the training set, allocated once. */
     cs_dataset sh = *train;
     memset(&sh.x, 0, sizeof sh.x);
     memset(&sh.y, 0, sizeof sh.y);
+    sh.n = rp.n_local;
     cs_tensor_set_shape(&sh.x, train->x.dtype, train->x.ndim, train->x.dims);
     cs_tensor_set_shape(&sh.y, train->y.dtype, train->y.ndim, train->y.dims);
+    sh.x.dims[0] = rp.n_local;
+    if (sh.y.ndim > 0)
+        sh.y.dims[0] = rp.n_local;
     opt_state os = {.o = o, .P = P};
     int L = g->n_layers;
     double *theta = malloc(sizeof(double) * (size_t)P + 1), *grad = malloc(sizeof(double) * (size_t)P + 1);
@@ -241,7 +305,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     if (!st)
         /* --bn-train reads the batch's BatchNormalization inputs from the
          * batch's plan, so the batch stays whole */
-        st = cs_objective_init(&obj, g, &sh, o->norm, o->loss, o->batch,
+        st = cs_objective_init(&obj, g, &sh, o->norm, o->loss, rp.full_part,
                                CS_AD_GRAD | (o->bn_train ? CS_OBJ_WHOLE_BATCH : 0), err);
     /* The preconditioner's options: finetune's, under the registry's names. */
     cs_precond_opts po = {.damping = o->damping, .ema = o->ema, .max_full = o->max_full,
@@ -256,7 +320,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     cs_rng_seed(&rng, o->seed);
     if (!st)
         read_params(g, theta);
-    int64_t steps_per_epoch = (N + obj.batch - 1) / (obj.batch ? obj.batch : 1);
+    int64_t steps_per_epoch = (N + B_step - 1) / B_step;
     int64_t total = steps_per_epoch * o->epochs;
     double t_start = cs_now_seconds();
     for (int epoch = 0; epoch < o->epochs && !st; epoch++) {
@@ -270,19 +334,38 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
             perm[i] = perm[j];
             perm[j] = t;
         }
-        shuffle_into(train, perm, &sh);
-        for (int64_t start = 0; start < N && !st; start += obj.batch) {
+        shuffle_into(train, perm, &rp, &sh);
+        for (int64_t k = 0; k < steps_per_epoch && !st; k++) {
             double t0 = cs_now_seconds(), loss;
-            int64_t hits, B = start + obj.batch <= N ? obj.batch : N - start;
-            if ((st = cs_objective_batch_gradient(&obj, start, &loss, &hits, grad, err)))
+            int64_t g0, B, lo, start, part;
+            rank_batch(&rp, k, &g0, &B, &lo, &start, &part);
+            /* The gradient of the batch's mean loss: this rank's share,
+             * then the sum over the ranks (with the loss and the hits). */
+            double sums[2] = {0, 0};
+            int64_t hits = 0;
+            st = cs_objective_range_gradient(&obj, start, start + part, 1.0 / (double)B, &sums[0], &hits, grad,
+                                             err);
+            sums[1] = (double)hits;
+            if (ranks > 1) {
+                st = cs_dist_sum_f64(st, grad, P, err);
+                st = cs_dist_sum_f64(st, sums, 2, err);
+            }
+            if (st)
                 break;
+            loss = sums[0] / (double)B;
+            hits = (int64_t)sums[1];
             if (o->bn_train && (st = bn_update_running(g, &obj.plan[B == obj.batch ? 0 : 1], err)))
                 break;
             if (def->ops->observe)
                 def->ops->observe(pstate, &ctx, grad);
             if (def->ops->refresh && (def->every_step || os.t % o->update_interval == 0)) {
                 double tr = cs_now_seconds();
-                cs_dataset view = batch_view(&sh, start, B);
+                cs_dataset view = batch_view(&sh, start, part);
+                /* the preconditioner's statistics are summed over the
+                 * ranks' parts of the batch (cs_curvature_compute) */
+                view.sliced = ranks > 1;
+                view.first = g0 + lo;
+                view.n_total = B;
                 /* A distinct, reproducible seed per refresh for sampled labels. */
                 ctx.seed = o->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(os.t + 1));
                 if ((st = def->ops->refresh(pstate, &ctx, &view, err)))

@@ -1,5 +1,6 @@
 #include "objective/evaluate.h"
 #include "base/clock.h"
+#include "base/dist.h"
 
 #include <string.h>
 #include <time.h>
@@ -31,12 +32,18 @@ cs_status cs_evaluate(const cs_graph *g, const cs_dataset *ds, const cs_eval_opt
         if (!st && o->progress)
             o->progress(o->progress_ctx, end, ds->n);
     }
+    /* Sliced across ranks (doc/design.md §2.12): the loss sums and hit
+     * counts of the slices are added (hits stay exact in a double). */
+    double sums[2] = {loss_sum, (double)hits};
+    if (ds->sliced)
+        st = cs_dist_sum_f64(st, sums, 2, err);
     if (!st) {
+        const int64_t N = cs_dataset_total(ds);
         out->seconds = cs_now_seconds() - t0;
-        out->samples = ds->n;
-        out->loss = loss_sum / (double)ds->n;
+        out->samples = N;
+        out->loss = sums[0] / (double)N;
         out->has_accuracy = ds->int_labels;
-        out->accuracy = ds->int_labels ? (double)hits / (double)ds->n : 0;
+        out->accuracy = ds->int_labels ? sums[1] / (double)N : 0;
     }
     cs_objective_free(&obj);
     return st;

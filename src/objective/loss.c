@@ -69,7 +69,7 @@ cs_status cs_loss_check_labels(const cs_loss_head *h, const cs_dataset *ds, int6
             if (y < 0 || y >= classes)
                 return cs_fail(err, CS_ERR_FORMAT,
                                "label %lld of sample %lld is outside 0..%lld (the model has %lld outputs)",
-                               (long long)y, (long long)i, (long long)classes - 1, (long long)classes);
+                               (long long)y, (long long)(ds->first + i), (long long)classes - 1, (long long)classes);
         }
         return CS_OK;
     }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/dist.h"
 #include "base/parallel.h"
 
 /* Slots hold one micro-batch's contribution each so that lanes can run in
@@ -358,11 +359,29 @@ static cs_status run_range(cs_objective *o, int64_t first, int64_t end, const ob
     return CS_OK;
 }
 
+/* The whole-dataset passes below: with the samples sliced across ranks
+ * (doc/design.md §2.12) each rank sums its own slice scaled by 1/N of
+ * the whole dataset, then the ranks' sums are added (cs_dist), which is
+ * the single-process sum up to the order of the additions.  The status
+ * goes into the same reduction so that a failure on one rank fails all. */
+static cs_status reduce_sums(const cs_objective *o, cs_status st, double *out, double *loss,
+                             cs_err *err)
+{
+    if (!o->ds->sliced)
+        return st;
+    if (out)
+        st = cs_dist_sum_f64(st, out, o->g->n_param_scalars, err);
+    if (loss)
+        st = cs_dist_sum_f64(st, loss, 1, err);
+    return cs_dist_agree(st, err);
+}
+
 cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_err *err)
 {
-    double inv_n = 1.0 / (double)o->ds->n, sum;
+    double inv_n = 1.0 / (double)cs_dataset_total(o->ds), sum = 0;
     obj_task t = {.kind = grad ? OBJ_GRAD : OBJ_LOSS, .layer = -1, .scale = inv_n};
     cs_status st = run_range(o, 0, o->ds->n, &t, grad, &sum, NULL, err);
+    st = reduce_sums(o, st, grad, &sum, err);
     if (!st && loss)
         *loss = sum * inv_n;
     return st;
@@ -378,22 +397,38 @@ cs_status cs_objective_loss(cs_objective *o, int64_t start, int64_t end, double 
     return run_range(o, start, end, &t, NULL, loss_sum, hits, err);
 }
 
+/* One product over the whole dataset (all ranks' slices). */
+static cs_status whole_product(cs_objective *o, obj_kind kind, const double *v, int layer,
+                               double *out, cs_err *err)
+{
+    obj_task t = {.kind = kind, .v = v, .layer = layer,
+                  .scale = 1.0 / (double)cs_dataset_total(o->ds)};
+    return reduce_sums(o, run_range(o, 0, o->ds->n, &t, out, NULL, NULL, err), out, NULL, err);
+}
+
 cs_status cs_objective_hvp(cs_objective *o, const double *v, int layer, double *hv, cs_err *err)
 {
-    obj_task t = {.kind = OBJ_HVP, .v = v, .layer = layer, .scale = 1.0 / (double)o->ds->n};
-    return run_range(o, 0, o->ds->n, &t, hv, NULL, NULL, err);
+    return whole_product(o, OBJ_HVP, v, layer, hv, err);
 }
 
 cs_status cs_objective_ggnvp(cs_objective *o, const double *v, int layer, double *gv, cs_err *err)
 {
-    obj_task t = {.kind = OBJ_GGNVP, .v = v, .layer = layer, .scale = 1.0 / (double)o->ds->n};
-    return run_range(o, 0, o->ds->n, &t, gv, NULL, NULL, err);
+    return whole_product(o, OBJ_GGNVP, v, layer, gv, err);
 }
 
 cs_status cs_objective_empfvp(cs_objective *o, const double *v, int layer, double *fv, cs_err *err)
 {
-    obj_task t = {.kind = OBJ_EMPFVP, .v = v, .layer = layer, .scale = 1.0 / (double)o->ds->n};
-    return run_range(o, 0, o->ds->n, &t, fv, NULL, NULL, err);
+    return whole_product(o, OBJ_EMPFVP, v, layer, fv, err);
+}
+
+cs_status cs_objective_range_gradient(cs_objective *o, int64_t start, int64_t end, double scale,
+                                      double *loss_sum, int64_t *hits, double *grad, cs_err *err)
+{
+    if (start < 0 || end > o->ds->n || start > end)
+        return cs_fail(err, CS_ERR_RUNTIME, "samples %lld..%lld are outside the %lld loaded",
+                       (long long)start, (long long)end, (long long)o->ds->n);
+    obj_task t = {.kind = grad ? OBJ_GRAD : OBJ_LOSS, .layer = -1, .scale = scale};
+    return run_range(o, start, end, &t, grad, loss_sum, hits, err);
 }
 
 cs_status cs_objective_batch_gradient(cs_objective *o, int64_t start, double *loss, int64_t *hits,

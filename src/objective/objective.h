@@ -87,6 +87,15 @@ cs_status cs_objective_gradient(cs_objective *o, double *loss, double *grad, cs_
 cs_status cs_objective_batch_gradient(cs_objective *o, int64_t start, double *loss, int64_t *hits,
                                       double *grad, cs_err *err) CS_MUST_CHECK;
 
+/* The sums over samples [start, end) alone, for a batch split across
+ * ranks (finetune, doc/design.md §2.12): *loss_sum the summed loss, *hits
+ * the correct predictions, grad (NULL: none) scale times the summed
+ * gradients; nothing is reduced here.  [start, end) is cut like the
+ * batches of the dataset, so it must be one of them or a range of whole
+ * ones. */
+cs_status cs_objective_range_gradient(cs_objective *o, int64_t start, int64_t end, double scale,
+                                      double *loss_sum, int64_t *hits, double *grad,
+                                      cs_err *err) CS_MUST_CHECK;
 /* Sum of the losses of samples [start, end) and their correct predictions
  * (forward passes only; any mode, 0 included). */
 cs_status cs_objective_loss(cs_objective *o, int64_t start, int64_t end, double *loss_sum,

@@ -90,6 +90,11 @@ static void smw_rows(void *vs, int l, int64_t start, int seed, const double *row
 static cs_status smw_refresh(void *vs, cs_precond_ctx *c, const cs_dataset *batch, cs_err *err)
 {
     smw_state *s = vs;
+    /* Its matrix is made of the per-sample gradient rows themselves,
+     * which stay on the rank that owns the sample. */
+    if (batch->sliced)
+        return cs_fail(err, CS_ERR_UNSUPPORTED, "smw cannot run with the samples split across ranks "
+                                                "(mpirun): run it in one process");
     s->c = c;
     s->B = batch->n;
     s->m = 0;
