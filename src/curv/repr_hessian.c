@@ -160,19 +160,24 @@ static cs_status hessian_plan(const cs_repr_ctx *x, void **state, cs_err *err)
     return CS_OK;
 }
 
+/* After a forward-mode pass: the R-backward seeded with the mean loss's
+ * Hessian times the logits' tangent. */
+static cs_status loss_rbackward(const cs_repr_ctx *x, cs_ad *ad, const cs_tensor *z, cs_err *err)
+{
+    const cs_loss_head *head = &x->obj->head;
+    if (ad->tan_live[head->logits_value])
+        cs_loss_hvp_batch(head, z, &ad->tan[head->logits_value], 1.0 / (double)cs_dataset_total(x->ds), cs_ad_rseed(ad),
+                          x->seedwork);
+    return cs_ad_rbackward(ad, err);
+}
+
 /* H v for one direction v (restricted to `layer`, -1: the network) into
  * ad->tgrad; the first-order backward of the mean loss is already in ad. */
 static cs_status hvp_direction(const cs_repr_ctx *x, cs_ad *ad, const cs_tensor *z, const double *v, int layer,
                                cs_err *err)
 {
-    const cs_loss_head *head = &x->obj->head;
     cs_status st = cs_ad_jvp(ad, v, layer, err);
-    if (st)
-        return st;
-    if (ad->tan_live[head->logits_value])
-        cs_loss_hvp_batch(head, z, &ad->tan[head->logits_value], 1.0 / (double)cs_dataset_total(x->ds), cs_ad_rseed(ad),
-                          x->seedwork);
-    return cs_ad_rbackward(ad, err);
+    return st ? st : loss_rbackward(x, ad, z, err);
 }
 
 /* t = e_c in every sample of s ([B, d_s] in the plan's type). */
@@ -199,19 +204,13 @@ static cs_status exact_diag_batch(const cs_repr_ctx *x, hessian_state *s, cs_ad 
 {
     hessian_layer *h = &s->L[l];
     const cs_layer_layout *lay = &x->lay[l];
-    const cs_loss_head *head = &x->obj->head;
     cs_tensor *t = &ad->tan[h->out_value];
     const cs_tensor *r = &ad->tgrad[h->out_value];
     int64_t B = t->dims[0], W = lay->W, d = h->width;
     cs_status st = CS_OK;
     for (int64_t c = 0; c < d && !st; c++) {
         set_unit_direction(t, d, c, B);
-        if ((st = cs_ad_jvp_from_value(ad, h->out_value, err)))
-            break;
-        if (ad->tan_live[head->logits_value])
-            cs_loss_hvp_batch(head, z, &ad->tan[head->logits_value], 1.0 / (double)x->ds->n, cs_ad_rseed(ad),
-                              x->seedwork);
-        if ((st = cs_ad_rbackward(ad, err)))
+        if ((st = cs_ad_jvp_from_value(ad, h->out_value, err)) || (st = loss_rbackward(x, ad, z, err)))
             break;
         if (h->method == HDIAG_DENSE) {
             for (int64_t b = 0; b < B; b++)
