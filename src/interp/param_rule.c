@@ -81,19 +81,23 @@ bool cs_param_rule_ok(const cs_graph *g, int k, int v, const char **why)
         else if (!fits_inside(t, &g->values[other].decl))
             no = "widens the other operand by broadcasting";
     }
-    if (!no && val->train_choice == 0 && (strchr(val->name, '/') || strchr(val->name, ':'))) {
-        /* not a PyTorch parameter name: the values must look trained */
-        bool all_equal = true, binary = true, huge = false;
+    if (!no && val->train_choice == 0) {
+        bool all_equal = true, has0 = false, has1 = false, other = false, huge = false;
         for (int64_t i = 0; i < numel; i++) {
             double x = element(t, i);
             all_equal = all_equal && x == element(t, 0);
-            binary = binary && (x == 0 || x == 1);
+            has0 = has0 || x == 0;
+            has1 = has1 || x == 1;
+            other = other || (x != 0 && x != 1);
             huge = huge || fabs(x) >= 1e4;
         }
-        no = all_equal ? "all its values are equal (a constant)"
-             : binary  ? "all its values are 0 or 1 (a mask)"
-             : huge    ? "holds a value of magnitude 1e4 or more (a mask)"
-                       : NULL;
+        /* A PyTorch name (no '/', no ':') may hold untrained values (a
+         * LayerNorm weight of ones); any other name must look trained. */
+        bool torch_name = !strchr(val->name, '/') && !strchr(val->name, ':');
+        no = huge                    ? "holds a value of magnitude 1e4 or more (an additive mask)"
+             : has0 && has1 && !other ? "holds only 0 and 1 (a mask)"
+             : all_equal && !torch_name ? "all its values are equal and its name is not a PyTorch parameter's"
+                                        : NULL;
     }
     if (why)
         *why = no ? no : "";

@@ -11,11 +11,13 @@
  *   3. for Add / Sub / Mul, the other operand must depend on a graph input
  *      (else the node computes a constant), and the initializer must not
  *      widen the output: its broadcast shape fits inside the other's;
- *   4. a PyTorch parameter name (no '/' and no ':', which the exporter's
- *      own constants carry: "onnx::Mul_12", "/attn/Constant_output_0") is
- *      a parameter; any other name must show trained values: not all
- *      equal, not all 0 or 1 (a mask), no |value| >= 1e4 (a finite
- *      "-inf" of an additive mask). */
+ *   4. its values must not be a mask: no |value| >= 1e4 (the finite
+ *      "-inf" of an additive mask), not only 0s and 1s with both present;
+ *   5. a name that is not a PyTorch parameter's (it has '/' or ':', as
+ *      the exporter's own constants do: "onnx::Mul_12",
+ *      "/attn/Constant_output_0") must show trained values: not all
+ *      equal.  A PyTorch name may hold untrained ones (LayerNorm's weight
+ *      of ones, bias of zeros). */
 #ifndef CS_INTERP_PARAM_RULE_H
 #define CS_INTERP_PARAM_RULE_H
 
