@@ -12,7 +12,8 @@ constants that must stay constants (interp/param_rule.h), in float64.
   and scores h h^T + causal [5, 5] (-1e9 above the diagonal: an additive
   mask, stays constant) folded into the pooled features by a softmax, and
   a folded all-equal constant (onnx::Mul_..., 0.5 * twos = ones) that
-  must stay constant.
+  must stay constant, and a no-op Reshape whose int64 shape is an
+  initializer (constant folding) that must stay constant.
 
 Run: python3 tools/make_eparams_model.py  (writes tests/models/tiny_eparams64.onnx)."""
 import os
@@ -45,7 +46,7 @@ class Tiny(nn.Module):
         d = h - mu
         var = (d * d).mean(-1, keepdim=True)
         h = d / torch.sqrt(var + self.eps) * self.ln_w + self.ln_b
-        h = (h - self.shift) * self.keep
+        h = ((h - self.shift) * self.keep).reshape(-1, 5, 6)  # a shape constant
         att = torch.softmax(h @ h.transpose(1, 2) + self.causal, dim=-1)  # [N, 5, 5]
         h = torch.tanh(att @ h) * (0.5 * self.twos)
         return self.head(h.mean(1))

@@ -129,6 +129,12 @@ static cs_status mark_names(cs_graph *g, const char *list, signed char mark, con
 
 cs_status cs_params_choose(cs_graph *g, const char *freeze, const char *train, cs_err *err)
 {
+    /* the choices before this call, restored after a mistake */
+    signed char *before = malloc((size_t)g->n_values + 1);
+    if (!before)
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory choosing parameters");
+    for (int v = 0; v < g->n_values; v++)
+        before[v] = g->values[v].train_choice;
     cs_status st = mark_names(g, freeze, -1, "freeze-params", err);
     if (!st)
         st = mark_names(g, train, +1, "train-params", err);
@@ -142,10 +148,11 @@ cs_status cs_params_choose(cs_graph *g, const char *freeze, const char *train, c
                          g->values[v].name);
     if (st) {
         for (int v = 0; v < g->n_values; v++)
-            g->values[v].train_choice = 0;
+            g->values[v].train_choice = before[v];
         cs_err again = {0};
         if (cs_layers_find(g, &again)) /* out of memory now: that is the error to report */
             *err = again;
     }
+    free(before);
     return st;
 }

@@ -34,7 +34,8 @@ bool cs_param_rule_ok(const cs_graph *g, int k, int v, const char **why);
  * names (either may be NULL or empty); sets each value's train_choice and
  * finds the layers again.  An unknown name, a name in both lists, or a
  * name to train that no layer kind can read as a parameter is an error
- * (then the choices are undone and the layers found as before). */
+ * (then the choices of this call are undone and the layers found as
+ * before it). */
 cs_status cs_params_choose(cs_graph *g, const char *freeze, const char *train, cs_err *err) CS_MUST_CHECK;
 
 #endif
