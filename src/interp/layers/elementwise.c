@@ -24,19 +24,6 @@
 
 #include "interp/param_rule.h"
 
-/* The stride of each of y's r axes in a tensor of dims d (k axes,
- * right-aligned), 0 where it broadcasts. */
-static void broadcast_strides(const int64_t *d, int k, int r, int64_t *stride)
-{
-    int64_t acc = 1;
-    for (int a = r - 1; a >= 0; a--) {
-        int ta = a - (r - k);
-        int64_t td = ta >= 0 ? d[ta] : 1;
-        stride[a] = td == 1 ? 0 : acc;
-        acc *= td;
-    }
-}
-
 static cs_status elementwise_per_sample(const cs_ad *ad, const cs_layer *L, const cs_layer_capture *cap,
                                         double *out, int64_t width, cs_err *err)
 {
@@ -55,9 +42,9 @@ static cs_status elementwise_per_sample(const cs_ad *ad, const cs_layer *L, cons
         return cs_fail(err, CS_ERR_UNSUPPORTED, "layer '%s': its output holds the samples on no single axis",
                        L->name);
     int64_t ps[CS_MAX_DIMS], xs[CS_MAX_DIMS];
-    broadcast_strides(p->dims, p->ndim, r, ps);
+    cs_layer_broadcast_strides(p->dims, p->ndim, r, ps);
     if (x)
-        broadcast_strides(x->dims, x->ndim, r, xs);
+        cs_layer_broadcast_strides(x->dims, x->ndim, r, xs);
     if (ps[b] != 0)
         return cs_fail(err, CS_ERR_UNSUPPORTED,
                        "layer '%s': per-sample gradients of a parameter that varies over the samples' axis",
