@@ -17,7 +17,8 @@ void cmd_info_usage(FILE *f)
                "trainable parameters) with parameter tensors and counts, and any operator\n"
                "curvscope does not support.\n\n"
                "  --json    one JSON object: model, ir_version, opset, producer, nodes,\n"
-               "            inputs, outputs, params, layers, unsupported, loss_logits\n"
+               "            inputs, outputs, params, layers, constants, unsupported,\n"
+               "            loss_logits\n"
                "  --freeze-params N1,N2  initializers kept constant (see the parameter rule)\n"
                "  --train-params N1,N2   initializers trained against the rule\n"
                "  --ops     (no model) the supported operators, one a line: name, the\n"
@@ -40,29 +41,36 @@ static void print_shape(FILE *f, const cs_tensor *t)
     fputc(']', f);
 }
 
-/* The initializers of more than one element that a layer kind with a
- * parameter rule (Add, Sub, Mul, Expand) reads but the rule keeps
- * constant, with the clause that refused each (interp/param_rule.h). */
+/* Whether input i of node k is an initializer of more than one element
+ * that a layer kind with a parameter rule (Add, Sub, Mul, Expand) reads but
+ * the rule keeps constant; *why the clause that refused it
+ * (interp/param_rule.h). */
+static bool kept_constant(const cs_graph *g, int k, int i, const char **why)
+{
+    const cs_node *n = &g->nodes[k];
+    const cs_layer_kind *kind = n->domain[0] ? NULL : cs_layer_kind_find(n->op_type);
+    int v = n->inputs[i];
+    return kind && kind->param_ok && v >= 0 && g->values[v].kind == CS_VALUE_INITIALIZER &&
+           g->values[v].param_index < 0 && cs_tensor_numel(&g->values[v].init) > 1 &&
+           !cs_param_rule_ok(g, k, v, why);
+}
+
 static void print_kept_constant(const cs_graph *g)
 {
     bool first = true;
-    for (int k = 0; k < g->n_nodes; k++) {
-        const cs_node *n = &g->nodes[k];
-        const cs_layer_kind *kind = n->domain[0] ? NULL : cs_layer_kind_find(n->op_type);
-        for (int i = 0; kind && kind->param_ok && i < n->n_inputs; i++) {
-            int v = n->inputs[i];
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_inputs; i++) {
             const char *why = NULL;
-            if (v < 0 || g->values[v].kind != CS_VALUE_INITIALIZER || g->values[v].param_index >= 0 ||
-                cs_tensor_numel(&g->values[v].init) <= 1 || cs_param_rule_ok(g, k, v, &why))
+            if (!kept_constant(g, k, i, &why))
                 continue;
             if (first)
                 printf("\nconstants  initializers kept constant by the parameter rule (--train-params to train)\n");
             first = false;
-            printf("  %-28s ", g->values[v].name);
-            print_shape(stdout, &g->values[v].init);
-            printf("  %s '%s': %s\n", n->op_type, n->name, why);
+            const cs_value *v = &g->values[g->nodes[k].inputs[i]];
+            printf("  %-28s ", v->name);
+            print_shape(stdout, &v->init);
+            printf("  %s '%s': %s\n", g->nodes[k].op_type, g->nodes[k].name, why);
         }
-    }
 }
 
 static void print_text(const cs_graph *g, const char *path, const cs_loss_head *head)
@@ -148,6 +156,22 @@ static void print_json(const cs_graph *g, const char *path, const cs_loss_head *
         }
         printf("]}");
     }
+    printf("], \"constants\": [");
+    bool first_const = true;
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_inputs; i++) {
+            const char *why = NULL;
+            if (!kept_constant(g, k, i, &why))
+                continue;
+            printf("%s{\"name\": ", first_const ? "" : ", ");
+            json_string(stdout, g->values[g->nodes[k].inputs[i]].name);
+            printf(", \"node\": ");
+            json_string(stdout, g->nodes[k].name);
+            printf(", \"why\": ");
+            json_string(stdout, why);
+            printf("}");
+            first_const = false;
+        }
     printf("], \"unsupported\": [");
     int first = 1;
     for (int k = 0; k < g->n_nodes; k++) {
