@@ -11,6 +11,7 @@
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "interp/model.h"
+#include "interp/param_rule.h"
 #include "onnx/loader.h"
 #include "tensor/blas.h"
 
@@ -169,6 +170,10 @@ int cli_data_opt(cli_data_opts *o, const char *cmd, const char *name, const char
         o->seed = v;
     } else if (strcmp(name, "loss") == 0)
         st = cs_loss_parse(value, &o->loss, &err);
+    else if (strcmp(name, "freeze-params") == 0)
+        o->freeze_params = value;
+    else if (strcmp(name, "train-params") == 0)
+        o->train_params = value;
     else
         return 0;
     if (st) {
@@ -189,6 +194,10 @@ void cli_data_opts_usage(FILE *f)
             "  --samples N        use the first N samples (default: all)\n"
             "  --batch B          samples per batch (default 128; passes run in micro-batches)\n"
             "  --loss ce|mse      loss on the first graph output (default ce)\n"
+            "  --freeze-params N1,N2  initializers kept constant although the parameter\n"
+            "                     rule would train them (names as `info` lists them)\n"
+            "  --train-params N1,N2   initializers trained although the rule keeps them\n"
+            "                     constant (read by Add, Sub, Mul, Expand, ...)\n"
             "  --seed S           random seed (default 0)\n"
             "  --threads T        threads: micro-batches side by side (default: the cores this\n"
             "                     process may use; results do not depend on T; BLAS gets all T\n"
@@ -208,9 +217,25 @@ cs_graph *cli_load_model(const char *path, int *code)
     return g;
 }
 
-cs_graph *cli_load_model_finite(const char *path, int *code)
+int cli_choose_params(cs_graph *g, const char *path, const char *freeze, const char *train)
+{
+    if ((!freeze || !*freeze) && (!train || !*train))
+        return 0;
+    cs_err err = {0};
+    cs_status st = cs_params_choose(g, freeze, train, &err);
+    if (!st)
+        return 0;
+    (void)cs_err_prefix(&err, "%s", path);
+    return cli_report(st, &err);
+}
+
+cs_graph *cli_load_model_finite(const char *path, const cli_data_opts *o, int *code)
 {
     cs_graph *g = cli_load_model(path, code);
+    if (g && (*code = cli_choose_params(g, path, o->freeze_params, o->train_params))) {
+        cs_graph_free(g);
+        return NULL;
+    }
     cs_err err = {0};
     cs_status st = g ? cs_model_check_finite(g, &err) : CS_OK;
     if (st) {

@@ -48,6 +48,8 @@ typedef struct cli_data_opts {
     int threads;
     cs_loss_kind loss;
     bool json;
+    const char *freeze_params; /* initializer names kept constant, comma-separated */
+    const char *train_params;  /* initializer names trained against the rule */
 } cli_data_opts;
 
 /* The getopt_long entries of the shared data options (val 0: the caller
@@ -57,7 +59,8 @@ typedef struct cli_data_opts {
     {"scale", required_argument, NULL, 0}, {"mean", required_argument, NULL, 0},         \
     {"std", required_argument, NULL, 0}, {"samples", required_argument, NULL, 0},        \
     {"batch", required_argument, NULL, 0}, {"seed", required_argument, NULL, 0},         \
-    {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0}
+    {"threads", required_argument, NULL, 0}, {"loss", required_argument, NULL, 0},       \
+    {"freeze-params", required_argument, NULL, 0}, {"train-params", required_argument, NULL, 0}
 
 void cli_data_opts_init(cli_data_opts *o);
 /* Handle one of the shared options (long name without "--"); returns 1 if
@@ -149,8 +152,12 @@ void cli_run_close(cli_run *r);
 
 /* Load a model, printing the error; returns NULL on failure (*code set). */
 cs_graph *cli_load_model(const char *path, int *code);
-/* cli_load_model, then refuse NaN or Inf initializers (eval, analyze, finetune). */
-cs_graph *cli_load_model_finite(const char *path, int *code);
+/* cli_load_model, then apply o's --freeze-params / --train-params and
+ * refuse NaN or Inf initializers (eval, analyze, finetune). */
+cs_graph *cli_load_model_finite(const char *path, const cli_data_opts *o, int *code);
+/* The user's parameter choice (cs_params_choose) for the model at path:
+ * 0, or the exit code (error printed). */
+int cli_choose_params(cs_graph *g, const char *path, const char *freeze, const char *train);
 
 /* Progress line on stderr, only when stderr is a terminal. */
 void cli_progress(void *ctx, int64_t done, int64_t total);

@@ -76,7 +76,7 @@ int cmd_eval(int argc, char **argv)
     if (!o.labels)
         return cli_usage_error("eval", "missing --labels SPEC (the loss needs them)");
 
-    cs_graph *g = cli_load_model_finite(model, &code);
+    cs_graph *g = cli_load_model_finite(model, &o, &code);
     if (!g)
         return code;
     cs_err err = {0};

@@ -313,7 +313,7 @@ int cmd_finetune(int argc, char **argv)
     if ((code = cli_run_open(&run, db_path)))
         return code;
     cs_err err = {0};
-    cs_graph *g = cli_load_model_finite(model, &code);
+    cs_graph *g = cli_load_model_finite(model, &d, &code);
     if (!g) {
         cli_run_close(&run);
         return code;

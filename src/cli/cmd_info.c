@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "interp/layer_kind.h"
 #include "interp/op.h"
+#include "interp/param_rule.h"
 #include "objective/loss.h"
 
 void cmd_info_usage(FILE *f)
@@ -15,7 +17,10 @@ void cmd_info_usage(FILE *f)
                "trainable parameters) with parameter tensors and counts, and any operator\n"
                "curvscope does not support.\n\n"
                "  --json    one JSON object: model, ir_version, opset, producer, nodes,\n"
-               "            inputs, outputs, params, layers, unsupported, loss_logits\n"
+               "            inputs, outputs, params, layers, constants, unsupported,\n"
+               "            loss_logits\n"
+               "  --freeze-params N1,N2  initializers kept constant (see the parameter rule)\n"
+               "  --train-params N1,N2   initializers trained against the rule\n"
                "  --ops     (no model) the supported operators, one a line: name, the\n"
                "            oldest opset implemented, the derivative rules (vjp jvp rop;\n"
                "            'linear' where the R-op's second-order term is zero; 'none'\n"
@@ -34,6 +39,38 @@ static void print_shape(FILE *f, const cs_tensor *t)
         t->dims[i] < 0 ? fprintf(f, "%sN", i ? ", " : "")
                        : fprintf(f, "%s%lld", i ? ", " : "", (long long)t->dims[i]);
     fputc(']', f);
+}
+
+/* Whether input i of node k is an initializer of more than one element
+ * that a layer kind with a parameter rule (Add, Sub, Mul, Expand) reads but
+ * the rule keeps constant; *why the clause that refused it
+ * (interp/param_rule.h). */
+static bool kept_constant(const cs_graph *g, int k, int i, const char **why)
+{
+    const cs_node *n = &g->nodes[k];
+    const cs_layer_kind *kind = n->domain[0] ? NULL : cs_layer_kind_find(n->op_type);
+    int v = n->inputs[i];
+    return kind && kind->param_ok && v >= 0 && g->values[v].kind == CS_VALUE_INITIALIZER &&
+           g->values[v].param_index < 0 && cs_tensor_numel(&g->values[v].init) > 1 &&
+           !cs_param_rule_ok(g, k, v, why);
+}
+
+static void print_kept_constant(const cs_graph *g)
+{
+    bool first = true;
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_inputs; i++) {
+            const char *why = NULL;
+            if (!kept_constant(g, k, i, &why))
+                continue;
+            if (first)
+                printf("\nconstants  initializers kept constant by the parameter rule (--train-params to train)\n");
+            first = false;
+            const cs_value *v = &g->values[g->nodes[k].inputs[i]];
+            printf("  %-28s ", v->name);
+            print_shape(stdout, &v->init);
+            printf("  %s '%s': %s\n", g->nodes[k].op_type, g->nodes[k].name, why);
+        }
 }
 
 static void print_text(const cs_graph *g, const char *path, const cs_loss_head *head)
@@ -70,6 +107,7 @@ static void print_text(const cs_graph *g, const char *path, const cs_loss_head *
         }
         printf("\n");
     }
+    print_kept_constant(g);
     char buf[2048];
     int n = cs_graph_unsupported(g, buf, sizeof buf);
     printf("\nunsupported operators: %s\n", n ? buf : "none");
@@ -118,6 +156,22 @@ static void print_json(const cs_graph *g, const char *path, const cs_loss_head *
         }
         printf("]}");
     }
+    printf("], \"constants\": [");
+    bool first_const = true;
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_inputs; i++) {
+            const char *why = NULL;
+            if (!kept_constant(g, k, i, &why))
+                continue;
+            printf("%s{\"name\": ", first_const ? "" : ", ");
+            json_string(stdout, g->values[g->nodes[k].inputs[i]].name);
+            printf(", \"node\": ");
+            json_string(stdout, g->nodes[k].name);
+            printf(", \"why\": ");
+            json_string(stdout, why);
+            printf("}");
+            first_const = false;
+        }
     printf("], \"unsupported\": [");
     int first = 1;
     for (int k = 0; k < g->n_nodes; k++) {
@@ -183,8 +237,11 @@ int cmd_info(int argc, char **argv)
         return print_ops();
     bool json = false, ops = false;
     const char *model = NULL;
-    const cli_opt opts[] = {CLI_OPT("json", CLI_OPT_FLAG, &json), CLI_OPT("ops", CLI_OPT_FLAG, &ops)};
-    int parsed = cli_parse_args("info", argc, argv, opts, 2, NULL, cmd_info_usage, "MODEL.onnx", &model);
+    const char *freeze = NULL, *train = NULL;
+    const cli_opt opts[] = {CLI_OPT("json", CLI_OPT_FLAG, &json), CLI_OPT("ops", CLI_OPT_FLAG, &ops),
+                            CLI_OPT("freeze-params", CLI_OPT_TEXT, &freeze),
+                            CLI_OPT("train-params", CLI_OPT_TEXT, &train)};
+    int parsed = cli_parse_args("info", argc, argv, opts, 4, NULL, cmd_info_usage, "MODEL.onnx", &model);
     if (parsed >= 0)
         return parsed;
     if (ops)
@@ -193,6 +250,10 @@ int cmd_info(int argc, char **argv)
     cs_graph *g = cli_load_model(model, &code);
     if (!g)
         return code;
+    if ((code = cli_choose_params(g, model, freeze, train))) {
+        cs_graph_free(g);
+        return code;
+    }
     cs_loss_head head;
     cs_err err = {0};
     bool have_head = g->n_outputs > 0 && cs_loss_head_init(&head, g, CS_LOSS_CE, &err) == CS_OK;

@@ -37,6 +37,9 @@ typedef struct cs_value {
     int producer;         /* node index, -1 for inputs/initializers */
     int n_consumers;      /* how many node inputs read this value */
     int param_index;      /* index into g->params when trainable, else -1 */
+    /* The user's choice for an initializer (cs_params_choose): +1 train,
+     * -1 freeze, 0 the rule of interp/param_rule.h decides. */
+    signed char train_choice;
     bool is_output;       /* a graph output */
 } cs_value;
 

@@ -84,7 +84,8 @@ static cs_status find_batch_axes(cs_ad *ad, cs_err *err)
     if (st)
         return st;
     for (int l = 0; l < g->n_layers; l++) {
-        int v = layer_input_value(g, &g->layers[l]);
+        const cs_layer *L = &g->layers[l];
+        int v = L->kind->samples_on_output ? g->nodes[L->node].outputs[0] : layer_input_value(g, L);
         const cs_tensor *a = &p->vals[v], *b = &probe.vals[v];
         int axis = -1;
         for (int d = 0; a->ndim == b->ndim && d < a->ndim; d++)

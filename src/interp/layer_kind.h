@@ -33,6 +33,11 @@
  *                    attention), read from the capture's batch_axis
  *   prunable         magnitude / saliency pruning may zero its weights
  *                    (normalisation scales and biases are not pruned)
+ *   param_ok         whether initializer value v, read by node k, is a
+ *                    parameter of this kind (NULL: every float initializer
+ *                    is; the elementwise kinds apply interp/param_rule.h)
+ *   samples_on_output the samples' axis is read off the node's output, not
+ *                    its input (Expand's input is a shape)
  *
  * Adding a kind: write interp/layers/KIND.c defining its row, add it to
  * the table in interp/layer_table.c (and the file to Makefile.am). */
@@ -108,6 +113,8 @@ typedef struct cs_layer_kind {
      * reads the output's gradient from the capture only: the exact Hessian
      * diagonal of repr_hessian.c applies.  False for recurrent layers. */
     bool linear_in_params;
+    bool (*param_ok)(const cs_graph *g, int k, int v);
+    bool samples_on_output;
 } cs_layer_kind;
 
 /* The kind whose node is op_type (default domain), or NULL. */

@@ -12,18 +12,20 @@
 #include <string.h>
 
 /* interp/layers/gemm.c, matmul.c, conv.c, batchnorm.c, layernorm.c, embedding.c, prelu.c,
- * groupnorm.c, recurrent.c */
+ * groupnorm.c, recurrent.c, elementwise.c */
 extern const cs_layer_kind cs_layer_gemm, cs_layer_matmul, cs_layer_conv, cs_layer_batchnorm,
     cs_layer_layernorm;
 extern const cs_layer_kind cs_layer_embedding, cs_layer_prelu, cs_layer_instancenorm, cs_layer_groupnorm;
 extern const cs_layer_kind cs_layer_conv_transpose; /* interp/layers/conv_transpose.c */
 extern const cs_layer_kind cs_layer_rnn, cs_layer_gru, cs_layer_lstm;
+extern const cs_layer_kind cs_layer_scale, cs_layer_shift, cs_layer_shift_sub, cs_layer_expand;
 
 static const cs_layer_kind *const layer_table[] = {
     &cs_layer_gemm, &cs_layer_matmul, &cs_layer_conv, &cs_layer_batchnorm, &cs_layer_layernorm,
     &cs_layer_embedding, &cs_layer_prelu, &cs_layer_instancenorm, &cs_layer_groupnorm,
     &cs_layer_conv_transpose,
     &cs_layer_rnn, &cs_layer_gru, &cs_layer_lstm,
+    &cs_layer_scale, &cs_layer_shift, &cs_layer_shift_sub, &cs_layer_expand,
 };
 
 const cs_layer_kind *cs_layer_kind_find(const char *op_type)
@@ -49,7 +51,8 @@ const cs_layer_kind *cs_layer_kind_at(int i)
 static bool is_trainable_init(const cs_graph *g, int v)
 {
     return v >= 0 && g->values[v].kind == CS_VALUE_INITIALIZER &&
-           cs_dtype_is_float(g->values[v].init.dtype) && g->values[v].param_index < 0;
+           cs_dtype_is_float(g->values[v].init.dtype) && g->values[v].param_index < 0 &&
+           g->values[v].train_choice >= 0;
 }
 
 /* The Add node that follows node k as its bias (its output's only
@@ -108,7 +111,8 @@ cs_status cs_layers_find(cs_graph *g, cs_err *err)
         int n_found = 0;
         for (int s = 0; kind->param_slots[s] >= 0 && n_found < 7; s++) {
             int i = kind->param_slots[s];
-            if (i < n->n_inputs && is_trainable_init(g, n->inputs[i]))
+            if (i < n->n_inputs && is_trainable_init(g, n->inputs[i]) &&
+                (!kind->param_ok || kind->param_ok(g, k, n->inputs[i])))
                 found[n_found++] = n->inputs[i];
         }
         if (n_found == 0 || (kind->one_operand && n_found != 1))

@@ -85,13 +85,10 @@ for txt in "$ZOO"/*_op*.txt; do
         ok "$model: per-initializer gradient norms equal PyTorch's within 1e-3 (not one to one: $(ref "$txt" unmapped | cut -c1-60)...)" \
             '[ $rc -eq 0 ] && [ -z "$bad" ] && [ -z "$extra" ]'
     elif [ -n "$missing" ]; then
-        # curvscope does not (yet) train these initializers: the whole norm
-        # cannot be compared; the tensors it does train still are.
-        if [ -n "$bad" ] || [ -n "$extra" ] || [ $rc -ne 0 ]; then
-            ok "$model: gradient norms per initializer within 1e-3 (bad: $bad; not in the reference: $extra)" false
-        else
-            skip "$model: whole gradient norm: curvscope trains no layer holding ${missing% } (the $(wc -l <"$tmp/cs_norms") tensors it trains match PyTorch within 1e-3)"
-        fi
+        # the export keeps PyTorch's parameters one to one, so curvscope
+        # must train every one of them (elementwise parameters included:
+        # interp/param_rule.h); a frozen one is a failure, named
+        ok "$model: every PyTorch parameter is trained (not trained: ${missing% }; bad: $bad; extra: $extra)" false
     else
         ok "$model: gradient norm $got_total equals PyTorch's $total_ref within 1e-3, and each of its $(wc -l <"$tmp/ref_norms") tensors" \
             '[ $rc -eq 0 ] && close "$got_total" "$total_ref" 1e-3 && [ -z "$bad" ] && [ -z "$extra" ]'

@@ -1,6 +1,7 @@
 /* The layer kinds embedding, prelu, instancenorm, groupnorm, lstm, gru and
- * rnn against PyTorch float64 references
- * (tools/make_layer_curvature_fixtures.py): the engine's exact GGN block,
+ * rnn, and the elementwise expand, scale, shift and shift_sub, against
+ * PyTorch float64 references (tools/make_layer_curvature_fixtures.py,
+ * tools/make_eparams_curvature_fixtures.py): the engine's exact GGN block,
  * its diagonal and its unit-wise blocks (read off the reference block), and
  * the K-FAC factors: for the embedding A the diagonal of the ids' counts
  * and G the output-gradient factor, for the recurrent layers A over
@@ -17,7 +18,8 @@
 #include "fixture.h"
 #include "interp/layer_kind.h"
 
-static const char *const new_kinds[] = {"embedding", "prelu", "instancenorm", "groupnorm", "lstm", "gru", "rnn"};
+static const char *const new_kinds[] = {"embedding", "prelu", "instancenorm", "groupnorm", "lstm", "gru", "rnn",
+                                        "expand", "scale", "shift", "shift_sub"};
 #define N_NEW (sizeof new_kinds / sizeof new_kinds[0])
 static bool kind_checked[N_NEW];
 
@@ -151,7 +153,8 @@ out:
 
 int main(void)
 {
-    static const char *const models[] = {"tiny_embed64", "tiny_norm64", "tiny_gn21_64", "tiny_seq64"};
+    static const char *const models[] = {"tiny_embed64", "tiny_norm64", "tiny_gn21_64", "tiny_seq64",
+                                         "tiny_eparams64"};
     for (int m = 0; m < (int)(sizeof models / sizeof models[0]); m++) {
         check_case(models[m], CS_LOSS_CE);
         check_case(models[m], CS_LOSS_MSE);

@@ -12,6 +12,7 @@
 #include "../tap.h"
 #include "../test_util.h"
 #include "graph/graph.h"
+#include "interp/layer_kind.h"
 #include "interp/plan.h"
 #include "model_builder.h"
 #include "interp/model.h"
@@ -187,15 +188,16 @@ static void test_attn(void)
         return;
     ok(g->opset == 17, "attn: opset %d is 17", g->opset);
     check_mnist_input(g, "attn");
-    /* embed, ln1, q, k, v, proj, ln2, mlp_in, mlp_out, ln_f, head */
-    static const char *const ops[] = {"MatMul", "LayerNormalization", "MatMul", "MatMul",
+    /* embed, pos (an elementwise shift: interp/param_rule.h), ln1, q, k, v,
+     * proj, ln2, mlp_in, mlp_out, ln_f, head */
+    static const char *const ops[] = {"MatMul", "Add", "LayerNormalization", "MatMul", "MatMul",
                                       "MatMul", "MatMul", "LayerNormalization", "MatMul",
                                       "MatMul", "LayerNormalization", "Gemm"};
-    static const char *const prefix[] = {"/embed/", "/ln1/", "/q/", "/k/", "/v/", "/proj/",
+    static const char *const prefix[] = {"/embed/", "/Add", "/ln1/", "/q/", "/k/", "/v/", "/proj/",
                                          "/ln2/", "/mlp_in/", "/mlp_out/", "/ln_f/", "/head/"};
-    int same = g->n_layers == 11;
+    int same = g->n_layers == 12;
     int fused = same;
-    for (int l = 0; same && l < 11; l++) {
+    for (int l = 0; same && l < 12; l++) {
         const cs_layer *L = &g->layers[l];
         same = strcmp(L->op_type, ops[l]) == 0 &&
                strncmp(L->name, prefix[l], strlen(prefix[l])) == 0;
@@ -209,11 +211,11 @@ static void test_attn(void)
             fused = 0;
         }
     }
-    ok(same, "attn: 11 layers: MatMul+Add x7, LayerNormalization x3, final Gemm (found %d)",
+    ok(same, "attn: 12 layers: MatMul+Add x7, the pos Add, LayerNormalization x3, final Gemm (found %d)",
        g->n_layers);
     ok(fused, "attn: every MatMul layer fuses its bias Add (bias_node >= 0, two parameters)");
-    ok(g->n_layers == 11 && strcmp(g->layers[10].op_type, "Gemm") == 0 &&
-           g->layers[10].node == g->n_nodes - 1,
+    ok(g->n_layers == 12 && strcmp(g->layers[11].op_type, "Gemm") == 0 &&
+           g->layers[11].node == g->n_nodes - 1,
        "attn: the last layer is the final Gemm node");
     /* Inside a fused layer the weight comes first even though the Add
      * lists the bias as its first input. */
@@ -221,15 +223,16 @@ static void test_attn(void)
            strcmp(value_name(g, g->params[1].value), "embed.bias") == 0,
        "attn: embed layer's parameters are weight then bias");
     int pos = cs_graph_find_value(g, "pos");
-    ok(pos >= 0 && g->values[pos].param_index == -1,
-       "attn: 'pos' (added by a plain Add, not a layer) is not a parameter");
+    ok(pos >= 0 && g->values[pos].param_index >= 0 &&
+           strcmp(g->layers[g->params[g->values[pos].param_index].layer].kind->name, "shift") == 0,
+       "attn: 'pos' (added by a plain Add) is the parameter of a shift layer");
     int qk = -1;
     for (int k = 0; k < g->n_nodes; k++)
         if (strcmp(g->nodes[k].name, "/MatMul") == 0)
             qk = k;
     ok(qk >= 0 && g->nodes[qk].layer == -1, "attn: MatMul of two activations is not a layer");
     check_param_layout(g, "attn");
-    ok(g->n_param_scalars == 28 * 32 + 32 + 2 * 32 + 4 * (32 * 32 + 32) + 2 * 32 + 32 * 64 + 64 +
+    ok(g->n_param_scalars == 28 * 32 + 32 + 28 * 32 + 2 * 32 + 4 * (32 * 32 + 32) + 2 * 32 + 32 * 64 + 64 +
                                  64 * 32 + 32 + 2 * 32 + 10 * 32 + 10,
        "attn: %lld trainable scalars", (long long)g->n_param_scalars);
     cs_graph_free(g);
@@ -750,17 +753,19 @@ static void test_fusion(void)
     if (ok(st == CS_OK, "fusion: MatMul with two consumers loads (%s)", err.msg)) {
         int h = cs_graph_find_value(g, "h"), b = cs_graph_find_value(g, "b");
         ok(h >= 0 && g->values[h].n_consumers == 2, "fusion: 'h' has two consumers");
-        ok(g->n_layers == 1 && g->layers[0].bias_node == -1 && g->layers[0].n_params == 1 &&
-               g->nodes[1].layer == -1,
+        ok(g->n_layers == 2 && g->layers[0].bias_node == -1 && g->layers[0].n_params == 1 &&
+               g->nodes[1].layer == 1,
            "fusion: no fusion when the MatMul output has two consumers");
-        ok(b >= 0 && g->values[b].param_index == -1 && g->n_params == 1 && g->n_param_scalars == 12,
-           "fusion: the unfused bias is not a parameter");
+        ok(b >= 0 && g->values[b].param_index == 1 && g->n_params == 2 && g->n_param_scalars == 15 &&
+               strcmp(g->layers[1].kind->name, "shift") == 0,
+           "fusion: the unfused bias is a layer of its own (an elementwise shift)");
         cs_graph_free(g);
     }
     st = fusion_model(0, 1, 0, &g, &err);
     if (ok(st == CS_OK, "fusion: MatMul output that is also a graph output loads")) {
-        ok(g->n_layers == 1 && g->layers[0].bias_node == -1 && g->n_params == 1,
-           "fusion: no fusion when the MatMul output is a graph output");
+        ok(g->n_layers == 2 && g->layers[0].bias_node == -1 && g->layers[0].n_params == 1 &&
+               strcmp(g->layers[1].kind->name, "shift") == 0,
+           "fusion: no fusion when the MatMul output is a graph output (the bias is a shift layer)");
         cs_graph_free(g);
     }
 }

@@ -19,13 +19,8 @@ static cs_status prelu_per_sample(const cs_ad *ad, const cs_layer *L, const cs_l
         return cs_fail(err, CS_ERR_UNSUPPORTED,
                        "layer '%s': per-sample gradients of a slope that varies over the batch axis", L->name);
     /* stride of each axis of X in the slope (0 where broadcast) */
-    int64_t stride[CS_MAX_DIMS], acc = 1;
-    for (int a = r - 1; a >= 0; a--) {
-        int sa = a - (r - k);
-        int64_t sd = sa >= 0 ? s->dims[sa] : 1;
-        stride[a] = sd == 1 ? 0 : acc;
-        acc *= sd;
-    }
+    int64_t stride[CS_MAX_DIMS];
+    cs_layer_broadcast_strides(s->dims, k, r, stride);
     int64_t N = X->dims[0], per = N > 0 ? cs_tensor_numel(X) / N : 0, S = cs_tensor_numel(s);
     for (int64_t b = 0; b < N; b++) {
         double *o = out + b * width;

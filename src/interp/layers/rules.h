@@ -31,6 +31,20 @@ static inline void cs_layer_row_stats(const cs_tensor *t, int64_t base, int64_t 
     *inv = 1.0 / sqrt(m2 / (double)d + eps);
 }
 
+/* The stride in a tensor of dims d (k axes, numpy-broadcast: right-
+ * aligned) of each axis of an r-axis tensor it broadcasts to; 0 where it
+ * broadcasts (extent 1 or absent). */
+static inline void cs_layer_broadcast_strides(const int64_t *d, int k, int r, int64_t *stride)
+{
+    int64_t acc = 1;
+    for (int a = r - 1; a >= 0; a--) {
+        int ta = a - (r - k);
+        int64_t td = ta >= 0 ? d[ta] : 1;
+        stride[a] = td == 1 ? 0 : acc;
+        acc *= td;
+    }
+}
+
 /* out[m] = sum_t D[b, m, t], m < M: sample b's bias gradient of a layer
  * whose output gradient D is [N, M, T] (one bias per channel). */
 static inline void cs_layer_channel_sums(const cs_tensor *D, int64_t b, int64_t M, int64_t T, double *out)
