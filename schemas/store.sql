@@ -452,3 +452,23 @@ CREATE TABLE eigenvectors (
     FOREIGN KEY (run_id, param_id) REFERENCES params (run_id, param_id) ON DELETE CASCADE
 );
 CREATE INDEX eigenvectors_by_run ON eigenvectors (run_id, curvature, k);
+
+-- The gradient noise scale (McCandlish et al. 2018, App. A) of an analyze
+-- run with --noise-scale, one row per layer with per-sample gradients and
+-- one for the whole network (layer_id NULL: the sums over those layers).
+-- grad_sq_norm is the unbiased |G|^2 of the mean loss's gradient,
+-- trace_cov the unbiased trace of the per-sample gradient covariance,
+-- b_simple = trace_cov / grad_sq_norm (NULL when grad_sq_norm <= 0: the
+-- gradient is below its noise), b_simple_se its delta-method standard
+-- error over `groups` contiguous groups of the data (NULL with one group).
+CREATE TABLE noise_scale (
+    run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id     INTEGER,                     -- NULL: whole network
+    grad_sq_norm REAL,
+    trace_cov    REAL    CHECK (trace_cov IS NULL OR trace_cov >= 0),
+    b_simple     REAL,
+    b_simple_se  REAL    CHECK (b_simple_se IS NULL OR b_simple_se >= 0),
+    n_samples    INTEGER NOT NULL CHECK (n_samples > 0),
+    groups       INTEGER NOT NULL CHECK (groups > 0),
+    UNIQUE (run_id, layer_id)
+);

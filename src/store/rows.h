@@ -65,6 +65,11 @@ cs_status cs_store_write_pruning(cs_store *s, int64_t run_id, const cs_prune_poi
 cs_status cs_store_write_steps(cs_store *s, int64_t run_id, const cs_step_report *steps,
                                cs_err *err) CS_MUST_CHECK;
 
+/* noise_scale rows of rep->noise (layers with per-sample gradients, then
+ * the network as layer NULL) and the conventions of its estimators;
+ * nothing when rep->n_noise is 0. */
+cs_status cs_store_write_noise(cs_store *s, int64_t run_id, const cs_curv_report *rep, cs_err *err) CS_MUST_CHECK;
+
 /* Everything one analyze run computed (each part may be empty). */
 typedef struct cs_analysis_rows {
     const cs_graph *g;

@@ -92,6 +92,9 @@ static const struct {
     [ST_FINETUNE_EVAL] = {"finetune_evals",
         "INSERT INTO finetune_evals (run_id, epoch, split, loss, accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_NOISE_SCALE] = {"noise_scale",
+        "INSERT INTO noise_scale (run_id, layer_id, grad_sq_norm, trace_cov, b_simple, b_simple_se, "
+        "n_samples, groups) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},

@@ -31,6 +31,7 @@ enum stmt_id {
     ST_STEP_DIAG,
     ST_FINETUNE_STEP,
     ST_FINETUNE_EVAL,
+    ST_NOISE_SCALE,
     ST_SAVEPOINT,
     ST_RELEASE,
     ST_ROLLBACK_TO,
