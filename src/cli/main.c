@@ -17,6 +17,8 @@ static const cs_cmd commands[] = {
      cmd_analyze_usage},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
      cmd_finetune_usage},
+    {"compare", "tune with each of a list of preconditioners, compare speed and accuracy", cmd_compare,
+     cmd_compare_usage},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage},
 };
 

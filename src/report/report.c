@@ -454,6 +454,45 @@ static cs_status finetune_runs(cs_store *db, FILE *f, table *t, cs_err *err)
     return CS_OK;
 }
 
+/* The latest comparison (curvscope compare): test accuracy against the
+ * training time per method, and the v_comparison table. */
+static cs_status comparison(cs_store *db, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-compare", "Preconditioner comparison",
+            "The latest curvscope compare: each method's test accuracy at the end of each epoch against its "
+            "cumulative training-loop time (same model, data order, seed and epochs), then throughput, peak "
+            "heap and time to the target accuracy.");
+    cs_status st = query(db, t, err,
+                         "SELECT method, train_seconds, test_accuracy FROM comparison_epochs WHERE comparison_id = "
+                         "(SELECT max(id) FROM comparisons) ORDER BY method, epoch");
+    if (st)
+        return st;
+    if (t->n == 0) {
+        missing(f, "No comparison in this file (curvscope compare runs one).");
+        fprintf(f, "</section>\n");
+        return CS_OK;
+    }
+    svg_axes ax = {.title = "Test accuracy against training time", .xlabel = "training seconds",
+                   .ylabel = "test accuracy"};
+    if ((st = plot_table(f, t, 1, 1, 2, "fig-compare", &ax, true, NULL, err)) ||
+        (st = query(db, t, err,
+                    "SELECT method, lr, samples_per_sec, peak_heap_mib, final_test_loss, final_test_accuracy, "
+                    "time_to_target FROM v_comparison WHERE comparison_id = (SELECT max(id) FROM comparisons)")))
+        return st;
+    fprintf(f, "<table id=\"tbl-compare\">\n<tr><th>method</th><th>lr</th><th>samples/s</th><th>peak heap MiB</th>"
+               "<th>test loss</th><th>test accuracy</th><th>time to target (s)</th></tr>\n");
+    for (int64_t r = 0; r < t->n; r++) {
+        fprintf(f, "<tr><td>");
+        svg_escape(f, str(t, r, 0));
+        fprintf(f, "</td>");
+        for (int c = 1; c < 7; c++)
+            fprintf(f, str(t, r, c) ? "<td>%.4g</td>" : "<td>-</td>", num(t, r, c));
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n</section>\n");
+    return CS_OK;
+}
+
 cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
 {
     table t = {0};
@@ -496,6 +535,8 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
     }
     if (!st)
         st = finetune_runs(db, f, &t, err);
+    if (!st)
+        st = comparison(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);
     if (!st && ferror(f))
