@@ -104,15 +104,35 @@ static int parse_lrs(const char *text, method *m, int n)
     return 0;
 }
 
+static bool json_out; /* --json: notes go to stderr, stdout holds one object */
+
 static void on_note(void *ctx, const char *text)
 {
-    fprintf(stdout, "note: %s: %s\n", (const char *)ctx, text);
+    fprintf(json_out ? stderr : stdout, "note: %s: %s\n", (const char *)ctx, text);
+}
+
+/* --json: one method's object inside "methods". */
+static void print_method_json(const char *name, int64_t run, double lr, const cs_compare_outcome *r, bool first)
+{
+    const cs_compare_epoch *e = &r->epochs[r->n_epochs - 1];
+    printf("%s{\"method\": ", first ? "" : ", ");
+    json_string(stdout, name);
+    printf(", \"run\": %lld", (long long)run);
+    const char *k[] = {"lr", "samples_per_sec", "train_seconds", "test_loss", "test_accuracy", "time_to_target"};
+    const double v[] = {lr, r->samples_per_sec, r->train_seconds, e->test_loss, e->test_accuracy, r->time_to_target};
+    for (int i = 0; i < 6; i++) {
+        printf(", \"%s\": ", k[i]);
+        json_number(stdout, v[i]);
+    }
+    printf(", \"peak_heap_bytes\": ");
+    json_number(stdout, r->peak_heap_bytes >= 0 ? (double)r->peak_heap_bytes : NAN);
+    printf("}");
 }
 
 /* One method: a fresh model, its run, its rows.  Returns the exit code. */
 static int run_method(cli_run *run, const char *model, const cli_data_opts *d, const cs_dataset *train,
                       const cs_dataset *test, const method *m, int epochs, double target, int64_t cmp_id,
-                      const char *out_dir, int argc, char **argv)
+                      const char *out_dir, const method *first, int argc, char **argv)
 {
     int code = 0;
     cs_graph *g = cli_load_model_finite(model, &code);
@@ -161,6 +181,8 @@ static int run_method(cli_run *run, const char *model, const cli_data_opts *d, c
     st = cli_run_end(run, st, &err, trained ? res.res.seconds : NAN);
     if (st)
         code = cli_report(st, &err);
+    else if (d->json)
+        print_method_json(m->def->name, run->id, fo.lr, &res, m == first);
     else {
         const cs_compare_epoch *e = &res.epochs[res.n_epochs - 1];
         printf("%-8s %10.4g %12.1f %10.2f %10.5f %9.4f ", m->def->name, fo.lr, res.samples_per_sec,
@@ -194,6 +216,7 @@ int cmd_compare(int argc, char **argv)
         CLI_OPT("lr", CLI_OPT_TEXT, &lr_text),
         CLI_OPT("target-accuracy", CLI_OPT_REAL, &target, .seen = &target_given),
         CLI_OPT("out-dir", CLI_OPT_TEXT, &out_dir),
+        CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("compare", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                                 cmd_compare_usage, "MODEL.onnx", &model);
@@ -201,6 +224,7 @@ int cmd_compare(int argc, char **argv)
         return parsed;
     method m[MAX_METHODS];
     int n = 0, code;
+    json_out = d.json;
     if (!d.data || !d.labels)
         return cli_usage_error("compare", "missing --data SPEC or --labels SPEC");
     if (!precond_text)
@@ -236,13 +260,19 @@ int cmd_compare(int argc, char **argv)
     int64_t cmp_id = -1;
     if ((st = cs_store_comparison_begin(run.db, &info, &cmp_id, &err)))
         code = cli_report(st, &err);
-    else
+    else if (d.json) {
+        printf("{\"comparison\": %lld, \"db\": ", (long long)cmp_id);
+        json_string(stdout, db_path);
+        printf(", \"methods\": [");
+    } else
         printf("%-8s %10s %12s %10s %10s %9s %10s\n", "method", "lr", "samples/s", "heap MiB", "test loss",
                "accuracy", "to target");
     for (int i = 0; i < n && !code; i++)
         code = run_method(&run, model, &d, &train, test_data ? &test : &train, &m[i], epochs, target, cmp_id,
-                          out_dir, argc, argv);
-    if (!code)
+                          out_dir, m, argc, argv);
+    if (d.json && cmp_id >= 0)
+        printf("]}\n");
+    else if (!code)
         printf("comparison %lld: %d methods in %s (SELECT * FROM v_comparison WHERE comparison_id = %lld)\n",
                (long long)cmp_id, n, db_path, (long long)cmp_id);
     cs_dataset_free(&train);

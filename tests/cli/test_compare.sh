@@ -72,6 +72,10 @@ ok "and the same final training loss" \
 ok "target 1 not reached: time_to_target NULL; no --test-data: evaluated on the training data" \
     '[ "$(q "$DB" "SELECT count(*) FROM comparison_methods WHERE comparison_id = 2 AND time_to_target IS NULL AND epoch_to_target IS NULL")" = 2 ] && [ "$(q "$DB" "SELECT count(*) FROM comparisons WHERE id = 2 AND test_data IS NULL")" = 1 ]'
 
+"$CS" compare "$M" $DATA --precond sgd,adamw --batch 4 --db "$DB" --json >"$tmp/json" 2>/dev/null
+ok "--json: one object naming the comparison and both methods" \
+    'grep -q "^{\"comparison\": 3, " "$tmp/json" && [ "$(grep -o "\"method\": " "$tmp/json" | wc -l)" = 2 ] && [ "$(wc -l <"$tmp/json")" = 1 ]'
+
 "$CS" report "$DB" --html "$tmp/r.html" >/dev/null 2>&1
 ok "the report draws the comparison's figure and table" 'grep -q "fig-compare" "$tmp/r.html" && grep -q "tbl-compare" "$tmp/r.html"'
 
