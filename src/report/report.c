@@ -454,6 +454,53 @@ static cs_status finetune_runs(cs_store *db, FILE *f, table *t, cs_err *err)
     return CS_OK;
 }
 
+/* The gradient noise scale of the run (analyze --noise-scale): B_simple
+ * per layer and for the network as bars, and the table. */
+static cs_status noise_scale(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-noise", "Gradient noise scale",
+            "B_simple = tr(Sigma) / |G|^2 per layer and for the network (McCandlish et al. 2018), from the "
+            "per-sample gradients, with its delta-method standard error; log scale.");
+    cs_status st = query(db, t, err,
+                         "SELECT coalesce(l.name, '(network)'), n.b_simple, n.b_simple_se, n.grad_sq_norm, "
+                         "n.trace_cov FROM noise_scale n LEFT JOIN layers l ON l.run_id = n.run_id AND "
+                         "l.layer_id = n.layer_id WHERE n.run_id = %lld ORDER BY n.layer_id IS NULL, n.layer_id",
+                         (long long)run);
+    if (st)
+        return st;
+    if (t->n == 0) {
+        missing(f, "No noise scale in this run (analyze --noise-scale computes it).");
+        fprintf(f, "</section>\n");
+        return CS_OK;
+    }
+    int nc = (int)t->n;
+    const char **cats = malloc(sizeof(char *) * (size_t)nc);
+    double *vals = malloc(sizeof(double) * (size_t)nc);
+    if (!cats || !vals) {
+        free(cats), free(vals);
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    }
+    for (int r = 0; r < nc; r++)
+        cats[r] = str(t, r, 0), vals[r] = num(t, r, 1);
+    svg_series sr = {.name = "B_simple", .y = vals, .n = nc};
+    svg_axes ax = {.title = "Gradient noise scale per layer", .xlabel = "layer", .ylabel = "B_simple", .logy = true};
+    fprintf(f, "<figure>\n");
+    svg_bar_plot(f, "fig-noise", &ax, cats, nc, &sr, 1);
+    fprintf(f, "</figure>\n<table id=\"tbl-noise\">\n<tr><th>layer</th><th>B_simple</th><th>standard error</th>"
+               "<th>|G|^2</th><th>tr(Sigma)</th></tr>\n");
+    for (int r = 0; r < nc; r++) {
+        fprintf(f, "<tr><td>");
+        svg_escape(f, cats[r]);
+        fprintf(f, "</td>");
+        for (int c = 1; c < 5; c++)
+            fprintf(f, str(t, r, c) ? "<td>%.4g</td>" : "<td>-</td>", num(t, r, c));
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n</section>\n");
+    free(cats), free(vals);
+    return CS_OK;
+}
+
 /* The latest comparison (curvscope compare): test accuracy against the
  * training time per method, and the v_comparison table. */
 static cs_status comparison(cs_store *db, FILE *f, table *t, cs_err *err)
@@ -530,6 +577,8 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
             st = importance(db, run, f, &t, err);
         if (!st)
             st = steps(db, run, f, &t, err);
+        if (!st)
+            st = noise_scale(db, run, f, &t, err);
     } else {
         missing(f, "No finished analyze run in this file.");
     }

@@ -50,6 +50,9 @@ ok "default 10 groups, at most half the 12 samples: 6" \
 "$CS" analyze $TINY --db "$DB" --curvature ggn --repr kfac >/dev/null 2>&1
 ok "without --noise-scale no rows" '[ "$(q "$DB" "SELECT count(*) FROM noise_scale WHERE run_id = 3")" = 0 ]'
 
+"$CS" report "$DB" --run 1 --html "$tmp/r.html" >/dev/null 2>&1
+ok "the report draws the noise scale per layer" 'grep -q "fig-noise" "$tmp/r.html" && grep -q "tbl-noise" "$tmp/r.html"'
+
 "$CS" analyze $TINY --db "$DB" --noise-groups 0 >/dev/null 2>"$tmp/err"
 rc=$?
 ok "--noise-groups 0: exit 2 with one line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'
