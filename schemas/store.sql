@@ -454,3 +454,92 @@ CREATE TABLE eigenvectors (
     FOREIGN KEY (run_id, param_id) REFERENCES params (run_id, param_id) ON DELETE CASCADE
 );
 CREATE INDEX eigenvectors_by_run ON eigenvectors (run_id, curvature, k);
+
+-- The gradient noise scale (McCandlish et al. 2018, App. A) of an analyze
+-- run with --noise-scale, one row per layer with per-sample gradients and
+-- one for the whole network (layer_id NULL: the sums over those layers).
+-- grad_sq_norm is the unbiased |G|^2 of the mean loss's gradient,
+-- trace_cov the unbiased trace of the per-sample gradient covariance,
+-- b_simple = trace_cov / grad_sq_norm (NULL when grad_sq_norm <= 0: the
+-- gradient is below its noise), b_simple_se its delta-method standard
+-- error over `groups` contiguous groups of the data (NULL with one group).
+CREATE TABLE noise_scale (
+    run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id     INTEGER,                     -- NULL: whole network
+    grad_sq_norm REAL,
+    trace_cov    REAL    CHECK (trace_cov IS NULL OR trace_cov >= 0),
+    b_simple     REAL,
+    b_simple_se  REAL    CHECK (b_simple_se IS NULL OR b_simple_se >= 0),
+    n_samples    INTEGER NOT NULL CHECK (n_samples > 0),
+    groups       INTEGER NOT NULL CHECK (groups > 0),
+    UNIQUE (run_id, layer_id)
+);
+
+-- A preconditioner comparison (curvscope compare): one model tuned on the
+-- same data, seed, batch and epochs with each method of a list.  Each
+-- method is its own finetune run (comparison_methods.run_id).
+CREATE TABLE comparisons (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_path      TEXT    NOT NULL,
+    data            TEXT,                     -- training data and label specs
+    test_data       TEXT,                     -- NULL: evaluated on the training data
+    epochs          INTEGER NOT NULL CHECK (epochs > 0),
+    batch           INTEGER NOT NULL CHECK (batch > 0),
+    seed            INTEGER NOT NULL,
+    target_accuracy REAL    CHECK (target_accuracy IS NULL OR (target_accuracy >= 0 AND target_accuracy <= 1)),
+    started_at      TEXT    NOT NULL          -- UTC, ISO 8601
+);
+
+-- One method of a comparison.  train_seconds: the training loop's time
+-- (steps with their curvature refreshes, no evaluations); samples_per_sec:
+-- samples stepped over per train_second; peak_heap_bytes: the largest rise
+-- of the heap in use above its level at the method's start, sampled after
+-- every step (NULL where not measurable; runs.peak_rss_bytes is the
+-- process's, which only grows); time_to_target: train_seconds at the end
+-- of the first epoch whose test accuracy reached target_accuracy (NULL:
+-- not reached).
+CREATE TABLE comparison_methods (
+    comparison_id       INTEGER NOT NULL REFERENCES comparisons (id) ON DELETE CASCADE,
+    method              TEXT    NOT NULL,
+    run_id              INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    lr                  REAL    NOT NULL CHECK (lr > 0),
+    damping             REAL    CHECK (damping IS NULL OR damping >= 0),
+    train_seconds       REAL    CHECK (train_seconds IS NULL OR train_seconds >= 0),
+    samples_per_sec     REAL    CHECK (samples_per_sec IS NULL OR samples_per_sec > 0),
+    peak_heap_bytes     INTEGER CHECK (peak_heap_bytes IS NULL OR peak_heap_bytes >= 0),
+    final_test_loss     REAL,
+    final_test_accuracy REAL    CHECK (final_test_accuracy IS NULL OR (final_test_accuracy >= 0 AND final_test_accuracy <= 1)),
+    time_to_target      REAL    CHECK (time_to_target IS NULL OR time_to_target >= 0),
+    epoch_to_target     INTEGER CHECK (epoch_to_target IS NULL OR epoch_to_target >= 0),
+    PRIMARY KEY (comparison_id, method)
+);
+
+-- Per method and epoch (0-based): cumulative training time at its end,
+-- that epoch's throughput, loss and accuracy over the training and test sets.
+CREATE TABLE comparison_epochs (
+    comparison_id   INTEGER NOT NULL,
+    method          TEXT    NOT NULL,
+    epoch           INTEGER NOT NULL CHECK (epoch >= 0),
+    train_seconds   REAL    CHECK (train_seconds IS NULL OR train_seconds >= 0),
+    samples_per_sec REAL,
+    train_loss      REAL,
+    train_accuracy  REAL,
+    test_loss       REAL,
+    test_accuracy   REAL,
+    PRIMARY KEY (comparison_id, method, epoch),
+    FOREIGN KEY (comparison_id, method) REFERENCES comparison_methods (comparison_id, method) ON DELETE CASCADE
+);
+
+-- The comparison as the ASDL paper tabulates it (Osawa et al. 2023): per
+-- method throughput, peak memory, final test loss and accuracy, time to
+-- the target accuracy, fastest first.
+CREATE VIEW v_comparison AS
+SELECT m.comparison_id, m.method, m.run_id, m.lr, m.damping,
+       round(m.samples_per_sec, 1) AS samples_per_sec,
+       round(m.peak_heap_bytes / 1048576.0, 2) AS peak_heap_mib,
+       m.final_test_loss, m.final_test_accuracy,
+       c.target_accuracy, m.time_to_target, m.epoch_to_target,
+       m.train_seconds
+FROM comparison_methods AS m
+JOIN comparisons AS c ON c.id = m.comparison_id
+ORDER BY m.comparison_id, m.time_to_target IS NULL, m.time_to_target, m.final_test_accuracy DESC;

@@ -62,7 +62,11 @@ void cmd_analyze_usage(FILE *f)
                "                     full, smw, newton (finetune's preconditioners):\n"
                "                     the step -(C + lambda I)^-1 g per layer, its predicted and\n"
                "                     actual decrease, rho, best step size (step_diagnostics)\n"
-               "  --damping LIST     lambda values for --precond (default 1e-3,1e-2,1e-1)\n");
+               "  --damping LIST     lambda values for --precond (default 1e-3,1e-2,1e-1)\n"
+               "  --noise-scale      gradient noise scale B_simple = tr(Sigma) / |G|^2 per layer\n"
+               "                     and network with its standard error (McCandlish et al. 2018;\n"
+               "                     from the per-sample gradients; results in noise_scale)\n"
+               "  --noise-groups K   groups of the data for its standard error (default 10)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
@@ -257,6 +261,20 @@ static void print_json(const cs_graph *g, const cs_curv_report *rep, unsigned cu
     printf("]}\n");
 }
 
+/* The noise scale per layer and for the network. */
+static void print_noise(const cs_graph *g, const cs_curv_report *rep)
+{
+    if (rep->n_noise == 0)
+        return;
+    printf("%-28s %12s %12s %12s %12s\n", "layer", "|G|^2", "tr(Sigma)", "B_simple", "stderr");
+    for (int i = 0; i < rep->n_noise; i++) {
+        const cs_noise_result *r = &rep->noise[i];
+        if (r->available)
+            printf("%-28.28s %12.5g %12.5g %12.5g %12.3g\n", r->layer < 0 ? "(network)" : g->layers[r->layer].name,
+                   r->grad_sq_norm, r->trace_cov, r->b_simple, r->b_simple_se);
+    }
+}
+
 /* Per layer: lambda_max, trace, condition for each curvature, from the
  * most exact representation computed. */
 static void print_summary(const cs_graph *g, const cs_curv_report *rep, unsigned curvs, const char *db,
@@ -348,6 +366,8 @@ int cmd_analyze(int argc, char **argv)
         /* the last --damping wins */
         CLI_OPT("damping", CLI_OPT_LIST, dampings, .max = HUGE_VAL, .count = &n_dampings, .max_n = 32,
                 .replace = true),
+        CLI_OPT("noise-scale", CLI_OPT_FLAG, &o.noise_scale),
+        CLI_OPT("noise-groups", CLI_OPT_INT, &o.noise_groups, .max = 100000, .seen = &o.noise_scale),
     };
     int parsed = cli_parse_args("analyze", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                               cmd_analyze_usage, "MODEL.onnx", &model);
@@ -470,6 +490,7 @@ int cmd_analyze(int argc, char **argv)
         print_steps(&steps);
         print_pruning(pts, n_pts);
         print_spectra(g, spec, n_spec);
+        print_noise(g, &rep);
         print_summary(g, &rep, o.curvatures, db_path, run.id);
     }
     cs_spectrum_free(spec, n_spec);

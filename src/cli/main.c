@@ -18,6 +18,8 @@ static const cs_cmd commands[] = {
      cmd_analyze_usage, true},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
      cmd_finetune_usage, true},
+    {"compare", "tune with each of a list of preconditioners, compare speed and accuracy", cmd_compare,
+     cmd_compare_usage, false},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage, false},
 };
 

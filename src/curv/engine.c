@@ -24,6 +24,7 @@ void cs_curv_opts_init(cs_curv_opts *o)
     o->mc_samples = 1;
     o->probes = 20;
     o->batch = 128;
+    o->noise_groups = 10;
     o->loss = CS_LOSS_CE;
 }
 
@@ -35,6 +36,7 @@ typedef struct engine {
     void *state[CS_REPR_TABLE_N]; /* each representation's accumulators, NULL: nothing to do */
     double *rows;               /* per-sample gradients [B, W] */
     double *seedwork;           /* loss rows */
+    cs_noise_acc *noise;        /* noise_scale's sums, NULL when not asked */
     cs_rng rng;
     int pass;                   /* the pass over the data now running (cs_repr_def.pass) */
 } engine;
@@ -89,6 +91,7 @@ static void engine_free(engine *e)
     free(e->lay);
     free(e->rows_ok);
     free(e->rows), free(e->seedwork);
+    cs_noise_acc_free(e->noise);
     cs_objective_free(&e->obj);
 }
 
@@ -151,6 +154,14 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
                              "the loss seeds' rows")))
         return st;
     x->seedwork = e->seedwork;
+    if (o->noise_scale) {
+        for (int l = 0; l < g->n_layers; l++)
+            if (!e->rows_ok[l])
+                note(x->rep, "layer %s (%s): samples not on one axis of its input: no noise scale", g->layers[l].name,
+                     g->layers[l].op_type);
+        if ((st = cs_noise_acc_new(g, e->rows_ok, x->ds->n, o->noise_groups, &e->noise, err)))
+            return st;
+    }
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
         if ((st = cs_repr_table[i]->plan(x, &e->state[i], err)))
             return st;
@@ -170,13 +181,16 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
     cs_status st = cs_ad_backward(ad, err);
     if (st)
         return st;
+    /* a family run only for the noise scale feeds no representation */
+    bool reprs_on = x->fam[f];
     for (int l = 0; l < x->g->n_layers; l++) {
         cs_repr_rows use[CS_REPR_TABLE_N];
-        bool on_rows = o->on_rows && e->pass == 0;
-        bool form = on_rows;
+        bool on_rows = o->on_rows && e->pass == 0 && reprs_on;
+        bool noise = e->noise && f == CS_FAM_EMP && e->pass == 0 && e->rows_ok[l];
+        bool form = on_rows || noise;
         for (int i = 0; i < CS_REPR_TABLE_N; i++) {
-            use[i] = active(e, i) && cs_repr_table[i]->rows ? cs_repr_table[i]->rows(x, e->state[i], l, f)
-                                                            : CS_ROWS_NONE;
+            use[i] = reprs_on && active(e, i) && cs_repr_table[i]->rows ? cs_repr_table[i]->rows(x, e->state[i], l, f)
+                                                                        : CS_ROWS_NONE;
             form = form || use[i] == CS_ROWS_NEEDED;
         }
         if (form) {
@@ -191,14 +205,16 @@ static cs_status seed_pass(engine *e, int which, int f, int seed, double scale, 
                     cs_repr_table[i]->add_rows(x, e->state[i], l, f, e->rows, B);
             if (on_rows)
                 o->on_rows(o->rows_ctx, l, start, seed, e->rows, B);
+            if (noise) /* scale is 1 for the true-label seed: rows are d l_n / d theta */
+                cs_noise_acc_add(e->noise, l, start, e->rows, B);
         }
         for (int i = 0; i < CS_REPR_TABLE_N; i++)
-            if (active(e, i) && cs_repr_table[i]->add_capture &&
+            if (reprs_on && active(e, i) && cs_repr_table[i]->add_capture &&
                 (st = cs_repr_table[i]->add_capture(x, e->state[i], ad, l, f, scale, form, err)))
                 return st;
     }
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
-        if (active(e, i) && cs_repr_table[i]->seed_done)
+        if (reprs_on && active(e, i) && cs_repr_table[i]->seed_done)
             cs_repr_table[i]->seed_done(x, e->state[i], f, B);
     return CS_OK;
 }
@@ -222,7 +238,8 @@ static cs_status batch_pass(engine *e, int64_t start, int64_t *done, cs_err *err
     int64_t B = z->dims[0], C = e->obj.classes;
     bool inputs_done = false;
     for (int f = 0; f < CS_FAM_COUNT; f++) {
-        if (!x->fam[f])
+        bool noise_only = !x->fam[f] && f == CS_FAM_EMP && e->noise && e->pass == 0;
+        if (!x->fam[f] && !noise_only)
             continue;
         int n_seeds = f == CS_FAM_GGN ? (int)C : f == CS_FAM_MC ? S : 1;
         double scale = f == CS_FAM_MC ? 1.0 / sqrt((double)S) : 1.0;
@@ -233,12 +250,12 @@ static cs_status batch_pass(engine *e, int64_t start, int64_t *done, cs_err *err
                                k, z, x->ds, start, &e->rng, cs_ad_seed(ad), e->seedwork);
             if ((st = seed_pass(e, which, f, k, scale, start, B, err)))
                 return st;
-            for (int l = 0; !inputs_done && l < x->g->n_layers; l++)
+            for (int l = 0; !inputs_done && !noise_only && l < x->g->n_layers; l++)
                 for (int i = 0; i < CS_REPR_TABLE_N; i++)
                     if (active(e, i) && cs_repr_table[i]->add_input &&
                         (st = cs_repr_table[i]->add_input(x, e->state[i], ad, l, err)))
                         return st;
-            inputs_done = true;
+            inputs_done = inputs_done || !noise_only;
         }
     }
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
@@ -310,7 +327,7 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
      * pass 0's results (EK-FAC's scalings in K-FAC's basis). */
     int64_t N = ds->n;
     for (e.pass = 0; e.pass < 2; e.pass++) {
-        bool any = false;
+        bool any = e.pass == 0 && e.noise;
         for (int i = 0; i < CS_REPR_TABLE_N; i++)
             any = any || active(&e, i);
         if (!any)
@@ -357,6 +374,8 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
         if (!st && !o->stats_only)
             st = results_of(&e, -1, (cs_curv_kind)c, err);
     }
+    if (!st && e.noise)
+        st = cs_noise_acc_results(e.noise, &out->noise, &out->n_noise, err);
     if (st)
         goto fail;
     /* Drop full blocks computed only as references for the comparisons. */
@@ -392,6 +411,7 @@ void cs_curv_report_free(cs_curv_report *r)
         free(r->res[i].unit_index);
     }
     free(r->res);
+    free(r->noise);
     memset(r, 0, sizeof *r);
 }
 

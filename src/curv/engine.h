@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "curv/curv.h"
+#include "curv/noise.h"
 #include "data/dataset.h"
 #include "graph/graph.h"
 #include "objective/loss.h"
@@ -59,6 +60,12 @@ typedef struct cs_curv_opts {
      * layer. */
     void (*on_rows)(void *ctx, int layer, int64_t start, int seed, const double *rows, int64_t B);
     void *rows_ctx;
+    /* The gradient noise scale (curv/noise.h) from the true-label seeds'
+     * per-sample gradients, in groups of the data for its standard error
+     * (noise_groups, default 10); runs the fisher_emp seeds when no
+     * curvature asked for them, feeding nothing else. */
+    bool noise_scale;
+    int noise_groups;
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     /* Checked between batches: when it points to a non-zero value the
@@ -102,6 +109,8 @@ typedef struct cs_curv_report {
     cs_curv_result *res;
     int n_notes;
     char notes[64][200];        /* skipped combinations, fallbacks */
+    cs_noise_result *noise;     /* noise_scale: n_noise = n_layers + 1 results, else NULL */
+    int n_noise;
     double seconds;
 } cs_curv_report;
 

@@ -454,6 +454,92 @@ static cs_status finetune_runs(cs_store *db, FILE *f, table *t, cs_err *err)
     return CS_OK;
 }
 
+/* The gradient noise scale of the run (analyze --noise-scale): B_simple
+ * per layer and for the network as bars, and the table. */
+static cs_status noise_scale(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-noise", "Gradient noise scale",
+            "B_simple = tr(Sigma) / |G|^2 per layer and for the network (McCandlish et al. 2018), from the "
+            "per-sample gradients, with its delta-method standard error; log scale.");
+    cs_status st = query(db, t, err,
+                         "SELECT coalesce(l.name, '(network)'), n.b_simple, n.b_simple_se, n.grad_sq_norm, "
+                         "n.trace_cov FROM noise_scale n LEFT JOIN layers l ON l.run_id = n.run_id AND "
+                         "l.layer_id = n.layer_id WHERE n.run_id = %lld ORDER BY n.layer_id IS NULL, n.layer_id",
+                         (long long)run);
+    if (st)
+        return st;
+    if (t->n == 0) {
+        missing(f, "No noise scale in this run (analyze --noise-scale computes it).");
+        fprintf(f, "</section>\n");
+        return CS_OK;
+    }
+    int nc = (int)t->n;
+    const char **cats = malloc(sizeof(char *) * (size_t)nc);
+    double *vals = malloc(sizeof(double) * (size_t)nc);
+    if (!cats || !vals) {
+        free(cats), free(vals);
+        return cs_fail(err, CS_ERR_NOMEM, "out of memory");
+    }
+    for (int r = 0; r < nc; r++)
+        cats[r] = str(t, r, 0), vals[r] = num(t, r, 1);
+    svg_series sr = {.name = "B_simple", .y = vals, .n = nc};
+    svg_axes ax = {.title = "Gradient noise scale per layer", .xlabel = "layer", .ylabel = "B_simple", .logy = true};
+    fprintf(f, "<figure>\n");
+    svg_bar_plot(f, "fig-noise", &ax, cats, nc, &sr, 1);
+    fprintf(f, "</figure>\n<table id=\"tbl-noise\">\n<tr><th>layer</th><th>B_simple</th><th>standard error</th>"
+               "<th>|G|^2</th><th>tr(Sigma)</th></tr>\n");
+    for (int r = 0; r < nc; r++) {
+        fprintf(f, "<tr><td>");
+        svg_escape(f, cats[r]);
+        fprintf(f, "</td>");
+        for (int c = 1; c < 5; c++)
+            fprintf(f, str(t, r, c) ? "<td>%.4g</td>" : "<td>-</td>", num(t, r, c));
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n</section>\n");
+    free(cats), free(vals);
+    return CS_OK;
+}
+
+/* The latest comparison (curvscope compare): test accuracy against the
+ * training time per method, and the v_comparison table. */
+static cs_status comparison(cs_store *db, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-compare", "Preconditioner comparison",
+            "The latest curvscope compare: each method's test accuracy at the end of each epoch against its "
+            "cumulative training-loop time (same model, data order, seed and epochs), then throughput, peak "
+            "heap and time to the target accuracy.");
+    cs_status st = query(db, t, err,
+                         "SELECT method, train_seconds, test_accuracy FROM comparison_epochs WHERE comparison_id = "
+                         "(SELECT max(id) FROM comparisons) ORDER BY method, epoch");
+    if (st)
+        return st;
+    if (t->n == 0) {
+        missing(f, "No comparison in this file (curvscope compare runs one).");
+        fprintf(f, "</section>\n");
+        return CS_OK;
+    }
+    svg_axes ax = {.title = "Test accuracy against training time", .xlabel = "training seconds",
+                   .ylabel = "test accuracy"};
+    if ((st = plot_table(f, t, 1, 1, 2, "fig-compare", &ax, true, NULL, err)) ||
+        (st = query(db, t, err,
+                    "SELECT method, lr, samples_per_sec, peak_heap_mib, final_test_loss, final_test_accuracy, "
+                    "time_to_target FROM v_comparison WHERE comparison_id = (SELECT max(id) FROM comparisons)")))
+        return st;
+    fprintf(f, "<table id=\"tbl-compare\">\n<tr><th>method</th><th>lr</th><th>samples/s</th><th>peak heap MiB</th>"
+               "<th>test loss</th><th>test accuracy</th><th>time to target (s)</th></tr>\n");
+    for (int64_t r = 0; r < t->n; r++) {
+        fprintf(f, "<tr><td>");
+        svg_escape(f, str(t, r, 0));
+        fprintf(f, "</td>");
+        for (int c = 1; c < 7; c++)
+            fprintf(f, str(t, r, c) ? "<td>%.4g</td>" : "<td>-</td>", num(t, r, c));
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n</section>\n");
+    return CS_OK;
+}
+
 cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
 {
     table t = {0};
@@ -491,11 +577,15 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
             st = importance(db, run, f, &t, err);
         if (!st)
             st = steps(db, run, f, &t, err);
+        if (!st)
+            st = noise_scale(db, run, f, &t, err);
     } else {
         missing(f, "No finished analyze run in this file.");
     }
     if (!st)
         st = finetune_runs(db, f, &t, err);
+    if (!st)
+        st = comparison(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);
     if (!st && ferror(f))

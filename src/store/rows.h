@@ -17,6 +17,7 @@
 #include "curv/prune.h"
 #include "curv/spectrum.h"
 #include "precond/diagnostics.h"
+#include "finetune/compare.h"
 #include "finetune/finetune.h"
 #include "graph/graph.h"
 #include "objective/loss.h"
@@ -64,6 +65,29 @@ cs_status cs_store_write_pruning(cs_store *s, int64_t run_id, const cs_prune_poi
 /* step_diagnostics rows, one per preconditioner, damping and layer. */
 cs_status cs_store_write_steps(cs_store *s, int64_t run_id, const cs_step_report *steps,
                                cs_err *err) CS_MUST_CHECK;
+
+/* noise_scale rows of rep->noise (layers with per-sample gradients, then
+ * the network as layer NULL) and the conventions of its estimators;
+ * nothing when rep->n_noise is 0. */
+cs_status cs_store_write_noise(cs_store *s, int64_t run_id, const cs_curv_report *rep, cs_err *err) CS_MUST_CHECK;
+
+/* A comparisons row (curvscope compare): what every method shares;
+ * target NaN: none.  *id is the new comparison's id. */
+typedef struct cs_comparison_info {
+    const char *model_path, *data, *test_data;
+    int epochs;
+    int64_t batch;
+    uint64_t seed;
+    double target_accuracy;
+} cs_comparison_info;
+cs_status cs_store_comparison_begin(cs_store *s, const cs_comparison_info *info, int64_t *id,
+                                    cs_err *err) CS_MUST_CHECK;
+
+/* One method of comparison id, trained in run run_id: its
+ * comparison_methods row and one comparison_epochs and two finetune_evals
+ * rows (train, test) per epoch. */
+cs_status cs_store_write_compare_method(cs_store *s, int64_t id, int64_t run_id, const char *method, double lr,
+                                        double damping, const cs_compare_outcome *m, cs_err *err) CS_MUST_CHECK;
 
 /* Everything one analyze run computed (each part may be empty). */
 typedef struct cs_analysis_rows {

@@ -176,6 +176,8 @@ cs_status cs_store_write_analysis(cs_store *s, int64_t run_id, const cs_analysis
     if (!st)
         st = cs_store_write_steps(s, run_id, a->steps, err);
     if (!st)
+        st = cs_store_write_noise(s, run_id, a->rep, err);
+    if (!st)
         st = cs_store_commit(s, err);
     return st;
 }

@@ -92,6 +92,20 @@ static const struct {
     [ST_FINETUNE_EVAL] = {"finetune_evals",
         "INSERT INTO finetune_evals (run_id, epoch, split, loss, accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_NOISE_SCALE] = {"noise_scale",
+        "INSERT INTO noise_scale (run_id, layer_id, grad_sq_norm, trace_cov, b_simple, b_simple_se, "
+        "n_samples, groups) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    [ST_COMPARISON] = {"comparisons",
+        "INSERT INTO comparisons (model_path, data, test_data, epochs, batch, seed, target_accuracy, "
+        "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"},
+    [ST_COMPARISON_METHOD] = {"comparison_methods",
+        "INSERT INTO comparison_methods (comparison_id, method, run_id, lr, damping, train_seconds, "
+        "samples_per_sec, peak_heap_bytes, final_test_loss, final_test_accuracy, time_to_target, "
+        "epoch_to_target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+    [ST_COMPARISON_EPOCH] = {"comparison_epochs",
+        "INSERT INTO comparison_epochs (comparison_id, method, epoch, train_seconds, samples_per_sec, "
+        "train_loss, train_accuracy, test_loss, test_accuracy) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
@@ -790,6 +804,11 @@ cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_
     if (r == CS_OK)
         *run_id = sqlite3_last_insert_rowid(s->db);
     return r;
+}
+
+int64_t store_last_rowid(const cs_store *s)
+{
+    return sqlite3_last_insert_rowid(s->db);
 }
 
 cs_status cs_store_run_end(cs_store *s, int64_t run_id, const char *status, double seconds,

@@ -31,6 +31,10 @@ enum stmt_id {
     ST_STEP_DIAG,
     ST_FINETUNE_STEP,
     ST_FINETUNE_EVAL,
+    ST_NOISE_SCALE,
+    ST_COMPARISON,
+    ST_COMPARISON_METHOD,
+    ST_COMPARISON_EPOCH,
     ST_SAVEPOINT,
     ST_RELEASE,
     ST_ROLLBACK_TO,
@@ -80,6 +84,9 @@ cs_status store_insert_row(cs_store *s, enum stmt_id id, const store_col *cols, 
 /* Insert n rows (none for n <= 0) in a savepoint: all of them or none. */
 cs_status store_insert_rows(cs_store *s, enum stmt_id id, const store_rows *rows, int64_t n,
                             cs_err *err) CS_MUST_CHECK;
+
+/* The rowid of the last row inserted through s (an INTEGER PRIMARY KEY). */
+int64_t store_last_rowid(const cs_store *s);
 
 /* conventions rows key = kv[i][0], value = kv[i][1] for i < n, in order,
  * up to the first failure. */

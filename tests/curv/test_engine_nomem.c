@@ -15,7 +15,7 @@
  * trace). */
 static bool same_results(const cs_curv_report *a, const cs_curv_report *b)
 {
-    if (a->n != b->n)
+    if (a->n != b->n || a->n_noise != b->n_noise)
         return false;
     for (int i = 0; i < a->n; i++) {
         const cs_curv_result *x = &a->res[i], *y = &b->res[i];
@@ -103,5 +103,12 @@ int main(void)
     o.keep_matrices = true;
     o.batch = 5;
     check_failures("tiny_cnn64", "statistics only", &o);
+
+    cs_curv_opts_init(&o);
+    o.curvatures = 1u << CS_CURV_GGN;
+    o.reprs = 1u << CS_REPR_KFAC;
+    o.noise_scale = true;
+    o.batch = 5;
+    check_failures("tiny_cnn64", "noise scale", &o);
     return tap_done();
 }
