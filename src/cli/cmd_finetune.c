@@ -52,7 +52,14 @@ void cmd_finetune_usage(FILE *f)
                "  --kl-clip K        scale curvature directions so lr^2 |d^T g| <= K\n"
                "                     (Ba et al. 2017; default 0.001, 0 turns it off)\n"
                "  --bn-train         update BatchNormalization running statistics from batches\n"
-               "  --log-every K      a finetune_steps row every K steps (default 10)\n");
+               "  --log-every K      a finetune_steps row every K steps (default 10)\n"
+               "  --old-data SPEC, --old-labels SPEC   the old task's data: finetune_evals rows\n"
+               "                     'old_start' (before tuning) and 'old' (each epoch)\n"
+               "  --ewc RUN          elastic weight consolidation: add (lambda/2) sum F_i (theta_i -\n"
+               "                     theta*_i)^2 with F the Fisher diagonal and theta* the weights of\n"
+               "                     analyze run RUN in --db (analyzed with --importance)\n"
+               "  --ewc-lambda L     lambda (default 1; F and the loss are both sample means)\n"
+               "  --ewc-curvature C  ggn (= fisher for ce and mse; default) or fisher_emp\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "Shuffling is seeded: the same --seed gives the same run with --threads 1.\n");
@@ -63,11 +70,12 @@ void cmd_finetune_usage(FILE *f)
  * transaction held through the whole training would hold the database's
  * write lock as long and block every other writer (doc/design.md §4). */
 typedef struct log_row {
-    char kind;             /* 's' finetune_steps, 'e' finetune_evals, 'n' a fallback note */
+    char kind;             /* 's' finetune_steps, 'e' finetune_evals, 'n' a fallback note,
+                              'p' finetune_penalty (loss holds the penalty) */
     int epoch;
     int64_t step;
     double loss, acc, lr, seconds, sps;
-    char split[8];         /* 'e': "train" or "val" */
+    char split[16];        /* 'e': "train", "val", "old_start" or "old"; 'p': none */
     char *note;            /* 'n': owned */
 } log_row;
 
@@ -114,6 +122,8 @@ static cs_status log_flush(log_ctx *c, cs_err *err)
         if (r->kind == 's')
             st = cs_store_finetune_step(c->db, c->run, r->epoch, r->step, r->loss, r->acc, r->lr,
                                         r->seconds, r->sps, err);
+        else if (r->kind == 'p')
+            st = cs_store_finetune_penalty(c->db, c->run, r->epoch, r->step, r->loss, err);
         else if (r->kind == 'e')
             st = cs_store_finetune_eval(c->db, c->run, r->epoch, r->split, r->loss, r->acc, err);
         else
@@ -160,6 +170,13 @@ static void on_eval(void *vctx, int epoch, const char *split, double loss, doubl
     if (isatty(2))
         fprintf(stderr, "\r\033[K");
     fprintf(c->text, "epoch %d %-5s loss %.6f accuracy %.4f\n", epoch, split, loss, acc);
+}
+
+static void on_penalty(void *vctx, int epoch, int64_t step, double penalty)
+{
+    log_row *r = log_push(vctx, 'p');
+    if (r)
+        *r = (log_row){.kind = 'p', .epoch = epoch, .step = step, .loss = penalty};
 }
 
 /* A layer that falls back to sgd: said on the terminal and kept with the run. */
@@ -253,6 +270,10 @@ static int parse_schedule(void *cosine, const char *cmd, const char *value)
 int cmd_finetune(int argc, char **argv)
 {
     const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL, *model = NULL;
+    const char *old_data = NULL, *old_labels = NULL, *ewc_curvature = "ggn";
+    int64_t ewc_run = -1;
+    double ewc_lambda = 1;
+    bool ewc_given = false;
     bool precond_given = false, lr_given = false, damping_given = false, momentum_given = false;
     cs_finetune_opts fo;
     cs_finetune_opts_init(&fo);
@@ -283,6 +304,11 @@ int cmd_finetune(int argc, char **argv)
         CLI_OPT("freeze", CLI_OPT_TEXT, &fo.freeze),
         CLI_OPT("bn-train", CLI_OPT_FLAG, &fo.bn_train),
         CLI_OPT("kl-clip", CLI_OPT_REAL, &fo.kl_clip),
+        CLI_OPT("old-data", CLI_OPT_TEXT, &old_data),
+        CLI_OPT("old-labels", CLI_OPT_TEXT, &old_labels),
+        CLI_OPT("ewc", CLI_OPT_COUNT, &ewc_run, .seen = &ewc_given),
+        CLI_OPT("ewc-lambda", CLI_OPT_REAL, &ewc_lambda),
+        CLI_OPT("ewc-curvature", CLI_OPT_TEXT, &ewc_curvature),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
@@ -307,6 +333,10 @@ int cmd_finetune(int argc, char **argv)
         return cli_usage_error("finetune", "missing --out TUNED.onnx or --db OUT.db");
     if ((val_data == NULL) != (val_labels == NULL))
         return cli_usage_error("finetune", "--val-data and --val-labels go together");
+    if ((old_data == NULL) != (old_labels == NULL))
+        return cli_usage_error("finetune", "--old-data and --old-labels go together");
+    if (!(ewc_lambda >= 0))
+        return cli_usage_error("finetune", "--ewc-lambda must be >= 0");
 
     cli_run run;
     if ((code = cli_run_open(&run, db_path)))
@@ -317,12 +347,25 @@ int cmd_finetune(int argc, char **argv)
         cli_run_close(&run);
         return code;
     }
-    cs_dataset ds, val;
+    cs_dataset ds, val, old;
     memset(&val, 0, sizeof val);
-    cs_status st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err);
-    if (!st && val_data && (st = cs_dataset_load(&val, val_data, val_labels, 0, &err)))
-        cs_dataset_free(&ds);
+    memset(&old, 0, sizeof old);
+    cs_ewc ewc;
+    memset(&ewc, 0, sizeof ewc);
+    /* --ewc is read before this run begins: a wrong RUN leaves no run */
+    cs_status st = ewc_given ? cs_store_read_ewc(run.db, ewc_run, g, ewc_curvature, &ewc, &err) : CS_OK;
+    ewc.lambda = ewc_lambda;
+    if (!st && !(st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err))) {
+        if (val_data && (st = cs_dataset_load(&val, val_data, val_labels, 0, &err)))
+            cs_dataset_free(&ds);
+        else if (old_data && (st = cs_dataset_load(&old, old_data, old_labels, 0, &err))) {
+            cs_dataset_free(&ds);
+            if (val_data)
+                cs_dataset_free(&val);
+        }
+    }
     if (st) {
+        cs_ewc_free(&ewc);
         cs_graph_free(g);
         cli_run_close(&run);
         return cli_report(st, &err);
@@ -332,15 +375,20 @@ int cmd_finetune(int argc, char **argv)
     fo.loss = d.loss;
     fo.norm = &d.norm;
     fo.val = val_data ? &val : NULL;
+    fo.old = old_data ? &old : NULL;
+    fo.ewc = ewc_given ? &ewc : NULL;
     st = cli_run_begin(&run, "finetune", model, &d, ds.n, argc, argv, &err);
     cs_curv_kind curv = fo.curvature >= 0 ? (cs_curv_kind)fo.curvature : pdef->default_curv;
     if (!st)
         st = cs_store_write_finetune_conventions(run.db, run.id, &fo,
                                                  pdef->reads_curvature ? cs_curv_name(curv) : "none", &err);
+    if (!st && ewc_given)
+        st = cs_store_write_ewc_conventions(run.db, run.id, ewc_run, ewc_curvature, ewc_lambda, &err);
     log_ctx lc = {.db = run.db, .run = run.id, .text = d.json ? stderr : stdout};
     fo.on_step = on_step;
     fo.on_eval = on_eval;
     fo.on_note = on_note;
+    fo.on_penalty = on_penalty;
     fo.ctx = &lc;
     fo.cancel = cli_run_cancel();
     cs_finetune_result res;
@@ -371,6 +419,9 @@ int cmd_finetune(int argc, char **argv)
     cs_dataset_free(&ds);
     if (val_data)
         cs_dataset_free(&val);
+    if (old_data)
+        cs_dataset_free(&old);
+    cs_ewc_free(&ewc);
     cs_graph_free(g);
     cli_run_close(&run);
     return code;

@@ -92,6 +92,8 @@ static const struct {
     [ST_FINETUNE_EVAL] = {"finetune_evals",
         "INSERT INTO finetune_evals (run_id, epoch, split, loss, accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_FINETUNE_PENALTY] = {"finetune_penalty",
+        "INSERT INTO finetune_penalty (run_id, epoch, step, penalty) VALUES (?1, ?2, ?3, ?4)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
