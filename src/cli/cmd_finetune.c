@@ -57,7 +57,7 @@ void cmd_finetune_usage(FILE *f)
                "                     'old_start' (before tuning) and 'old' (each epoch)\n"
                "  --ewc RUN          elastic weight consolidation: add (lambda/2) sum F_i (theta_i -\n"
                "                     theta*_i)^2 with F the Fisher diagonal and theta* the weights of\n"
-               "                     analyze run RUN in --db (analyzed with --importance)\n"
+               "                     analyze run RUN in --db (one that stored importance rows)\n"
                "  --ewc-lambda L     lambda (default 1; F and the loss are both sample means)\n"
                "  --ewc-curvature C  ggn (= fisher for ce and mse; default) or fisher_emp\n");
     cli_data_opts_usage(f);
