@@ -1,6 +1,9 @@
 /* Elastic weight consolidation (finetune/ewc.h):
  *  - the penalty's gradient equals central finite differences of its value,
  *    in double;
+ *  - the K-FAC form (lambda/2) tr(dW^T G dW A) equals the quadratic form of
+ *    the explicit Kronecker product A (x) G, over two groups, with its
+ *    gradient checked by central differences;
  *  - cs_finetune adds it: one full-batch SGD step without momentum moves
  *    theta by -lr (grad L + lambda F (theta - theta*)), and on_penalty gets
  *    the penalty at the step's parameters;
@@ -63,6 +66,99 @@ static void check_fd(void)
     for (int i = 0; i < n; i++)
         outside += (i < 5 || i >= 9) && grad[i] != 0;
     ok(outside == 0 && part > 0 && part < value, "a range [5, 9) only: %.6g of %.6g", part, value);
+    cs_ewc_free(&e);
+}
+
+/* A random symmetric positive definite n x n matrix B B^T + 0.1 I. */
+static void spd(cs_rng *rng, int n, double *out)
+{
+    double b[16];
+    for (int i = 0; i < n * n; i++)
+        b[i] = cs_rng_uniform(rng) - 0.5;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = i == j ? 0.1 : 0;
+            for (int c = 0; c < n; c++)
+                s += b[i * n + c] * b[j * n + c];
+            out[i * n + j] = s;
+        }
+}
+
+static void check_kfac(void)
+{
+    /* A layer of 2 groups, dG = 2 units and dA = 3 features (the last the
+     * bias), parameters stored out of (unit, feature) order, at offset 2 of
+     * a vector of 16 with diagonal entries elsewhere. */
+    enum { groups = 2, dG = 2, dA = 3, numel = groups * dG * dA, n = numel + 4, off = 2 };
+    cs_rng rng;
+    cs_rng_seed(&rng, 21);
+    double A[groups * dA * dA], G[groups * dG * dG];
+    int64_t index[numel * 3];
+    for (int g = 0; g < groups; g++) {
+        spd(&rng, dA, A + g * dA * dA);
+        spd(&rng, dG, G + g * dG * dG);
+    }
+    for (int p = 0; p < numel; p++) {
+        int q = (p * 7) % numel; /* 7 is prime to 12: a permutation */
+        index[3 * p] = q / (dG * dA);
+        index[3 * p + 1] = q / dA % dG;
+        index[3 * p + 2] = q % dA;
+    }
+    cs_curv_result r = {.dim = numel, .kfac_groups = groups, .kfac_dA = dA, .kfac_dG = dG, .kfac_A = A,
+                        .kfac_G = G, .kfac_index = index};
+    cs_ewc e;
+    cs_err err = {0};
+    if (!ok(cs_ewc_alloc(&e, n, &err) == CS_OK, "alloc (%s)", err.msg))
+        return;
+    e.lambda = 0.7;
+    double theta[n], grad[n];
+    for (int i = 0; i < n; i++) {
+        e.fisher[i] = cs_rng_uniform(&rng);
+        e.anchor[i] = cs_rng_uniform(&rng) - 0.5;
+        theta[i] = cs_rng_uniform(&rng) - 0.5;
+        grad[i] = 0;
+    }
+    if (!ok(cs_ewc_add_kfac(&e, &r, off, &err) == CS_OK, "add a K-FAC layer (%s)", err.msg))
+        return;
+    int zeroed = 1;
+    for (int p = 0; p < numel; p++)
+        zeroed &= e.fisher[off + p] == 0;
+    ok(zeroed, "the K-FAC layer's diagonal entries are 0");
+    double got = cs_ewc_penalty(&e, theta, grad, 0, n);
+    /* Explicit: vec column-major, vec(dW)[j dG + i] = dW[i][j], F = A (x) G
+     * with F[(j,i),(j',i')] = A[j][j'] G[i][i'], one block per group. */
+    double want = 0;
+    for (int g = 0; g < groups; g++) {
+        double v[dG * dA] = {0}, F[dG * dA][dG * dA];
+        for (int p = 0; p < numel; p++)
+            if (index[3 * p] == g)
+                v[index[3 * p + 2] * dG + index[3 * p + 1]] = theta[off + p] - e.anchor[off + p];
+        for (int j = 0; j < dA; j++)
+            for (int i = 0; i < dG; i++)
+                for (int j2 = 0; j2 < dA; j2++)
+                    for (int i2 = 0; i2 < dG; i2++)
+                        F[j * dG + i][j2 * dG + i2] = A[g * dA * dA + j * dA + j2] * G[g * dG * dG + i * dG + i2];
+        for (int a = 0; a < dG * dA; a++)
+            for (int b = 0; b < dG * dA; b++)
+                want += 0.5 * e.lambda * v[a] * F[a][b] * v[b];
+    }
+    for (int i = 0; i < n; i++)
+        if (i < off || i >= off + numel)
+            want += 0.5 * e.lambda * e.fisher[i] * (theta[i] - e.anchor[i]) * (theta[i] - e.anchor[i]);
+    ok(fabs(got - want) <= 1e-13 * (1 + fabs(want)), "K-FAC penalty %.15g == explicit Kronecker %.15g", got, want);
+    double worst = 0, h = 1e-5;
+    for (int i = 0; i < n; i++) {
+        double keep = theta[i];
+        theta[i] = keep + h;
+        double up = cs_ewc_penalty(&e, theta, NULL, 0, n);
+        theta[i] = keep - h;
+        double down = cs_ewc_penalty(&e, theta, NULL, 0, n);
+        theta[i] = keep;
+        double fd = (up - down) / (2 * h), d = fabs(grad[i] - fd) / (1 + fabs(fd));
+        if (d > worst)
+            worst = d;
+    }
+    ok(worst < 1e-8, "K-FAC penalty gradient == central differences (worst relative %.2e)", worst);
     cs_ewc_free(&e);
 }
 
@@ -294,6 +390,7 @@ static void check_forgetting(const char *fmnist)
 int main(void)
 {
     check_fd();
+    check_kfac();
     check_step();
     const char *fmnist = test_env("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist");
     char probe[600];
