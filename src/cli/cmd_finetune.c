@@ -59,7 +59,10 @@ void cmd_finetune_usage(FILE *f)
                "                     theta*_i)^2 with F the Fisher diagonal and theta* the weights of\n"
                "                     analyze run RUN in --db (one that stored importance rows)\n"
                "  --ewc-lambda L     lambda (default 1; F and the loss are both sample means)\n"
-               "  --ewc-curvature C  ggn (= fisher for ce and mse; default) or fisher_emp\n");
+               "  --ewc-curvature C  ggn (= fisher for ce and mse; default) or fisher_emp\n"
+               "  --ewc-repr R       diag (default: the stored diagonal) or kfac: Kronecker factors\n"
+               "                     of each layer computed on --old-data at theta* (Ritter et al.\n"
+               "                     2018); needs the analyzed model itself\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "Shuffling is seeded: the same --seed gives the same run with --threads 1.\n");
@@ -270,7 +273,7 @@ static int parse_schedule(void *cosine, const char *cmd, const char *value)
 int cmd_finetune(int argc, char **argv)
 {
     const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL, *model = NULL;
-    const char *old_data = NULL, *old_labels = NULL, *ewc_curvature = "ggn";
+    const char *old_data = NULL, *old_labels = NULL, *ewc_curvature = "ggn", *ewc_repr = "diag";
     int64_t ewc_run = -1;
     double ewc_lambda = 1;
     bool ewc_given = false;
@@ -309,6 +312,7 @@ int cmd_finetune(int argc, char **argv)
         CLI_OPT("ewc", CLI_OPT_COUNT, &ewc_run, .seen = &ewc_given),
         CLI_OPT("ewc-lambda", CLI_OPT_REAL, &ewc_lambda),
         CLI_OPT("ewc-curvature", CLI_OPT_TEXT, &ewc_curvature),
+        CLI_OPT("ewc-repr", CLI_OPT_TEXT, &ewc_repr),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
@@ -335,6 +339,12 @@ int cmd_finetune(int argc, char **argv)
         return cli_usage_error("finetune", "--val-data and --val-labels go together");
     if ((old_data == NULL) != (old_labels == NULL))
         return cli_usage_error("finetune", "--old-data and --old-labels go together");
+    bool ewc_kfac = strcmp(ewc_repr, "kfac") == 0;
+    if (!ewc_kfac && strcmp(ewc_repr, "diag") != 0)
+        return cli_usage_error("finetune", "--ewc-repr is diag or kfac, got '%s'", ewc_repr);
+    if (ewc_kfac && (!ewc_given || !old_data))
+        return cli_usage_error("finetune", "--ewc-repr kfac needs --ewc RUN and the old task's --old-data, "
+                               "on which the factors are computed");
     if (!(ewc_lambda >= 0))
         return cli_usage_error("finetune", "--ewc-lambda must be >= 0");
 
@@ -364,6 +374,18 @@ int cmd_finetune(int argc, char **argv)
                 cs_dataset_free(&val);
         }
     }
+    int n_kfac = 0;
+    if (!st && ewc_kfac) {
+        /* kfac_factors keeps the factors' eigenvalues only: the factors
+         * themselves are recomputed on the old data at theta* */
+        cs_curv_kind kc = strcmp(ewc_curvature, "fisher_emp") == 0 ? CS_CURV_FISHER_EMP : CS_CURV_GGN;
+        if ((st = cs_ewc_kfac_from_data(&ewc, g, &old, kc, d.batch, d.loss, &d.norm, &n_kfac, &err))) {
+            cs_dataset_free(&ds);
+            cs_dataset_free(&old);
+            if (val_data)
+                cs_dataset_free(&val);
+        }
+    }
     if (st) {
         cs_ewc_free(&ewc);
         cs_graph_free(g);
@@ -383,7 +405,8 @@ int cmd_finetune(int argc, char **argv)
         st = cs_store_write_finetune_conventions(run.db, run.id, &fo,
                                                  pdef->reads_curvature ? cs_curv_name(curv) : "none", &err);
     if (!st && ewc_given)
-        st = cs_store_write_ewc_conventions(run.db, run.id, ewc_run, ewc_curvature, ewc_lambda, &err);
+        st = cs_store_write_ewc_conventions(run.db, run.id, ewc_run, ewc_curvature, ewc_kfac ? "kfac" : "diag",
+                                            n_kfac, ewc_lambda, &err);
     log_ctx lc = {.db = run.db, .run = run.id, .text = d.json ? stderr : stdout};
     fo.on_step = on_step;
     fo.on_eval = on_eval;

@@ -101,9 +101,10 @@ cs_status cs_store_write_finetune_conventions(cs_store *s, int64_t run_id, const
  * that column. */
 cs_status cs_store_read_ewc(cs_store *s, int64_t ewc_run, const cs_graph *g, const char *curvature, cs_ewc *e,
                             cs_err *err) CS_MUST_CHECK;
-/* The ewc_* conventions of a finetune run with --ewc. */
+/* The ewc_* conventions of a finetune run with --ewc: repr "diag" or
+ * "kfac" (n_kfac layers in K-FAC form). */
 cs_status cs_store_write_ewc_conventions(cs_store *s, int64_t run_id, int64_t ewc_run, const char *curvature,
-                                         double lambda, cs_err *err) CS_MUST_CHECK;
+                                         const char *repr, int n_kfac, double lambda, cs_err *err) CS_MUST_CHECK;
 
 /* A layer that fell back to sgd: note is "layer NAME ...", kept as the
  * convention fallback.NAME. */

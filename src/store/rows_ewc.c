@@ -157,16 +157,22 @@ cs_status cs_store_read_ewc(cs_store *s, int64_t ewc_run, const cs_graph *g, con
 }
 
 cs_status cs_store_write_ewc_conventions(cs_store *s, int64_t run_id, int64_t ewc_run, const char *curvature,
-                                         double lambda, cs_err *err)
+                                         const char *repr, int n_kfac, double lambda, cs_err *err)
 {
-    char run[32], lam[64];
+    char run[32], lam[64], form[300];
     snprintf(run, sizeof run, "%lld", (long long)ewc_run);
     snprintf(lam, sizeof lam, "%.17g", lambda);
+    if (strcmp(repr, "kfac") == 0)
+        snprintf(form, sizeof form, "kfac: (lambda/2) tr(dW^T G dW A) for %d layers (Ritter et al. 2018), factors "
+                 "on the old data at theta*; the other layers diag", n_kfac);
+    else
+        snprintf(form, sizeof form, "diag: (lambda/2) sum_i F_i (theta_i - theta*_i)^2 (Kirkpatrick et al. 2017, "
+                 "eq. 3)");
     const char *const kv[][2] = {
         {"ewc_run", run},
         {"ewc_lambda", lam},
         {"ewc_curvature", curvature},
-        {"ewc_form", "diag: (lambda/2) sum_i F_i (theta_i - theta*_i)^2 (Kirkpatrick et al. 2017, eq. 3)"},
+        {"ewc_form", form},
         {"ewc_anchor", "theta* = importance.value of the ewc_run (the weights analyzed)"},
         {"ewc_scaling", "F is the mean over the analyzed run's samples, the loss the mean over the batch: "
                         "objective = mean loss + penalty"}};

@@ -45,6 +45,19 @@ ok "v_forgetting: one row per epoch" '[ "$(q "SELECT count(*) FROM v_forgetting 
 ok "old_start is the model before tuning" \
     '[ "$(q "SELECT count(*) FROM finetune_evals WHERE run_id = $run AND split = \"old_start\" AND epoch = 0")" = 1 ]'
 
+# K-FAC form: factors on the old data at theta*.
+"$CS" finetune "$MODELS/tiny_mlp64.onnx" $DATA $OLD --precond sgd --lr 0.05 --epochs 2 --log-every 1 \
+    --ewc 1 --ewc-repr kfac --out "$tmp/k.onnx" --db "$tmp/e.db" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+ok "finetune --ewc 1 --ewc-repr kfac exits 0 ($(cat "$tmp/err"))" '[ $rc -eq 0 ]'
+krun=$(q "SELECT max(id) FROM runs")
+ok "its ewc_form names the K-FAC layers" \
+    'q "SELECT value FROM conventions WHERE run_id = $krun AND key = \"ewc_form\"" | grep -q "^kfac: .* for 2 layers"'
+ok "K-FAC penalty positive after the first step" \
+    '[ "$(q "SELECT penalty > 0 FROM finetune_penalty WHERE run_id = $krun ORDER BY step DESC LIMIT 1")" = 1 ]'
+ok "the K-FAC and diagonal penalties differ" \
+    '[ "$(q "SELECT count(*) FROM finetune_penalty a JOIN finetune_penalty b USING (epoch, step) WHERE a.run_id = $run AND b.run_id = $krun AND a.penalty <> b.penalty")" -gt 0 ]'
+
 # Wrong --ewc: one line, exit 2, no run row left behind.
 fail_case() {
     name=$1 want=$2
@@ -61,6 +74,8 @@ fail_case "missing run" "no run 99" "$MODELS/tiny_mlp64.onnx" --ewc 99
 fail_case "a finetune run" "is a finetune run, not an analyze run" "$MODELS/tiny_mlp64.onnx" --ewc "$run"
 fail_case "no importance" "no importance rows" "$MODELS/tiny_mlp64.onnx" --ewc 2
 fail_case "another model" "is not the one of analyze run 1" "$MODELS/tiny_cnn64.onnx" --ewc 1
+fail_case "kfac, tuned weights" "not the analyzed ones" "$tmp/t.onnx" --ewc 1 --ewc-repr kfac $OLD
+fail_case "kfac without --old-data" "needs --ewc RUN and the old task" "$MODELS/tiny_mlp64.onnx" --ewc 1 --ewc-repr kfac
 fail_case "--old-data alone" "go together" "$MODELS/tiny_mlp64.onnx" --old-data npy:x.npy
 echo "1..$n"
 exit 0
