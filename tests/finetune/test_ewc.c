@@ -25,6 +25,25 @@
 #include "objective/evaluate.h"
 #include "objective/objective.h"
 
+/* The largest relative difference between grad - base (the penalty's
+ * gradient on top of base) and central differences of the penalty, h 1e-5. */
+static double fd_worst(const cs_ewc *e, double *theta, const double *grad, double base)
+{
+    double worst = 0, h = 1e-5;
+    for (int64_t i = 0; i < e->n; i++) {
+        double keep = theta[i];
+        theta[i] = keep + h;
+        double up = cs_ewc_penalty(e, theta, NULL, 0, e->n);
+        theta[i] = keep - h;
+        double down = cs_ewc_penalty(e, theta, NULL, 0, e->n);
+        theta[i] = keep;
+        double fd = (up - down) / (2 * h), d = fabs(grad[i] - base - fd) / (1 + fabs(fd));
+        if (d > worst)
+            worst = d;
+    }
+    return worst;
+}
+
 static void check_fd(void)
 {
     enum { n = 24 };
@@ -42,22 +61,12 @@ static void check_fd(void)
         theta[i] = cs_rng_uniform(&rng) - 0.5;
         grad[i] = 0.25; /* the penalty's gradient is added to what is there */
     }
-    double value = cs_ewc_penalty(&e, theta, grad, 0, n), worst = 0, h = 1e-5;
+    double value = cs_ewc_penalty(&e, theta, grad, 0, n), worst;
     double want = 0;
     for (int i = 0; i < n; i++)
         want += 0.5 * e.lambda * e.fisher[i] * (theta[i] - e.anchor[i]) * (theta[i] - e.anchor[i]);
     ok(fabs(value - want) <= 1e-14 * (1 + want), "penalty value %.15g == %.15g", value, want);
-    for (int i = 0; i < n; i++) {
-        double keep = theta[i];
-        theta[i] = keep + h;
-        double up = cs_ewc_penalty(&e, theta, NULL, 0, n);
-        theta[i] = keep - h;
-        double down = cs_ewc_penalty(&e, theta, NULL, 0, n);
-        theta[i] = keep;
-        double fd = (up - down) / (2 * h), d = fabs(grad[i] - 0.25 - fd) / (1 + fabs(fd));
-        if (d > worst)
-            worst = d;
-    }
+    worst = fd_worst(&e, theta, grad, 0.25);
     ok(worst < 1e-8, "penalty gradient == central differences (worst relative %.2e)", worst);
     /* A range [i0, i1) touches nothing else. */
     memset(grad, 0, sizeof grad);
@@ -146,18 +155,7 @@ static void check_kfac(void)
         if (i < off || i >= off + numel)
             want += 0.5 * e.lambda * e.fisher[i] * (theta[i] - e.anchor[i]) * (theta[i] - e.anchor[i]);
     ok(fabs(got - want) <= 1e-13 * (1 + fabs(want)), "K-FAC penalty %.15g == explicit Kronecker %.15g", got, want);
-    double worst = 0, h = 1e-5;
-    for (int i = 0; i < n; i++) {
-        double keep = theta[i];
-        theta[i] = keep + h;
-        double up = cs_ewc_penalty(&e, theta, NULL, 0, n);
-        theta[i] = keep - h;
-        double down = cs_ewc_penalty(&e, theta, NULL, 0, n);
-        theta[i] = keep;
-        double fd = (up - down) / (2 * h), d = fabs(grad[i] - fd) / (1 + fabs(fd));
-        if (d > worst)
-            worst = d;
-    }
+    double worst = fd_worst(&e, theta, grad, 0);
     ok(worst < 1e-8, "K-FAC penalty gradient == central differences (worst relative %.2e)", worst);
     cs_ewc_free(&e);
 }
