@@ -269,7 +269,7 @@ CREATE TABLE finetune_steps (
 CREATE TABLE finetune_evals (
     run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch    INTEGER NOT NULL CHECK (epoch >= 0),
-    split    TEXT    NOT NULL,                -- train, val, test
+    split    TEXT    NOT NULL,                -- train, val, test; old_start, old (--old-data)
     loss     REAL,
     accuracy REAL,
     PRIMARY KEY (run_id, epoch, split)

@@ -133,7 +133,9 @@ static double kfac_penalty(const cs_ewc *e, const cs_ewc_kfac *k, const double *
                     grad[k->offset + p] += e->lambda * GdWA[ix[1] * dA + ix[2]];
             }
     }
-    return 0.5 * e->lambda * sum;
+    /* A and G are positive semi-definite, so the exact form is >= 0; rounding
+     * near their null spaces may give -epsilon */
+    return 0.5 * e->lambda * fmax(sum, 0);
 }
 
 double cs_ewc_penalty(const cs_ewc *e, const double *theta, double *grad, int64_t i0, int64_t i1)
