@@ -271,7 +271,7 @@ CREATE TABLE finetune_steps (
 CREATE TABLE finetune_evals (
     run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     epoch    INTEGER NOT NULL CHECK (epoch >= 0),
-    split    TEXT    NOT NULL,                -- train, val, test
+    split    TEXT    NOT NULL,                -- train, val, test; old_start, old (--old-data)
     loss     REAL,
     accuracy REAL,
     PRIMARY KEY (run_id, epoch, split)
@@ -543,3 +543,30 @@ SELECT m.comparison_id, m.method, m.run_id, m.lr, m.damping,
 FROM comparison_methods AS m
 JOIN comparisons AS c ON c.id = m.comparison_id
 ORDER BY m.comparison_id, m.time_to_target IS NULL, m.time_to_target, m.final_test_accuracy DESC;
+-- The elastic weight consolidation penalty of a finetune run with --ewc
+-- (Kirkpatrick et al. 2017, eq. 3), one row per logged step (the steps of
+-- finetune_steps): (lambda / 2) sum_i F_i (theta_i - theta*_i)^2 at the
+-- parameters the step's batch loss was taken at; the objective is that loss
+-- plus this.  The conventions rows ewc_* name the run it came from, lambda
+-- and the scaling of F relative to the loss.
+CREATE TABLE finetune_penalty (
+    run_id  INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    epoch   INTEGER NOT NULL CHECK (epoch >= 0),
+    step    INTEGER NOT NULL CHECK (step >= 0),
+    penalty REAL    CHECK (penalty IS NULL OR penalty >= 0),
+    PRIMARY KEY (run_id, epoch, step)
+);
+
+-- Forgetting per finetune run and epoch with --old-data: the old task's
+-- loss and accuracy after the epoch next to those before the first step
+-- (split 'old_start'); forgetting = accuracy lost on the old task.
+CREATE VIEW v_forgetting AS
+SELECT e.run_id, e.epoch,
+       s.loss AS old_loss_start, e.loss AS old_loss,
+       s.accuracy AS old_accuracy_start, e.accuracy AS old_accuracy,
+       s.accuracy - e.accuracy AS forgetting,
+       t.loss AS train_loss, t.accuracy AS train_accuracy
+FROM finetune_evals e
+JOIN finetune_evals s ON s.run_id = e.run_id AND s.split = 'old_start'
+LEFT JOIN finetune_evals t ON t.run_id = e.run_id AND t.epoch = e.epoch AND t.split = 'train'
+WHERE e.split = 'old';

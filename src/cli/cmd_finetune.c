@@ -53,7 +53,17 @@ void cmd_finetune_usage(FILE *f)
                "  --kl-clip K        scale curvature directions so lr^2 |d^T g| <= K\n"
                "                     (Ba et al. 2017; default 0.001, 0 turns it off)\n"
                "  --bn-train         update BatchNormalization running statistics from batches\n"
-               "  --log-every K      a finetune_steps row every K steps (default 10)\n");
+               "  --log-every K      a finetune_steps row every K steps (default 10)\n"
+               "  --old-data SPEC, --old-labels SPEC   the old task's data: finetune_evals rows\n"
+               "                     'old_start' (before tuning) and 'old' (each epoch)\n"
+               "  --ewc RUN          elastic weight consolidation: add (lambda/2) sum F_i (theta_i -\n"
+               "                     theta*_i)^2 with F the Fisher diagonal and theta* the weights of\n"
+               "                     analyze run RUN in --db (one that stored importance rows)\n"
+               "  --ewc-lambda L     lambda (default 1; F and the loss are both sample means)\n"
+               "  --ewc-curvature C  ggn (= fisher for ce and mse; default) or fisher_emp\n"
+               "  --ewc-repr R       diag (default: the stored diagonal) or kfac: Kronecker factors\n"
+               "                     of each layer computed on --old-data at theta* (Ritter et al.\n"
+               "                     2018); needs the analyzed model itself\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "Shuffling is seeded: the same --seed gives the same run with --threads 1.\n");
@@ -64,11 +74,12 @@ void cmd_finetune_usage(FILE *f)
  * transaction held through the whole training would hold the database's
  * write lock as long and block every other writer (doc/design.md §4). */
 typedef struct log_row {
-    char kind;             /* 's' finetune_steps, 'e' finetune_evals, 'n' a fallback note */
+    char kind;             /* 's' finetune_steps, 'e' finetune_evals, 'n' a fallback note,
+                              'p' finetune_penalty (loss holds the penalty) */
     int epoch;
     int64_t step;
     double loss, acc, lr, seconds, sps;
-    char split[8];         /* 'e': "train" or "val" */
+    char split[16];        /* 'e': "train", "val", "old_start" or "old"; 'p': none */
     char *note;            /* 'n': owned */
 } log_row;
 
@@ -115,6 +126,8 @@ static cs_status log_flush(log_ctx *c, cs_err *err)
         if (r->kind == 's')
             st = cs_store_finetune_step(c->db, c->run, r->epoch, r->step, r->loss, r->acc, r->lr,
                                         r->seconds, r->sps, err);
+        else if (r->kind == 'p')
+            st = cs_store_finetune_penalty(c->db, c->run, r->epoch, r->step, r->loss, err);
         else if (r->kind == 'e')
             st = cs_store_finetune_eval(c->db, c->run, r->epoch, r->split, r->loss, r->acc, err);
         else
@@ -161,6 +174,13 @@ static void on_eval(void *vctx, int epoch, const char *split, double loss, doubl
     if (isatty(2))
         fprintf(stderr, "\r\033[K");
     fprintf(c->text, "epoch %d %-5s loss %.6f accuracy %.4f\n", epoch, split, loss, acc);
+}
+
+static void on_penalty(void *vctx, int epoch, int64_t step, double penalty)
+{
+    log_row *r = log_push(vctx, 'p');
+    if (r)
+        *r = (log_row){.kind = 'p', .epoch = epoch, .step = step, .loss = penalty};
 }
 
 /* A layer that falls back to sgd: said on the terminal and kept with the run. */
@@ -254,6 +274,10 @@ static int parse_schedule(void *cosine, const char *cmd, const char *value)
 int cmd_finetune(int argc, char **argv)
 {
     const char *out = NULL, *db_path = NULL, *val_data = NULL, *val_labels = NULL, *model = NULL;
+    const char *old_data = NULL, *old_labels = NULL, *ewc_curvature = "ggn", *ewc_repr = "diag";
+    int64_t ewc_run = -1;
+    double ewc_lambda = 1;
+    bool ewc_given = false;
     bool precond_given = false, lr_given = false, damping_given = false, momentum_given = false;
     cs_finetune_opts fo;
     cs_finetune_opts_init(&fo);
@@ -284,6 +308,12 @@ int cmd_finetune(int argc, char **argv)
         CLI_OPT("freeze", CLI_OPT_TEXT, &fo.freeze),
         CLI_OPT("bn-train", CLI_OPT_FLAG, &fo.bn_train),
         CLI_OPT("kl-clip", CLI_OPT_REAL, &fo.kl_clip),
+        CLI_OPT("old-data", CLI_OPT_TEXT, &old_data),
+        CLI_OPT("old-labels", CLI_OPT_TEXT, &old_labels),
+        CLI_OPT("ewc", CLI_OPT_COUNT, &ewc_run, .seen = &ewc_given),
+        CLI_OPT("ewc-lambda", CLI_OPT_REAL, &ewc_lambda),
+        CLI_OPT("ewc-curvature", CLI_OPT_TEXT, &ewc_curvature),
+        CLI_OPT("ewc-repr", CLI_OPT_TEXT, &ewc_repr),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
@@ -308,6 +338,16 @@ int cmd_finetune(int argc, char **argv)
         return cli_usage_error("finetune", "missing --out TUNED.onnx or --db OUT.db");
     if ((val_data == NULL) != (val_labels == NULL))
         return cli_usage_error("finetune", "--val-data and --val-labels go together");
+    if ((old_data == NULL) != (old_labels == NULL))
+        return cli_usage_error("finetune", "--old-data and --old-labels go together");
+    bool ewc_kfac = strcmp(ewc_repr, "kfac") == 0;
+    if (!ewc_kfac && strcmp(ewc_repr, "diag") != 0)
+        return cli_usage_error("finetune", "--ewc-repr is diag or kfac, got '%s'", ewc_repr);
+    if (ewc_kfac && (!ewc_given || !old_data))
+        return cli_usage_error("finetune", "--ewc-repr kfac needs --ewc RUN and the old task's --old-data, "
+                               "on which the factors are computed");
+    if (!(ewc_lambda >= 0))
+        return cli_usage_error("finetune", "--ewc-lambda must be >= 0");
 
     cli_run run;
     if ((code = cli_run_open(&run, db_path)))
@@ -318,12 +358,37 @@ int cmd_finetune(int argc, char **argv)
         cli_run_close(&run);
         return code;
     }
-    cs_dataset ds, val;
+    cs_dataset ds, val, old;
     memset(&val, 0, sizeof val);
-    cs_status st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err);
-    if (!st && val_data && (st = cs_dataset_load(&val, val_data, val_labels, 0, &err)))
-        cs_dataset_free(&ds);
+    memset(&old, 0, sizeof old);
+    cs_ewc ewc;
+    memset(&ewc, 0, sizeof ewc);
+    /* --ewc is read before this run begins: a wrong RUN leaves no run */
+    cs_status st = ewc_given ? cs_store_read_ewc(run.db, ewc_run, g, ewc_curvature, &ewc, &err) : CS_OK;
+    ewc.lambda = ewc_lambda;
+    if (!st && !(st = cs_dataset_load(&ds, d.data, d.labels, d.samples, &err))) {
+        if (val_data && (st = cs_dataset_load(&val, val_data, val_labels, 0, &err)))
+            cs_dataset_free(&ds);
+        else if (old_data && (st = cs_dataset_load(&old, old_data, old_labels, 0, &err))) {
+            cs_dataset_free(&ds);
+            if (val_data)
+                cs_dataset_free(&val);
+        }
+    }
+    int n_kfac = 0;
+    if (!st && ewc_kfac) {
+        /* kfac_factors keeps the factors' eigenvalues only: the factors
+         * themselves are recomputed on the old data at theta* */
+        cs_curv_kind kc = strcmp(ewc_curvature, "fisher_emp") == 0 ? CS_CURV_FISHER_EMP : CS_CURV_GGN;
+        if ((st = cs_ewc_kfac_from_data(&ewc, g, &old, kc, d.batch, d.loss, &d.norm, &n_kfac, &err))) {
+            cs_dataset_free(&ds);
+            cs_dataset_free(&old);
+            if (val_data)
+                cs_dataset_free(&val);
+        }
+    }
     if (st) {
+        cs_ewc_free(&ewc);
         cs_graph_free(g);
         cli_run_close(&run);
         return cli_report(st, &err);
@@ -333,15 +398,21 @@ int cmd_finetune(int argc, char **argv)
     fo.loss = d.loss;
     fo.norm = &d.norm;
     fo.val = val_data ? &val : NULL;
+    fo.old = old_data ? &old : NULL;
+    fo.ewc = ewc_given ? &ewc : NULL;
     st = cli_run_begin(&run, "finetune", model, &d, ds.n, argc, argv, &err);
     cs_curv_kind curv = fo.curvature >= 0 ? (cs_curv_kind)fo.curvature : pdef->default_curv;
     if (!st)
         st = cs_store_write_finetune_conventions(run.db, run.id, &fo,
                                                  pdef->reads_curvature ? cs_curv_name(curv) : "none", &err);
+    if (!st && ewc_given)
+        st = cs_store_write_ewc_conventions(run.db, run.id, ewc_run, ewc_curvature, ewc_kfac ? "kfac" : "diag",
+                                            n_kfac, ewc_lambda, &err);
     log_ctx lc = {.db = run.db, .run = run.id, .text = d.json ? stderr : stdout};
     fo.on_step = on_step;
     fo.on_eval = on_eval;
     fo.on_note = on_note;
+    fo.on_penalty = on_penalty;
     fo.ctx = &lc;
     fo.cancel = cli_run_cancel();
     cs_finetune_result res;
@@ -374,6 +445,9 @@ int cmd_finetune(int argc, char **argv)
     cs_dataset_free(&ds);
     if (val_data)
         cs_dataset_free(&val);
+    if (old_data)
+        cs_dataset_free(&old);
+    cs_ewc_free(&ewc);
     cs_graph_free(g);
     cli_run_close(&run);
     return code;

@@ -241,7 +241,7 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
                       cs_finetune_result *res, cs_err *err)
 {
     memset(res, 0, sizeof *res);
-    res->val_loss = res->val_accuracy = NAN;
+    res->val_loss = res->val_accuracy = res->old_loss = res->old_accuracy = NAN;
     const cs_precond_def *def = cs_precond_find(o->precond);
     if (!def)
         return cs_fail(err, CS_ERR_USAGE, "unknown preconditioner '%s' for finetune (%s)", o->precond,
@@ -323,6 +323,14 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     int64_t steps_per_epoch = (N + B_step - 1) / B_step;
     int64_t total = steps_per_epoch * o->epochs;
     double t_start = cs_now_seconds();
+    cs_eval_opts eo = {.loss = o->loss, .batch = o->batch, .norm = o->norm};
+    cs_eval_result r;
+    if (!st && o->ewc && o->ewc->n != P)
+        st = cs_fail(err, CS_ERR_SHAPE, "the EWC penalty has %lld parameters, the model %lld",
+                     (long long)o->ewc->n, (long long)P);
+    /* The old task before tuning: what forgetting is measured from. */
+    if (!st && o->old && !(st = cs_evaluate(g, o->old, &eo, &r, err)) && o->on_eval)
+        o->on_eval(o->ctx, 0, "old_start", r.loss, r.has_accuracy ? r.accuracy : NAN);
     for (int epoch = 0; epoch < o->epochs && !st; epoch++) {
         /* Fisher-Yates with the seeded generator: the same seed gives the
          * same order, hence the same run with one thread. */
@@ -354,6 +362,8 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
                 break;
             loss = sums[0] / (double)B;
             hits = (int64_t)sums[1];
+            /* EWC: the penalty at the same parameters as the batch loss */
+            double penalty = o->ewc ? cs_ewc_penalty(o->ewc, theta, grad, 0, P) : NAN;
             if (o->bn_train && (st = bn_update_running(g, &obj.plan[B == obj.batch ? 0 : 1], err)))
                 break;
             if (def->ops->observe)
@@ -399,12 +409,12 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
             if (o->on_step && (os.t % (o->log_every > 0 ? o->log_every : 1) == 0 || os.t == total))
                 o->on_step(o->ctx, epoch, os.t, loss, train->int_labels ? (double)hits / (double)B : NAN, lr, dt,
                            dt > 0 ? (double)B / dt : 0);
+            if (o->ewc && o->on_penalty && (os.t % (o->log_every > 0 ? o->log_every : 1) == 0 || os.t == total))
+                o->on_penalty(o->ctx, epoch, os.t, penalty);
             if (o->cancel && *o->cancel)
                 st = cs_fail(err, CS_ERR_RUNTIME, "interrupted at step %lld", (long long)os.t);
         }
         /* End of epoch: loss and accuracy over the whole sets. */
-        cs_eval_opts eo = {.loss = o->loss, .batch = o->batch, .norm = o->norm};
-        cs_eval_result r;
         if (!st && !(st = cs_evaluate(g, train, &eo, &r, err))) {
             res->train_loss = r.loss;
             res->train_accuracy = r.has_accuracy ? r.accuracy : NAN;
@@ -416,6 +426,12 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
             res->val_accuracy = r.has_accuracy ? r.accuracy : NAN;
             if (o->on_eval)
                 o->on_eval(o->ctx, epoch, "val", r.loss, res->val_accuracy);
+        }
+        if (!st && o->old && !(st = cs_evaluate(g, o->old, &eo, &r, err))) {
+            res->old_loss = r.loss;
+            res->old_accuracy = r.has_accuracy ? r.accuracy : NAN;
+            if (o->on_eval)
+                o->on_eval(o->ctx, epoch, "old", r.loss, res->old_accuracy);
         }
     }
     res->seconds = cs_now_seconds() - t_start;

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "finetune/ewc.h"
 #include "graph/graph.h"
 #include "objective/loss.h"
 
@@ -51,6 +52,16 @@ typedef struct cs_finetune_opts {
     const cs_norm *norm;
     int log_every;           /* on_step every k-th step (and the last) */
     const cs_dataset *val;   /* may be NULL */
+    /* The old task's data (may be NULL): evaluated before the first step
+     * (split "old_start", epoch 0) and after every epoch (split "old"), so
+     * forgetting is the difference. */
+    const cs_dataset *old;
+    /* Elastic weight consolidation (finetune/ewc.h; may be NULL): its
+     * penalty joins the objective and its gradient, and on_penalty gets its
+     * value at the parameters of each logged step (the same steps as
+     * on_step). */
+    const cs_ewc *ewc;
+    void (*on_penalty)(void *ctx, int epoch, int64_t step, double penalty);
     void (*on_step)(void *ctx, int epoch, int64_t step, double loss, double accuracy, double lr,
                     double seconds, double samples_per_sec);
     void (*on_eval)(void *ctx, int epoch, const char *split, double loss, double accuracy);
@@ -80,6 +91,7 @@ typedef struct cs_finetune_result {
     int64_t steps;
     double train_loss, train_accuracy;   /* after the last epoch, over the whole training set */
     double val_loss, val_accuracy;       /* NaN without validation data */
+    double old_loss, old_accuracy;       /* the old task after the last epoch; NaN without it */
     double seconds;
     int64_t refreshes;                   /* curvature refreshes (statistics + inverses) */
     double refresh_seconds;              /* time spent in them */

@@ -538,6 +538,26 @@ static cs_status comparison(cs_store *db, FILE *f, table *t, cs_err *err)
     }
     fprintf(f, "</table>\n</section>\n");
     return CS_OK;
+/* Continual tuning (finetune --old-data): the old task's and the new task's
+ * loss per epoch for each run, with and without EWC. */
+static cs_status forgetting(cs_store *db, FILE *f, table *t, cs_err *err)
+{
+    cs_status st = query(db, t, err,
+                         "SELECT e.run_id || ' ' || coalesce('ewc lambda ' || c.value, 'plain') || ' ' || "
+                         "CASE e.split WHEN 'old' THEN 'old task' ELSE 'new task' END, e.epoch + 1, e.loss "
+                         "FROM finetune_evals e LEFT JOIN conventions c ON c.run_id = e.run_id AND "
+                         "c.key = 'ewc_lambda' WHERE e.split IN ('old', 'train') AND e.run_id IN "
+                         "(SELECT run_id FROM finetune_evals WHERE split = 'old') ORDER BY e.run_id, e.split, e.epoch");
+    if (st || t->n == 0)
+        return st;
+    section(f, "sec-forgetting", "Forgetting",
+            "Runs with --old-data: the old task's loss (finetune_evals split old) and the new task's training "
+            "loss after each epoch, with and without the EWC penalty (v_forgetting has the numbers).");
+    svg_axes ax = {.title = "Old-task and new-task loss per epoch", .xlabel = "epoch", .ylabel = "mean loss",
+                   .logy = true};
+    if (!(st = plot_table(f, t, 1, 1, 2, "fig-forgetting", &ax, true, NULL, err)))
+        fprintf(f, "</section>\n");
+    return st;
 }
 
 cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
@@ -586,6 +606,7 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
         st = finetune_runs(db, f, &t, err);
     if (!st)
         st = comparison(db, f, &t, err);
+        st = forgetting(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);
     if (!st && ferror(f))

@@ -115,6 +115,21 @@ cs_status cs_store_write_analysis(cs_store *s, int64_t run_id, const cs_analysis
 cs_status cs_store_write_finetune_conventions(cs_store *s, int64_t run_id, const cs_finetune_opts *fo,
                                               const char *curvature, cs_err *err) CS_MUST_CHECK;
 
+/* finetune --ewc RUN (rows_ewc.c): the Fisher diagonal of analyze run
+ * ewc_run (its importance column diag_ggn for curvature ggn or fisher, the
+ * same matrix for ce and mse, or diag_fisher_emp) and its weights
+ * (importance.value) as the anchor theta*, into e (allocated here, lambda 1;
+ * free with cs_ewc_free).  CS_ERR_USAGE, naming the run, when the run is
+ * missing, not a finished analyze run, analyzed a model whose parameter
+ * names or shapes differ from g's, or stored no complete importance rows of
+ * that column. */
+cs_status cs_store_read_ewc(cs_store *s, int64_t ewc_run, const cs_graph *g, const char *curvature, cs_ewc *e,
+                            cs_err *err) CS_MUST_CHECK;
+/* The ewc_* conventions of a finetune run with --ewc: repr "diag" or
+ * "kfac" (n_kfac layers in K-FAC form). */
+cs_status cs_store_write_ewc_conventions(cs_store *s, int64_t run_id, int64_t ewc_run, const char *curvature,
+                                         const char *repr, int n_kfac, double lambda, cs_err *err) CS_MUST_CHECK;
+
 /* A layer that fell back to sgd: note is "layer NAME ...", kept as the
  * convention fallback.NAME. */
 cs_status cs_store_write_fallback(cs_store *s, int64_t run_id, const char *note, cs_err *err) CS_MUST_CHECK;

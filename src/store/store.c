@@ -106,6 +106,8 @@ static const struct {
         "INSERT INTO comparison_epochs (comparison_id, method, epoch, train_seconds, samples_per_sec, "
         "train_loss, train_accuracy, test_loss, test_accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+    [ST_FINETUNE_PENALTY] = {"finetune_penalty",
+        "INSERT INTO finetune_penalty (run_id, epoch, step, penalty) VALUES (?1, ?2, ?3, ?4)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},

@@ -194,6 +194,10 @@ cs_status cs_store_finetune_step(cs_store *s, int64_t run_id, int64_t epoch, int
 cs_status cs_store_finetune_eval(cs_store *s, int64_t run_id, int64_t epoch, const char *split,
                                  double loss, double accuracy, cs_err *err) CS_MUST_CHECK;
 
+/* One finetune_penalty row (rows_ewc.c). */
+cs_status cs_store_finetune_penalty(cs_store *s, int64_t run_id, int64_t epoch, int64_t step, double penalty,
+                                    cs_err *err) CS_MUST_CHECK;
+
 /* Run arbitrary SQL (tests, README examples); callback may be NULL and
  * follows sqlite3_exec (return non-zero to stop, which is an error). */
 cs_status cs_store_exec(cs_store *s, const char *sql, int (*cb)(void *, int, char **, char **),
