@@ -135,7 +135,7 @@ static int run_method(cli_run *run, const char *model, const cli_data_opts *d, c
                       const char *out_dir, const method *first, int argc, char **argv)
 {
     int code = 0;
-    cs_graph *g = cli_load_model_finite(model, &code);
+    cs_graph *g = cli_load_model_finite(model, d, &code);
     if (!g)
         return code;
     cs_err err = {0};

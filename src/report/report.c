@@ -538,6 +538,8 @@ static cs_status comparison(cs_store *db, FILE *f, table *t, cs_err *err)
     }
     fprintf(f, "</table>\n</section>\n");
     return CS_OK;
+}
+
 /* Continual tuning (finetune --old-data): the old task's and the new task's
  * loss per epoch for each run, with and without EWC. */
 static cs_status forgetting(cs_store *db, FILE *f, table *t, cs_err *err)
@@ -606,6 +608,7 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
         st = finetune_runs(db, f, &t, err);
     if (!st)
         st = comparison(db, f, &t, err);
+    if (!st)
         st = forgetting(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);
