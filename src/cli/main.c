@@ -17,6 +17,8 @@ static const cs_cmd commands[] = {
      cmd_analyze_usage},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
      cmd_finetune_usage},
+    {"quantize", "Hessian-aware bit widths, write the quantized model as ONNX", cmd_quantize,
+     cmd_quantize_usage},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage},
 };
 
