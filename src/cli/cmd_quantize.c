@@ -152,6 +152,7 @@ int cmd_quantize(int argc, char **argv)
         CLI_OPT("budget-bytes", CLI_OPT_COUNT, &budget_bytes),
         CLI_OPT("format", CLI_OPT_CALL, &format, .call = parse_format),
         CLI_OPT("probes", CLI_OPT_INT, &probes, .max = 1000000),
+        CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("quantize", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                                 cmd_quantize_usage, "MODEL.onnx", &model);
@@ -221,9 +222,21 @@ int cmd_quantize(int argc, char **argv)
     if (!st && !(st = cs_store_quant_result(run.db, run.id, loss0, pred, tol, measured, size_bytes, format, &err)))
         st = cs_store_commit(run.db, &err);
     st = cli_run_end(&run, st, &err, cli_run_seconds(&run));
-    if (st)
+    if (st) {
         code = cli_report(st, &err);
-    else
+    } else if (d.json) {
+        printf("{\"run\": %lld, \"out\": ", (long long)run.id);
+        json_string(stdout, out);
+        printf(", \"format\": \"%s\", \"size_bytes\": %lld, \"loss_before\": ", format, (long long)size_bytes);
+        json_number(stdout, loss0);
+        printf(", \"predicted_loss\": ");
+        json_number(stdout, pred);
+        printf(", \"tolerance\": ");
+        json_number(stdout, tol);
+        printf(", \"measured_loss\": ");
+        json_number(stdout, measured);
+        printf("}\n");
+    } else
         printf("loss %.6f -> measured %.6f, predicted %.6f +- %.3g (%s); %lld bytes; wrote %s (run %lld in %s)\n",
                loss0, measured, pred, tol, fabs(measured - pred) <= tol ? "inside" : "OUTSIDE",
                (long long)size_bytes, out, (long long)run.id, db_path);
