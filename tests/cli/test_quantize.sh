@@ -44,6 +44,9 @@ for budget in 8 6 5; do
 done
 ok "the budget of 8 bits keeps every layer at 8" '[ "$(q "$tmp/q8.db" "SELECT min(bits) FROM quant_allocation")" = 8 ]'
 ok "a budget of 5 bits uses narrower widths" '[ "$(q "$tmp/q5.db" "SELECT min(bits) FROM quant_allocation")" -lt 8 ]'
+"$CS" report "$tmp/q6.db" --html "$tmp/r.html" >/dev/null 2>&1
+ok "the report draws the sensitivity figure with the predicted and measured loss" \
+    'grep -q "fig-quant-omega" "$tmp/r.html" && grep -q "Predicted loss .*measured" "$tmp/r.html"'
 if /usr/bin/python3 -c "import onnx" 2>/dev/null; then
     ok "onnx.checker accepts the written model" \
         '/usr/bin/python3 -c "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]))" "$tmp/q6.onnx" 2>/dev/null'
