@@ -28,7 +28,7 @@ CREATE TABLE runs (
     -- AUTOINCREMENT: a deleted run's id is never handed out again, so an id
     -- quoted in notes keeps naming one run.
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind           TEXT    NOT NULL CHECK (kind IN ('analyze', 'finetune')),
+    kind           TEXT    NOT NULL CHECK (kind IN ('analyze', 'finetune', 'quantize')),
     model_path     TEXT    NOT NULL,          -- as given on the command line
     model_sha256   TEXT    CHECK (model_sha256 IS NULL OR length(model_sha256) = 64),
     data           TEXT,                      -- data and label specs
@@ -275,6 +275,55 @@ CREATE TABLE finetune_evals (
     loss     REAL,
     accuracy REAL,
     PRIMARY KEY (run_id, epoch, split)
+);
+
+-- curvscope quantize: the Hutchinson trace of the Hessian block of each
+-- quantized layer's weight tensor (bias excluded), with its standard error
+-- over the Rademacher probes.
+CREATE TABLE hessian_traces (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id INTEGER NOT NULL,
+    trace    REAL,
+    se       REAL    CHECK (se IS NULL OR se >= 0),
+    n_probes INTEGER NOT NULL CHECK (n_probes >= 2),
+    PRIMARY KEY (run_id, layer_id),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- HAWQ-V2 sensitivity of a layer at a width: omega = trace / n * delta_norm_sq,
+-- delta_norm_sq = ||Q_bits(W) - W||^2 (symmetric per-tensor rounding).
+CREATE TABLE quant_sensitivity (
+    run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id      INTEGER NOT NULL,
+    bits          INTEGER NOT NULL CHECK (bits BETWEEN 2 AND 8),
+    omega         REAL,
+    delta_norm_sq REAL    CHECK (delta_norm_sq IS NULL OR delta_norm_sq >= 0),
+    PRIMARY KEY (run_id, layer_id, bits),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- The width chosen for each quantized layer.
+CREATE TABLE quant_allocation (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id INTEGER NOT NULL,
+    bits     INTEGER NOT NULL CHECK (bits BETWEEN 2 AND 8),
+    PRIMARY KEY (run_id, layer_id),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- The written model: predicted loss L0 + g^T dW + 1/2 sum_i Tr(H_i)/n_i ||dW_i||^2
+-- with the half-width `tolerance` of its interval (conventions
+-- quant_prediction and quant_tolerance), the measured loss of the written
+-- file, and its parameter bytes (quantized weights at their widths, a
+-- float32 scale each, other parameters float32).
+CREATE TABLE quant_result (
+    run_id         INTEGER NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    loss_before    REAL,
+    predicted_loss REAL,
+    tolerance      REAL    CHECK (tolerance IS NULL OR tolerance >= 0),
+    measured_loss  REAL,
+    size_bytes     INTEGER NOT NULL CHECK (size_bytes >= 0),
+    format         TEXT    NOT NULL CHECK (format IN ('fake', 'qdq'))
 );
 
 -- ------------------------------------------------------------------ views

@@ -20,6 +20,8 @@ static const cs_cmd commands[] = {
      cmd_finetune_usage, true},
     {"compare", "tune with each of a list of preconditioners, compare speed and accuracy", cmd_compare,
      cmd_compare_usage, false},
+    {"quantize", "Hessian-aware bit widths, write the quantized model as ONNX", cmd_quantize,
+     cmd_quantize_usage, false},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage, false},
 };
 

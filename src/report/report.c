@@ -412,6 +412,35 @@ static cs_status steps(cs_store *db, int64_t run, FILE *f, table *t, cs_err *err
     return CS_OK;
 }
 
+/* The latest quantize run: HAWQ-V2 sensitivity per layer against the width,
+ * and the predicted and measured loss of the written model. */
+static cs_status quantize_run(cs_store *db, FILE *f, table *t, cs_err *err)
+{
+    section(f, "sec-quantize", "Quantization sensitivity",
+            "The latest quantize run: Omega = Tr(H)/n ||Q(W) - W||^2 per layer and width (log scale).");
+    cs_status st = query(db, t, err,
+                         "SELECT l.name, s.bits, s.omega FROM quant_sensitivity s JOIN layers l "
+                         "ON l.run_id = s.run_id AND l.layer_id = s.layer_id WHERE s.run_id = (SELECT max(id) "
+                         "FROM runs WHERE kind = 'quantize' AND status = 'done') ORDER BY l.layer_id, s.bits");
+    if (!st && t->n == 0)
+        missing(f, "No finished quantize run in this file.");
+    if (!st && t->n > 0) {
+        table r = {0};
+        char caption[256] = "";
+        st = query(db, &r, err, "SELECT predicted_loss, tolerance, measured_loss, size_bytes FROM quant_result "
+                                "WHERE run_id = (SELECT max(id) FROM runs WHERE kind = 'quantize' AND status = 'done')");
+        if (!st && r.n > 0)
+            snprintf(caption, sizeof caption, "Predicted loss %.6g +- %.3g, measured %.6g, %.0f bytes.", num(&r, 0, 0),
+                     num(&r, 0, 1), num(&r, 0, 2), num(&r, 0, 3));
+        table_free(&r);
+        svg_axes ax = {.title = "Sensitivity per width", .xlabel = "bits", .ylabel = "omega", .logy = true};
+        if (!st)
+            st = plot_table(f, t, 1, 1, 2, "fig-quant-omega", &ax, true, caption[0] ? caption : NULL, err);
+    }
+    fprintf(f, "</section>\n");
+    return st;
+}
+
 static cs_status finetune_runs(cs_store *db, FILE *f, table *t, cs_err *err)
 {
     section(f, "sec-finetune", "Fine-tuning runs in this file",
@@ -610,6 +639,8 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
         st = comparison(db, f, &t, err);
     if (!st)
         st = forgetting(db, f, &t, err);
+    if (!st)
+        st = quantize_run(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);
     if (!st && ferror(f))

@@ -134,4 +134,14 @@ cs_status cs_store_write_ewc_conventions(cs_store *s, int64_t run_id, int64_t ew
  * convention fallback.NAME. */
 cs_status cs_store_write_fallback(cs_store *s, int64_t run_id, const char *note, cs_err *err) CS_MUST_CHECK;
 
+/* quantize: one quantized layer's hessian_traces row, its quant_sensitivity
+ * rows (omega[k], delta_sq[k] at bits[k]) and its quant_allocation row. */
+cs_status cs_store_quant_layer(cs_store *s, int64_t run_id, int64_t layer, double trace, double se, int probes,
+                               const int *bits, const double *omega, const double *delta_sq, int n_bits,
+                               int chosen_bits, cs_err *err) CS_MUST_CHECK;
+/* quantize: the quant_result row. */
+cs_status cs_store_quant_result(cs_store *s, int64_t run_id, double loss_before, double predicted,
+                                double tolerance, double measured, int64_t size_bytes, const char *format,
+                                cs_err *err) CS_MUST_CHECK;
+
 #endif

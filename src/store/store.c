@@ -108,6 +108,16 @@ static const struct {
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
     [ST_FINETUNE_PENALTY] = {"finetune_penalty",
         "INSERT INTO finetune_penalty (run_id, epoch, step, penalty) VALUES (?1, ?2, ?3, ?4)"},
+    [ST_HESSIAN_TRACE] = {"hessian_traces",
+        "INSERT INTO hessian_traces (run_id, layer_id, trace, se, n_probes) VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_QUANT_SENS] = {"quant_sensitivity",
+        "INSERT INTO quant_sensitivity (run_id, layer_id, bits, omega, delta_norm_sq) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_QUANT_ALLOC] = {"quant_allocation",
+        "INSERT INTO quant_allocation (run_id, layer_id, bits) VALUES (?1, ?2, ?3)"},
+    [ST_QUANT_RESULT] = {"quant_result",
+        "INSERT INTO quant_result (run_id, loss_before, predicted_loss, tolerance, measured_loss, "
+        "size_bytes, format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
@@ -791,9 +801,10 @@ void cs_store_rollback(cs_store *s)
 cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_id, cs_err *err)
 {
     *run_id = -1;
-    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0))
+    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0 &&
+                        strcmp(info->kind, "quantize") != 0))
         return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected "
-                       "analyze or finetune)", s->path, info->kind ? info->kind : "(null)");
+                       "analyze, finetune or quantize)", s->path, info->kind ? info->kind : "(null)");
     if (cs_store_in_transaction(s))
         return cs_fail(err, CS_ERR_RUNTIME,
                        "cannot begin a run in '%s' inside an open transaction: the run row must "
