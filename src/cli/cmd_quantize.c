@@ -178,7 +178,7 @@ int cmd_quantize(int argc, char **argv)
     cli_run run;
     if ((code = cli_run_open(&run, db_path)))
         return code;
-    cs_graph *g = cli_load_model_finite(model, &code);
+    cs_graph *g = cli_load_model_finite(model, &d, &code);
     if (!g) {
         cli_run_close(&run);
         return code;
