@@ -17,6 +17,8 @@ static const cs_cmd commands[] = {
      cmd_analyze_usage},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
      cmd_finetune_usage},
+    {"laplace", "Laplace posterior: log marginal likelihood, prior precision into SQLite", cmd_laplace,
+     cmd_laplace_usage},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage},
 };
 

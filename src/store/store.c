@@ -92,6 +92,13 @@ static const struct {
     [ST_FINETUNE_EVAL] = {"finetune_evals",
         "INSERT INTO finetune_evals (run_id, epoch, split, loss, accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_LAPLACE_FIT] = {"laplace_fits",
+        "INSERT INTO laplace_fits (run_id, curvature, repr, subset, prior_mode, prior_precision, "
+        "log_marglik, log_lik, log_det_precision, log_det_prior, n_params, n_samples) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+    [ST_LAPLACE_PRIOR] = {"laplace_priors",
+        "INSERT INTO laplace_priors (run_id, layer_id, prior_precision, n_params, sq_norm) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
@@ -715,9 +722,10 @@ void cs_store_rollback(cs_store *s)
 cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_id, cs_err *err)
 {
     *run_id = -1;
-    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0))
+    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0 &&
+                        strcmp(info->kind, "laplace") != 0))
         return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected "
-                       "analyze or finetune)", s->path, info->kind ? info->kind : "(null)");
+                       "analyze, finetune or laplace)", s->path, info->kind ? info->kind : "(null)");
     if (cs_store_in_transaction(s))
         return cs_fail(err, CS_ERR_RUNTIME,
                        "cannot begin a run in '%s' inside an open transaction: the run row must "

@@ -190,6 +190,21 @@ cs_status cs_store_finetune_step(cs_store *s, int64_t run_id, int64_t epoch, int
 cs_status cs_store_finetune_eval(cs_store *s, int64_t run_id, int64_t epoch, const char *split,
                                  double loss, double accuracy, cs_err *err) CS_MUST_CHECK;
 
+/* One Laplace fit (laplace_fits, rows_laplace.c): the posterior's curvature,
+ * representation, subset ('all' | 'last-layer'), prior mode ('fixed' |
+ * 'scalar' | 'layer') and, for one prior over every layer, its value (NaN:
+ * NULL, per layer), with the log marginal likelihood and its parts. */
+typedef struct cs_laplace_fit_row {
+    const char *curvature, *repr, *subset, *prior_mode;
+    double prior_precision, log_marglik, log_lik, log_det_precision, log_det_prior;
+    int64_t n_params, n_samples;
+} cs_laplace_fit_row;
+cs_status cs_store_laplace_fit(cs_store *s, int64_t run_id, const cs_laplace_fit_row *row, cs_err *err) CS_MUST_CHECK;
+/* One layer's prior precision in the posterior (laplace_priors); the layer
+ * must be stored first. */
+cs_status cs_store_laplace_prior(cs_store *s, int64_t run_id, int64_t layer_id, double prior_precision,
+                                 int64_t n_params, double sq_norm, cs_err *err) CS_MUST_CHECK;
+
 /* Run arbitrary SQL (tests, README examples); callback may be NULL and
  * follows sqlite3_exec (return non-zero to stop, which is an error). */
 cs_status cs_store_exec(cs_store *s, const char *sql, int (*cb)(void *, int, char **, char **),
