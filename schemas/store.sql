@@ -489,3 +489,21 @@ CREATE TABLE laplace_priors (
     UNIQUE (run_id, layer_id),
     FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
 );
+
+-- A predictive of the fit on the test set (--test-data): method 'map' (the
+-- model at theta*), 'glm_probit' (the linearised model's Gaussian logits
+-- N(z*, J P^-1 J^T) through the probit approximation softmax(z / sqrt(1 +
+-- pi/8 diag)), 'glm_mc' (the same Gaussian by Monte Carlo, --mc-predictive
+-- draws).  nll: mean over the n_test samples of -log p(y); ece over 15
+-- equal-width bins of the top-class probability; brier: mean over samples of
+-- sum_c (p_c - [c = y])^2.
+CREATE TABLE laplace_predictive (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    method   TEXT    NOT NULL CHECK (method IN ('map', 'glm_probit', 'glm_mc')),
+    n_test   INTEGER NOT NULL CHECK (n_test > 0),
+    nll      REAL    NOT NULL CHECK (nll >= 0),
+    accuracy REAL    NOT NULL CHECK (accuracy >= 0 AND accuracy <= 1),
+    ece      REAL    NOT NULL CHECK (ece >= 0 AND ece <= 1),
+    brier    REAL    NOT NULL CHECK (brier >= 0 AND brier <= 2),
+    UNIQUE (run_id, method)
+);

@@ -101,4 +101,28 @@ void cs_laplace_free(cs_laplace *la);
 const char *cs_la_subset_name(cs_la_subset s);
 const char *cs_la_prior_name(cs_la_prior p);
 
+
+
+/* ---- predictives on a test set (laplace_predict.c) ---- */
+
+typedef enum cs_la_method {
+    CS_LA_MAP,        /* softmax of the MAP logits */
+    CS_LA_GLM_PROBIT, /* linearised model, probit approximation */
+    CS_LA_GLM_MC,     /* linearised model, Monte Carlo over its logits' Gaussian */
+    CS_LA_METHOD_COUNT
+} cs_la_method;
+
+const char *cs_la_method_name(cs_la_method m);
+
+/* Test NLL (mean over samples), accuracy, ECE over 15 equal-width bins of
+ * the top-class confidence, Brier score (mean over samples of Σ_c (p_c − y_c)²). */
+typedef struct cs_la_metrics {
+    double nll, accuracy, ece, brier;
+} cs_la_metrics;
+
+/* Every method's metrics on ts (integer labels) for the fitted la; mc_samples
+ * draws per test input for CS_LA_GLM_MC (seeded). */
+cs_status cs_laplace_predict(const cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
+                             int64_t batch, int mc_samples, uint64_t seed, cs_la_metrics out[CS_LA_METHOD_COUNT],
+                             cs_err *err) CS_MUST_CHECK;
 #endif

@@ -27,13 +27,18 @@ void cmd_laplace_usage(FILE *f)
                "  --prior-precision D  a fixed prior precision for every layer (default: optimised)\n"
                "  --optimize-prior M   scalar (one value) or layer (one per layer, the default)\n"
                "  --max-full P         largest posterior for --repr full (default 4096)\n"
-               "  --mc-samples S       sampled labels per input for fisher_mc (default 1)\n");
+               "  --mc-samples S       sampled labels per input for fisher_mc (default 1)\n"
+               "  --test-data SPEC     a test set: NLL, accuracy, ECE (15 bins) and Brier score of\n"
+               "  --test-labels SPEC   the MAP model and the linearised (GLM) predictive, probit\n"
+               "                       and Monte Carlo, into laplace_predictive\n"
+               "  --mc-predictive S    Monte Carlo draws per test input (default 100, seeded)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help               this text\n");
 }
 
 /* The fit's rows and conventions. */
-static cs_status store_fit(cs_store *db, int64_t run, const cs_graph *g, const cs_laplace *la, cs_err *err)
+static cs_status store_fit(cs_store *db, int64_t run, const cs_graph *g, const cs_laplace *la,
+                           const cs_la_metrics *pred, int64_t n_test, cs_err *err)
 {
     cs_status st = cs_store_begin(db, err);
     if (st)
@@ -62,6 +67,9 @@ static cs_status store_fit(cs_store *db, int64_t run, const cs_graph *g, const c
     for (int i = 0; i < la->n_layers && !st; i++)
         st = cs_store_laplace_prior(db, run, la->layers[i].layer, la->layers[i].prior, la->layers[i].W,
                                     la->layers[i].sq_norm, err);
+    for (int m = 0; pred && m < CS_LA_METHOD_COUNT && !st; m++)
+        st = cs_store_laplace_predictive(db, run, cs_la_method_name((cs_la_method)m), n_test, pred[m].nll,
+                                         pred[m].accuracy, pred[m].ece, pred[m].brier, err);
     if (!st)
         return cs_store_commit(db, err);
     cs_store_rollback(db);
@@ -75,6 +83,8 @@ int cmd_laplace(int argc, char **argv)
     cs_laplace_opts o;
     cs_laplace_opts_init(&o);
     const char *model = NULL, *db_path = NULL, *curv = "ggn", *repr = "kfac", *subset = "all", *mode = "layer";
+    const char *test_data = NULL, *test_labels = NULL;
+    int mc_pred = 100;
     bool fixed = false, mode_given = false;
     const cli_opt opts[] = {
         CLI_OPT("db", CLI_OPT_TEXT, &db_path),
@@ -85,6 +95,9 @@ int cmd_laplace(int argc, char **argv)
         CLI_OPT("optimize-prior", CLI_OPT_TEXT, &mode, .seen = &mode_given),
         CLI_OPT("max-full", CLI_OPT_COUNT, &o.max_full),
         CLI_OPT("mc-samples", CLI_OPT_INT, &o.mc_samples, .max = 1000000),
+        CLI_OPT("test-data", CLI_OPT_TEXT, &test_data),
+        CLI_OPT("test-labels", CLI_OPT_TEXT, &test_labels),
+        CLI_OPT("mc-predictive", CLI_OPT_INT, &mc_pred, .max = 1000000),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("laplace", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
@@ -96,6 +109,8 @@ int cmd_laplace(int argc, char **argv)
         return cli_usage_error("laplace", "missing --db OUT.db");
     if (!d.data || !d.labels)
         return cli_usage_error("laplace", "missing --data SPEC or --labels SPEC");
+    if (!test_data != !test_labels)
+        return cli_usage_error("laplace", "--test-data and --test-labels go together");
     if (d.loss != CS_LOSS_CE)
         return cli_usage_error("laplace", "--loss %s: the Laplace likelihood is the ce loss's", cs_loss_name(d.loss));
     unsigned cmask = 0, rmask = 0;
@@ -147,13 +162,24 @@ int cmd_laplace(int argc, char **argv)
         cli_run_close(&run);
         return cli_report(st, &err);
     }
+    cs_dataset ts;
+    memset(&ts, 0, sizeof ts);
+    if (test_data && (st = cs_dataset_load(&ts, test_data, test_labels, 0, &err))) {
+        cs_dataset_free(&ds);
+        cs_graph_free(g);
+        cli_run_close(&run);
+        return cli_report(st, &err);
+    }
     cs_laplace la;
     memset(&la, 0, sizeof la);
+    cs_la_metrics pred[CS_LA_METHOD_COUNT];
     st = cli_run_begin(&run, "laplace", model, &d, ds.n, argc, argv, &err);
     if (!st)
         st = cs_laplace_fit(g, &ds, &o, &la, &err);
+    if (!st && test_data)
+        st = cs_laplace_predict(g, &ts, &la, &d.norm, d.batch, mc_pred, d.seed, pred, &err);
     if (!st)
-        st = store_fit(run.db, run.id, g, &la, &err);
+        st = store_fit(run.db, run.id, g, &la, test_data ? pred : NULL, ts.n, &err);
     st = cli_run_end(&run, st, &err, cli_run_seconds(&run));
     if (st) {
         code = cli_report(st, &err);
@@ -175,9 +201,18 @@ int cmd_laplace(int argc, char **argv)
                cs_la_prior_name(la.prior_mode));
         for (int i = 0; i < la.n_layers; i++)
             printf("  prior precision %-24s %.6g\n", g->layers[la.layers[i].layer].name, la.layers[i].prior);
+        if (test_data) {
+            printf("%-12s %10s %9s %8s %8s   (%lld test samples)\n", "predictive", "nll", "accuracy", "ece", "brier",
+                   (long long)ts.n);
+            for (int m = 0; m < CS_LA_METHOD_COUNT; m++)
+                printf("%-12s %10.5f %9.4f %8.4f %8.4f\n", cs_la_method_name((cs_la_method)m), pred[m].nll,
+                       pred[m].accuracy, pred[m].ece, pred[m].brier);
+        }
         printf("stored as run %lld in %s\n", (long long)run.id, db_path);
     }
     cs_laplace_free(&la);
+    if (test_data)
+        cs_dataset_free(&ts);
     cs_dataset_free(&ds);
     cs_graph_free(g);
     cli_run_close(&run);

@@ -22,3 +22,12 @@ cs_status cs_store_laplace_prior(cs_store *s, int64_t run_id, int64_t layer_id, 
     return store_insert_row(s, ST_LAPLACE_PRIOR, c, 5, err, "insert layer %lld into laplace_priors",
                             (long long)layer_id);
 }
+
+cs_status cs_store_laplace_predictive(cs_store *s, int64_t run_id, const char *method, int64_t n_test, double nll,
+                                      double accuracy, double ece, double brier, cs_err *err)
+{
+    const store_col c[] = {SC_INT(run_id), SC_TEXT(method), SC_INT(n_test), SC_REAL(nll),
+                           SC_REAL(accuracy), SC_REAL(ece), SC_REAL(brier)};
+    return store_insert_row(s, ST_LAPLACE_PREDICTIVE, c, 7, err, "insert the %s predictive into laplace_predictive",
+                            method);
+}

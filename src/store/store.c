@@ -99,6 +99,9 @@ static const struct {
     [ST_LAPLACE_PRIOR] = {"laplace_priors",
         "INSERT INTO laplace_priors (run_id, layer_id, prior_precision, n_params, sq_norm) "
         "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_LAPLACE_PREDICTIVE] = {"laplace_predictive",
+        "INSERT INTO laplace_predictive (run_id, method, n_test, nll, accuracy, ece, brier) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},

@@ -205,6 +205,10 @@ cs_status cs_store_laplace_fit(cs_store *s, int64_t run_id, const cs_laplace_fit
 cs_status cs_store_laplace_prior(cs_store *s, int64_t run_id, int64_t layer_id, double prior_precision,
                                  int64_t n_params, double sq_norm, cs_err *err) CS_MUST_CHECK;
 
+/* One predictive's metrics on the test set (laplace_predictive). */
+cs_status cs_store_laplace_predictive(cs_store *s, int64_t run_id, const char *method, int64_t n_test, double nll,
+                                      double accuracy, double ece, double brier, cs_err *err) CS_MUST_CHECK;
+
 /* Run arbitrary SQL (tests, README examples); callback may be NULL and
  * follows sqlite3_exec (return non-zero to stop, which is an error). */
 cs_status cs_store_exec(cs_store *s, const char *sql, int (*cb)(void *, int, char **, char **),

@@ -53,6 +53,15 @@ ok "the optimised prior's evidence ($best) exceeds the fixed one's ($fixed)" \
 "$CS" laplace $TINY --repr kfac --json --db "$DB" >"$tmp/json" 2>&1
 ok "--json names the log marginal likelihood and the priors" 'grep -q "\"log_marglik\": .*\"priors\": {\"fc1\"" "$tmp/json"'
 
+# predictives: on the training set itself the MAP model's NLL is the mean ce loss
+"$CS" laplace $TINY --repr kfac --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy \
+    --db "$tmp/p.db" >/dev/null 2>&1
+rc=$?
+ok "laplace --test-data exits 0" '[ $rc -eq 0 ]'
+ok "three predictives stored" '[ "$(q "$tmp/p.db" "SELECT group_concat(method) FROM (SELECT method FROM laplace_predictive ORDER BY method)")" = glm_mc,glm_probit,map ]'
+mapnll=$(q "$tmp/p.db" "SELECT printf('%.15g', nll) FROM laplace_predictive WHERE method = 'map'")
+ok "MAP NLL $mapnll = -loglik / 12 of the reference" 'relclose "$mapnll" "$(awk -v l="$(ref loglik)" "BEGIN { printf \"%.17g\", -l / 12 }")"'
+
 # error paths: one line on stderr, exit 2
 err_case() {
     "$CS" laplace $TINY --db "$tmp/e.db" "$@" >/dev/null 2>"$tmp/err"
@@ -66,6 +75,7 @@ err_case --optimize-prior both
 err_case --prior-precision 1 --optimize-prior scalar
 err_case --loss mse
 err_case --repr full --max-full 10
+err_case --test-data npy:$FIX/curv_tiny_mlp64_x.npy
 "$CS" laplace $TINY >/dev/null 2>"$tmp/err"
 rc=$?
 ok "no --db: exit 2" '[ $rc -eq 2 ]'
