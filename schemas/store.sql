@@ -28,7 +28,7 @@ CREATE TABLE runs (
     -- AUTOINCREMENT: a deleted run's id is never handed out again, so an id
     -- quoted in notes keeps naming one run.
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind           TEXT    NOT NULL CHECK (kind IN ('analyze', 'finetune', 'quantize')),
+    kind           TEXT    NOT NULL CHECK (kind IN ('analyze', 'finetune', 'quantize', 'laplace', 'influence')),
     model_path     TEXT    NOT NULL,          -- as given on the command line
     model_sha256   TEXT    CHECK (model_sha256 IS NULL OR length(model_sha256) = 64),
     data           TEXT,                      -- data and label specs
@@ -619,3 +619,57 @@ FROM finetune_evals e
 JOIN finetune_evals s ON s.run_id = e.run_id AND s.split = 'old_start'
 LEFT JOIN finetune_evals t ON t.run_id = e.run_id AND t.epoch = e.epoch AND t.split = 'train'
 WHERE e.split = 'old';
+-- One Laplace approximation around the trained weights (`curvscope laplace`,
+-- doc/design.md §2.12): posterior precision P = N C + diag(prior), C the
+-- mean curvature `curvature` in representation `repr` over the parameters of
+-- `subset` ('all' layers or the 'last-layer'), the ce likelihood SUMMED over
+-- the n_samples training samples.  log_marglik = log_lik - 1/2 theta^T P0
+-- theta - 1/2 log_det_precision + 1/2 log_det_prior.  prior_mode 'fixed' (the
+-- given value), 'scalar' (one value maximising log_marglik) or 'layer' (one
+-- per layer, in laplace_priors); prior_precision is the common value, NULL
+-- for 'layer'.
+CREATE TABLE laplace_fits (
+    run_id            INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    curvature         TEXT    NOT NULL,
+    repr              TEXT    NOT NULL CHECK (repr IN ('diag', 'kfac', 'full')),
+    subset            TEXT    NOT NULL CHECK (subset IN ('all', 'last-layer')),
+    prior_mode        TEXT    NOT NULL CHECK (prior_mode IN ('fixed', 'scalar', 'layer')),
+    prior_precision   REAL    CHECK (prior_precision IS NULL OR prior_precision > 0),
+    log_marglik       REAL    NOT NULL,
+    log_lik           REAL    NOT NULL CHECK (log_lik <= 0),
+    log_det_precision REAL    NOT NULL,
+    log_det_prior     REAL    NOT NULL,
+    n_params          INTEGER NOT NULL CHECK (n_params > 0),
+    n_samples         INTEGER NOT NULL CHECK (n_samples > 0),
+    UNIQUE (run_id)
+);
+
+-- Each posterior layer's prior precision (the diagonal of P0 over its
+-- n_params parameters) and |theta*|^2 over them.
+CREATE TABLE laplace_priors (
+    run_id          INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id        INTEGER NOT NULL,
+    prior_precision REAL    NOT NULL CHECK (prior_precision > 0),
+    n_params        INTEGER NOT NULL CHECK (n_params > 0),
+    sq_norm         REAL    NOT NULL CHECK (sq_norm >= 0),
+    UNIQUE (run_id, layer_id),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- A predictive of the fit on the test set (--test-data): method 'map' (the
+-- model at theta*), 'glm_probit' (the linearised model's Gaussian logits
+-- N(z*, J P^-1 J^T) through the probit approximation softmax(z / sqrt(1 +
+-- pi/8 diag)), 'glm_mc' (the same Gaussian by Monte Carlo, --mc-predictive
+-- draws).  nll: mean over the n_test samples of -log p(y); ece over 15
+-- equal-width bins of the top-class probability; brier: mean over samples of
+-- sum_c (p_c - [c = y])^2.
+CREATE TABLE laplace_predictive (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    method   TEXT    NOT NULL CHECK (method IN ('map', 'glm_probit', 'glm_mc')),
+    n_test   INTEGER NOT NULL CHECK (n_test > 0),
+    nll      REAL    NOT NULL CHECK (nll >= 0),
+    accuracy REAL    NOT NULL CHECK (accuracy >= 0 AND accuracy <= 1),
+    ece      REAL    NOT NULL CHECK (ece >= 0 AND ece <= 1),
+    brier    REAL    NOT NULL CHECK (brier >= 0 AND brier <= 2),
+    UNIQUE (run_id, method)
+);

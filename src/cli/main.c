@@ -22,6 +22,8 @@ static const cs_cmd commands[] = {
      cmd_compare_usage, false},
     {"quantize", "Hessian-aware bit widths, write the quantized model as ONNX", cmd_quantize,
      cmd_quantize_usage, false},
+    {"laplace", "Laplace posterior: log marginal likelihood, prior precision into SQLite", cmd_laplace,
+     cmd_laplace_usage, false},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage, false},
 };
 

@@ -118,6 +118,16 @@ static const struct {
     [ST_QUANT_RESULT] = {"quant_result",
         "INSERT INTO quant_result (run_id, loss_before, predicted_loss, tolerance, measured_loss, "
         "size_bytes, format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+    [ST_LAPLACE_FIT] = {"laplace_fits",
+        "INSERT INTO laplace_fits (run_id, curvature, repr, subset, prior_mode, prior_precision, "
+        "log_marglik, log_lik, log_det_precision, log_det_prior, n_params, n_samples) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+    [ST_LAPLACE_PRIOR] = {"laplace_priors",
+        "INSERT INTO laplace_priors (run_id, layer_id, prior_precision, n_params, sq_norm) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_LAPLACE_PREDICTIVE] = {"laplace_predictive",
+        "INSERT INTO laplace_predictive (run_id, method, n_test, nll, accuracy, ece, brier) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
@@ -801,10 +811,14 @@ void cs_store_rollback(cs_store *s)
 cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_id, cs_err *err)
 {
     *run_id = -1;
-    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0 &&
-                        strcmp(info->kind, "quantize") != 0))
-        return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected "
-                       "analyze, finetune or quantize)", s->path, info->kind ? info->kind : "(null)");
+    /* the kinds runs.kind's CHECK allows (schemas/store.sql) */
+    static const char *const kinds[] = {"analyze", "finetune", "quantize", "laplace", "influence"};
+    bool known = false;
+    for (size_t i = 0; info->kind && i < sizeof kinds / sizeof kinds[0]; i++)
+        known = known || strcmp(info->kind, kinds[i]) == 0;
+    if (!known)
+        return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected analyze, "
+                       "finetune, quantize, laplace or influence)", s->path, info->kind ? info->kind : "(null)");
     if (cs_store_in_transaction(s))
         return cs_fail(err, CS_ERR_RUNTIME,
                        "cannot begin a run in '%s' inside an open transaction: the run row must "

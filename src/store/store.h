@@ -197,6 +197,24 @@ cs_status cs_store_finetune_eval(cs_store *s, int64_t run_id, int64_t epoch, con
 /* One finetune_penalty row (rows_ewc.c). */
 cs_status cs_store_finetune_penalty(cs_store *s, int64_t run_id, int64_t epoch, int64_t step, double penalty,
                                     cs_err *err) CS_MUST_CHECK;
+/* One Laplace fit (laplace_fits, rows_laplace.c): the posterior's curvature,
+ * representation, subset ('all' | 'last-layer'), prior mode ('fixed' |
+ * 'scalar' | 'layer') and, for one prior over every layer, its value (NaN:
+ * NULL, per layer), with the log marginal likelihood and its parts. */
+typedef struct cs_laplace_fit_row {
+    const char *curvature, *repr, *subset, *prior_mode;
+    double prior_precision, log_marglik, log_lik, log_det_precision, log_det_prior;
+    int64_t n_params, n_samples;
+} cs_laplace_fit_row;
+cs_status cs_store_laplace_fit(cs_store *s, int64_t run_id, const cs_laplace_fit_row *row, cs_err *err) CS_MUST_CHECK;
+/* One layer's prior precision in the posterior (laplace_priors); the layer
+ * must be stored first. */
+cs_status cs_store_laplace_prior(cs_store *s, int64_t run_id, int64_t layer_id, double prior_precision,
+                                 int64_t n_params, double sq_norm, cs_err *err) CS_MUST_CHECK;
+
+/* One predictive's metrics on the test set (laplace_predictive). */
+cs_status cs_store_laplace_predictive(cs_store *s, int64_t run_id, const char *method, int64_t n_test, double nll,
+                                      double accuracy, double ece, double brier, cs_err *err) CS_MUST_CHECK;
 
 /* Run arbitrary SQL (tests, README examples); callback may be NULL and
  * follows sqlite3_exec (return non-zero to stop, which is an error). */

@@ -1,0 +1,92 @@
+#!/bin/sh
+# curvscope laplace end to end: the fit of the bundled tiny_mlp64 lands in
+# laplace_fits / laplace_priors with its conventions and agrees with the
+# float64 reference (tests/fixtures/laplace_tiny_mlp64.txt), the optimised
+# prior beats a fixed one, kfac runs on the Fashion-MNIST mlp, and the error
+# paths print one line and exit 2.  Speaks TAP.
+
+top_srcdir=${top_srcdir:-.}
+top_builddir=${top_builddir:-.}
+FASHION_MNIST_DIR=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+CS=$top_builddir/curvscope
+MODELS=$top_srcdir/tests/models
+FIX=$top_srcdir/tests/fixtures
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_laplace.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+n=0
+ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+q() { sqlite3 "$1" "$2" 2>/dev/null; }
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "1..0 # SKIP the sqlite3 shell is missing"
+    exit 0
+fi
+TINY="$MODELS/tiny_mlp64.onnx --data npy:$FIX/curv_tiny_mlp64_x.npy --labels npy:$FIX/curv_tiny_mlp64_y.npy"
+DB=$tmp/la.db
+# the reference's value of a record (first value)
+ref() { awk -v k="$1" '$1 == "vector" && $2 == k { getline; print $1 }' "$FIX/laplace_tiny_mlp64.txt"; }
+relclose() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= 1e-4 * m) }'; }
+
+for r in diag kfac full; do
+    "$CS" laplace $TINY --repr $r --db "$DB" --threads 1 >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    ok "laplace --repr $r exits 0" '[ $rc -eq 0 ]'
+    got=$(q "$DB" "SELECT printf('%.15g', log_marglik) FROM laplace_fits f JOIN runs r ON r.id = f.run_id
+                   WHERE f.repr = '$r' AND r.status = 'done' AND r.kind = 'laplace' ORDER BY f.run_id DESC LIMIT 1")
+    want=$(ref ${r}_all_layer)
+    ok "$r: stored log marginal likelihood $got = reference $want (1e-4 rel)" 'relclose "$got" "$want"'
+done
+ok "one laplace_priors row per layer and run" \
+    '[ "$(q "$DB" "SELECT count(*) FROM laplace_priors")" = 6 ]'
+ok "priors per layer: prior_precision NULL in laplace_fits" \
+    '[ "$(q "$DB" "SELECT count(*) FROM laplace_fits WHERE prior_mode = '"'layer'"' AND prior_precision IS NULL")" = 3 ]'
+ok "the curvature scaling is recorded as a convention" \
+    '[ "$(q "$DB" "SELECT count(*) FROM conventions WHERE key = '"'laplace_curvature_scaling'"'")" = 3 ]'
+
+"$CS" laplace $TINY --repr full --subset last-layer --prior-precision 0.5 --db "$DB" >/dev/null 2>&1
+fixed=$(q "$DB" "SELECT log_marglik FROM laplace_fits WHERE prior_mode = 'fixed'")
+ok "fixed prior, last layer: $fixed = reference" 'relclose "$fixed" "$(ref full_last_fixed)"'
+"$CS" laplace $TINY --repr full --subset last-layer --optimize-prior scalar --db "$DB" >/dev/null 2>&1
+best=$(q "$DB" "SELECT log_marglik FROM laplace_fits WHERE prior_mode = 'scalar'")
+ok "the optimised prior's evidence ($best) exceeds the fixed one's ($fixed)" \
+    'awk -v a="$best" -v b="$fixed" "BEGIN { exit !(a > b) }"'
+"$CS" laplace $TINY --repr kfac --json --db "$DB" >"$tmp/json" 2>&1
+ok "--json names the log marginal likelihood and the priors" 'grep -q "\"log_marglik\": .*\"priors\": {\"fc1\"" "$tmp/json"'
+
+# predictives: on the training set itself the MAP model's NLL is the mean ce loss
+"$CS" laplace $TINY --repr kfac --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy \
+    --db "$tmp/p.db" >/dev/null 2>&1
+rc=$?
+ok "laplace --test-data exits 0" '[ $rc -eq 0 ]'
+ok "three predictives stored" '[ "$(q "$tmp/p.db" "SELECT group_concat(method) FROM (SELECT method FROM laplace_predictive ORDER BY method)")" = glm_mc,glm_probit,map ]'
+mapnll=$(q "$tmp/p.db" "SELECT printf('%.15g', nll) FROM laplace_predictive WHERE method = 'map'")
+ok "MAP NLL $mapnll = -loglik / 12 of the reference" 'relclose "$mapnll" "$(awk -v l="$(ref loglik)" "BEGIN { printf \"%.17g\", -l / 12 }")"'
+
+# error paths: one line on stderr, exit 2
+err_case() {
+    "$CS" laplace $TINY --db "$tmp/e.db" "$@" >/dev/null 2>"$tmp/err"
+    rc=$?
+    ok "laplace $* exits 2 with one line" '[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ]'
+}
+err_case --repr unit
+err_case --curvature hessian
+err_case --subset first
+err_case --optimize-prior both
+err_case --prior-precision 1 --optimize-prior scalar
+err_case --loss mse
+err_case --repr full --max-full 10
+err_case --test-data npy:$FIX/curv_tiny_mlp64_x.npy
+"$CS" laplace $TINY >/dev/null 2>"$tmp/err"
+rc=$?
+ok "no --db: exit 2" '[ $rc -eq 2 ]'
+
+IMG=$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz
+LAB=$FASHION_MNIST_DIR/train-labels-idx1-ubyte.gz
+if [ -f "$IMG" ]; then
+    "$CS" laplace "$MODELS/mlp.onnx" --data idx:$IMG --labels idx:$LAB --samples 1000 --scale 1/255 \
+        --mean 0.2860 --std 0.3530 --db "$DB" --threads 1 >/dev/null 2>"$tmp/err"
+    rc=$?
+    ok "kfac over all 52650 parameters of the Fashion-MNIST mlp" \
+        '[ $rc -eq 0 ] && [ "$(q "$DB" "SELECT n_params FROM laplace_fits ORDER BY run_id DESC LIMIT 1")" = 52650 ]'
+fi
+echo "1..$n"
