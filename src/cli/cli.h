@@ -23,9 +23,9 @@ typedef struct cs_cmd {
 /* Each command: its run (the process exit code) and its help text. */
 int cmd_info(int argc, char **argv), cmd_eval(int argc, char **argv), cmd_run(int argc, char **argv),
     cmd_analyze(int argc, char **argv), cmd_finetune(int argc, char **argv),
-    cmd_report(int argc, char **argv);
+    cmd_report(int argc, char **argv), cmd_influence(int argc, char **argv);
 void cmd_info_usage(FILE *f), cmd_eval_usage(FILE *f), cmd_run_usage(FILE *f), cmd_analyze_usage(FILE *f),
-    cmd_finetune_usage(FILE *f), cmd_report_usage(FILE *f);
+    cmd_finetune_usage(FILE *f), cmd_report_usage(FILE *f), cmd_influence_usage(FILE *f);
 
 /* Print "curvscope: error: MSG" on stderr and return the exit code for st. */
 int cli_report(cs_status st, const cs_err *err);

@@ -17,6 +17,8 @@ static const cs_cmd commands[] = {
      cmd_analyze_usage},
     {"finetune", "train with a preconditioner, write the result as ONNX", cmd_finetune,
      cmd_finetune_usage},
+    {"influence", "which training examples helped or hurt each query (EK-FAC, gradient similarity)",
+     cmd_influence, cmd_influence_usage},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage},
 };
 

@@ -92,6 +92,12 @@ static const struct {
     [ST_FINETUNE_EVAL] = {"finetune_evals",
         "INSERT INTO finetune_evals (run_id, epoch, split, loss, accuracy) "
         "VALUES (?1, ?2, ?3, ?4, ?5)"},
+    [ST_INFLUENCE_SCORE] = {"influence_scores",
+        "INSERT INTO influence_scores (run_id, method, scope, direction, rank, query_index, "
+        "train_index, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    [ST_INFLUENCE_SELF] = {"influence_self",
+        "INSERT INTO influence_self (run_id, train_index, label, loss, self_influence, rank) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
@@ -715,9 +721,10 @@ void cs_store_rollback(cs_store *s)
 cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_id, cs_err *err)
 {
     *run_id = -1;
-    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0))
+    if (!info->kind || (strcmp(info->kind, "analyze") != 0 && strcmp(info->kind, "finetune") != 0 &&
+                        strcmp(info->kind, "influence") != 0))
         return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected "
-                       "analyze or finetune)", s->path, info->kind ? info->kind : "(null)");
+                       "analyze, finetune or influence)", s->path, info->kind ? info->kind : "(null)");
     if (cs_store_in_transaction(s))
         return cs_fail(err, CS_ERR_RUNTIME,
                        "cannot begin a run in '%s' inside an open transaction: the run row must "
