@@ -20,6 +20,8 @@ void cmd_influence_usage(FILE *f)
                "Influence of each training example on each query's loss; positive = helpful\n"
                "(training on the example lowered the query's loss).\n\n"
                "  --query-data SPEC, --query-labels SPEC   the queries\n"
+               "  --query-samples N  the first N queries only (default all; memory grows with\n"
+               "                     N times the parameter count)\n"
                "  --db FILE          influence_scores, influence_self, v_mislabel_candidates\n"
                "  --method LIST      of ekfac, dot, cosine (default all three; ekfac also\n"
                "                     gives self-influence)\n"
@@ -82,7 +84,7 @@ static int parse_inverse(void *precond, const char *cmd, const char *value)
 int cmd_influence(int argc, char **argv)
 {
     const char *db_path = NULL, *qdata = NULL, *qlabels = NULL, *model = NULL;
-    int64_t top_k = 10;
+    int64_t top_k = 10, qsamples = 0;
     bool full = false;
     cs_influence_opts io;
     cs_influence_opts_init(&io);
@@ -91,6 +93,7 @@ int cmd_influence(int argc, char **argv)
     const cli_opt opts[] = {
         CLI_OPT("query-data", CLI_OPT_TEXT, &qdata),
         CLI_OPT("query-labels", CLI_OPT_TEXT, &qlabels),
+        CLI_OPT("query-samples", CLI_OPT_COUNT, &qsamples),
         CLI_OPT("db", CLI_OPT_TEXT, &db_path),
         CLI_OPT("method", CLI_OPT_CALL, &io.methods, .call = parse_methods),
         CLI_OPT("damping", CLI_OPT_REAL, &io.damping),
@@ -99,6 +102,7 @@ int cmd_influence(int argc, char **argv)
         CLI_OPT("max-full", CLI_OPT_COUNT, &io.max_full, .max = 1 << 20),
         CLI_OPT("top-k", CLI_OPT_COUNT, &top_k, .max = 1 << 20),
         CLI_OPT("full-matrix", CLI_OPT_FLAG, &full),
+        CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("influence", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                                 cmd_influence_usage, "MODEL.onnx", &model);
@@ -125,7 +129,7 @@ int cmd_influence(int argc, char **argv)
     cs_dataset train, query;
     memset(&query, 0, sizeof query);
     cs_status st = cs_dataset_load(&train, d.data, d.labels, d.samples, &err);
-    if (!st && (st = cs_dataset_load(&query, qdata, qlabels, 0, &err)))
+    if (!st && (st = cs_dataset_load(&query, qdata, qlabels, qsamples, &err)))
         cs_dataset_free(&train);
     if (st) {
         cs_graph_free(g);
@@ -157,7 +161,14 @@ int cmd_influence(int argc, char **argv)
     st = cli_run_end(&run, st, &err, st ? NAN : secs);
     if (st)
         code = cli_report(st, &err);
-    else
+    else if (d.json) {
+        printf("{\"run\": %lld, \"db\": ", (long long)run.id);
+        json_string(stdout, db_path);
+        printf(", \"n_train\": %lld, \"n_query\": %lld, \"params_used\": %lld, \"seconds\": ",
+               (long long)res.n_train, (long long)res.n_query, (long long)res.params_used);
+        json_number(stdout, secs);
+        printf("}\n");
+    } else
         printf("influence of %lld training examples on %lld queries over %lld of %lld parameters in %.2f s "
                "(run %lld in %s)\n",
                (long long)res.n_train, (long long)res.n_query, (long long)res.params_used,
