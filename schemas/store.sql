@@ -454,7 +454,7 @@ CREATE TABLE eigenvectors (
 CREATE INDEX eigenvectors_by_run ON eigenvectors (run_id, curvature, k);
 
 -- Influence of training example train_index on query query_index (curvscope
--- influence, doc/design.md §2.13), by method: ekfac g_q^T (C + lambda I)^-1
+-- influence, doc/design.md section 2.13), by method: ekfac g_q^T (C + lambda I)^-1
 -- g_m with C the EK-FAC curvature of the mean training loss, dot g_q^T g_m,
 -- cosine the same over the norms.  Positive = helpful: training on the
 -- example lowered the query's loss (removing it raises that loss by about
