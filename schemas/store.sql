@@ -673,3 +673,49 @@ CREATE TABLE laplace_predictive (
     brier    REAL    NOT NULL CHECK (brier >= 0 AND brier <= 2),
     UNIQUE (run_id, method)
 );
+-- Influence of training example train_index on query query_index (curvscope
+-- influence, doc/design.md section 2.13), by method: ekfac g_q^T (C + lambda I)^-1
+-- g_m with C the EK-FAC curvature of the mean training loss, dot g_q^T g_m,
+-- cosine the same over the norms.  Positive = helpful: training on the
+-- example lowered the query's loss (removing it raises that loss by about
+-- score / n_train for ekfac).  scope 'query': the top_k training examples of
+-- each query of each sign (rank 1 the most helpful or most harmful); scope
+-- 'train': the top_k queries of each training example of each sign; scope
+-- 'full' (--full-matrix): every pair, direction and rank NULL.  Indices are
+-- 0-based rows of --data and --query-data.
+CREATE TABLE influence_scores (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    method      TEXT    NOT NULL CHECK (method IN ('ekfac', 'dot', 'cosine')),
+    scope       TEXT    NOT NULL CHECK (scope IN ('query', 'train', 'full')),
+    direction   TEXT    CHECK (direction IS NULL OR direction IN ('helpful', 'harmful')),
+    rank        INTEGER CHECK (rank IS NULL OR rank >= 1),
+    query_index INTEGER NOT NULL CHECK (query_index >= 0),
+    train_index INTEGER NOT NULL CHECK (train_index >= 0),
+    score       REAL    NOT NULL
+);
+CREATE INDEX influence_scores_by_query ON influence_scores (run_id, method, scope, query_index);
+CREATE INDEX influence_scores_by_train ON influence_scores (run_id, method, scope, train_index);
+
+-- Self-influence g_m^T (C + lambda I)^-1 g_m of every training example
+-- (EK-FAC, the same C and lambda), with its label and loss; rank 1 is the
+-- largest.  Examples the model finds surprising and that pull the
+-- parameters hard rank first: mislabelled ones among them.
+CREATE TABLE influence_self (
+    run_id         INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    train_index    INTEGER NOT NULL CHECK (train_index >= 0),
+    label          INTEGER,                   -- NULL for real-valued targets
+    loss           REAL,
+    self_influence REAL    NOT NULL,
+    rank           INTEGER NOT NULL CHECK (rank >= 1),
+    PRIMARY KEY (run_id, train_index)
+);
+
+-- Mislabel candidates: the training examples by self-influence, largest
+-- first, with the fraction of the training set ranked at or above them
+-- (inspect those with quantile <= 0.1 first; README "Finding mislabelled
+-- examples").
+CREATE VIEW v_mislabel_candidates AS
+SELECT s.run_id, s.rank, s.train_index, s.label, s.loss, s.self_influence,
+       CAST(s.rank AS REAL) / (SELECT count(*) FROM influence_self AS t WHERE t.run_id = s.run_id) AS quantile
+FROM influence_self AS s
+ORDER BY s.run_id, s.rank;

@@ -25,10 +25,10 @@ typedef struct cs_cmd {
 int cmd_info(int argc, char **argv), cmd_eval(int argc, char **argv), cmd_run(int argc, char **argv),
     cmd_analyze(int argc, char **argv), cmd_finetune(int argc, char **argv),
     cmd_report(int argc, char **argv), cmd_compare(int argc, char **argv), cmd_quantize(int argc, char **argv),
-    cmd_laplace(int argc, char **argv);
+    cmd_laplace(int argc, char **argv), cmd_influence(int argc, char **argv);
 void cmd_info_usage(FILE *f), cmd_eval_usage(FILE *f), cmd_run_usage(FILE *f), cmd_analyze_usage(FILE *f),
     cmd_finetune_usage(FILE *f), cmd_report_usage(FILE *f), cmd_compare_usage(FILE *f), cmd_quantize_usage(FILE *f),
-    cmd_laplace_usage(FILE *f);
+    cmd_laplace_usage(FILE *f), cmd_influence_usage(FILE *f);
 
 /* Print "curvscope: error: MSG" on stderr and return the exit code for st. */
 int cli_report(cs_status st, const cs_err *err);

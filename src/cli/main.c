@@ -24,6 +24,8 @@ static const cs_cmd commands[] = {
      cmd_quantize_usage, false},
     {"laplace", "Laplace posterior: log marginal likelihood, prior precision into SQLite", cmd_laplace,
      cmd_laplace_usage, false},
+    {"influence", "which training examples helped or hurt each query (EK-FAC, gradient similarity)",
+     cmd_influence, cmd_influence_usage, false},
     {"report", "an HTML page with the figures of a database", cmd_report, cmd_report_usage, false},
 };
 

@@ -20,6 +20,7 @@
 #include "finetune/compare.h"
 #include "finetune/finetune.h"
 #include "graph/graph.h"
+#include "influence/influence.h"
 #include "objective/loss.h"
 #include "store/store.h"
 
@@ -143,5 +144,16 @@ cs_status cs_store_quant_layer(cs_store *s, int64_t run_id, int64_t layer, doubl
 cs_status cs_store_quant_result(cs_store *s, int64_t run_id, double loss_before, double predicted,
                                 double tolerance, double measured, int64_t size_bytes, const char *format,
                                 cs_err *err) CS_MUST_CHECK;
+/* influence_scores rows: per method the top_k training examples of each
+ * query and the top_k queries of each training example, of each sign, and
+ * with full every pair; influence_self rows with their ranks (labels from
+ * train).  The caller holds the transaction. */
+cs_status cs_store_write_influence(cs_store *s, int64_t run_id, const cs_influence_result *r, const cs_dataset *train,
+                                   int64_t top_k, bool full, cs_err *err) CS_MUST_CHECK;
+/* The conventions influence's scores depend on: sign, loss scaling,
+ * curvature, inverse, damping, and each excluded layer with its reason. */
+cs_status cs_store_write_influence_conventions(cs_store *s, int64_t run_id, const cs_influence_opts *o,
+                                               const cs_influence_result *r, const cs_graph *g,
+                                               cs_err *err) CS_MUST_CHECK;
 
 #endif

@@ -128,6 +128,12 @@ static const struct {
     [ST_LAPLACE_PREDICTIVE] = {"laplace_predictive",
         "INSERT INTO laplace_predictive (run_id, method, n_test, nll, accuracy, ece, brier) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+    [ST_INFLUENCE_SCORE] = {"influence_scores",
+        "INSERT INTO influence_scores (run_id, method, scope, direction, rank, query_index, "
+        "train_index, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+    [ST_INFLUENCE_SELF] = {"influence_self",
+        "INSERT INTO influence_self (run_id, train_index, label, loss, self_influence, rank) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},

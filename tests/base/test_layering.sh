@@ -6,7 +6,7 @@
 # directory, naming each include that runs back up.
 set -u
 src="${top_srcdir:-.}/src"
-order="base tensor graph onnx data interp objective spectral curv precond finetune quant bayes store report cli"
+order="base tensor graph onnx data interp objective spectral curv precond finetune quant bayes influence store report cli"
 
 rank() {
   i=0

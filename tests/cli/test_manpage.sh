@@ -12,7 +12,7 @@ ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n 
 ok "the man page exists" '[ -f "$MAN" ]'
 # Options as the man page spells them once formatted: \- is a plain -.
 text=$(sed 's/\\-/-/g' "$MAN")
-for cmd in info eval run analyze finetune compare quantize laplace; do
+for cmd in info eval run analyze finetune compare quantize laplace influence; do
     ok "section for $cmd" 'printf "%s\n" "$text" | grep -q "^\.SS $cmd\$"'
     missing=""
     for opt in $("$CS" $cmd --help 2>&1 | grep -o -- '--[a-z][a-z-]*' | sort -u); do

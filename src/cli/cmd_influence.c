@@ -1,0 +1,182 @@
+/* curvscope influence MODEL.onnx --data SPEC --labels SPEC --query-data SPEC
+ * --query-labels SPEC --db OUT.db: which training examples helped or hurt
+ * each query (influence/influence.h has the maths). */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "curv/curv.h"
+#include "influence/influence.h"
+#include "precond/precond.h"
+#include "store/rows.h"
+
+void cmd_influence_usage(FILE *f)
+{
+    fprintf(f, "usage: curvscope influence MODEL.onnx --data SPEC --labels SPEC --query-data SPEC\n"
+               "                           --query-labels SPEC --db OUT.db [options]\n\n"
+               "Influence of each training example on each query's loss; positive = helpful\n"
+               "(training on the example lowered the query's loss).\n\n"
+               "  --query-data SPEC, --query-labels SPEC   the queries\n"
+               "  --query-samples N  the first N queries only (default all; memory grows with\n"
+               "                     N times the parameter count)\n"
+               "  --db FILE          influence_scores, influence_self, v_mislabel_candidates\n"
+               "  --method LIST      of ekfac, dot, cosine (default all three; ekfac also\n"
+               "                     gives self-influence)\n"
+               "  --damping L        lambda added to the curvature (default 0.001)\n"
+               "  --curvature C      ggn (default; the Fisher for ce), fisher, fisher_mc,\n"
+               "                     fisher_emp\n"
+               "  --inverse NAME     ekfac (default) or full: the exact damped layer blocks\n"
+               "                     (layers up to --max-full parameters)\n"
+               "  --max-full N       largest layer block for --inverse full (default 4096)\n"
+               "  --top-k K          stored scores per query and per training example and\n"
+               "                     sign (default 10)\n"
+               "  --full-matrix      also every (query, training example) pair\n");
+    cli_data_opts_usage(f);
+    fprintf(f, "  --help             this text\n");
+}
+
+/* --method: a comma-separated subset of ekfac, dot, cosine. */
+static int parse_methods(void *methods, const char *cmd, const char *value)
+{
+    static const char *const names[] = {"ekfac", "dot", "cosine"};
+    unsigned m = 0;
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int found = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(names[i]) == n && strncmp(p, names[i], n) == 0)
+                found = i;
+        if (found < 0)
+            return cli_usage_error(cmd, "--method takes ekfac, dot, cosine (comma-separated), got '%s'", value);
+        m |= 1u << found;
+        p += n + (p[n] == ',');
+    }
+    if (!m)
+        return cli_usage_error(cmd, "--method needs at least one of ekfac, dot, cosine");
+    *(unsigned *)methods = m;
+    return 0;
+}
+
+static int parse_curvature(void *curvature, const char *cmd, const char *value)
+{
+    unsigned mask = 0;
+    cs_err e = {0};
+    if (cs_curv_parse_list(value, &mask, &e) || (mask & (mask - 1)) || (mask >> CS_CURV_HESSIAN & 1))
+        return cli_usage_error(cmd, "--curvature takes one of ggn, fisher, fisher_mc, fisher_emp, got '%s'", value);
+    for (int k = 0; k < CS_CURV_COUNT; k++)
+        if (mask >> k & 1)
+            *(cs_curv_kind *)curvature = (cs_curv_kind)k;
+    return 0;
+}
+
+static int parse_inverse(void *precond, const char *cmd, const char *value)
+{
+    if (strcmp(value, "ekfac") && strcmp(value, "full"))
+        return cli_usage_error(cmd, "--inverse is ekfac or full, got '%s'", value);
+    *(const char **)precond = value;
+    return 0;
+}
+
+int cmd_influence(int argc, char **argv)
+{
+    const char *db_path = NULL, *qdata = NULL, *qlabels = NULL, *model = NULL;
+    int64_t top_k = 10, qsamples = 0;
+    bool full = false;
+    cs_influence_opts io;
+    cs_influence_opts_init(&io);
+    cli_data_opts d;
+    cli_data_opts_init(&d);
+    const cli_opt opts[] = {
+        CLI_OPT("query-data", CLI_OPT_TEXT, &qdata),
+        CLI_OPT("query-labels", CLI_OPT_TEXT, &qlabels),
+        CLI_OPT("query-samples", CLI_OPT_COUNT, &qsamples),
+        CLI_OPT("db", CLI_OPT_TEXT, &db_path),
+        CLI_OPT("method", CLI_OPT_CALL, &io.methods, .call = parse_methods),
+        CLI_OPT("damping", CLI_OPT_REAL, &io.damping),
+        CLI_OPT("curvature", CLI_OPT_CALL, &io.curv, .call = parse_curvature),
+        CLI_OPT("inverse", CLI_OPT_CALL, &io.precond, .call = parse_inverse),
+        CLI_OPT("max-full", CLI_OPT_COUNT, &io.max_full, .max = 1 << 20),
+        CLI_OPT("top-k", CLI_OPT_COUNT, &top_k, .max = 1 << 20),
+        CLI_OPT("full-matrix", CLI_OPT_FLAG, &full),
+        CLI_OPT("json", CLI_OPT_FLAG, &d.json),
+    };
+    int parsed = cli_parse_args("influence", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
+                                cmd_influence_usage, "MODEL.onnx", &model);
+    if (parsed >= 0)
+        return parsed;
+    if (!d.data || !d.labels)
+        return cli_usage_error("influence", "missing --data SPEC or --labels SPEC");
+    if (!qdata || !qlabels)
+        return cli_usage_error("influence", "missing --query-data SPEC or --query-labels SPEC");
+    if (!db_path)
+        return cli_usage_error("influence", "missing --db OUT.db");
+    if ((io.methods & CS_INF_EKFAC) && !(io.damping > 0) && strcmp(io.precond, "ekfac") == 0)
+        return cli_usage_error("influence", "--damping must be > 0 for ekfac influence");
+    int code = 0;
+    cli_run run;
+    if ((code = cli_run_open(&run, db_path)))
+        return code;
+    cs_err err = {0};
+    cs_graph *g = cli_load_model_finite(model, &d, &code);
+    if (!g) {
+        cli_run_close(&run);
+        return code;
+    }
+    cs_dataset train, query;
+    memset(&query, 0, sizeof query);
+    cs_status st = cs_dataset_load(&train, d.data, d.labels, d.samples, &err);
+    if (!st && (st = cs_dataset_load(&query, qdata, qlabels, qsamples, &err)))
+        cs_dataset_free(&train);
+    if (st) {
+        cs_graph_free(g);
+        cli_run_close(&run);
+        return cli_report(st, &err);
+    }
+    io.batch = d.batch;
+    io.seed = d.seed;
+    io.loss = d.loss;
+    io.norm = &d.norm;
+    io.cancel = cli_run_cancel();
+    cs_influence_result res;
+    memset(&res, 0, sizeof res);
+    st = cli_run_begin(&run, "influence", model, &d, train.n, argc, argv, &err);
+    if (!st)
+        st = cs_influence_compute(g, &train, &query, &io, &res, &err);
+    if (!st && !(st = cs_store_begin(run.db, &err))) {
+        if (!(st = cs_store_write_influence_conventions(run.db, run.id, &io, &res, g, &err)) &&
+            !(st = cs_store_write_influence(run.db, run.id, &res, &train, top_k, full, &err)))
+            st = cs_store_commit(run.db, &err);
+        else
+            cs_store_rollback(run.db);
+    }
+    for (int l = 0; !st && l < g->n_layers; l++)
+        if (res.excluded[l])
+            printf("note: layer %s (%s) excluded from every method: %s\n", g->layers[l].name,
+                   g->layers[l].op_type, res.why[l] ? res.why[l] : "no K-FAC form");
+    double secs = cli_run_seconds(&run);
+    st = cli_run_end(&run, st, &err, st ? NAN : secs);
+    if (st)
+        code = cli_report(st, &err);
+    else if (d.json) {
+        printf("{\"run\": %lld, \"db\": ", (long long)run.id);
+        json_string(stdout, db_path);
+        printf(", \"n_train\": %lld, \"n_query\": %lld, \"params_used\": %lld, \"seconds\": ",
+               (long long)res.n_train, (long long)res.n_query, (long long)res.params_used);
+        json_number(stdout, secs);
+        printf("}\n");
+    } else
+        printf("influence of %lld training examples on %lld queries over %lld of %lld parameters in %.2f s "
+               "(run %lld in %s)\n",
+               (long long)res.n_train, (long long)res.n_query, (long long)res.params_used,
+               (long long)g->n_param_scalars, secs, (long long)run.id, db_path);
+    cs_influence_result_free(&res);
+    cs_dataset_free(&train);
+    cs_dataset_free(&query);
+    cs_graph_free(g);
+    cli_run_close(&run);
+    return code;
+}

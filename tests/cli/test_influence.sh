@@ -1,0 +1,75 @@
+#!/bin/sh
+# curvscope influence end to end on the tiny MLP and its 12 fixture
+# samples: the run is stored with its conventions, top-k rows of both signs
+# per query and per training example, the full matrix only when asked,
+# self-influence ranks and the mislabel view; bad options give one error
+# line and exit 2.  Speaks TAP.
+
+top_srcdir=${top_srcdir:-.}
+top_builddir=${top_builddir:-.}
+CS=$top_builddir/curvscope
+M=$top_srcdir/tests/models/tiny_mlp64.onnx
+X=npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_x.npy
+Y=npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_y.npy
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_influence.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+n=0
+ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
+q() { sqlite3 "$tmp/i.db" "$1" 2>/dev/null; }
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    echo "1..0 # SKIP the sqlite3 shell is missing"
+    exit 0
+fi
+
+"$CS" influence "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 \
+    --top-k 3 --damping 0.01 --db "$tmp/i.db" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+ok "influence exits 0 ($(head -c 300 "$tmp/err"))" '[ $rc -eq 0 ]'
+ok "it says what it did" 'grep -q "influence of 12 training examples on 12 queries" "$tmp/out"'
+ok "the run is done, kind influence" '[ "$(q "SELECT kind, status FROM runs")" = "influence|done" ]'
+ok "damping, sign and loss scaling are stored" \
+    '[ "$(q "SELECT count(*) FROM conventions WHERE key IN ('"'damping'"', '"'influence_sign'"', '"'influence_loss_scaling'"')")" = 3 ]'
+ok "damping stored as given" '[ "$(q "SELECT value FROM conventions WHERE key = '"'damping'"'")" = 0.01 ]'
+# 3 methods x 12 queries x 2 signs x 3 + the same per training example
+ok "top-k rows per query and sign" \
+    '[ "$(q "SELECT count(*) FROM influence_scores WHERE scope = '"'query'"'")" = 216 ]'
+ok "top-k rows per training example and sign" \
+    '[ "$(q "SELECT count(*) FROM influence_scores WHERE scope = '"'train'"'")" = 216 ]'
+ok "no full matrix without --full-matrix" \
+    '[ "$(q "SELECT count(*) FROM influence_scores WHERE scope = '"'full'"'")" = 0 ]'
+ok "helpful rank 1 is the query's largest score" \
+    '[ "$(q "SELECT count(*) FROM influence_scores AS a WHERE scope = '"'query'"' AND direction = '"'helpful'"' AND rank = 1 AND score < (SELECT max(score) FROM influence_scores AS b WHERE b.scope = '"'query'"' AND b.method = a.method AND b.query_index = a.query_index)")" = 0 ]'
+ok "helpful scores are >= harmful ones of the same rank" \
+    '[ "$(q "SELECT count(*) FROM influence_scores AS a JOIN influence_scores AS b USING (method, scope, query_index, rank) WHERE a.scope = '"'query'"' AND a.direction = '"'helpful'"' AND b.direction = '"'harmful'"' AND a.score < b.score")" = 0 ]'
+ok "a query is its own most helpful example by cosine" \
+    '[ "$(q "SELECT count(*) FROM influence_scores WHERE method = '"'cosine'"' AND scope = '"'query'"' AND direction = '"'helpful'"' AND rank = 1 AND query_index = train_index")" -ge 10 ]'
+ok "self-influence for every example, ranks 1..12" \
+    '[ "$(q "SELECT count(*), min(rank), max(rank), count(DISTINCT rank) FROM influence_self")" = "12|1|12|12" ]'
+ok "self-influence is positive" '[ "$(q "SELECT count(*) FROM influence_self WHERE self_influence <= 0")" = 0 ]'
+ok "the mislabel view lists them by rank with quantiles" \
+    '[ "$(q "SELECT rank, quantile FROM v_mislabel_candidates LIMIT 1")" = "1|0.0833333333333333" ]'
+ok "self-influence equals the ekfac score of the example on itself" \
+    '[ "$(q "SELECT count(*) FROM influence_self AS s JOIN influence_scores AS f ON f.train_index = s.train_index AND f.query_index = s.train_index WHERE f.method = '"'ekfac'"' AND abs(f.score - s.self_influence) > 1e-9 * abs(s.self_influence)")" = 0 ]'
+
+"$CS" influence "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 \
+    --method dot --full-matrix --db "$tmp/i.db" >/dev/null 2>&1
+ok "--full-matrix stores every pair" \
+    '[ "$(q "SELECT count(*) FROM influence_scores WHERE run_id = 2 AND scope = '"'full'"'")" = 144 ]'
+ok "--method dot stores dot only, and no self-influence" \
+    '[ "$(q "SELECT group_concat(DISTINCT method), (SELECT count(*) FROM influence_self WHERE run_id = 2) FROM influence_scores WHERE run_id = 2")" = "dot|0" ]'
+
+bad() {
+    "$CS" influence "$@" >"$tmp/bo" 2>"$tmp/be"
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/be")" -eq 1 ] && [ ! -s "$tmp/bo" ]
+}
+ok "missing --query-data: one line, exit 2" 'bad "$M" --data "$X" --labels "$Y" --db "$tmp/b.db"'
+ok "missing --db: one line, exit 2" 'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y"'
+ok "unknown method: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --method tracin,x'
+ok "--inverse kfac refused: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --inverse kfac'
+ok "query data of the wrong shape: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_y.npy" --query-labels "$Y" --db "$tmp/b.db"'
+echo "1..$n"
