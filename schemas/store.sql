@@ -277,55 +277,6 @@ CREATE TABLE finetune_evals (
     PRIMARY KEY (run_id, epoch, split)
 );
 
--- curvscope quantize: the Hutchinson trace of the Hessian block of each
--- quantized layer's weight tensor (bias excluded), with its standard error
--- over the Rademacher probes.
-CREATE TABLE hessian_traces (
-    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    layer_id INTEGER NOT NULL,
-    trace    REAL,
-    se       REAL    CHECK (se IS NULL OR se >= 0),
-    n_probes INTEGER NOT NULL CHECK (n_probes >= 2),
-    PRIMARY KEY (run_id, layer_id),
-    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
-);
-
--- HAWQ-V2 sensitivity of a layer at a width: omega = trace / n * delta_norm_sq,
--- delta_norm_sq = ||Q_bits(W) - W||^2 (symmetric per-tensor rounding).
-CREATE TABLE quant_sensitivity (
-    run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    layer_id      INTEGER NOT NULL,
-    bits          INTEGER NOT NULL CHECK (bits BETWEEN 2 AND 8),
-    omega         REAL,
-    delta_norm_sq REAL    CHECK (delta_norm_sq IS NULL OR delta_norm_sq >= 0),
-    PRIMARY KEY (run_id, layer_id, bits),
-    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
-);
-
--- The width chosen for each quantized layer.
-CREATE TABLE quant_allocation (
-    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    layer_id INTEGER NOT NULL,
-    bits     INTEGER NOT NULL CHECK (bits BETWEEN 2 AND 8),
-    PRIMARY KEY (run_id, layer_id),
-    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
-);
-
--- The written model: predicted loss L0 + g^T dW + 1/2 sum_i Tr(H_i)/n_i ||dW_i||^2
--- with the half-width `tolerance` of its interval (conventions
--- quant_prediction and quant_tolerance), the measured loss of the written
--- file, and its parameter bytes (quantized weights at their widths, a
--- float32 scale each, other parameters float32).
-CREATE TABLE quant_result (
-    run_id         INTEGER NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
-    loss_before    REAL,
-    predicted_loss REAL,
-    tolerance      REAL    CHECK (tolerance IS NULL OR tolerance >= 0),
-    measured_loss  REAL,
-    size_bytes     INTEGER NOT NULL CHECK (size_bytes >= 0),
-    format         TEXT    NOT NULL CHECK (format IN ('fake', 'qdq'))
-);
-
 -- ------------------------------------------------------------------ views
 -- Views answer the common questions in one line; they hold no data.
 
@@ -504,6 +455,12 @@ CREATE TABLE eigenvectors (
 );
 CREATE INDEX eigenvectors_by_run ON eigenvectors (run_id, curvature, k);
 
+-- @version 2
+-- Version 2 adds the tables and views below (noise scale, comparisons,
+-- EWC penalties, quantization, Laplace, influence) and widens runs.kind
+-- to 'quantize', 'laplace' and 'influence' (store.c rewrites the CHECK of
+-- an upgraded file's runs table: the rows' format does not change).
+
 -- The gradient noise scale (McCandlish et al. 2018, App. A) of an analyze
 -- run with --noise-scale, one row per layer with per-sample gradients and
 -- one for the whole network (layer_id NULL: the sums over those layers).
@@ -620,7 +577,7 @@ JOIN finetune_evals s ON s.run_id = e.run_id AND s.split = 'old_start'
 LEFT JOIN finetune_evals t ON t.run_id = e.run_id AND t.epoch = e.epoch AND t.split = 'train'
 WHERE e.split = 'old';
 -- One Laplace approximation around the trained weights (`curvscope laplace`,
--- doc/design.md §2.12): posterior precision P = N C + diag(prior), C the
+-- doc/design.md section "Laplace"): posterior precision P = N C + diag(prior), C the
 -- mean curvature `curvature` in representation `repr` over the parameters of
 -- `subset` ('all' layers or the 'last-layer'), the ce likelihood SUMMED over
 -- the n_samples training samples.  log_marglik = log_lik - 1/2 theta^T P0
@@ -719,3 +676,52 @@ SELECT s.run_id, s.rank, s.train_index, s.label, s.loss, s.self_influence,
        CAST(s.rank AS REAL) / (SELECT count(*) FROM influence_self AS t WHERE t.run_id = s.run_id) AS quantile
 FROM influence_self AS s
 ORDER BY s.run_id, s.rank;
+
+-- curvscope quantize: the Hutchinson trace of the Hessian block of each
+-- quantized layer's weight tensor (bias excluded), with its standard error
+-- over the Rademacher probes.
+CREATE TABLE hessian_traces (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id INTEGER NOT NULL,
+    trace    REAL,
+    se       REAL    CHECK (se IS NULL OR se >= 0),
+    n_probes INTEGER NOT NULL CHECK (n_probes >= 2),
+    PRIMARY KEY (run_id, layer_id),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- HAWQ-V2 sensitivity of a layer at a width: omega = trace / n * delta_norm_sq,
+-- delta_norm_sq = ||Q_bits(W) - W||^2 (symmetric per-tensor rounding).
+CREATE TABLE quant_sensitivity (
+    run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id      INTEGER NOT NULL,
+    bits          INTEGER NOT NULL CHECK (bits BETWEEN 2 AND 8),
+    omega         REAL,
+    delta_norm_sq REAL    CHECK (delta_norm_sq IS NULL OR delta_norm_sq >= 0),
+    PRIMARY KEY (run_id, layer_id, bits),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- The width chosen for each quantized layer.
+CREATE TABLE quant_allocation (
+    run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    layer_id INTEGER NOT NULL,
+    bits     INTEGER NOT NULL CHECK (bits BETWEEN 2 AND 8),
+    PRIMARY KEY (run_id, layer_id),
+    FOREIGN KEY (run_id, layer_id) REFERENCES layers (run_id, layer_id) ON DELETE CASCADE
+);
+
+-- The written model: predicted loss L0 + g^T dW + 1/2 sum_i Tr(H_i)/n_i ||dW_i||^2
+-- with the half-width `tolerance` of its interval (conventions
+-- quant_prediction and quant_tolerance), the measured loss of the written
+-- file, and its parameter bytes (quantized weights at their widths, a
+-- float32 scale each, other parameters float32).
+CREATE TABLE quant_result (
+    run_id         INTEGER NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    loss_before    REAL,
+    predicted_loss REAL,
+    tolerance      REAL    CHECK (tolerance IS NULL OR tolerance >= 0),
+    measured_loss  REAL,
+    size_bytes     INTEGER NOT NULL CHECK (size_bytes >= 0),
+    format         TEXT    NOT NULL CHECK (format IN ('fake', 'qdq'))
+);

@@ -1,6 +1,6 @@
 /* The Laplace posterior's precision from the engine's curvature, its log
  * marginal likelihood and the prior precision that maximises it
- * (bayes/laplace.h; doc/design.md §2.12). */
+ * (bayes/laplace.h; doc/design.md §2.13). */
 #include "bayes/laplace.h"
 
 #include <lapacke.h>

@@ -3,7 +3,7 @@
  * Eschenhagen, Bauer & Hennig 2021, "Laplace Redux"), from the curvature
  * the engine computes (curv/engine.h), and its log marginal likelihood.
  *
- * Conventions (doc/design.md §2.12):
+ * Conventions (doc/design.md §2.13):
  *   - the likelihood is the model's ce loss summed over the N samples:
  *     log p(D|θ) = −Σ_n l_n; the engine's curvature is the MEAN over samples
  *     (§2.2), so the posterior precision is P = N·C + P0 with C the engine's

@@ -1,4 +1,4 @@
-/* Influence scores (influence.h; doc/design.md §2.13).  The curvature is
+/* Influence scores (influence.h; doc/design.md §2.14).  The curvature is
  * fitted once on the training set by a preconditioner of the registry
  * (precond/precond.h: ekfac by default, its refresh is EK-FAC's fitting and
  * its apply the damped inverse product), each query's gradient is

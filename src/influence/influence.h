@@ -1,5 +1,5 @@
 /* Training-data influence: how much each training example m helped each
- * query q (doc/design.md §2.13).
+ * query q (doc/design.md §2.14).
  *
  *   ekfac     s(m, q) = g_q^T (C + lambda I)^-1 g_m with C the EK-FAC
  *             approximation of the curvature (Grosse et al. 2023, eq. 3 and

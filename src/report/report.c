@@ -64,6 +64,15 @@ static cs_status query(cs_store *db, table *t, cs_err *err, const char *fmt, ...
     return st;
 }
 
+/* Whether the file has the table or view: a file of an older schema
+ * version, opened read-only, is read as it is (doc/design.md §4), and the
+ * sections of newer tables are left out. */
+static bool has_table(cs_store *db, table *t, const char *name)
+{
+    cs_err ignored;
+    return query(db, t, &ignored, "SELECT 1 FROM sqlite_master WHERE name = '%s'", name) == CS_OK && t->n > 0;
+}
+
 static const char *str(const table *t, int64_t r, int c)
 {
     return t->cell[r * t->ncol + c];
@@ -628,18 +637,18 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
             st = importance(db, run, f, &t, err);
         if (!st)
             st = steps(db, run, f, &t, err);
-        if (!st)
+        if (!st && has_table(db, &t, "noise_scale"))
             st = noise_scale(db, run, f, &t, err);
     } else {
         missing(f, "No finished analyze run in this file.");
     }
     if (!st)
         st = finetune_runs(db, f, &t, err);
-    if (!st)
+    if (!st && has_table(db, &t, "comparisons"))
         st = comparison(db, f, &t, err);
-    if (!st)
+    if (!st && has_table(db, &t, "v_forgetting"))
         st = forgetting(db, f, &t, err);
-    if (!st)
+    if (!st && has_table(db, &t, "quant_result"))
         st = quantize_run(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);

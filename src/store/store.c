@@ -605,6 +605,44 @@ char *cs_store_schema_section(int version)
     return strndup(begin, (size_t)(end - begin));
 }
 
+/* Version 2 widened runs.kind's CHECK.  A CHECK constraint does not change
+ * how rows are stored, so the upgrade writes the current CREATE TABLE runs
+ * statement over the old one in sqlite_master (the procedure of SQLite's
+ * ALTER TABLE documentation for such changes: writable_schema, then a new
+ * schema_version so every connection reloads it), inside the upgrade's
+ * transaction. */
+static cs_status widen_runs_table(sqlite3 *db, const char *path, cs_err *err)
+{
+    const char *begin = strstr(cs_store_schema_sql, "CREATE TABLE runs (");
+    const char *end = begin ? strstr(begin, "\n);") : NULL;
+    if (!begin || !end)
+        return cs_fail(err, CS_ERR_RUNTIME, "upgrading '%s': no runs table in the built-in schema", path);
+    int64_t schema_version = 0;
+    cs_status r = query_int(db, path, "PRAGMA schema_version", &schema_version, err);
+    if (r != CS_OK)
+        return r;
+    sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 0, (int *)NULL);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_exec(db, "PRAGMA writable_schema = ON", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "UPDATE sqlite_master SET sql = ?1 WHERE type = 'table' AND name = 'runs'", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 1, begin, (int)(end + 2 - begin), SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA schema_version = %lld", (long long)schema_version + 1);
+        rc = sqlite3_exec(db, pragma, NULL, NULL, NULL);
+    }
+    sqlite3_exec(db, "PRAGMA writable_schema = OFF", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(db, path, err, rc, "upgrade the runs table");
+    return CS_OK;
+}
+
 /* Bring an older database to CS_STORE_SCHEMA_VERSION: the sections of the
  * versions it lacks, in one write transaction that ends by raising
  * user_version, so an interrupted upgrade leaves the old version whole.
@@ -626,6 +664,8 @@ static cs_status upgrade_schema(sqlite3 *db, const char *path, cs_err *err)
         snprintf(what, sizeof what, "upgrade the schema to version %d", v);
         r = exec_sql(db, path, section, what, err);
         free(section);
+        if (r == CS_OK && v == 2)
+            r = widen_runs_table(db, path, err);
     }
     if (r == CS_OK && version < CS_STORE_SCHEMA_VERSION) {
         char pragma[64];
