@@ -9,10 +9,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "base/clock.h"
 #include "base/dist.h"
+#include "base/meminfo.h"
 #include "base/sha256.h"
 #include "cli/cli.h"
 
@@ -28,14 +28,6 @@ static void on_signal(int sig)
 const volatile int *cli_run_cancel(void)
 {
     return &cancel_flag;
-}
-
-static int64_t peak_rss_bytes(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return -1;
-    return (int64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
 }
 
 /* "curvscope ARG ARG ...", owned by the caller. */
@@ -106,7 +98,7 @@ cs_status cli_run_end(cli_run *r, cs_status st, cs_err *err, double seconds)
         snprintf(why, sizeof why, "interrupted by signal %d: %s", (int)interrupted, err->msg);
     else
         snprintf(why, sizeof why, "%s", err->msg);
-    cs_status st2 = cs_store_run_end(r->db, r->id, st ? "failed" : "done", seconds, peak_rss_bytes(),
+    cs_status st2 = cs_store_run_end(r->db, r->id, st ? "failed" : "done", seconds, cs_mem_peak_bytes(),
                                      st ? why : NULL, &err2);
     if (!st && st2) {
         st = st2;
