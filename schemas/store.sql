@@ -622,7 +622,7 @@ CREATE TABLE laplace_priors (
 -- sum_c (p_c - [c = y])^2.
 CREATE TABLE laplace_predictive (
     run_id   INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    method   TEXT    NOT NULL CHECK (method IN ('map', 'glm_probit', 'glm_mc')),
+    method   TEXT    NOT NULL CHECK (method IN ('map', 'glm_probit', 'glm_mc', 'nn_mc')),
     n_test   INTEGER NOT NULL CHECK (n_test > 0),
     nll      REAL    NOT NULL CHECK (nll >= 0),
     accuracy REAL    NOT NULL CHECK (accuracy >= 0 AND accuracy <= 1),
@@ -642,7 +642,7 @@ CREATE TABLE laplace_predictive (
 -- 0-based rows of --data and --query-data.
 CREATE TABLE influence_scores (
     run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    method      TEXT    NOT NULL CHECK (method IN ('ekfac', 'dot', 'cosine')),
+    method      TEXT    NOT NULL CHECK (method IN ('ekfac', 'dot', 'cosine', 'tracin')),
     scope       TEXT    NOT NULL CHECK (scope IN ('query', 'train', 'full')),
     direction   TEXT    CHECK (direction IS NULL OR direction IN ('helpful', 'harmful')),
     rank        INTEGER CHECK (rank IS NULL OR rank >= 1),
@@ -725,3 +725,10 @@ CREATE TABLE quant_result (
     size_bytes     INTEGER NOT NULL CHECK (size_bytes >= 0),
     format         TEXT    NOT NULL CHECK (format IN ('fake', 'qdq'))
 );
+
+-- @version 3
+-- Version 3 widens two CHECKs, in place (store.c rewrites the statements of
+-- an upgraded file's tables, as version 2 did for runs): laplace_predictive
+-- takes method 'nn_mc', the predictive of weights sampled from the Laplace
+-- posterior pushed through the network itself; influence_scores takes method
+-- 'tracin' (Pruthi et al. 2020: the sum over checkpoints of lr_k g_q^T g_m).

@@ -605,18 +605,30 @@ char *cs_store_schema_section(int version)
     return strndup(begin, (size_t)(end - begin));
 }
 
-/* Version 2 widened runs.kind's CHECK.  A CHECK constraint does not change
- * how rows are stored, so the upgrade writes the current CREATE TABLE runs
- * statement over the old one in sqlite_master (the procedure of SQLite's
- * ALTER TABLE documentation for such changes: writable_schema, then a new
- * schema_version so every connection reloads it), inside the upgrade's
- * transaction. */
-static cs_status widen_runs_table(sqlite3 *db, const char *path, cs_err *err)
+/* Tables whose CHECK a version widened in place: version 2 runs.kind,
+ * version 3 laplace_predictive.method and influence_scores.method.  A CHECK
+ * constraint does not change how rows are stored, so the upgrade writes the
+ * current CREATE TABLE statement over the old one in sqlite_master (the
+ * procedure of SQLite's ALTER TABLE documentation for such changes:
+ * writable_schema, then a new schema_version so every connection reloads
+ * it), inside the upgrade's transaction. */
+static const struct {
+    int version;
+    const char *table;
+} widened_tables[] = {
+    {2, "runs"},
+    {3, "laplace_predictive"},
+    {3, "influence_scores"},
+};
+
+static cs_status widen_table(sqlite3 *db, const char *path, const char *table, cs_err *err)
 {
-    const char *begin = strstr(cs_store_schema_sql, "CREATE TABLE runs (");
+    char head[96];
+    snprintf(head, sizeof head, "CREATE TABLE %s (", table);
+    const char *begin = strstr(cs_store_schema_sql, head);
     const char *end = begin ? strstr(begin, "\n);") : NULL;
     if (!begin || !end)
-        return cs_fail(err, CS_ERR_RUNTIME, "upgrading '%s': no runs table in the built-in schema", path);
+        return cs_fail(err, CS_ERR_RUNTIME, "upgrading '%s': no %s table in the built-in schema", path, table);
     int64_t schema_version = 0;
     cs_status r = query_int(db, path, "PRAGMA schema_version", &schema_version, err);
     if (r != CS_OK)
@@ -625,10 +637,12 @@ static cs_status widen_runs_table(sqlite3 *db, const char *path, cs_err *err)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_exec(db, "PRAGMA writable_schema = ON", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(db, "UPDATE sqlite_master SET sql = ?1 WHERE type = 'table' AND name = 'runs'", -1,
+        rc = sqlite3_prepare_v2(db, "UPDATE sqlite_master SET sql = ?1 WHERE type = 'table' AND name = ?2", -1,
                                 &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(st, 1, begin, (int)(end + 2 - begin), SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
     sqlite3_finalize(st);
@@ -639,7 +653,7 @@ static cs_status widen_runs_table(sqlite3 *db, const char *path, cs_err *err)
     }
     sqlite3_exec(db, "PRAGMA writable_schema = OFF", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(db, path, err, rc, "upgrade the runs table");
+        return db_fail(db, path, err, rc, "upgrade the %s table", table);
     return CS_OK;
 }
 
@@ -664,8 +678,9 @@ static cs_status upgrade_schema(sqlite3 *db, const char *path, cs_err *err)
         snprintf(what, sizeof what, "upgrade the schema to version %d", v);
         r = exec_sql(db, path, section, what, err);
         free(section);
-        if (r == CS_OK && v == 2)
-            r = widen_runs_table(db, path, err);
+        for (size_t i = 0; r == CS_OK && i < sizeof widened_tables / sizeof widened_tables[0]; i++)
+            if (widened_tables[i].version == v)
+                r = widen_table(db, path, widened_tables[i].table, err);
     }
     if (r == CS_OK && version < CS_STORE_SCHEMA_VERSION) {
         char pragma[64];

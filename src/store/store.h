@@ -23,7 +23,7 @@
 #include "base/status.h"
 
 /* PRAGMA user_version of the schema this build writes. */
-#define CS_STORE_SCHEMA_VERSION 2
+#define CS_STORE_SCHEMA_VERSION 3
 /* PRAGMA application_id marking a curvscope database ("Curv" in ASCII). */
 #define CS_STORE_APPLICATION_ID 0x43757276
 

@@ -946,7 +946,8 @@ static void test_bad_paths(void)
 /* ------------------------------------------- store: schema upgrades */
 
 /* The schema objects of a database, one "type name" per line, sorted, the
- * runs table with its statement (an upgrade rewrites its CHECK). */
+ * tables whose CHECK a version widened with their statements (an upgrade
+ * rewrites them). */
 static char *schema_objects(const char *path)
 {
     static char buf[1 << 15];
@@ -955,7 +956,8 @@ static char *schema_objects(const char *path)
     size_t used = 0;
     buf[0] = '\0';
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT type || ' ' || name || ' ' || CASE name WHEN 'runs' THEN sql ELSE '' END "
+        sqlite3_prepare_v2(db, "SELECT type || ' ' || name || ' ' || CASE WHEN name IN ('runs', 'laplace_predictive', "
+                           "'influence_scores') THEN sql ELSE '' END "
                            "FROM sqlite_master ORDER BY 1", -1, &st,
                            NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW && used + 256 < sizeof buf)
@@ -996,20 +998,36 @@ static void test_schema_upgrade(void)
         char path[256], name[64];
         snprintf(name, sizeof name, "version-%d.db", old);
         tmp_path(path, sizeof path, name);
+        /* The CHECKs later versions widened, as the old version wrote
+         * them: the wide list cut back to its first `keep` bytes. */
+        static const struct {
+            int version, section;
+            const char *wide;
+            size_t keep;
+        } narrowings[] = {
+            {2, 1, "'analyze', 'finetune', 'quantize', 'laplace', 'influence'", sizeof "'analyze', 'finetune'" - 1},
+            {3, 2, "'map', 'glm_probit', 'glm_mc', 'nn_mc'", sizeof "'map', 'glm_probit', 'glm_mc'" - 1},
+            {3, 2, "'ekfac', 'dot', 'cosine', 'tracin'", sizeof "'ekfac', 'dot', 'cosine'" - 1},
+        };
         int made = 1;
         for (int v = 1; v <= old; v++) {
             char *section = cs_store_schema_section(v);
-            /* version 1's runs.kind took two kinds; version 2 widened it */
-            static const char wide[] = "'analyze', 'finetune', 'quantize', 'laplace', 'influence'";
-            char *kinds = section && v == 1 ? strstr(section, wide) : NULL;
-            if (kinds)
-                memmove(kinds + strlen("'analyze', 'finetune'"), kinds + sizeof wide - 1,
-                        strlen(kinds + sizeof wide - 1) + 1);
-            made = made && section && (v != 1 || kinds) && raw_exec(path, section);
+            for (size_t i = 0; section && i < sizeof narrowings / sizeof narrowings[0]; i++) {
+                if (narrowings[i].section != v || narrowings[i].version <= old)
+                    continue;
+                char *list = strstr(section, narrowings[i].wide);
+                made = made && list;
+                if (list)
+                    memmove(list + narrowings[i].keep, list + strlen(narrowings[i].wide),
+                            strlen(list + strlen(narrowings[i].wide)) + 1);
+            }
+            made = made && section && raw_exec(path, section);
             free(section);
         }
         ok(old != 1 || qi(path, "SELECT instr(sql, 'quantize') FROM sqlite_master WHERE name = 'runs'") == 0,
            "the version-1 database's runs.kind takes only analyze and finetune");
+        ok(old != 2 || qi(path, "SELECT instr(sql, 'tracin') FROM sqlite_master WHERE name = 'influence_scores'") == 0,
+           "the version-2 database's influence_scores.method does not take tracin");
         char pragmas[128];
         snprintf(pragmas, sizeof pragmas, "PRAGMA application_id = %d; PRAGMA user_version = %d",
                  CS_STORE_APPLICATION_ID, old);
@@ -1031,6 +1049,11 @@ static void test_schema_upgrade(void)
                qi(path, "SELECT count(*) FROM runs WHERE kind = 'influence'") == 1 &&
                strcmp(q(path, "PRAGMA integrity_check"), "ok") == 0,
            "the upgraded version-%d database takes the newer run kinds and passes integrity_check", old);
+        ok(raw_exec(path, "INSERT INTO laplace_predictive VALUES "
+                    "((SELECT max(id) FROM runs), 'nn_mc', 10, 0.5, 0.9, 0.05, 0.2)") &&
+               qi(path, "SELECT count(*) FROM laplace_predictive WHERE method = 'nn_mc'") == 1 &&
+               strcmp(q(path, "PRAGMA integrity_check"), "ok") == 0,
+           "the upgraded version-%d database takes the version-3 method names", old);
     }
     free(want);
 }
