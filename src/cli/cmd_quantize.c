@@ -11,6 +11,7 @@
 #include "objective/evaluate.h"
 #include "onnx/writer.h"
 #include "quant/quant.h"
+#include "quant/quantize.h"
 #include "store/rows.h"
 
 void cmd_quantize_usage(FILE *f)
@@ -37,103 +38,6 @@ static int parse_format(void *fmt, const char *cmd, const char *value)
         return cli_usage_error(cmd, "--format is fake (qdq is not implemented yet), got '%s'", value);
     *(const char **)fmt = "fake";
     return 0;
-}
-
-/* The quantization and its prediction; g's weights end rounded. */
-static cs_status quantize(cs_graph *g, const cs_dataset *ds, const cli_data_opts *d, const int *bits, int n_bits,
-                          double budget_bits, int64_t budget_bytes, int probes, cli_run *run, double *pred,
-                          double *tol, double *loss0, int64_t *size_bytes, cs_err *err)
-{
-    int nl = g->n_layers;
-    int64_t P = g->n_param_scalars;
-    double *grad = calloc((size_t)P + 1, sizeof(double)), *delta = calloc((size_t)P + 1, sizeof(double));
-    double *hd = calloc((size_t)P + 1, sizeof(double)), *w = malloc(sizeof(double) * ((size_t)P + 1));
-    double *tr = calloc((size_t)nl + 1, sizeof(double)), *se = calloc((size_t)nl + 1, sizeof(double));
-    double *omega = calloc((size_t)(nl * n_bits) + 1, sizeof(double));
-    double *dsq = calloc((size_t)(nl * n_bits) + 1, sizeof(double));
-    int64_t *size = calloc((size_t)nl + 1, sizeof(int64_t));
-    int *choice = calloc((size_t)nl + 1, sizeof(int)), *ql = calloc((size_t)nl + 1, sizeof(int));
-    cs_objective obj;
-    bool obj_ok = false;
-    cs_status st = grad && delta && hd && w && tr && se && omega && dsq && size && choice && ql
-                       ? CS_OK : cs_fail(err, CS_ERR_NOMEM, "out of memory");
-    if (!st && !(st = cs_objective_init(&obj, g, ds, &d->norm, d->loss, d->batch, CS_AD_HVP, err)))
-        obj_ok = true;
-    if (!st)
-        st = cs_objective_gradient(&obj, loss0, grad, err);
-    if (!st)
-        st = cs_quant_traces(&obj, probes, d->seed, tr, se, err);
-    /* sensitivities (HAWQ-V2 eq. 4) of the quantized layers */
-    int nq = 0;
-    int64_t nq_weights = 0, other = P;
-    for (int l = 0; l < nl && !st; l++) {
-        if (!cs_quant_layer(g, l))
-            continue;
-        const cs_param *pw = &g->params[g->layers[l].first_param];
-        const cs_tensor *t = &g->values[pw->value].init;
-        int64_t n = cs_tensor_numel(t);
-        for (int64_t i = 0; i < n; i++)
-            w[pw->offset + i] = cs_tensor_get_f64(t, i);
-        for (int k = 0; k < n_bits; k++) {
-            float s = cs_quant_scale(w + pw->offset, n, bits[k]);
-            dsq[l * n_bits + k] = cs_quant_round(w + pw->offset, n, bits[k], s, NULL, NULL);
-            omega[(size_t)nq * n_bits + k] = tr[l] / (double)n * dsq[l * n_bits + k];
-        }
-        size[nq] = n;
-        ql[nq++] = l;
-        nq_weights += n;
-        other -= n;
-    }
-    /* the size: quantized weights at their widths, a float32 scale each,
-     * everything else float32 */
-    double fixed_bits = 32.0 * (double)(other + nq);
-    double budget = budget_bytes > 0 ? 8.0 * (double)budget_bytes - fixed_bits
-                    : budget_bits > 0 ? budget_bits * (double)nq_weights
-                                      : 8.0 * (double)nq_weights;
-    double total_omega = 0;
-    if (!st)
-        st = cs_quant_allocate(nq, size, bits, n_bits, omega, budget, choice, &total_omega, err);
-    /* apply, and the prediction: L0 + g^T dW + 1/2 sum Tr_i/n_i ||dW_i||^2 */
-    double first = 0, second = 0, se_term = 0, used_bits = 0;
-    for (int j = 0; j < nq && !st; j++) {
-        int l = ql[j], b = bits[choice[j]];
-        const cs_param *pw = &g->params[g->layers[l].first_param];
-        cs_tensor *t = &g->values[pw->value].init;
-        int64_t n = size[j];
-        float s = cs_quant_scale(w + pw->offset, n, b);
-        double e = cs_quant_round(w + pw->offset, n, b, s, NULL, delta + pw->offset);
-        for (int64_t i = 0; i < n; i++) {
-            double v = delta[pw->offset + i];
-            delta[pw->offset + i] = v - w[pw->offset + i];
-            first += grad[pw->offset + i] * delta[pw->offset + i];
-            cs_tensor_set_f64(t, i, v);
-        }
-        second += 0.5 * tr[l] / (double)n * e;
-        se_term += 0.5 * se[l] / (double)n * e;
-        used_bits += (double)(n * b);
-    }
-    /* the interval: 3 standard errors of the trace term, the isotropic
-     * proxy's error against the exact quadratic term dW^T H dW (one
-     * Hessian-vector product), and float32 evaluation rounding */
-    if (!st)
-        st = cs_objective_hvp(&obj, delta, -1, hd, err);
-    double exact_q = 0;
-    for (int64_t i = 0; i < P && !st; i++)
-        exact_q += delta[i] * hd[i];
-    *pred = *loss0 + first + second;
-    *tol = 3 * se_term + fabs(0.5 * exact_q - second) + 1e-5 * (1 + fabs(*loss0));
-    *size_bytes = (int64_t)ceil((used_bits + fixed_bits) / 8);
-    if (!st)
-        st = cs_store_begin(run->db, err);
-    for (int j = 0; j < nq && !st; j++)
-        st = cs_store_quant_layer(run->db, run->id, ql[j], tr[ql[j]], se[ql[j]], probes, bits,
-                                  omega + (size_t)j * n_bits, dsq + (size_t)ql[j] * n_bits, n_bits,
-                                  bits[choice[j]], err);
-    if (obj_ok)
-        cs_objective_free(&obj);
-    free(grad), free(delta), free(hd), free(w), free(tr), free(se), free(omega), free(dsq), free(size);
-    free(choice), free(ql);
-    return st;
 }
 
 int cmd_quantize(int argc, char **argv)
@@ -203,9 +107,18 @@ int cmd_quantize(int argc, char **argv)
         for (size_t i = 0; i < sizeof kv / sizeof kv[0] && !st; i++)
             st = cs_store_convention(run.db, run.id, kv[i][0], kv[i][1], &err);
     }
-    if (!st)
-        st = quantize(g, &ds, &d, bits, n_bits, budget_bits, budget_bytes, probes, &run, &pred, &tol, &loss0,
-                      &size_bytes, &err);
+    cs_quantize_opts qo = {.bits = bits, .n_bits = n_bits, .budget_bits = budget_bits, .budget_bytes = budget_bytes,
+                           .probes = probes, .seed = d.seed, .norm = &d.norm, .loss = d.loss, .batch = d.batch};
+    cs_quantize_result qr = {0};
+    if (!st && !(st = cs_quantize_model(g, &ds, &qo, &qr, &err))) {
+        pred = qr.predicted, tol = qr.tolerance, loss0 = qr.loss_before, size_bytes = qr.size_bytes;
+        st = cs_store_begin(run.db, &err);
+        for (int j = 0; j < qr.n_layers && !st; j++)
+            st = cs_store_quant_layer(run.db, run.id, qr.layer[j], qr.trace[j], qr.trace_se[j], probes, bits,
+                                      qr.omega + (size_t)j * n_bits, qr.delta_sq + (size_t)j * n_bits, n_bits,
+                                      qr.chosen_bits[j], &err);
+    }
+    cs_quantize_result_free(&qr);
     if (!st)
         st = cs_onnx_write_updated(model, g, out, &err);
     cs_graph *q = NULL;
