@@ -873,13 +873,19 @@ cs_status cs_store_run_begin(cs_store *s, const cs_run_info *info, int64_t *run_
 {
     *run_id = -1;
     /* the kinds runs.kind's CHECK allows (schemas/store.sql) */
-    static const char *const kinds[] = {"analyze", "finetune", "quantize", "laplace", "influence"};
-    bool known = false;
-    for (size_t i = 0; info->kind && i < sizeof kinds / sizeof kinds[0]; i++)
-        known = known || strcmp(info->kind, kinds[i]) == 0;
-    if (!known)
-        return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected analyze, "
-                       "finetune, quantize, laplace or influence)", s->path, info->kind ? info->kind : "(null)");
+    /* The kinds are the list of runs.kind's CHECK in the built-in schema,
+     * so the two cannot drift apart: "'analyze', 'finetune', ...". */
+    const char *table = strstr(cs_store_schema_sql, "CREATE TABLE runs (");
+    const char *list = table ? strstr(table, "CHECK (kind IN (") : NULL;
+    const char *list_end = list ? strstr(list, "))") : NULL;
+    char quoted[64];
+    int nq = info->kind ? snprintf(quoted, sizeof quoted, "'%s'", info->kind) : -1;
+    const char *hit = nq > 0 && (size_t)nq < sizeof quoted && list ? strstr(list, quoted) : NULL;
+    if (!hit || !list_end || hit > list_end) {
+        int len = list && list_end ? (int)(list_end - list - 16) : 0;
+        return cs_fail(err, CS_ERR_RUNTIME, "cannot begin a run in '%s': kind '%s' (expected one of %.*s)", s->path,
+                       info->kind ? info->kind : "(null)", len, list ? list + 16 : "");
+    }
     if (cs_store_in_transaction(s))
         return cs_fail(err, CS_ERR_RUNTIME,
                        "cannot begin a run in '%s' inside an open transaction: the run row must "
