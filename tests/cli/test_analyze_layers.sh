@@ -5,18 +5,7 @@
 # K-FAC rows exist exactly for the layers with a Kronecker form (the
 # embedding and the Gemm heads), the others are noted.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-CS=$top_builddir/curvscope
-FX=$top_srcdir/tests/fixtures
-MODELS=$top_srcdir/tests/models
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_analyze_layers.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 
 if ! command -v sqlite3 >/dev/null 2>&1; then
     echo "1..0 # SKIP the sqlite3 shell is not installed"

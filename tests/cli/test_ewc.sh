@@ -5,16 +5,8 @@
 # stderr with exit 2: a missing run, a finetune run, an analyze run without
 # importance rows, a model that is not the analyzed one.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-CS=$top_builddir/curvscope
-MODELS=$top_srcdir/tests/models
-FX=$top_srcdir/tests/fixtures
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_ewc.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
 if ! command -v sqlite3 >/dev/null 2>&1; then
     echo "1..0 # SKIP the sqlite3 shell is missing"
     exit 0

@@ -5,17 +5,7 @@
 # of steps, layers a preconditioner cannot serve are recorded, the README's
 # comparison query runs, and bad options give one error line.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-FASHION_MNIST_DIR=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-CS=$top_builddir/curvscope
-MODELS=$top_srcdir/tests/models
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_finetune_precond.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 
 IMG=$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz
 LAB=$FASHION_MNIST_DIR/train-labels-idx1-ubyte.gz

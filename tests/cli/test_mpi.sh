@@ -6,11 +6,7 @@
 # rank ends every rank with the message printed once.  Skipped in a build
 # without MPI or without mpirun.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-CS=$top_builddir/curvscope
-FX=$top_srcdir/tests/fixtures
-MODELS=$top_srcdir/tests/models
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 MPIRUN=${MPIRUN:-$(command -v mpirun)}
 
 if [ "${CS_HAVE_MPI:-no}" != yes ]; then
@@ -25,12 +21,6 @@ if ! command -v sqlite3 >/dev/null 2>&1; then
     echo "1..0 # SKIP the sqlite3 shell is not installed"
     exit 0
 fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_mpi.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
 
 # Open MPI refuses root without these, and 4 ranks on 2 cores need
 # --oversubscribe; one thread per rank keeps the machine responsive.

@@ -4,18 +4,7 @@
 # the stored columns, the estimator's conventions, and bad options refused
 # with one line and exit 2.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-CS=$top_builddir/curvscope
-FX=$top_srcdir/tests/fixtures
-MODELS=$top_srcdir/tests/models
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_noise_scale.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 
 if ! command -v sqlite3 >/dev/null 2>&1; then
     echo "1..0 # SKIP the sqlite3 shell is not installed"

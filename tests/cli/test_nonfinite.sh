@@ -5,18 +5,7 @@
 # initializer, exit 2, and no run in the database; a diverged finetune is
 # an error, not rows of NULLs.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-CS=$top_builddir/curvscope
-FX=$top_srcdir/tests/fixtures
-MODELS=$top_srcdir/tests/models
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_nonfinite.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 
 # exit 2, one line on stderr that contains $2
 expect2() {

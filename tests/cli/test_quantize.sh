@@ -4,17 +4,7 @@
 # stored interval predicted +- tolerance, the allocation respects the
 # budget, and bad options are one line with exit 2.  Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-FASHION_MNIST_DIR=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-CS=$top_builddir/curvscope
-MODELS=$top_srcdir/tests/models
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_quantize.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 
 IMG=$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz
 LAB=$FASHION_MNIST_DIR/train-labels-idx1-ubyte.gz

@@ -15,18 +15,10 @@
 #      eval loss is at most 5% above the original's.
 # Speaks TAP.
 
-top_srcdir=${top_srcdir:-.}
-top_builddir=${top_builddir:-.}
-CS=$top_builddir/curvscope
+. "${top_srcdir:-.}/tests/cli/preamble.sh"
 ZOO=$top_srcdir/tests/zoo
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_zoo.XXXXXX") || { echo "Bail out! no temp dir"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fi; }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
 # value of key K in reference file F (first field after the key)
 ref() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
 # |a - b| <= tol * |b| + floor
