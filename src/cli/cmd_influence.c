@@ -13,6 +13,9 @@
 #include "precond/precond.h"
 #include "store/rows.h"
 
+/* The most checkpoints --checkpoints takes. */
+#define CKPT_MAX 64
+
 void cmd_influence_usage(FILE *f)
 {
     fprintf(f, "usage: curvscope influence MODEL.onnx --data SPEC --labels SPEC --query-data SPEC\n"
@@ -23,7 +26,7 @@ void cmd_influence_usage(FILE *f)
                "  --query-samples N  the first N queries only (default all; memory grows with\n"
                "                     N times the parameter count)\n"
                "  --db FILE          influence_scores, influence_self, v_mislabel_candidates\n"
-               "  --method LIST      of ekfac, dot, cosine (default all three; ekfac also\n"
+               "  --method LIST      of ekfac, dot, cosine, tracin (default the first three; ekfac also\n"
                "                     gives self-influence)\n"
                "  --damping L        lambda added to the curvature (default 0.001)\n"
                "  --curvature C      ggn (default; the Fisher for ce), fisher, fisher_mc,\n"
@@ -33,30 +36,36 @@ void cmd_influence_usage(FILE *f)
                "  --max-full N       largest layer block for --inverse full (default 4096)\n"
                "  --top-k K          stored scores per query and per training example and\n"
                "                     sign (default 10)\n"
-               "  --full-matrix      also every (query, training example) pair\n");
+               "  --full-matrix      also every (query, training example) pair\n"
+               "  --checkpoints LIST for tracin: ONNX files of the same network saved during\n"
+               "                     training (MODEL itself counts only when listed)\n"
+               "  --checkpoint-lr L  the learning rate at each checkpoint: one value for all,\n"
+               "                     or one per checkpoint (default 1)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n");
 }
 
-/* --method: a comma-separated subset of ekfac, dot, cosine. */
+/* --method: a comma-separated subset of ekfac, dot, cosine, tracin (the
+ * bits CS_INF_* in this order). */
 static int parse_methods(void *methods, const char *cmd, const char *value)
 {
-    static const char *const names[] = {"ekfac", "dot", "cosine"};
+    static const char *const names[] = {"ekfac", "dot", "cosine", "tracin"};
     unsigned m = 0;
     const char *p = value;
     while (*p) {
         size_t n = strcspn(p, ",");
         int found = -1;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (strlen(names[i]) == n && strncmp(p, names[i], n) == 0)
                 found = i;
         if (found < 0)
-            return cli_usage_error(cmd, "--method takes ekfac, dot, cosine (comma-separated), got '%s'", value);
+            return cli_usage_error(cmd, "--method takes ekfac, dot, cosine, tracin (comma-separated), got '%s'",
+                                   value);
         m |= 1u << found;
         p += n + (p[n] == ',');
     }
     if (!m)
-        return cli_usage_error(cmd, "--method needs at least one of ekfac, dot, cosine");
+        return cli_usage_error(cmd, "--method needs at least one of ekfac, dot, cosine, tracin");
     *(unsigned *)methods = m;
     return 0;
 }
@@ -86,6 +95,9 @@ int cmd_influence(int argc, char **argv)
     const char *db_path = NULL, *qdata = NULL, *qlabels = NULL, *model = NULL;
     int64_t top_k = 10, qsamples = 0;
     bool full = false;
+    const char *checkpoints = NULL;
+    double ck_lr[CKPT_MAX];
+    int n_ck_lr = 0;
     cs_influence_opts io;
     cs_influence_opts_init(&io);
     cli_data_opts d;
@@ -102,6 +114,9 @@ int cmd_influence(int argc, char **argv)
         CLI_OPT("max-full", CLI_OPT_COUNT, &io.max_full, .max = 1 << 20),
         CLI_OPT("top-k", CLI_OPT_COUNT, &top_k, .max = 1 << 20),
         CLI_OPT("full-matrix", CLI_OPT_FLAG, &full),
+        CLI_OPT("checkpoints", CLI_OPT_TEXT, &checkpoints),
+        CLI_OPT("checkpoint-lr", CLI_OPT_LIST, ck_lr, .max = 1e30, .count = &n_ck_lr, .max_n = CKPT_MAX,
+                .replace = true),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
     int parsed = cli_parse_args("influence", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
@@ -116,22 +131,65 @@ int cmd_influence(int argc, char **argv)
         return cli_usage_error("influence", "missing --db OUT.db");
     if ((io.methods & CS_INF_EKFAC) && !(io.damping > 0) && strcmp(io.precond, "ekfac") == 0)
         return cli_usage_error("influence", "--damping must be > 0 for ekfac influence");
+    /* TracIn's checkpoints: a comma-separated list of paths */
+    char *ck_text = NULL;
+    const char *ck_path[CKPT_MAX];
+    int n_ck = 0;
+    if (!!(io.methods & CS_INF_TRACIN) != !!checkpoints)
+        return cli_usage_error("influence", checkpoints ? "--checkpoints is for --method tracin"
+                                                        : "--method tracin needs --checkpoints A.onnx,B.onnx,...");
+    if (checkpoints) {
+        if (!(ck_text = strdup(checkpoints))) {
+            cs_err nomem = {0};
+            return cli_report(cs_fail(&nomem, CS_ERR_NOMEM, "out of memory"), &nomem);
+        }
+        for (char *save = NULL, *t = strtok_r(ck_text, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (n_ck == CKPT_MAX) {
+                free(ck_text);
+                return cli_usage_error("influence", "--checkpoints takes at most %d files", CKPT_MAX);
+            }
+            ck_path[n_ck++] = t;
+        }
+        if (n_ck == 0 || (n_ck_lr != 0 && n_ck_lr != 1 && n_ck_lr != n_ck)) {
+            free(ck_text);
+            return n_ck == 0 ? cli_usage_error("influence", "--checkpoints names no file")
+                             : cli_usage_error("influence", "--checkpoint-lr has %d values for %d checkpoints "
+                                               "(give one, or one per checkpoint)", n_ck_lr, n_ck);
+        }
+        for (int k = 0; k < n_ck; k++)
+            ck_lr[k] = n_ck_lr == 0 ? 1.0 : ck_lr[n_ck_lr == 1 ? 0 : k];
+    }
     int code = 0;
     cli_run run;
     if ((code = cli_run_open(&run, db_path)))
         return code;
     cs_err err = {0};
     cs_graph *g = cli_load_model_finite(model, &d, &code);
+    cs_graph *ck_graph[CKPT_MAX] = {0};
+    for (int k = 0; g && k < n_ck; k++)
+        if (!(ck_graph[k] = cli_load_model_finite(ck_path[k], &d, &code))) {
+            for (int j = 0; j < k; j++)
+                cs_graph_free(ck_graph[j]);
+            cs_graph_free(g);
+            g = NULL;
+        }
     if (!g) {
+        free(ck_text);
         cli_run_close(&run);
         return code;
     }
+    io.checkpoints = (const cs_graph *const *)ck_graph;
+    io.checkpoint_lr = ck_lr;
+    io.n_checkpoints = n_ck;
     cs_dataset train, query;
     memset(&query, 0, sizeof query);
     cs_status st = cs_dataset_load(&train, d.data, d.labels, d.samples, &err);
     if (!st && (st = cs_dataset_load(&query, qdata, qlabels, qsamples, &err)))
         cs_dataset_free(&train);
     if (st) {
+        for (int k = 0; k < n_ck; k++)
+            cs_graph_free(ck_graph[k]);
+        free(ck_text);
         cs_graph_free(g);
         cli_run_close(&run);
         return cli_report(st, &err);
@@ -147,7 +205,17 @@ int cmd_influence(int argc, char **argv)
     if (!st)
         st = cs_influence_compute(g, &train, &query, &io, &res, &err);
     if (!st && !(st = cs_store_begin(run.db, &err))) {
-        if (!(st = cs_store_write_influence_conventions(run.db, run.id, &io, &res, g, &err)) &&
+        for (int k = 0; k < n_ck && !st; k++) {
+            /* the checkpoints and their learning rates, in order */
+            char key[64], lr[64];
+            snprintf(key, sizeof key, "tracin_checkpoint.%d", k + 1);
+            if (!(st = cs_store_convention(run.db, run.id, key, ck_path[k], &err))) {
+                snprintf(key, sizeof key, "tracin_lr.%d", k + 1);
+                snprintf(lr, sizeof lr, "%.17g", ck_lr[k]);
+                st = cs_store_convention(run.db, run.id, key, lr, &err);
+            }
+        }
+        if (!st && !(st = cs_store_write_influence_conventions(run.db, run.id, &io, &res, g, &err)) &&
             !(st = cs_store_write_influence(run.db, run.id, &res, &train, top_k, full, &err)))
             st = cs_store_commit(run.db, &err);
         else
@@ -176,6 +244,9 @@ int cmd_influence(int argc, char **argv)
     cs_influence_result_free(&res);
     cs_dataset_free(&train);
     cs_dataset_free(&query);
+    for (int k = 0; k < n_ck; k++)
+        cs_graph_free(ck_graph[k]);
+    free(ck_text);
     cs_graph_free(g);
     cli_run_close(&run);
     return code;

@@ -28,7 +28,7 @@ void cs_influence_opts_init(cs_influence_opts *o)
 
 void cs_influence_result_free(cs_influence_result *r)
 {
-    free(r->ekfac), free(r->dot), free(r->cosine), free(r->self);
+    free(r->ekfac), free(r->dot), free(r->cosine), free(r->self), free(r->tracin), free(r->tracin_self);
     free(r->train_loss), free(r->query_loss), free(r->excluded), free(r->why);
     memset(r, 0, sizeof *r);
 }
@@ -60,6 +60,65 @@ static cs_status alloc_doubles(double **p, int64_t n, cs_err *err, const char *w
     return CS_OK;
 }
 
+/* Checkpoint k holds g's parameters: the same tensors (by name and size)
+ * at the same offsets, so one flat vector indexes both. */
+static cs_status check_checkpoint(const cs_graph *g, const cs_graph *ck, int k, cs_err *err)
+{
+    if (ck->n_params != g->n_params || ck->n_param_scalars != g->n_param_scalars)
+        return cs_fail(err, CS_ERR_USAGE,
+                       "checkpoint %d has %d parameter tensors (%lld scalars), the model %d (%lld): not the "
+                       "same network", k + 1, ck->n_params, (long long)ck->n_param_scalars, g->n_params,
+                       (long long)g->n_param_scalars);
+    for (int i = 0; i < g->n_params; i++) {
+        const cs_value *a = &g->values[g->params[i].value], *b = &ck->values[ck->params[i].value];
+        if (strcmp(a->name, b->name) != 0 || cs_tensor_numel(&a->init) != cs_tensor_numel(&b->init) ||
+            g->params[i].offset != ck->params[i].offset)
+            return cs_fail(err, CS_ERR_USAGE,
+                           "checkpoint %d's parameter %d is '%s' (%lld values), the model's '%s' (%lld): not "
+                           "the same network", k + 1, i, b->name, (long long)cs_tensor_numel(&b->init), a->name,
+                           (long long)cs_tensor_numel(&a->init));
+    }
+    return CS_OK;
+}
+
+/* TracInCP (Pruthi et al. 2020, eq. 3): at each checkpoint k, the query
+ * gradients once (into gq, Q x P), then each training gradient streamed,
+ * adding lr_k g_q^T g_m to the scores and lr_k |g_m|^2 to the
+ * self-influence.  The layers excluded for the model are excluded here. */
+static cs_status tracin_accumulate(const cs_graph *g, const cs_dataset *train, const cs_dataset *query,
+                                   const cs_influence_opts *o, cs_influence_result *res, double *gq, double *gm,
+                                   cs_err *err)
+{
+    int64_t P = g->n_param_scalars, N = res->n_train, Q = res->n_query;
+    cs_status st = CS_OK;
+    for (int k = 0; k < o->n_checkpoints && !st; k++) {
+        const cs_graph *ck = o->checkpoints[k];
+        double lr = o->checkpoint_lr[k], loss;
+        cs_objective qobj, tobj;
+        memset(&qobj, 0, sizeof qobj);
+        memset(&tobj, 0, sizeof tobj);
+        st = cs_objective_init(&qobj, ck, query, o->norm, o->loss, 1, CS_AD_GRAD, err);
+        if (!st)
+            st = cs_objective_init(&tobj, ck, train, o->norm, o->loss, 1, CS_AD_GRAD, err);
+        for (int64_t q = 0; q < Q && !st; q++)
+            st = example_gradient(&qobj, res->excluded, q, &loss, gq + q * P, err);
+        for (int64_t m = 0; m < N && !st; m++) {
+            if (o->cancel && *o->cancel) {
+                st = cs_fail(err, CS_ERR_RUNTIME, "cancelled");
+                break;
+            }
+            if ((st = example_gradient(&tobj, res->excluded, m, &loss, gm, err)))
+                break;
+            for (int64_t q = 0; q < Q; q++)
+                res->tracin[q * N + m] += lr * cblas_ddot((int)P, gq + q * P, 1, gm, 1);
+            res->tracin_self[m] += lr * cblas_ddot((int)P, gm, 1, gm, 1);
+        }
+        cs_objective_free(&qobj);
+        cs_objective_free(&tobj);
+    }
+    return st;
+}
+
 cs_status cs_influence_compute(const cs_graph *g, const cs_dataset *train, const cs_dataset *query,
                                const cs_influence_opts *o, cs_influence_result *res, cs_err *err)
 {
@@ -78,6 +137,14 @@ cs_status cs_influence_compute(const cs_graph *g, const cs_dataset *train, const
         return cs_fail(err, CS_ERR_UNSUPPORTED, "the model has no trainable parameters");
     if (N < 1 || Q < 1)
         return cs_fail(err, CS_ERR_USAGE, "influence needs at least one training and one query example");
+    bool tracin = o->methods & CS_INF_TRACIN;
+    if (tracin && (o->n_checkpoints < 1 || !o->checkpoints || !o->checkpoint_lr))
+        return cs_fail(err, CS_ERR_USAGE, "tracin influence needs at least one checkpoint");
+    for (int k = 0; tracin && k < o->n_checkpoints; k++) {
+        cs_status cst = check_checkpoint(g, o->checkpoints[k], k, err);
+        if (cst)
+            return cst;
+    }
     res->n_train = N, res->n_query = Q, res->n_layers = L;
     bool ek = o->methods & CS_INF_EKFAC;
     double *pq = NULL, *gq = NULL, *gm = NULL, *qnorm = NULL, *dir = NULL;
@@ -97,6 +164,10 @@ cs_status cs_influence_compute(const cs_graph *g, const cs_dataset *train, const
         st = alloc_doubles(&res->dot, N * Q, err, "the gradient dot products");
     if (!st && (o->methods & CS_INF_COSINE))
         st = alloc_doubles(&res->cosine, N * Q, err, "the gradient cosines");
+    if (!st && tracin)
+        st = alloc_doubles(&res->tracin, N * Q, err, "the TracIn scores");
+    if (!st && tracin)
+        st = alloc_doubles(&res->tracin_self, N, err, "the TracIn self-influence scores");
     if (!st)
         st = alloc_doubles(&res->train_loss, N, err, "the training losses");
     if (!st)
@@ -176,6 +247,8 @@ cs_status cs_influence_compute(const cs_graph *g, const cs_dataset *train, const
     }
     cs_objective_free(&qobj);
     cs_objective_free(&tobj);
+    if (!st && tracin)
+        st = tracin_accumulate(g, train, query, o, res, gq, gm, err);
     if (pstate)
         def->ops->destroy(pstate);
     free(pq), free(gq), free(gm), free(qnorm), free(dir), free(frozen);

@@ -10,6 +10,9 @@
  *             the exact damped layer blocks, which the tests compare with).
  *   dot       g_q^T g_m (gradient similarity)
  *   cosine    g_q^T g_m / (|g_q| |g_m|)
+ *   tracin    sum_k lr_k g_q(theta_k)^T g_m(theta_k) over checkpoints theta_k
+ *             (Pruthi et al. 2020, TracInCP eq. 3), and its self-influence
+ *             sum_k lr_k |g_m(theta_k)|^2
  *   self      s(m, m) = g_m^T (C + lambda I)^-1 g_m
  * g_n is the gradient of example n's own loss l_n (not divided by N); C is
  * the curvature of the mean loss (1/N) sum_n l_n.
@@ -37,7 +40,7 @@
 #include "graph/graph.h"
 #include "objective/loss.h"
 
-enum { CS_INF_EKFAC = 1u << 0, CS_INF_DOT = 1u << 1, CS_INF_COSINE = 1u << 2 };
+enum { CS_INF_EKFAC = 1u << 0, CS_INF_DOT = 1u << 1, CS_INF_COSINE = 1u << 2, CS_INF_TRACIN = 1u << 3 };
 
 typedef struct cs_influence_opts {
     unsigned methods;       /* CS_INF_* bits */
@@ -50,6 +53,11 @@ typedef struct cs_influence_opts {
     const cs_norm *norm;    /* borrowed; may be NULL */
     uint64_t seed;
     const volatile int *cancel;   /* polled between examples; may be NULL */
+    /* TracIn's checkpoints (borrowed): graphs with the model's parameters
+     * (same initializers, shapes and order), and the learning rate of each. */
+    const cs_graph *const *checkpoints;
+    const double *checkpoint_lr;
+    int n_checkpoints;
 } cs_influence_opts;
 
 void cs_influence_opts_init(cs_influence_opts *o);
@@ -58,6 +66,8 @@ typedef struct cs_influence_result {
     int64_t n_train, n_query, n_layers;
     double *ekfac, *dot, *cosine;   /* [n_query][n_train] each, NULL when not asked */
     double *self;                   /* [n_train] with ekfac, else NULL */
+    double *tracin;                 /* [n_query][n_train] with tracin, else NULL */
+    double *tracin_self;            /* [n_train] with tracin, else NULL */
     double *train_loss;             /* [n_train] each example's loss */
     double *query_loss;             /* [n_query] */
     bool *excluded;                 /* [n_layers] */
@@ -66,7 +76,9 @@ typedef struct cs_influence_result {
 } cs_influence_result;
 
 /* The scores of every training example on every query.  Borrows g, train
- * and query; res is initialised here; free with cs_influence_result_free. */
+ * and query; res is initialised here; free with cs_influence_result_free.
+ * A checkpoint whose parameters differ from g's (names, sizes, order) is
+ * CS_ERR_USAGE naming the checkpoint's index and the first difference. */
 cs_status cs_influence_compute(const cs_graph *g, const cs_dataset *train, const cs_dataset *query,
                                const cs_influence_opts *o, cs_influence_result *res, cs_err *err) CS_MUST_CHECK;
 void cs_influence_result_free(cs_influence_result *res);

@@ -68,10 +68,10 @@ cs_status cs_store_write_influence(cs_store *s, int64_t run_id, const cs_influen
     scored *w = malloc(sizeof(scored) * (size_t)((N > Q ? N : Q) + 1));
     if (!w)
         return cs_fail(err, CS_ERR_NOMEM, "out of memory ranking influence scores");
-    const char *names[] = {"ekfac", "dot", "cosine"};
-    const double *mats[] = {r->ekfac, r->dot, r->cosine};
+    const char *names[] = {"ekfac", "dot", "cosine", "tracin"};
+    const double *mats[] = {r->ekfac, r->dot, r->cosine, r->tracin};
     cs_status st = CS_OK;
-    for (int k = 0; k < 3 && !st; k++) {
+    for (int k = 0; k < 4 && !st; k++) {
         const double *S = mats[k];
         if (!S)
             continue;
@@ -83,13 +83,16 @@ cs_status cs_store_write_influence(cs_store *s, int64_t run_id, const cs_influen
             for (int64_t m = 0; m < N && !st; m++)
                 st = put_score(s, run_id, names[k], "full", NULL, -1, q, m, S[q * N + m], err);
     }
-    if (!st && r->self) {
-        sort_desc(r->self, N, 1, w);
+    /* influence_self: EK-FAC's when it was computed, else TracIn's (the
+     * convention influence_self_method says which) */
+    const double *self = r->self ? r->self : r->tracin_self;
+    if (!st && self) {
+        sort_desc(self, N, 1, w);
         for (int64_t rank = 0; rank < N && !st; rank++) {
             int64_t m = w[rank].i;
             const store_col c[] = {SC_INT(run_id), SC_INT(m),
                                    SC_COUNT(train->int_labels ? cs_dataset_label(train, m) : -1),
-                                   SC_REAL(r->train_loss[m]), SC_REAL(r->self[m]), SC_INT(rank + 1)};
+                                   SC_REAL(r->train_loss[m]), SC_REAL(self[m]), SC_INT(rank + 1)};
             st = store_insert_row(s, ST_INFLUENCE_SELF, c, 6, err, "insert train %lld into influence_self",
                                   (long long)m);
         }
@@ -112,7 +115,8 @@ cs_status cs_store_write_influence_conventions(cs_store *s, int64_t run_id, cons
         {"influence_curvature", cs_curv_name(o->curv)},
         {"influence_inverse", o->precond},
         {"damping", damping},
-        {"influence_params_used", used}};
+        {"influence_params_used", used},
+        {"influence_self_method", r->self ? "ekfac" : r->tracin_self ? "tracin" : "none"}};
     cs_status st = store_put_conventions(s, run_id, kv, sizeof kv / sizeof kv[0], err);
     for (int l = 0; l < g->n_layers && !st; l++)
         if (r->excluded[l]) {

@@ -59,6 +59,34 @@ ok "--full-matrix stores every pair" \
 ok "--method dot stores dot only, and no self-influence" \
     '[ "$(q "SELECT group_concat(DISTINCT method), (SELECT count(*) FROM influence_self WHERE run_id = 2) FROM influence_scores WHERE run_id = 2")" = "dot|0" ]'
 
+# TracIn (Pruthi et al. 2020): with the model itself as the one checkpoint
+# and lr 1 it is the gradient dot product; over two checkpoints it is the
+# lr-weighted sum of each checkpoint's dot products (runs 3 and 4 give the
+# second checkpoint's), and its self-influence the weighted sum of |g_m|^2.
+ck=$tmp/ck2.onnx
+"$CS" finetune "$M" --data "$X" --labels "$Y" --samples 12 --precond sgd --lr 0.5 --epochs 3 --batch 4 \
+    --out "$ck" --db "$tmp/ft.db" >/dev/null 2>"$tmp/fterr"
+ok "a second checkpoint by finetune ($(head -c 200 "$tmp/fterr"))" '[ -s "$ck" ]'
+"$CS" influence "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 \
+    --method dot,tracin --checkpoints "$M" --full-matrix --db "$tmp/i.db" >/dev/null 2>"$tmp/err"
+ok "tracin over the model itself, lr 1 (default), runs ($(head -c 200 "$tmp/err"))" \
+    '[ "$(q "SELECT count(*) FROM influence_scores WHERE run_id = 3 AND method = '"'tracin'"' AND scope = '"'full'"'")" = 144 ]'
+ok "... and equals the dot product on every pair" \
+    '[ "$(q "SELECT count(*) FROM influence_scores AS t JOIN influence_scores AS d USING (run_id, scope, query_index, train_index) WHERE t.run_id = 3 AND t.scope = '"'full'"' AND t.method = '"'tracin'"' AND d.method = '"'dot'"' AND abs(t.score - d.score) <= 1e-12 * (1 + abs(d.score))")" = 144 ]'
+"$CS" influence "$ck" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 \
+    --method dot --full-matrix --db "$tmp/i.db" >/dev/null 2>&1
+"$CS" influence "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 \
+    --method tracin --checkpoints "$M,$ck" --checkpoint-lr 0.5,0.25 --full-matrix --db "$tmp/i.db" \
+    >/dev/null 2>"$tmp/err"
+ok "tracin over two checkpoints runs ($(head -c 200 "$tmp/err"))" \
+    '[ "$(q "SELECT kind, status FROM runs WHERE id = 5")" = "influence|done" ]'
+ok "... and is 0.5 dot(model) + 0.25 dot(checkpoint 2) on every pair" \
+    '[ "$(q "SELECT count(*) FROM influence_scores AS t JOIN influence_scores AS a USING (scope, query_index, train_index) JOIN influence_scores AS b USING (scope, query_index, train_index) WHERE t.run_id = 5 AND a.run_id = 3 AND b.run_id = 4 AND t.scope = '"'full'"' AND a.method = '"'dot'"' AND b.method = '"'dot'"' AND abs(t.score - (0.5 * a.score + 0.25 * b.score)) <= 1e-9 * (1 + abs(t.score))")" = 144 ]'
+ok "its self-influence is the weighted sum of the squared gradient norms" \
+    '[ "$(q "SELECT count(*) FROM influence_self AS s JOIN influence_scores AS a ON a.train_index = s.train_index AND a.query_index = s.train_index JOIN influence_scores AS b ON b.train_index = s.train_index AND b.query_index = s.train_index WHERE s.run_id = 5 AND a.run_id = 3 AND b.run_id = 4 AND a.method = '"'dot'"' AND b.method = '"'dot'"' AND a.scope = '"'full'"' AND b.scope = '"'full'"' AND abs(s.self_influence - (0.5 * a.score + 0.25 * b.score)) <= 1e-9 * abs(s.self_influence)")" = 12 ]'
+ok "the conventions name the checkpoints, their lrs and the self-influence method" \
+    '[ "$(q "SELECT group_concat(value, '"'|'"') FROM (SELECT value FROM conventions WHERE run_id = 5 AND key IN ('"'tracin_lr.1'"', '"'tracin_lr.2'"', '"'influence_self_method'"') ORDER BY key)")" = "tracin|0.5|0.25" ] && [ "$(q "SELECT value FROM conventions WHERE run_id = 5 AND key = '"'tracin_checkpoint.2'"'")" = "$ck" ]'
+
 bad() {
     "$CS" influence "$@" >"$tmp/bo" 2>"$tmp/be"
     rc=$?
@@ -72,4 +100,12 @@ ok "--inverse kfac refused: one line, exit 2" \
     'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --inverse kfac'
 ok "query data of the wrong shape: one line, exit 2" \
     'bad "$M" --data "$X" --labels "$Y" --query-data "npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_y.npy" --query-labels "$Y" --db "$tmp/b.db"'
+ok "tracin without --checkpoints: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --method tracin'
+ok "--checkpoints without tracin: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --checkpoints "$M"'
+ok "three lrs for two checkpoints: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --method tracin --checkpoints "$M,$ck" --checkpoint-lr 1,2,3'
+ok "a checkpoint of another network: one line naming it, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --method tracin --checkpoints "$M,$top_srcdir/tests/models/tiny_cnn64.onnx" && grep -q "checkpoint 2" "$tmp/be"'
 echo "1..$n"
