@@ -62,6 +62,23 @@ ok "three predictives stored" '[ "$(q "$tmp/p.db" "SELECT group_concat(method) F
 mapnll=$(q "$tmp/p.db" "SELECT printf('%.15g', nll) FROM laplace_predictive WHERE method = 'map'")
 ok "MAP NLL $mapnll = -loglik / 12 of the reference" 'relclose "$mapnll" "$(awk -v l="$(ref loglik)" "BEGIN { printf \"%.17g\", -l / 12 }")"'
 
+# the network predictive: --predictive chooses, --mc-predictive sets its weight samples
+"$CS" laplace $TINY --repr kfac --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy \
+    --predictive map,nn_mc --mc-predictive 30 --db "$tmp/nn.db" >"$tmp/out" 2>&1
+rc=$?
+ok "laplace --predictive map,nn_mc exits 0" '[ $rc -eq 0 ]'
+ok "just map and nn_mc stored" '[ "$(q "$tmp/nn.db" "SELECT group_concat(method) FROM (SELECT method FROM laplace_predictive ORDER BY method)")" = map,nn_mc ]'
+ok "nn_mc printed" 'grep -q "^nn_mc " "$tmp/out"'
+nn1=$(q "$tmp/nn.db" "SELECT printf('%.17g', nll) FROM laplace_predictive WHERE method = 'nn_mc'")
+"$CS" laplace $TINY --repr kfac --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy \
+    --predictive nn_mc --mc-predictive 30 --db "$tmp/nn2.db" >/dev/null 2>&1
+nn2=$(q "$tmp/nn2.db" "SELECT printf('%.17g', nll) FROM laplace_predictive WHERE method = 'nn_mc'")
+ok "nn_mc is seeded: the same NLL twice ($nn1, $nn2)" '[ -n "$nn1" ] && [ "$nn1" = "$nn2" ]'
+"$CS" laplace $TINY --repr diag --subset last-layer --test-data npy:$FIX/curv_tiny_mlp64_x.npy \
+    --test-labels npy:$FIX/curv_tiny_mlp64_y.npy --predictive all --db "$tmp/all.db" >/dev/null 2>&1
+ok "--predictive all over the last layer stores four predictives" \
+    '[ "$(q "$tmp/all.db" "SELECT count(DISTINCT method) FROM laplace_predictive")" = 4 ]'
+
 # error paths: one line on stderr, exit 2
 err_case() {
     "$CS" laplace $TINY --db "$tmp/e.db" "$@" >/dev/null 2>"$tmp/err"
@@ -76,6 +93,7 @@ err_case --prior-precision 1 --optimize-prior scalar
 err_case --loss mse
 err_case --repr full --max-full 10
 err_case --test-data npy:$FIX/curv_tiny_mlp64_x.npy
+err_case --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy --predictive map,nn
 "$CS" laplace $TINY >/dev/null 2>"$tmp/err"
 rc=$?
 ok "no --db: exit 2" '[ $rc -eq 2 ]'
