@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/rng.h"
 #include "curv/curv.h"
 #include "data/dataset.h"
 #include "graph/graph.h"
@@ -101,7 +102,19 @@ void cs_laplace_free(cs_laplace *la);
 const char *cs_la_subset_name(cs_la_subset s);
 const char *cs_la_prior_name(cs_la_prior p);
 
+/* ---- weight samples (laplace_sample.c) ---- */
 
+/* out = T z [D] for the T with T Tᵀ = P⁻¹ at the priors now in la (full:
+ * la->chol, as cs_laplace_evidence left it): diag, 1/√(N c_i + δ) entrywise;
+ * K-FAC, per group (Q_G ⊗ Q_A) (N μ_u λ_f + δ)^{-1/2} over the factors'
+ * eigendecompositions; full, U⁻¹ for P = UᵀU.  work: cs_laplace_transform_work
+ * doubles. */
+int64_t cs_laplace_transform_work(const cs_laplace *la);
+cs_status cs_laplace_transform(const cs_laplace *la, const double *z, double *out, double *work,
+                               cs_err *err) CS_MUST_CHECK;
+/* One draw θ = θ* + T z from the posterior into theta [D] (z [D]: the normals drawn). */
+cs_status cs_laplace_sample(const cs_laplace *la, cs_rng *rng, double *theta, double *z, double *work,
+                            cs_err *err) CS_MUST_CHECK;
 
 /* ---- predictives on a test set (laplace_predict.c) ---- */
 
@@ -109,6 +122,7 @@ typedef enum cs_la_method {
     CS_LA_MAP,        /* softmax of the MAP logits */
     CS_LA_GLM_PROBIT, /* linearised model, probit approximation */
     CS_LA_GLM_MC,     /* linearised model, Monte Carlo over its logits' Gaussian */
+    CS_LA_NN_MC,      /* the network itself at weights sampled from the posterior */
     CS_LA_METHOD_COUNT
 } cs_la_method;
 
@@ -120,9 +134,17 @@ typedef struct cs_la_metrics {
     double nll, accuracy, ece, brier;
 } cs_la_metrics;
 
-/* Every method's metrics on ts (integer labels) for the fitted la; mc_samples
- * draws per test input for CS_LA_GLM_MC (seeded). */
-cs_status cs_laplace_predict(const cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
-                             int64_t batch, int mc_samples, uint64_t seed, cs_la_metrics out[CS_LA_METHOD_COUNT],
-                             cs_err *err) CS_MUST_CHECK;
+/* Parses a comma-separated list of method names (cs_la_method_name, or
+ * "all") into a mask of 1u << method. */
+cs_status cs_la_method_parse_list(const char *list, unsigned *mask, cs_err *err) CS_MUST_CHECK;
+
+/* The metrics of the methods in mask (1u << cs_la_method) on ts (integer
+ * labels) for the fitted la into out[method] (the others untouched);
+ * mc_samples draws per test input for CS_LA_GLM_MC, and weight samples for
+ * CS_LA_NN_MC (the mean of their softmax probabilities), both seeded.
+ * CS_LA_NN_MC writes each sample into the posterior's parameters of g, and
+ * θ* back at the end (also after a failure): g is otherwise unchanged. */
+cs_status cs_laplace_predict(cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
+                             int64_t batch, unsigned mask, int mc_samples, uint64_t seed,
+                             cs_la_metrics out[CS_LA_METHOD_COUNT], cs_err *err) CS_MUST_CHECK;
 #endif

@@ -2,7 +2,8 @@
  * the MAP model, and the linearised model f(x; θ) ≈ f(x; θ*) + J (θ − θ*)
  * (the GLM predictive of Immer, Korzepa & Bauer 2021), whose logits are
  * Gaussian, N(z*, Σ) with Σ = J P⁻¹ Jᵀ, read by the probit approximation
- * or by Monte Carlo. */
+ * or by Monte Carlo; and the network itself at weights sampled from the
+ * posterior (Laplace Redux's "nn" predictive, Daxberger et al. 2021). */
 #include "bayes/laplace.h"
 
 #include <lapacke.h>
@@ -18,8 +19,33 @@
 
 const char *cs_la_method_name(cs_la_method m)
 {
-    static const char *const names[CS_LA_METHOD_COUNT] = {"map", "glm_probit", "glm_mc"};
+    static const char *const names[CS_LA_METHOD_COUNT] = {"map", "glm_probit", "glm_mc", "nn_mc"};
     return names[m];
+}
+
+cs_status cs_la_method_parse_list(const char *list, unsigned *mask, cs_err *err)
+{
+    *mask = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int m = 0; m < CS_LA_METHOD_COUNT; m++) {
+            const char *name = cs_la_method_name((cs_la_method)m);
+            if (strlen(name) == len && strncmp(name, p, len) == 0)
+                found = m;
+        }
+        if (len == 3 && strncmp(p, "all", 3) == 0)
+            *mask |= (1u << CS_LA_METHOD_COUNT) - 1;
+        else if (found < 0)
+            return cs_fail(err, CS_ERR_USAGE,
+                           "unknown predictive '%.*s' (expected map, glm_probit, glm_mc, nn_mc or all)", (int)len, p);
+        else
+            *mask |= 1u << found;
+        p += len + (p[len] == ',');
+    }
+    if (!*mask)
+        return cs_fail(err, CS_ERR_USAGE, "empty list of predictives");
+    return CS_OK;
 }
 
 /* Running sums of the metrics of one method. */
@@ -144,12 +170,11 @@ static cs_status logit_covariance(const cs_laplace *la, const double *J, int64_t
     return CS_OK;
 }
 
-cs_status cs_laplace_predict(const cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
-                             int64_t batch, int mc_samples, uint64_t seed, cs_la_metrics out[CS_LA_METHOD_COUNT],
-                             cs_err *err)
+/* The MAP and linearised predictives' sums: one forward and C backwards
+ * per test batch. */
+static cs_status glm_pass(const cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
+                          int64_t batch, int mc_samples, uint64_t seed, metric_sums *sums, cs_err *err)
 {
-    if (!ts->int_labels)
-        return cs_fail(err, CS_ERR_USAGE, "the test set needs integer class labels");
     /* the Jacobians of a batch, B·C·D doubles, kept to about 32 MiB */
     int64_t per = la->classes * la->D, cap = per > 0 ? ((int64_t)1 << 22) / per : batch;
     batch = cap < 1 ? 1 : cap < batch ? cap : batch;
@@ -168,8 +193,6 @@ cs_status cs_laplace_predict(const cs_graph *g, const cs_dataset *ts, const cs_l
         (st = cs_curv_zalloc(&work, (size_t)wmax, err, "the predictive's work")) ||
         (st = cs_curv_zalloc(&small, (size_t)(4 * C * C + 4 * C), err, "the logit covariance")))
         goto done;
-    metric_sums sums[CS_LA_METHOD_COUNT];
-    memset(sums, 0, sizeof sums);
     cs_rng rng;
     cs_rng_seed(&rng, seed);
     double *sig = small, *Lc = small + C * C, *z = Lc + C * C, *p = z + C, *zs = p + C, *acc = zs + C;
@@ -244,10 +267,116 @@ cs_status cs_laplace_predict(const cs_graph *g, const cs_dataset *ts, const cs_l
             add_sample(&sums[CS_LA_GLM_MC], acc, C, y);
         }
     }
-    for (int m = 0; m < CS_LA_METHOD_COUNT && !st; m++)
-        out[m] = finish(&sums[m], (double)ts->n);
 done:
     free(J), free(rows), free(work), free(small);
     cs_objective_free(&obj);
+    return st;
+}
+
+/* θ [D] into the posterior's parameters of g (their dtype). */
+static void write_posterior(cs_graph *g, const cs_laplace *la, const double *theta)
+{
+    for (int q = 0; q < g->n_params; q++) {
+        cs_tensor *t = &g->values[g->params[q].value].init;
+        int64_t off = g->params[q].offset;
+        for (int i = 0; i < la->n_layers; i++) {
+            const cs_la_layer *L = &la->layers[i];
+            if (off >= L->offset && off < L->offset + L->W)
+                cs_convert(t->data, t->dtype, theta + L->start + (off - L->offset), CS_DT_DOUBLE,
+                           cs_tensor_numel(t));
+        }
+    }
+}
+
+/* probs [n, C] += weight · softmax(f(x_n)) over the test set at g's weights now. */
+static cs_status add_probs(cs_objective *obj, const cs_dataset *ts, const cs_norm *norm, double weight,
+                           double *probs, double *z, cs_err *err)
+{
+    int64_t C = obj->classes, B = obj->batch;
+    for (int64_t start = 0; start < ts->n; start += B) {
+        cs_plan *pl = &obj->plan[start + B <= ts->n ? 0 : 1];
+        cs_status st = cs_dataset_fill_inputs(ts, start, norm, cs_plan_input(pl, 0), err);
+        if (st || (st = cs_plan_forward(pl, err)))
+            return st;
+        const cs_tensor *zt = &pl->vals[obj->head.logits_value];
+        for (int64_t b = 0; b < zt->dims[0]; b++) {
+            double *p = probs + (start + b) * C;
+            for (int64_t c = 0; c < C; c++)
+                z[c] = cs_tensor_get_f64(zt, b * C + c);
+            softmax(z, C, z + C);
+            for (int64_t c = 0; c < C; c++)
+                p[c] += weight * z[C + c];
+        }
+    }
+    return CS_OK;
+}
+
+/* The MAP model alone (without the linearised ones) and the sampled
+ * networks: forwards only.  The network predictive averages the softmax
+ * probabilities over weight samples θ_s ~ N(θ*, P⁻¹), the whole draw made
+ * before a pass over the test set so that one sample's weights serve every
+ * batch (the draws depend on the seed alone, not on the batch size). */
+static cs_status forward_pass(cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
+                              int64_t batch, bool map, bool nn, int samples, uint64_t seed, metric_sums *sums,
+                              cs_err *err)
+{
+    cs_objective obj;
+    cs_status st = cs_objective_init(&obj, g, ts, norm, CS_LOSS_CE, batch, CS_OBJ_WHOLE_BATCH, err);
+    if (st)
+        return st;
+    int64_t C = obj.classes, D = la->D, n = ts->n;
+    double *probs = NULL, *theta = NULL, *z = NULL, *work = NULL;
+    int64_t wn = cs_laplace_transform_work(la);
+    if ((st = cs_curv_zalloc(&probs, (size_t)(n * C), err, "the test set's predictive probabilities")) ||
+        (st = cs_curv_zalloc(&theta, (size_t)(D > 2 * C ? D : 2 * C), err, "a weight sample")) ||
+        (st = cs_curv_zalloc(&z, (size_t)(D > 2 * C ? D : 2 * C), err, "a weight sample's normals")) ||
+        (st = cs_curv_zalloc(&work, (size_t)(wn > 1 ? wn : 1), err, "the posterior sampler's work")))
+        goto done;
+    if (map) {
+        if ((st = add_probs(&obj, ts, norm, 1.0, probs, z, err)))
+            goto done;
+        for (int64_t i = 0; i < n; i++)
+            add_sample(&sums[CS_LA_MAP], probs + i * C, C, cs_dataset_label(ts, i));
+        memset(probs, 0, sizeof(double) * (size_t)(n * C));
+    }
+    if (nn) {
+        cs_rng rng;
+        cs_rng_seed(&rng, seed + 1); /* a stream apart from the linearised Monte Carlo's */
+        for (int s = 0; s < samples && !st; s++) {
+            if (!(st = cs_laplace_sample(la, &rng, theta, z, work, err))) {
+                write_posterior(g, la, theta);
+                st = add_probs(&obj, ts, norm, 1.0 / samples, probs, z, err);
+            }
+        }
+        write_posterior(g, la, la->theta);
+        for (int64_t i = 0; i < n && !st; i++)
+            add_sample(&sums[CS_LA_NN_MC], probs + i * C, C, cs_dataset_label(ts, i));
+    }
+done:
+    free(probs), free(theta), free(z), free(work);
+    cs_objective_free(&obj);
+    return st;
+}
+
+cs_status cs_laplace_predict(cs_graph *g, const cs_dataset *ts, const cs_laplace *la, const cs_norm *norm,
+                             int64_t batch, unsigned mask, int mc_samples, uint64_t seed,
+                             cs_la_metrics out[CS_LA_METHOD_COUNT], cs_err *err)
+{
+    if (!ts->int_labels)
+        return cs_fail(err, CS_ERR_USAGE, "the test set needs integer class labels");
+    if (mc_samples < 1 && (mask & (1u << CS_LA_GLM_MC | 1u << CS_LA_NN_MC)))
+        return cs_fail(err, CS_ERR_USAGE, "the Monte Carlo predictives need at least one sample");
+    metric_sums sums[CS_LA_METHOD_COUNT];
+    memset(sums, 0, sizeof sums);
+    bool glm = mask & (1u << CS_LA_GLM_PROBIT | 1u << CS_LA_GLM_MC);
+    cs_status st = CS_OK;
+    if (glm)
+        st = glm_pass(g, ts, la, norm, batch, mc_samples, seed, sums, err);
+    if (!st && (mask & (1u << CS_LA_NN_MC | (glm ? 0 : 1u << CS_LA_MAP))))
+        st = forward_pass(g, ts, la, norm, batch, !glm && (mask & 1u << CS_LA_MAP), mask & 1u << CS_LA_NN_MC,
+                          mc_samples, seed, sums, err);
+    for (int m = 0; m < CS_LA_METHOD_COUNT && !st; m++)
+        if (mask & 1u << m)
+            out[m] = finish(&sums[m], (double)ts->n);
     return st;
 }

@@ -29,16 +29,19 @@ void cmd_laplace_usage(FILE *f)
                "  --max-full P         largest posterior for --repr full (default 4096)\n"
                "  --mc-samples S       sampled labels per input for fisher_mc (default 1)\n"
                "  --test-data SPEC     a test set: NLL, accuracy, ECE (15 bins) and Brier score of\n"
-               "  --test-labels SPEC   the MAP model and the linearised (GLM) predictive, probit\n"
-               "                       and Monte Carlo, into laplace_predictive\n"
-               "  --mc-predictive S    Monte Carlo draws per test input (default 100, seeded)\n");
+               "  --test-labels SPEC   each predictive, into laplace_predictive\n"
+               "  --predictive LIST    of map, glm_probit, glm_mc (the linearised model, probit or\n"
+               "                       Monte Carlo), nn_mc (the network at sampled weights), all\n"
+               "                       (default map,glm_probit,glm_mc)\n"
+               "  --mc-predictive S    Monte Carlo draws per test input for glm_mc, and weight\n"
+               "                       samples for nn_mc (default 100, seeded)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help               this text\n");
 }
 
 /* The fit's rows and conventions. */
 static cs_status store_fit(cs_store *db, int64_t run, const cs_graph *g, const cs_laplace *la,
-                           const cs_la_metrics *pred, int64_t n_test, cs_err *err)
+                           const cs_la_metrics *pred, unsigned methods, int64_t n_test, cs_err *err)
 {
     cs_status st = cs_store_begin(db, err);
     if (st)
@@ -68,7 +71,8 @@ static cs_status store_fit(cs_store *db, int64_t run, const cs_graph *g, const c
         st = cs_store_laplace_prior(db, run, la->layers[i].layer, la->layers[i].prior, la->layers[i].W,
                                     la->layers[i].sq_norm, err);
     for (int m = 0; pred && m < CS_LA_METHOD_COUNT && !st; m++)
-        st = cs_store_laplace_predictive(db, run, cs_la_method_name((cs_la_method)m), n_test, pred[m].nll,
+        if (methods & 1u << m)
+            st = cs_store_laplace_predictive(db, run, cs_la_method_name((cs_la_method)m), n_test, pred[m].nll,
                                          pred[m].accuracy, pred[m].ece, pred[m].brier, err);
     if (!st)
         return cs_store_commit(db, err);
@@ -83,7 +87,7 @@ int cmd_laplace(int argc, char **argv)
     cs_laplace_opts o;
     cs_laplace_opts_init(&o);
     const char *model = NULL, *db_path = NULL, *curv = "ggn", *repr = "kfac", *subset = "all", *mode = "layer";
-    const char *test_data = NULL, *test_labels = NULL;
+    const char *test_data = NULL, *test_labels = NULL, *predictive = "map,glm_probit,glm_mc";
     int mc_pred = 100;
     bool fixed = false, mode_given = false;
     const cli_opt opts[] = {
@@ -97,6 +101,7 @@ int cmd_laplace(int argc, char **argv)
         CLI_OPT("mc-samples", CLI_OPT_INT, &o.mc_samples, .max = 1000000),
         CLI_OPT("test-data", CLI_OPT_TEXT, &test_data),
         CLI_OPT("test-labels", CLI_OPT_TEXT, &test_labels),
+        CLI_OPT("predictive", CLI_OPT_TEXT, &predictive),
         CLI_OPT("mc-predictive", CLI_OPT_INT, &mc_pred, .max = 1000000),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
     };
@@ -111,6 +116,9 @@ int cmd_laplace(int argc, char **argv)
         return cli_usage_error("laplace", "missing --data SPEC or --labels SPEC");
     if (!test_data != !test_labels)
         return cli_usage_error("laplace", "--test-data and --test-labels go together");
+    unsigned methods = 0;
+    if (cs_la_method_parse_list(predictive, &methods, &err))
+        return cli_usage_error("laplace", "--predictive: %s", err.msg);
     if (d.loss != CS_LOSS_CE)
         return cli_usage_error("laplace", "--loss %s: the Laplace likelihood is the ce loss's", cs_loss_name(d.loss));
     unsigned cmask = 0, rmask = 0;
@@ -177,9 +185,9 @@ int cmd_laplace(int argc, char **argv)
     if (!st)
         st = cs_laplace_fit(g, &ds, &o, &la, &err);
     if (!st && test_data)
-        st = cs_laplace_predict(g, &ts, &la, &d.norm, d.batch, mc_pred, d.seed, pred, &err);
+        st = cs_laplace_predict(g, &ts, &la, &d.norm, d.batch, methods, mc_pred, d.seed, pred, &err);
     if (!st)
-        st = store_fit(run.db, run.id, g, &la, test_data ? pred : NULL, ts.n, &err);
+        st = store_fit(run.db, run.id, g, &la, test_data ? pred : NULL, methods, ts.n, &err);
     st = cli_run_end(&run, st, &err, cli_run_seconds(&run));
     if (st) {
         code = cli_report(st, &err);
@@ -205,8 +213,9 @@ int cmd_laplace(int argc, char **argv)
             printf("%-12s %10s %9s %8s %8s   (%lld test samples)\n", "predictive", "nll", "accuracy", "ece", "brier",
                    (long long)ts.n);
             for (int m = 0; m < CS_LA_METHOD_COUNT; m++)
-                printf("%-12s %10.5f %9.4f %8.4f %8.4f\n", cs_la_method_name((cs_la_method)m), pred[m].nll,
-                       pred[m].accuracy, pred[m].ece, pred[m].brier);
+                if (methods & 1u << m)
+                    printf("%-12s %10.5f %9.4f %8.4f %8.4f\n", cs_la_method_name((cs_la_method)m), pred[m].nll,
+                           pred[m].accuracy, pred[m].ece, pred[m].brier);
         }
         printf("stored as run %lld in %s\n", (long long)run.id, db_path);
     }

@@ -600,6 +600,69 @@ static cs_status forgetting(cs_store *db, FILE *f, table *t, cs_err *err)
     return st;
 }
 
+/* Laplace runs (curvscope laplace): every fit's log marginal likelihood in
+ * a table, and the latest run with predictives as NLL and ECE bars, one
+ * per method.  Left out when the file has no fit. */
+static cs_status laplace_runs(cs_store *db, FILE *f, table *t, cs_err *err)
+{
+    cs_status st = query(db, t, err,
+                         "SELECT l.run_id, l.curvature, l.repr, l.subset, l.prior_mode, l.prior_precision, "
+                         "l.log_marglik, l.log_lik, l.n_params, l.n_samples FROM laplace_fits l JOIN runs r "
+                         "ON r.id = l.run_id WHERE r.status = 'done' ORDER BY l.run_id");
+    if (st || t->n == 0)
+        return st;
+    section(f, "sec-laplace", "Laplace posterior",
+            "Each curvscope laplace fit: the log marginal likelihood log p(D|theta*) - 1/2 theta*^T P0 theta* - "
+            "1/2 log det P + 1/2 log det P0 at its prior precision (one per layer when blank), then the test-set "
+            "predictives of the latest run that has them: MAP, the linearised model (probit, Monte Carlo) and the "
+            "network at sampled weights.");
+    fprintf(f, "<table id=\"tbl-laplace\">\n<tr><th>run</th><th>curvature</th><th>repr</th><th>subset</th>"
+               "<th>prior</th><th>prior precision</th><th>log marginal likelihood</th><th>log p(D|theta*)</th>"
+               "<th>parameters</th><th>samples</th></tr>\n");
+    for (int64_t r = 0; r < t->n; r++) {
+        fprintf(f, "<tr><td>%s</td>", str(t, r, 0));
+        for (int c = 1; c < 5; c++) {
+            fprintf(f, "<td>");
+            svg_escape(f, str(t, r, c));
+            fprintf(f, "</td>");
+        }
+        fprintf(f, str(t, r, 5) ? "<td>%.4g</td>" : "<td>-</td>", num(t, r, 5));
+        fprintf(f, "<td>%.6g</td><td>%.6g</td><td>%s</td><td>%s</td></tr>\n", num(t, r, 6), num(t, r, 7),
+                str(t, r, 8), str(t, r, 9));
+    }
+    fprintf(f, "</table>\n");
+    if ((st = query(db, t, err,
+                    "SELECT method, nll, ece, run_id, n_test FROM laplace_predictive WHERE run_id = (SELECT "
+                    "max(p.run_id) FROM laplace_predictive p JOIN runs r ON r.id = p.run_id WHERE r.status = "
+                    "'done') ORDER BY CASE method WHEN 'map' THEN 0 WHEN 'glm_probit' THEN 1 WHEN 'glm_mc' THEN 2 "
+                    "ELSE 3 END")))
+        return st;
+    if (t->n == 0) {
+        missing(f, "No predictives stored (curvscope laplace --test-data computes them).");
+        fprintf(f, "</section>\n");
+        return CS_OK;
+    }
+    int nm = (int)t->n;
+    const char *cats[8];
+    double vals[2][8];
+    nm = nm > 8 ? 8 : nm;
+    for (int r = 0; r < nm; r++)
+        cats[r] = str(t, r, 0), vals[0][r] = num(t, r, 1), vals[1][r] = num(t, r, 2);
+    char title[2][96];
+    snprintf(title[0], sizeof title[0], "Test NLL per predictive (run %s, %s samples)", str(t, 0, 3), str(t, 0, 4));
+    snprintf(title[1], sizeof title[1], "Test ECE per predictive (run %s, 15 bins)", str(t, 0, 3));
+    static const char *const ids[] = {"fig-laplace-nll", "fig-laplace-ece"}, *const ylabels[] = {"mean NLL", "ECE"};
+    for (int m = 0; m < 2; m++) {
+        svg_series sr = {.name = ylabels[m], .y = vals[m], .n = nm};
+        svg_axes ax = {.title = title[m], .xlabel = "predictive", .ylabel = ylabels[m]};
+        fprintf(f, "<figure>\n");
+        svg_bar_plot(f, ids[m], &ax, cats, nm, &sr, 1);
+        fprintf(f, "</figure>\n");
+    }
+    fprintf(f, "</section>\n");
+    return CS_OK;
+}
+
 cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
 {
     table t = {0};
@@ -650,6 +713,8 @@ cs_status cs_report_html(cs_store *db, int64_t run, FILE *f, cs_err *err)
         st = forgetting(db, f, &t, err);
     if (!st && has_table(db, &t, "quant_result"))
         st = quantize_run(db, f, &t, err);
+    if (!st && has_table(db, &t, "laplace_predictive"))
+        st = laplace_runs(db, f, &t, err);
     fprintf(f, "</body>\n</html>\n");
     table_free(&t);
     if (!st && ferror(f))

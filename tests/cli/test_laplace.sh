@@ -2,8 +2,10 @@
 # curvscope laplace end to end: the fit of the bundled tiny_mlp64 lands in
 # laplace_fits / laplace_priors with its conventions and agrees with the
 # float64 reference (tests/fixtures/laplace_tiny_mlp64.txt), the optimised
-# prior beats a fixed one, kfac runs on the Fashion-MNIST mlp, and the error
-# paths print one line and exit 2.  Speaks TAP.
+# prior beats a fixed one, kfac runs on the Fashion-MNIST mlp, the
+# predictives (nn_mc included) are stored as asked, the linearised predictive
+# lowers the MAP model's NLL on rotated Fashion-MNIST test images, and the
+# error paths print one line and exit 2.  Speaks TAP.
 
 top_srcdir=${top_srcdir:-.}
 top_builddir=${top_builddir:-.}
@@ -62,6 +64,23 @@ ok "three predictives stored" '[ "$(q "$tmp/p.db" "SELECT group_concat(method) F
 mapnll=$(q "$tmp/p.db" "SELECT printf('%.15g', nll) FROM laplace_predictive WHERE method = 'map'")
 ok "MAP NLL $mapnll = -loglik / 12 of the reference" 'relclose "$mapnll" "$(awk -v l="$(ref loglik)" "BEGIN { printf \"%.17g\", -l / 12 }")"'
 
+# the network predictive: --predictive chooses, --mc-predictive sets its weight samples
+"$CS" laplace $TINY --repr kfac --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy \
+    --predictive map,nn_mc --mc-predictive 30 --db "$tmp/nn.db" >"$tmp/out" 2>&1
+rc=$?
+ok "laplace --predictive map,nn_mc exits 0" '[ $rc -eq 0 ]'
+ok "just map and nn_mc stored" '[ "$(q "$tmp/nn.db" "SELECT group_concat(method) FROM (SELECT method FROM laplace_predictive ORDER BY method)")" = map,nn_mc ]'
+ok "nn_mc printed" 'grep -q "^nn_mc " "$tmp/out"'
+nn1=$(q "$tmp/nn.db" "SELECT printf('%.17g', nll) FROM laplace_predictive WHERE method = 'nn_mc'")
+"$CS" laplace $TINY --repr kfac --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy \
+    --predictive nn_mc --mc-predictive 30 --db "$tmp/nn2.db" >/dev/null 2>&1
+nn2=$(q "$tmp/nn2.db" "SELECT printf('%.17g', nll) FROM laplace_predictive WHERE method = 'nn_mc'")
+ok "nn_mc is seeded: the same NLL twice ($nn1, $nn2)" '[ -n "$nn1" ] && [ "$nn1" = "$nn2" ]'
+"$CS" laplace $TINY --repr diag --subset last-layer --test-data npy:$FIX/curv_tiny_mlp64_x.npy \
+    --test-labels npy:$FIX/curv_tiny_mlp64_y.npy --predictive all --db "$tmp/all.db" >/dev/null 2>&1
+ok "--predictive all over the last layer stores four predictives" \
+    '[ "$(q "$tmp/all.db" "SELECT count(DISTINCT method) FROM laplace_predictive")" = 4 ]'
+
 # error paths: one line on stderr, exit 2
 err_case() {
     "$CS" laplace $TINY --db "$tmp/e.db" "$@" >/dev/null 2>"$tmp/err"
@@ -76,6 +95,7 @@ err_case --prior-precision 1 --optimize-prior scalar
 err_case --loss mse
 err_case --repr full --max-full 10
 err_case --test-data npy:$FIX/curv_tiny_mlp64_x.npy
+err_case --test-data npy:$FIX/curv_tiny_mlp64_x.npy --test-labels npy:$FIX/curv_tiny_mlp64_y.npy --predictive map,nn
 "$CS" laplace $TINY >/dev/null 2>"$tmp/err"
 rc=$?
 ok "no --db: exit 2" '[ $rc -eq 2 ]'
@@ -88,5 +108,27 @@ if [ -f "$IMG" ]; then
     rc=$?
     ok "kfac over all 52650 parameters of the Fashion-MNIST mlp" \
         '[ $rc -eq 0 ] && [ "$(q "$DB" "SELECT n_params FROM laplace_fits ORDER BY run_id DESC LIMIT 1")" = 52650 ]'
+
+    # a shifted test set: the first 1000 test images rotated by 45 degrees
+    # (tests/bayes/shift_images, bilinear); the linearised predictive of the
+    # last layer's K-FAC posterior (prior optimised, the defaults otherwise)
+    # lowers the MAP model's NLL there
+    "$top_builddir/tests/bayes/shift_images" idx:$FASHION_MNIST_DIR/t10k-images-idx3-ubyte.gz \
+        idx:$FASHION_MNIST_DIR/t10k-labels-idx1-ubyte.gz 1000 45 "$tmp/rot_x.npy" "$tmp/rot_y.npy"
+    rc=$?
+    ok "shifted test set: 1000 test images rotated by 45 degrees" '[ $rc -eq 0 ]'
+    "$CS" laplace "$MODELS/mlp.onnx" --data idx:$IMG --labels idx:$LAB --samples 1000 --scale 1/255 \
+        --mean 0.2860 --std 0.3530 --repr kfac --subset last-layer --test-data npy:$tmp/rot_x.npy \
+        --test-labels npy:$tmp/rot_y.npy --predictive all --db "$tmp/shift.db" --threads 1 >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    ok "laplace on the shifted set exits 0" '[ $rc -eq 0 ]'
+    nll() { q "$tmp/shift.db" "SELECT printf('%.6f', nll) FROM laplace_predictive WHERE method = '$1'"; }
+    map=$(nll map)
+    for m in glm_probit glm_mc; do
+        got=$(nll $m)
+        ok "rotated test set: $m NLL $got < map NLL $map" \
+            '[ -n "$got" ] && awk -v a="$got" -v b="$map" "BEGIN { exit !(a < b) }"'
+    done
+    echo "# rotated 45 degrees, kfac last layer: NLL map $map, glm_probit $(nll glm_probit), glm_mc $(nll glm_mc), nn_mc $(nll nn_mc)"
 fi
 echo "1..$n"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # curvscope report on the bundled CNN: an analyze run with every section
-# (spectra, importance, pruning, steps) and two finetune runs in one file
+# (spectra, importance, pruning, steps), two finetune runs and a laplace run
+# of tiny_mlp64 (its section only once there is one) in one file
 # give one self-contained HTML page with every expected figure; Chromium
 # (when installed: .ci/run installs it) renders it headless to PNG and its
 # DOM holds every figure with SVG content.  Error paths give one line and
@@ -35,6 +36,14 @@ for p in sgd kfac; do
     rc=$?
     ok "finetune $p into the same file" '[ $rc -eq 0 ]'
 done
+"$CS" report "$DB" --html "$tmp/nola.html" >/dev/null 2>&1
+ok "no laplace run: no Laplace section" '[ -s "$tmp/nola.html" ] && ! grep -q "id=\"sec-laplace\"" "$tmp/nola.html"'
+TX=npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_x.npy
+TY=npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_y.npy
+"$CS" laplace "$MODELS/tiny_mlp64.onnx" --data $TX --labels $TY --repr diag --test-data $TX --test-labels $TY \
+    --predictive all --db "$DB" >/dev/null 2>&1
+rc=$?
+ok "laplace with every predictive into the same file" '[ $rc -eq 0 ]'
 HTML=$tmp/report.html
 rm -f "$tmp/x.html"
 "$CS" report "$DB" --html "$HTML" >"$tmp/out" 2>"$tmp/err"
@@ -42,7 +51,8 @@ rc=$?
 ok "report exits 0 and writes the page" '[ $rc -eq 0 ] && [ -s "$HTML" ]'
 
 ids="fig-eigdecay-0 fig-eigdecay-1 fig-eigdecay-2 fig-eigdecay-3 fig-eigdecay-4 fig-density fig-lambda-max
-     fig-trace fig-condition fig-importance-hist fig-pruning-loss fig-pruning-acc fig-finetune-loss fig-finetune-acc"
+     fig-trace fig-condition fig-importance-hist fig-pruning-loss fig-pruning-acc fig-finetune-loss fig-finetune-acc
+     fig-laplace-nll fig-laplace-ece"
 missing=""
 for id in $ids; do
     grep -q "<svg id=\"$id\"" "$HTML" || missing="$missing $id"
@@ -50,6 +60,8 @@ done
 ok "every expected figure is in the page${missing:+ (missing:$missing)}" '[ -z "$missing" ]'
 ok "the run and step tables, with the best step highlighted" \
     'grep -q "id=\"tbl-run\"" "$HTML" && grep -q "id=\"tbl-steps\"" "$HTML" && grep -q "<tr class=\"best\">" "$HTML"'
+ok "the Laplace table and the four predictives' bars" \
+    'grep -q "id=\"tbl-laplace\"" "$HTML" && [ "$(sed -n "/<svg id=\"fig-laplace-nll\"/,/<\/svg>/p" "$HTML" | grep -c ">nn_mc<\|>map<\|>glm_probit<\|>glm_mc<")" -ge 4 ]'
 ok "axes are labelled" 'grep -q ">eigenvalue (log scale)<" "$HTML" && grep -q ">fraction of weights zeroed<" "$HTML"'
 ok "self-contained: no script, nothing fetched" \
     '! grep -qi "<script" "$HTML" && [ "$(grep -o "https\?://[^\"]*" "$HTML" | grep -vc "^http://www.w3.org/2000/svg$")" -eq 0 ]'
