@@ -59,6 +59,22 @@ ok "--full-matrix stores every pair" \
 ok "--method dot stores dot only, and no self-influence" \
     '[ "$(q "SELECT group_concat(DISTINCT method), (SELECT count(*) FROM influence_self WHERE run_id = 2) FROM influence_scores WHERE run_id = 2")" = "dot|0" ]'
 
+"$CS" influence "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 \
+    --damping 0.01 --validate 4 --lds 3 --validate-epochs 5 --db "$tmp/i.db" >"$tmp/vout" 2>"$tmp/verr"
+rc=$?
+ok "--validate 4 --lds 3 exits 0 ($(head -c 300 "$tmp/verr"))" '[ $rc -eq 0 ]'
+ok "it prints the correlations" 'grep -q "^leave-one-out ekfac: Pearson" "$tmp/vout" && grep -q "^LDS ekfac: " "$tmp/vout"'
+ok "one validation row per method and kind" \
+    '[ "$(q "SELECT count(*), count(DISTINCT method), count(DISTINCT kind) FROM influence_validation WHERE run_id = 3")" = "6|3|2" ]'
+ok "leave-one-out rows: 3 methods x 4 examples x 12 queries, 4 distinct examples" \
+    '[ "$(q "SELECT count(*), count(DISTINCT train_index) FROM influence_loo WHERE run_id = 3")" = "144|4" ]'
+ok "LDS rows: 3 methods x 3 subsets x 12 queries, subsets of 6" \
+    '[ "$(q "SELECT (SELECT count(*) FROM influence_lds WHERE run_id = 3), subset_size FROM influence_validation WHERE run_id = 3 AND kind = '"'lds'"' AND method = '"'dot'"'")" = "108|6" ]'
+ok "the actual change is the same for every method" \
+    '[ "$(q "SELECT count(*) FROM influence_loo AS a JOIN influence_loo AS b USING (run_id, train_index, query_index) WHERE a.actual <> b.actual")" = 0 ]'
+ok "the tuning is recorded" \
+    '[ "$(q "SELECT count(*) FROM conventions WHERE run_id = 3 AND key = '"'influence_validation_tuning'"' AND value LIKE '"'%5 steps%'"'")" = 1 ]'
+
 bad() {
     "$CS" influence "$@" >"$tmp/bo" 2>"$tmp/be"
     rc=$?
@@ -72,4 +88,12 @@ ok "--inverse kfac refused: one line, exit 2" \
     'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --db "$tmp/b.db" --inverse kfac'
 ok "query data of the wrong shape: one line, exit 2" \
     'bad "$M" --data "$X" --labels "$Y" --query-data "npy:$top_srcdir/tests/fixtures/curv_tiny_mlp64_y.npy" --query-labels "$Y" --db "$tmp/b.db"'
+ok "--validate 0: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 --db "$tmp/b.db" --validate 0'
+ok "--validate K above the training examples: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 --db "$tmp/b.db" --validate 13'
+ok "--lds-fraction 1: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 --db "$tmp/b.db" --lds 3 --lds-fraction 1'
+ok "--validate-lr 0: one line, exit 2" \
+    'bad "$M" --data "$X" --labels "$Y" --query-data "$X" --query-labels "$Y" --samples 12 --db "$tmp/b.db" --validate 2 --validate-lr 0'
 echo "1..$n"
