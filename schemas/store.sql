@@ -732,3 +732,55 @@ CREATE TABLE quant_result (
 -- takes method 'nn_mc', the predictive of weights sampled from the Laplace
 -- posterior pushed through the network itself; influence_scores takes method
 -- 'tracin' (Pruthi et al. 2020: the sum over checkpoints of lr_k g_q^T g_m).
+
+-- Validation of an influence run by retraining (curvscope influence
+-- --validate K / --lds S; doc/design.md §2.14).  Every retraining is the
+-- same full-batch gradient descent from the model's weights (`epochs`
+-- steps of learning rate `lr`), on all the training data (the reference),
+-- on it without one example (leave-one-out) or on a random subset (LDS).
+-- kind 'loo': n_examples examples left out, pearson and spearman over all
+-- n_examples x n_queries (predicted, actual) pairs of influence_loo.
+-- kind 'lds': n_examples subsets of subset_size examples; spearman is the
+-- linear datamodeling score (Park et al. 2023), the mean over the
+-- n_queries queries whose correlation is defined of Spearman(predicted,
+-- actual) over the subsets (influence_lds), pearson the same mean of
+-- Pearson's.
+CREATE TABLE influence_validation (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    kind        TEXT    NOT NULL CHECK (kind IN ('loo', 'lds')),
+    method      TEXT    NOT NULL CHECK (method IN ('ekfac', 'dot', 'cosine', 'tracin')),
+    n_examples  INTEGER NOT NULL CHECK (n_examples > 0),
+    n_queries   INTEGER NOT NULL CHECK (n_queries >= 0),
+    subset_size INTEGER NOT NULL CHECK (subset_size > 0),   -- training examples of each retraining
+    epochs      INTEGER NOT NULL CHECK (epochs > 0),
+    lr          REAL    NOT NULL CHECK (lr > 0),
+    pearson     REAL    CHECK (pearson IS NULL OR pearson BETWEEN -1 AND 1),
+    spearman    REAL    CHECK (spearman IS NULL OR spearman BETWEEN -1 AND 1),
+    PRIMARY KEY (run_id, kind, method)
+);
+
+-- Leave-one-out: actual = L_q(theta without m) - L_q(theta with all),
+-- predicted = score(m, q) / n_train (removing a helpful example raises the
+-- query's loss).  actual is the same for every method.
+CREATE TABLE influence_loo (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    method      TEXT    NOT NULL CHECK (method IN ('ekfac', 'dot', 'cosine', 'tracin')),
+    train_index INTEGER NOT NULL CHECK (train_index >= 0),
+    query_index INTEGER NOT NULL CHECK (query_index >= 0),
+    predicted   REAL,
+    actual      REAL,
+    PRIMARY KEY (run_id, method, train_index, query_index)
+);
+
+-- LDS: for subset `subset` (0-based, in the order drawn),
+-- actual = L_q(theta on the subset) - L_q(theta with all), predicted = the
+-- sum of score(m, q) / n_train over the examples m the subset leaves out.
+CREATE TABLE influence_lds (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    method      TEXT    NOT NULL CHECK (method IN ('ekfac', 'dot', 'cosine', 'tracin')),
+    subset      INTEGER NOT NULL CHECK (subset >= 0),
+    query_index INTEGER NOT NULL CHECK (query_index >= 0),
+    predicted   REAL,
+    actual      REAL,
+    PRIMARY KEY (run_id, method, subset, query_index)
+);

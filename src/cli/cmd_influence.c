@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "curv/curv.h"
 #include "influence/influence.h"
+#include "influence/validate.h"
 #include "precond/precond.h"
 #include "store/rows.h"
 
@@ -40,7 +41,14 @@ void cmd_influence_usage(FILE *f)
                "  --checkpoints LIST for tracin: ONNX files of the same network saved during\n"
                "                     training (MODEL itself counts only when listed)\n"
                "  --checkpoint-lr L  the learning rate at each checkpoint: one value for all,\n"
-               "                     or one per checkpoint (default 1)\n");
+               "                     or one per checkpoint (default 1)\n"
+               "  --validate K       leave-one-out check of the scores: retrain without each of K\n"
+               "                     random training examples; influence_loo, influence_validation\n"
+               "  --lds S            linear datamodeling score over S random subsets\n"
+               "  --lds-fraction A   training examples per subset / all (default 0.5)\n"
+               "  --validate-epochs E  full-batch gradient steps of each retraining (default 100)\n"
+               "  --validate-lr LR   their learning rate (default 0.1)\n"
+               "  --validate-wd WD   their decoupled weight decay (default 0)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n");
 }
@@ -102,6 +110,8 @@ int cmd_influence(int argc, char **argv)
     cs_influence_opts_init(&io);
     cli_data_opts d;
     cli_data_opts_init(&d);
+    cs_validate_opts vo;
+    cs_validate_opts_init(&vo);
     const cli_opt opts[] = {
         CLI_OPT("query-data", CLI_OPT_TEXT, &qdata),
         CLI_OPT("query-labels", CLI_OPT_TEXT, &qlabels),
@@ -118,6 +128,12 @@ int cmd_influence(int argc, char **argv)
         CLI_OPT("checkpoint-lr", CLI_OPT_LIST, ck_lr, .max = 1e30, .count = &n_ck_lr, .max_n = CKPT_MAX,
                 .replace = true),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
+        CLI_OPT("validate", CLI_OPT_COUNT, &vo.loo, .max = 1 << 20),
+        CLI_OPT("lds", CLI_OPT_COUNT, &vo.lds, .max = 1 << 20),
+        CLI_OPT("lds-fraction", CLI_OPT_POSITIVE, &vo.lds_fraction),
+        CLI_OPT("validate-epochs", CLI_OPT_INT, &vo.epochs, .max = 1 << 20),
+        CLI_OPT("validate-lr", CLI_OPT_POSITIVE, &vo.lr),
+        CLI_OPT("validate-wd", CLI_OPT_REAL, &vo.weight_decay),
     };
     int parsed = cli_parse_args("influence", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                                 cmd_influence_usage, "MODEL.onnx", &model);
@@ -204,6 +220,12 @@ int cmd_influence(int argc, char **argv)
     st = cli_run_begin(&run, "influence", model, &d, train.n, argc, argv, &err);
     if (!st)
         st = cs_influence_compute(g, &train, &query, &io, &res, &err);
+    bool validate = vo.loo || vo.lds;
+    cs_validate_result vr;
+    memset(&vr, 0, sizeof vr);
+    vo.seed = d.seed, vo.loss = d.loss, vo.norm = &d.norm, vo.cancel = io.cancel;
+    if (!st && validate)
+        st = cs_influence_validate(g, &train, &query, &res, &vo, &vr, &err);
     if (!st && !(st = cs_store_begin(run.db, &err))) {
         for (int k = 0; k < n_ck && !st; k++) {
             /* the checkpoints and their learning rates, in order */
@@ -216,7 +238,8 @@ int cmd_influence(int argc, char **argv)
             }
         }
         if (!st && !(st = cs_store_write_influence_conventions(run.db, run.id, &io, &res, g, &err)) &&
-            !(st = cs_store_write_influence(run.db, run.id, &res, &train, top_k, full, &err)))
+            !(st = cs_store_write_influence(run.db, run.id, &res, &train, top_k, full, &err)) &&
+            !(validate && (st = cs_store_write_influence_validation(run.db, run.id, &vo, &vr, &err))))
             st = cs_store_commit(run.db, &err);
         else
             cs_store_rollback(run.db);
@@ -225,6 +248,15 @@ int cmd_influence(int argc, char **argv)
         if (res.excluded[l])
             printf("note: layer %s (%s) excluded from every method: %s\n", g->layers[l].name,
                    g->layers[l].op_type, res.why[l] ? res.why[l] : "no K-FAC form");
+    for (int k = 0; !st && !d.json && k < vr.n_methods; k++) {
+        const cs_validate_method *v = &vr.methods[k];
+        if (vr.n_loo)
+            printf("leave-one-out %s: Pearson %.4f Spearman %.4f over %lld examples x %lld queries\n", v->name,
+                   v->loo_pearson, v->loo_spearman, (long long)vr.n_loo, (long long)vr.n_query);
+        if (vr.n_lds)
+            printf("LDS %s: %.4f (mean Spearman over %lld queries, %lld subsets of %lld)\n", v->name, v->lds,
+                   (long long)v->lds_queries, (long long)vr.n_lds, (long long)vr.subset_size);
+    }
     double secs = cli_run_seconds(&run);
     st = cli_run_end(&run, st, &err, st ? NAN : secs);
     if (st)
@@ -242,6 +274,7 @@ int cmd_influence(int argc, char **argv)
                (long long)res.n_train, (long long)res.n_query, (long long)res.params_used,
                (long long)g->n_param_scalars, secs, (long long)run.id, db_path);
     cs_influence_result_free(&res);
+    cs_validate_result_free(&vr);
     cs_dataset_free(&train);
     cs_dataset_free(&query);
     for (int k = 0; k < n_ck; k++)

@@ -21,6 +21,7 @@
 #include "finetune/finetune.h"
 #include "graph/graph.h"
 #include "influence/influence.h"
+#include "influence/validate.h"
 #include "objective/loss.h"
 #include "store/store.h"
 
@@ -155,5 +156,11 @@ cs_status cs_store_write_influence(cs_store *s, int64_t run_id, const cs_influen
 cs_status cs_store_write_influence_conventions(cs_store *s, int64_t run_id, const cs_influence_opts *o,
                                                const cs_influence_result *r, const cs_graph *g,
                                                cs_err *err) CS_MUST_CHECK;
+/* influence --validate / --lds: per method an influence_validation row of
+ * each kind done, its influence_loo and influence_lds rows, and the
+ * convention influence_validation_tuning (how every retraining tuned).
+ * The caller holds the transaction. */
+cs_status cs_store_write_influence_validation(cs_store *s, int64_t run_id, const cs_validate_opts *o,
+                                              const cs_validate_result *r, cs_err *err) CS_MUST_CHECK;
 
 #endif

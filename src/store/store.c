@@ -134,6 +134,13 @@ static const struct {
     [ST_INFLUENCE_SELF] = {"influence_self",
         "INSERT INTO influence_self (run_id, train_index, label, loss, self_influence, rank) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    [ST_INFLUENCE_VALIDATION] = {"influence_validation",
+        "INSERT INTO influence_validation (run_id, kind, method, n_examples, n_queries, subset_size, epochs, "
+        "lr, pearson, spearman) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+    [ST_INFLUENCE_LOO] = {"influence_loo", "INSERT INTO influence_loo (run_id, method, train_index, "
+        "query_index, predicted, actual) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    [ST_INFLUENCE_LDS] = {"influence_lds", "INSERT INTO influence_lds (run_id, method, subset, query_index, "
+        "predicted, actual) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},
