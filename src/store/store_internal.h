@@ -106,4 +106,25 @@ int64_t store_last_rowid(const cs_store *s);
 cs_status store_put_conventions(cs_store *s, int64_t run_id, const char *const (*kv)[2], size_t n,
                                 cs_err *err) CS_MUST_CHECK;
 
+/* ---- shared by store.c and schema.c (sqlite3 handles) ---- */
+struct sqlite3;
+
+/* One line "cannot OP in 'PATH': sqlite's message[ (os error)][ hint]"
+ * with the cs_status of SQLite's code rc. */
+cs_status store_db_fail(struct sqlite3 *db, const char *path, cs_err *err, int rc, const char *fmt, ...)
+    CS_PRINTF(5, 6);
+/* *out = the first column of the one row of sql. */
+cs_status store_query_int(struct sqlite3 *db, const char *path, const char *sql, int64_t *out, cs_err *err);
+/* Run sql; a failure names `what`. */
+cs_status store_exec_sql(struct sqlite3 *db, const char *path, const char *sql, const char *what, cs_err *err);
+/* A curvscope database (or an empty file: *fresh), and its schema version. */
+cs_status store_check_identity(struct sqlite3 *db, const char *path, int readonly, int *fresh, int64_t *version,
+                               cs_err *err);
+/* The schema of a new file, in one transaction. */
+cs_status store_apply_schema(struct sqlite3 *db, const char *path, cs_err *err);
+/* A write-lock probe of an existing file: read-only files fail here, before any work. */
+cs_status store_probe_writable(struct sqlite3 *db, const char *path, cs_err *err);
+/* Bring an older file to CS_STORE_SCHEMA_VERSION in one transaction. */
+cs_status store_upgrade_schema(struct sqlite3 *db, const char *path, cs_err *err);
+
 #endif
