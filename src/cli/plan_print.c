@@ -80,7 +80,7 @@ void cli_plan_print(FILE *f, const cs_mem_plan *p, const cs_graph *g, int64_t li
 {
     if (cs_dist_rank() > 0)
         return;
-    char b[32], l[32];
+    char b[32], lim[32];
     fprintf(f, "plan: memory (estimated peak resident) and passes over the data\n");
     fprintf(f, "%-24s %-12s %-64s %12s\n", "layer", "kind", "what", "bytes");
     print_layer(f, p, "");
@@ -98,7 +98,7 @@ void cli_plan_print(FILE *f, const cs_mem_plan *p, const cs_graph *g, int64_t li
     }
     fprintf(f, "plan: total %s (%lld bytes)", cs_mem_format(p->total_bytes, b, sizeof b), (long long)p->total_bytes);
     if (limit > 0)
-        fprintf(f, ", limit %s", cs_mem_format(limit, l, sizeof l));
+        fprintf(f, ", limit %s", cs_mem_format(limit, lim, sizeof lim));
     fprintf(f, "\n");
     for (int i = 0; i < p->n_passes; i++)
         fprintf(f, "plan: %lld pass%s: %s\n", (long long)p->passes[i].passes, p->passes[i].passes == 1 ? "" : "es",
