@@ -72,7 +72,7 @@ static void print_layer(FILE *f, const cs_mem_plan *p, const char *layer)
     if (n_small)
         fprintf(f, "%-24.24s %-12s %-64.64s %12s\n", shown, "small", n_small == 1 ? "1 small buffer" : "small buffers",
                 cs_mem_format(small, b, sizeof b));
-    if (n_big + n_small > 1)
+    if (n_big + (n_small > 0) > 1)
         fprintf(f, "%-24.24s %-12s %-64.64s %12s\n", shown, "", "(layer total)", cs_mem_format(total, b, sizeof b));
 }
 

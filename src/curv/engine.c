@@ -521,6 +521,12 @@ cs_status cs_curvature_plan(const cs_graph *g, const cs_dataset *ds, const cs_cu
      * copy of the block, LAPACK's memory, the top eigenvector) with, when
      * approximations are scored, the dense approximation beside it. */
     bool blocks = !o->stats_only && ((o->reprs >> CS_REPR_FULL & 1) || x->compare_any);
+    /* Scoring a dense approximation (K-FAC, EK-FAC, unit-wise) holds it
+     * beside the eigen-solve of its copy; a diagonal one deflates at once
+     * in dsyevd's divide and conquer, which then leaves its workspace
+     * untouched (measured: tools/plan_accuracy.sh), so its solve is no
+     * larger than the exact block's own. */
+    bool dense_cmp = x->compare_any && (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_EKFAC | 1u << CS_REPR_UNIT));
     int64_t eig_bytes = 0;
     int eig_layer = -2;
     for (int l = -1; !st && blocks && l < g->n_layers; l++) {
@@ -528,7 +534,7 @@ cs_status cs_curvature_plan(const cs_graph *g, const cs_dataset *ds, const cs_cu
         if (n == 0)
             continue;
         int64_t b = (int64_t)sizeof(double) * (n * n + 2 * n) + cs_sym_eig_work_bytes(n, l >= 0) +
-                    (l >= 0 && x->compare_any ? (int64_t)sizeof(double) * n * n : 0);
+                    (l >= 0 && dense_cmp ? (int64_t)sizeof(double) * n * n : 0);
         if (b > eig_bytes)
             eig_bytes = b, eig_layer = l;
     }
@@ -541,9 +547,10 @@ cs_status cs_curvature_plan(const cs_graph *g, const cs_dataset *ds, const cs_cu
                                  "the largest eigen-solve of the results: the block of layer '%s'",
                                  g->layers[eig_layer].name);
     }
-    /* the results stay until the run stores them, past this phase */
+    /* analyze's results stay until the run stores them, past this phase;
+     * statistics (stats_only) go with the report their caller frees */
     int phase = plan->phase;
-    plan->phase = 0;
+    plan->phase = o->stats_only ? phase : 0;
     for (int l = -1; !st && l < g->n_layers; l++) {
         int64_t d = results_doubles(&e, l);
         if (d == 0)
