@@ -13,8 +13,9 @@
 #include "cli/cli.h"
 #include "curv/mem_plan.h"
 
-/* Buffers below this are summed into one row per layer: the tables and
- * small state every layer has would hide the ones that matter. */
+/* Buffers below a thousandth of the total (at most 64 KiB) are summed
+ * into one row per layer: the tables and small state every layer has
+ * would hide the ones that matter. */
 #define SMALL_ITEM_BYTES ((int64_t)64 << 10)
 
 int cli_parse_memory(void *target, const char *cmd, const char *value)
@@ -50,6 +51,7 @@ static const char *shown_what(const cs_mem_item *it, char *buf, size_t size)
 /* One layer's rows (layer "" : what no layer owns). */
 static void print_layer(FILE *f, const cs_mem_plan *p, const char *layer)
 {
+    int64_t fold = p->total_bytes / 1000 < SMALL_ITEM_BYTES ? p->total_bytes / 1000 : SMALL_ITEM_BYTES;
     int64_t small = 0, total = 0;
     int n_small = 0, n_big = 0;
     char b[32];
@@ -59,7 +61,7 @@ static void print_layer(FILE *f, const cs_mem_plan *p, const char *layer)
         if (strcmp(it->layer, layer) != 0)
             continue;
         total += it->bytes;
-        if (it->bytes < SMALL_ITEM_BYTES && it->source != CS_MEM_PROCESS && it->source != CS_MEM_MODEL &&
+        if (it->bytes < fold && it->source != CS_MEM_PROCESS && it->source != CS_MEM_MODEL &&
             it->source != CS_MEM_DATA) {
             small += it->bytes, n_small++;
             continue;

@@ -116,11 +116,15 @@ cs_mem_source cs_mem_source_of(const char *what)
 
 const cs_mem_item *cs_mem_plan_biggest(const cs_mem_plan *p)
 {
-    const cs_mem_item *best = NULL;
-    for (int i = 0; i < p->n_items; i++)
-        if (!best || p->items[i].bytes > best->bytes)
-            best = &p->items[i];
-    return best;
+    const cs_mem_item *best = NULL, *any = NULL;
+    for (int i = 0; i < p->n_items; i++) {
+        const cs_mem_item *it = &p->items[i];
+        if (!any || it->bytes > any->bytes)
+            any = it;
+        if (cs_mem_source_hint(it->source) && (!best || it->bytes > best->bytes))
+            best = it;
+    }
+    return best ? best : any;
 }
 
 static const char *const source_names[CS_MEM_SOURCE_COUNT] = {

@@ -80,7 +80,8 @@ cs_status cs_mem_plan_add_passes(cs_mem_plan *p, int64_t passes, cs_err *err, co
 /* The source of a tallied allocation, from the name the engine gives it. */
 cs_mem_source cs_mem_source_of(const char *what);
 
-/* The largest item, or NULL when there is none. */
+/* The largest item an option shrinks (cs_mem_source_hint), or else the
+ * largest of all; NULL when there is none. */
 const cs_mem_item *cs_mem_plan_biggest(const cs_mem_plan *p);
 
 /* The option that shrinks an item of this source ("--max-full",
@@ -101,7 +102,7 @@ int64_t cs_mem_dataset_bytes(const cs_dataset *ds);
  * machine as the rise of resident memory over the first batch of a small
  * run, doc/design.md §3.1). */
 #define CS_MEM_PROCESS_BYTES ((int64_t)24 << 20)
-#define CS_MEM_THREADS_BYTES ((int64_t)8 << 20)
+#define CS_MEM_THREADS_BYTES ((int64_t)2 << 20)
 cs_status cs_mem_plan_add_process(cs_mem_plan *p, const cs_graph *g, const cs_dataset *ds, int64_t resident,
                                   cs_err *err) CS_MUST_CHECK;
 
