@@ -123,6 +123,24 @@ typedef struct cli_opt {
 int cli_parse_args(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts,
                    cli_data_opts *d, void (*usage)(FILE *), const char *what, const char **arg);
 
+/* ---- the plan before the work (plan_print.c, curv/mem_plan.h) ---- */
+struct cs_mem_plan;
+/* CLI_OPT_CALL parser of --max-memory SIZE into an int64_t. */
+int cli_parse_memory(void *target, const char *cmd, const char *value);
+/* The default limit: available memory plus what the process holds (the
+ * plan counts it); -1 when unknown. */
+int64_t cli_memory_default(void);
+/* The plan's table on f (rank 0 only), layers in g's order (NULL: as the
+ * items came). */
+void cli_plan_print(FILE *f, const struct cs_mem_plan *p, const cs_graph *g, int64_t limit);
+/* 0 when the plan fits in limit (or limit <= 0: unknown); else one line on
+ * stderr naming the estimate, the limit, the biggest item and the option
+ * that shrinks it, and 2. */
+int cli_plan_refuse(const struct cs_mem_plan *p, int64_t limit, const char *cmd);
+/* The estimate as the run's conventions plan_bytes and plan_passes, beside
+ * runs.peak_rss_bytes (the measured peak). */
+cs_status cli_plan_store(cs_store *db, int64_t run_id, const struct cs_mem_plan *p, cs_err *err) CS_MUST_CHECK;
+
 /* ---- the life of a stored run (run_life.c), analyze and finetune ---- */
 typedef struct cli_run {
     cs_store *db;    /* owned */

@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/meminfo.h"
 #include "cli/cli.h"
 #include "curv/engine.h"
+#include "curv/mem_plan.h"
 #include "curv/importance.h"
 #include "curv/prune.h"
 #include "objective/objective.h"
@@ -66,7 +68,11 @@ void cmd_analyze_usage(FILE *f)
                "  --noise-scale      gradient noise scale B_simple = tr(Sigma) / |G|^2 per layer\n"
                "                     and network with its standard error (McCandlish et al. 2018;\n"
                "                     from the per-sample gradients; results in noise_scale)\n"
-               "  --noise-groups K   groups of the data for its standard error (default 10)\n");
+               "  --noise-groups K   groups of the data for its standard error (default 10)\n"
+               "  --plan             print the memory and passes the run needs, per layer and in\n"
+               "                     total, and exit (no --db needed, nothing written)\n"
+               "  --max-memory SIZE  refuse a run whose estimate is above SIZE (6G, 512M, bytes;\n"
+               "                     default: the available memory)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "A combination that makes no sense (hessian with kfac) is skipped with a note\n"
@@ -321,6 +327,39 @@ static int parse_precond(void *mask, const char *cmd, const char *value)
     return 0;
 }
 
+static int parse_memory(void *target, const char *cmd, const char *value)
+{
+    return cli_parse_memory(target, cmd, value);
+}
+
+/* The whole run's plan: the process, model and data held throughout, then
+ * one phase per step of the run (each frees what it held before the
+ * next): the curvature engine, the matrix-free spectra; and the passes of
+ * the importance, pruning and step diagnostics. */
+static cs_status plan_analysis(const cs_graph *g, const cs_dataset *ds, const cli_data_opts *d,
+                               const cs_curv_opts *o, const cs_spectrum_opts *so, bool importance, int n_fractions,
+                               unsigned precond_mask, int n_dampings, cs_mem_plan *plan, cs_err *err)
+{
+    cs_status st = cs_mem_plan_add_process(plan, g, ds, cs_mem_resident_bytes(), err);
+    plan->phase = 1;
+    if (!st)
+        st = cs_curvature_plan(g, ds, o, plan, err);
+    plan->phase = 2;
+    if (!st && so->curvatures)
+        st = cs_spectrum_plan(g, ds, so, plan, err);
+    plan->phase = 3;
+    if (!st && importance)
+        st = cs_mem_plan_add_passes(plan, 1, err, "importance: the dataset gradient");
+    if (!st && n_fractions)
+        st = cs_mem_plan_add_passes(plan, 1 + 4 * (int64_t)n_fractions, err,
+                                    "pruning check: an evaluation, then one per score (at most 4) and fraction");
+    if (!st && precond_mask)
+        st = cs_mem_plan_add_passes(plan, 1 + (int64_t)__builtin_popcount(precond_mask) * n_dampings, err,
+                                    "step diagnostics: the gradient, then a loss per preconditioner and damping");
+    (void)d;
+    return st;
+}
+
 int cmd_analyze(int argc, char **argv)
 {
     cli_data_opts d;
@@ -337,7 +376,8 @@ int cmd_analyze(int argc, char **argv)
     int n_fractions = 0, n_dampings = 3;
     unsigned precond_mask = 0;
     double imp_damping = 1e-3;
-    int64_t imp_top = 0;
+    int64_t imp_top = 0, max_memory = 0;
+    bool plan_only = false;
     const cli_opt opts[] = {
         CLI_OPT("db", CLI_OPT_TEXT, &db_path),
         CLI_OPT("curvature", CLI_OPT_TEXT, &curv_text),
@@ -368,6 +408,8 @@ int cmd_analyze(int argc, char **argv)
                 .replace = true),
         CLI_OPT("noise-scale", CLI_OPT_FLAG, &o.noise_scale),
         CLI_OPT("noise-groups", CLI_OPT_INT, &o.noise_groups, .max = 100000, .seen = &o.noise_scale),
+        CLI_OPT("plan", CLI_OPT_FLAG, &plan_only),
+        CLI_OPT("max-memory", CLI_OPT_CALL, &max_memory, .call = parse_memory),
     };
     int parsed = cli_parse_args("analyze", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                               cmd_analyze_usage, "MODEL.onnx", &model);
@@ -375,7 +417,7 @@ int cmd_analyze(int argc, char **argv)
         return parsed;
     int code = 0;
     cs_err err = {0};
-    if (!db_path)
+    if (!db_path && !plan_only)
         return cli_usage_error("analyze", "missing --db OUT.db");
     if (!d.data || !d.labels)
         return cli_usage_error("analyze", "missing --data SPEC or --labels SPEC");
@@ -436,7 +478,9 @@ int cmd_analyze(int argc, char **argv)
 
 
     cli_run run;
-    if ((code = cli_run_open(&run, db_path)))
+    memset(&run, 0, sizeof run);
+    run.id = -1;
+    if (!plan_only && (code = cli_run_open(&run, db_path)))
         return code;
     cs_graph *g = cli_load_model_finite(model, &d, &code);
     if (!g) {
@@ -450,9 +494,30 @@ int cmd_analyze(int argc, char **argv)
         cli_run_close(&run);
         return cli_report(st, &err);
     }
+    /* The plan before the work: printed, refused above the limit. */
+    cs_mem_plan plan;
+    cs_mem_plan_init(&plan);
+    int64_t limit = max_memory ? max_memory : cli_memory_default();
+    st = plan_analysis(g, &ds, &d, &o, &so, importance, n_fractions, precond_mask, n_dampings, &plan, &err);
+    if (!st) {
+        cli_plan_print(d.json ? stderr : stdout, &plan, g, limit);
+        code = cli_plan_refuse(&plan, limit, "analyze");
+    }
+    if (st || code || plan_only) {
+        if (st)
+            code = cli_report(st, &err);
+        cs_mem_plan_free(&plan);
+        cs_dataset_free(&ds);
+        cs_graph_free(g);
+        cli_run_close(&run);
+        return code;
+    }
     st = cli_run_begin(&run, "analyze", model, &d, cs_dataset_total(&ds), argc, argv, &err);
     if (!st)
         st = cs_store_write_analyze_setup(run.db, run.id, g, d.loss, &o, &so, &err);
+    if (!st)
+        st = cli_plan_store(run.db, run.id, &plan, &err);
+    cs_mem_plan_free(&plan);
     cs_curv_report rep;
     memset(&rep, 0, sizeof rep);
     if (!st)

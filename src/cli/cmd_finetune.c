@@ -8,6 +8,8 @@
 
 #include "base/dist.h"
 #include "cli/cli.h"
+#include "curv/mem_plan.h"
+#include "base/meminfo.h"
 #include "finetune/finetune.h"
 #include "precond/precond.h"
 #include "onnx/writer.h"
@@ -63,7 +65,11 @@ void cmd_finetune_usage(FILE *f)
                "  --ewc-curvature C  ggn (= fisher for ce and mse; default) or fisher_emp\n"
                "  --ewc-repr R       diag (default: the stored diagonal) or kfac: Kronecker factors\n"
                "                     of each layer computed on --old-data at theta* (Ritter et al.\n"
-               "                     2018); needs the analyzed model itself\n");
+               "                     2018); needs the analyzed model itself\n"
+               "  --plan             print the memory and passes the run needs and exit (no --out\n"
+               "                     or --db needed, nothing written)\n"
+               "  --max-memory SIZE  refuse a run whose estimate is above SIZE (6G, 512M, bytes;\n"
+               "                     default: the available memory)\n");
     cli_data_opts_usage(f);
     fprintf(f, "  --help             this text\n\n"
                "Shuffling is seeded: the same --seed gives the same run with --threads 1.\n");
@@ -278,6 +284,8 @@ int cmd_finetune(int argc, char **argv)
     int64_t ewc_run = -1;
     double ewc_lambda = 1;
     bool ewc_given = false;
+    bool plan_only = false;
+    int64_t max_memory = 0;
     bool precond_given = false, lr_given = false, damping_given = false, momentum_given = false;
     cs_finetune_opts fo;
     cs_finetune_opts_init(&fo);
@@ -315,6 +323,8 @@ int cmd_finetune(int argc, char **argv)
         CLI_OPT("ewc-curvature", CLI_OPT_TEXT, &ewc_curvature),
         CLI_OPT("ewc-repr", CLI_OPT_TEXT, &ewc_repr),
         CLI_OPT("json", CLI_OPT_FLAG, &d.json),
+        CLI_OPT("plan", CLI_OPT_FLAG, &plan_only),
+        CLI_OPT("max-memory", CLI_OPT_CALL, &max_memory, .call = cli_parse_memory),
     };
     int parsed = cli_parse_args("finetune", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &d,
                               cmd_finetune_usage, "MODEL.onnx", &model);
@@ -334,7 +344,7 @@ int cmd_finetune(int argc, char **argv)
         fo.lr = pdef->default_lr;
     if (!damping_given)
         fo.damping = pdef->default_damping;
-    if (!out || !db_path)
+    if ((!out || !db_path) && !plan_only)
         return cli_usage_error("finetune", "missing --out TUNED.onnx or --db OUT.db");
     if ((val_data == NULL) != (val_labels == NULL))
         return cli_usage_error("finetune", "--val-data and --val-labels go together");
@@ -350,8 +360,13 @@ int cmd_finetune(int argc, char **argv)
         return cli_usage_error("finetune", "--ewc-lambda must be >= 0");
 
     cli_run run;
-    if ((code = cli_run_open(&run, db_path)))
+    memset(&run, 0, sizeof run);
+    run.id = -1;
+    /* --plan reads a database only for --ewc's run */
+    if ((!plan_only || (ewc_given && db_path)) && (code = cli_run_open(&run, db_path)))
         return code;
+    if (plan_only && ewc_given && !db_path)
+        return cli_usage_error("finetune", "--ewc RUN reads --db OUT.db");
     cs_err err = {0};
     cs_graph *g = cli_load_model_finite(model, &d, &code);
     if (!g) {
@@ -400,7 +415,35 @@ int cmd_finetune(int argc, char **argv)
     fo.val = val_data ? &val : NULL;
     fo.old = old_data ? &old : NULL;
     fo.ewc = ewc_given ? &ewc : NULL;
+    /* The plan before the work: printed, refused above the limit. */
+    cs_mem_plan plan;
+    cs_mem_plan_init(&plan);
+    int64_t limit = max_memory ? max_memory : cli_memory_default();
+    st = cs_mem_plan_add_process(&plan, g, &ds, cs_mem_resident_bytes(), &err);
+    if (!st)
+        st = cs_finetune_plan(g, &ds, &fo, &plan, &err);
+    if (!st) {
+        cli_plan_print(d.json ? stderr : stdout, &plan, g, limit);
+        code = cli_plan_refuse(&plan, limit, "finetune");
+    }
+    if (st || code || plan_only) {
+        if (st)
+            code = cli_report(st, &err);
+        cs_mem_plan_free(&plan);
+        cs_dataset_free(&ds);
+        if (val_data)
+            cs_dataset_free(&val);
+        if (old_data)
+            cs_dataset_free(&old);
+        cs_ewc_free(&ewc);
+        cs_graph_free(g);
+        cli_run_close(&run);
+        return code;
+    }
     st = cli_run_begin(&run, "finetune", model, &d, ds.n, argc, argv, &err);
+    if (!st)
+        st = cli_plan_store(run.db, run.id, &plan, &err);
+    cs_mem_plan_free(&plan);
     cs_curv_kind curv = fo.curvature >= 0 ? (cs_curv_kind)fo.curvature : pdef->default_curv;
     if (!st)
         st = cs_store_write_finetune_conventions(run.db, run.id, &fo,

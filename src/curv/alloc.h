@@ -47,4 +47,17 @@ cs_status cs_curv_alloc(void **out, size_t count, size_t size, cs_alloc_mode mod
 void cs_curv_alloc_fail_after(long n);
 int cs_curv_alloc_fail_pending(void);
 
+/* Tally mode, for the memory plan (curv/mem_plan.h): while a recorder is
+ * set, every checked allocation calls record(ctx, what, bytes) with its
+ * formatted name and size instead of failing for want of memory.  What is
+ * small (up to CS_CURV_TALLY_REAL bytes: the tables of structs and
+ * pointers the plan hooks fill in) is allocated for real; a larger buffer
+ * gets a 1-byte stand-in that the caller frees as usual and must not
+ * write: plan hooks leave their accumulators as calloc made them, or skip
+ * what they would write when cs_curv_alloc_tallying() says so.  record
+ * NULL turns tally mode off.  Not thread-safe, like the failure hook. */
+#define CS_CURV_TALLY_REAL ((size_t)1 << 20)
+void cs_curv_alloc_tally(void (*record)(void *ctx, const char *what, size_t bytes), void *ctx);
+int cs_curv_alloc_tallying(void);
+
 #endif

@@ -12,6 +12,7 @@
 #include "base/dist.h"
 #include "base/rng.h"
 #include "curv/alloc.h"
+#include "curv/mem_plan.h"
 #include "curv/repr.h"
 #include "objective/objective.h"
 
@@ -288,16 +289,16 @@ static cs_status results_of(engine *e, int l, cs_curv_kind c, cs_err *err)
     return st;
 }
 
-cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
-                               cs_curv_report *out, cs_err *err)
+/* The engine up to its accumulators: notes of the skipped combinations,
+ * the objective's plans for the (micro-)batch.  On failure nothing is
+ * left to free. */
+static cs_status engine_start(engine *e, const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
+                              cs_curv_report *out, cs_err *err)
 {
-    memset(out, 0, sizeof *out);
-    double t_start = cs_now_seconds();
-    engine e;
-    memset(&e, 0, sizeof e);
-    e.x.g = g, e.x.ds = ds, e.x.o = o, e.x.rep = out;
-    e.x.lend = lend_sources, e.x.engine = &e;
-    cs_rng_seed(&e.rng, o->seed);
+    memset(e, 0, sizeof *e);
+    e->x.g = g, e->x.ds = ds, e->x.o = o, e->x.rep = out;
+    e->x.lend = lend_sources, e->x.engine = e;
+    cs_rng_seed(&e->rng, o->seed);
     for (int c = 0; c < CS_CURV_COUNT; c++)
         for (int r = 0; r < CS_REPR_COUNT; r++) {
             const char *why;
@@ -313,13 +314,25 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
      * and take a fraction of the memory; results change only by rounding
      * and by the order in which fisher_mc draws its labels. */
     int64_t batch = cs_objective_micro_batch(g, o->batch);
-    cs_status st = cs_objective_init(&e.obj, g, ds, o->norm, o->loss, batch, mode | CS_OBJ_WHOLE_BATCH, err);
+    cs_status st = cs_objective_init(&e->obj, g, ds, o->norm, o->loss, batch, mode | CS_OBJ_WHOLE_BATCH, err);
     if (st)
         return st;
     if (g->n_layers == 0) {
-        engine_free(&e);
+        engine_free(e);
         return cs_fail(err, CS_ERR_UNSUPPORTED, "the model has no layers with trainable parameters");
     }
+    return CS_OK;
+}
+
+cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
+                               cs_curv_report *out, cs_err *err)
+{
+    memset(out, 0, sizeof *out);
+    double t_start = cs_now_seconds();
+    engine e;
+    cs_status st = engine_start(&e, g, ds, o, out, err);
+    if (st)
+        return st;
     if ((st = plan_accumulators(&e, err)))
         goto fail;
 
@@ -422,4 +435,155 @@ const cs_curv_result *cs_curv_report_find(const cs_curv_report *r, cs_curv_kind 
         if (r->res[i].curv == c && r->res[i].repr == p && r->res[i].layer == layer)
             return &r->res[i];
     return NULL;
+}
+
+/* ---- the memory plan (curv/mem_plan.h) ---- */
+
+static void tally_item(void *ctx, const char *what, size_t bytes)
+{
+    cs_mem_plan *p = ctx;
+    cs_err ignored;
+    if (cs_mem_plan_add(p, cs_mem_source_of(what), NULL, (int64_t)bytes, &ignored, "%s", what))
+        p->failed = 1;
+}
+
+/* Doubles the results of layer l (-1: the network) keep until they are
+ * stored: each valid (curvature, representation) pair's eigenvalues, and
+ * with keep_matrices its matrices (the sizes of the representations'
+ * results and stats hooks). */
+static int64_t results_doubles(const engine *e, int l)
+{
+    const cs_repr_ctx *x = &e->x;
+    const cs_curv_opts *o = x->o;
+    int64_t total = 0;
+    bool keep = o->keep_matrices || o->stats_only, eig = !o->stats_only;
+    for (int c = 0; c < CS_CURV_COUNT; c++) {
+        if (!(o->curvatures >> c & 1))
+            continue;
+        if (l < 0) {
+            if (x->net_full && (o->reprs >> CS_REPR_FULL & 1))
+                total += eig ? x->P : 0;
+            continue;
+        }
+        const cs_layer_layout *s = &x->lay[l];
+        for (int r = 0; r < CS_REPR_COUNT; r++) {
+            if (!cs_repr_wanted(x, (cs_curv_kind)c, (cs_repr_kind)r))
+                continue;
+            int64_t W = s->W, kron = s->kfac != CS_KFAC_NONE ? s->groups * s->dA * s->dG : 0;
+            switch ((cs_repr_kind)r) {
+            case CS_REPR_FULL:
+                if (cs_repr_small(x, l) && x->rows_ok[l])
+                    total += (eig ? W : 0) + (keep ? W * W : 0);
+                break;
+            case CS_REPR_DIAG: total += (eig ? W : 0) + (keep ? W : 0); break;
+            case CS_REPR_KFAC:
+                if (kron)
+                    total += (eig ? kron + s->groups * (s->dA + s->dG) : 0) +
+                             (keep ? s->groups * (s->dA * s->dA + s->dG * s->dG) + 3 * W : 0);
+                break;
+            case CS_REPR_EKFAC:
+                if (kron && x->rows_ok[l])
+                    total += eig ? kron : 0;
+                break;
+            case CS_REPR_UNIT:
+                if (s->unit_idx && x->rows_ok[l])
+                    total += (eig ? s->n_units * s->unit_d : 0) +
+                             (keep ? s->n_units * s->unit_d * (s->unit_d + 1) : 0);
+                break;
+            default: break;
+            }
+        }
+    }
+    return total;
+}
+
+cs_status cs_curvature_plan(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o, cs_mem_plan *plan,
+                            cs_err *err)
+{
+    cs_curv_report notes;
+    memset(&notes, 0, sizeof notes);
+    engine e;
+    cs_status st = engine_start(&e, g, ds, o, &notes, err);
+    if (st)
+        return st;
+    st = cs_mem_plan_add(plan, CS_MEM_INTERP, "", cs_objective_bytes(&e.obj), err,
+                         "the interpreter's plans and derivative buffers for batches of %lld",
+                         (long long)e.obj.batch);
+    if (!st) {
+        cs_curv_alloc_tally(tally_item, plan);
+        st = plan_accumulators(&e, err);
+        cs_curv_alloc_tally(NULL, NULL);
+    }
+    if (!st && plan->failed)
+        st = cs_fail(err, CS_ERR_NOMEM, "out of memory for the memory plan");
+    const cs_repr_ctx *x = &e.x;
+    /* The results run layer by layer: the largest dense eigen-solve (a
+     * copy of the block, LAPACK's memory, the top eigenvector) with, when
+     * approximations are scored, the dense approximation beside it. */
+    bool blocks = !o->stats_only && ((o->reprs >> CS_REPR_FULL & 1) || x->compare_any);
+    /* Scoring a dense approximation (K-FAC, EK-FAC, unit-wise) holds it
+     * beside the eigen-solve of its copy; a diagonal one deflates at once
+     * in dsyevd's divide and conquer, which then leaves its workspace
+     * untouched (measured: tools/plan_accuracy.sh), so its solve is no
+     * larger than the exact block's own. */
+    bool dense_cmp = x->compare_any && (o->reprs & (1u << CS_REPR_KFAC | 1u << CS_REPR_EKFAC | 1u << CS_REPR_UNIT));
+    int64_t eig_bytes = 0;
+    int eig_layer = -2;
+    for (int l = -1; !st && blocks && l < g->n_layers; l++) {
+        int64_t n = l < 0 ? (x->net_full ? x->P : 0) : (cs_repr_small(x, l) && x->rows_ok[l] ? x->lay[l].W : 0);
+        if (n == 0)
+            continue;
+        int64_t b = (int64_t)sizeof(double) * (n * n + 2 * n) + cs_sym_eig_work_bytes(n, l >= 0) +
+                    (l >= 0 && dense_cmp ? (int64_t)sizeof(double) * n * n : 0);
+        if (b > eig_bytes)
+            eig_bytes = b, eig_layer = l;
+    }
+    if (!st && eig_bytes) {
+        if (eig_layer < 0)
+            st = cs_mem_plan_add(plan, CS_MEM_EIGEN, "", eig_bytes, err,
+                                 "the largest eigen-solve of the results: the whole network's block");
+        else
+            st = cs_mem_plan_add(plan, CS_MEM_EIGEN, NULL, eig_bytes, err,
+                                 "the largest eigen-solve of the results: the block of layer '%s'",
+                                 g->layers[eig_layer].name);
+    }
+    /* analyze's results stay until the run stores them, past this phase;
+     * statistics (stats_only) go with the report their caller frees */
+    int phase = plan->phase;
+    plan->phase = o->stats_only ? phase : 0;
+    for (int l = -1; !st && l < g->n_layers; l++) {
+        int64_t d = results_doubles(&e, l);
+        if (d == 0)
+            continue;
+        if (l < 0)
+            st = cs_mem_plan_add(plan, CS_MEM_RESULTS, "", d * (int64_t)sizeof(double), err,
+                                 "the whole network's results until stored");
+        else
+            st = cs_mem_plan_add(plan, CS_MEM_RESULTS, NULL, d * (int64_t)sizeof(double), err,
+                                 "the results of layer '%s' until stored", g->layers[l].name);
+    }
+    plan->phase = phase;
+    /* Passes: one for every representation of pass 0 (and the noise
+     * scale), one more for a second-pass representation (EK-FAC). */
+    int per_batch = 0;
+    for (int f = 0; f < CS_FAM_COUNT; f++)
+        if (x->fam[f] || (f == CS_FAM_EMP && e.noise))
+            per_batch += f == CS_FAM_GGN ? (int)e.obj.classes : f == CS_FAM_MC ? (o->mc_samples > 0 ? o->mc_samples : 1) : 1;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        bool any = pass == 0 && e.noise;
+        for (int i = 0; i < CS_REPR_TABLE_N; i++)
+            any = any || (e.state[i] && cs_repr_table[i]->pass == pass);
+        if (!any)
+            continue;
+        if (pass == 0)
+            st = cs_mem_plan_add_passes(plan, 1, err,
+                                        "curvature accumulators: %d backward%s per batch%s", per_batch,
+                                        per_batch == 1 ? "" : "s",
+                                        (o->curvatures >> CS_CURV_HESSIAN & 1) ? ", and the Hessian's products" : "");
+        else
+            st = cs_mem_plan_add_passes(plan, 1, err, "EK-FAC's scalings in K-FAC's basis");
+    }
+    engine_free(&e);
+    cs_curv_report_free(&notes);
+    return st;
 }

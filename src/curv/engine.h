@@ -118,6 +118,16 @@ cs_status cs_curvature_compute(const cs_graph *g, const cs_dataset *ds, const cs
                                cs_curv_report *out, cs_err *err) CS_MUST_CHECK;
 void cs_curv_report_free(cs_curv_report *r);
 
+/* What cs_curvature_compute(g, ds, o) will hold, appended to plan
+ * (curv/mem_plan.h), without computing: the interpreter's plans for the
+ * batch (prepared for real, as the computation prepares them), every
+ * accumulator the representations would allocate (their own planning
+ * code, in tally mode), the largest eigen-solve of the results and the
+ * results kept until they are stored; and the passes over the data. */
+struct cs_mem_plan;
+cs_status cs_curvature_plan(const cs_graph *g, const cs_dataset *ds, const cs_curv_opts *o,
+                            struct cs_mem_plan *plan, cs_err *err) CS_MUST_CHECK;
+
 /* The result for (curv, repr, layer), or NULL. */
 const cs_curv_result *cs_curv_report_find(const cs_curv_report *r, cs_curv_kind c, cs_repr_kind p,
                                           int layer);

@@ -154,8 +154,9 @@ static cs_status hessian_plan(const cs_repr_ctx *x, void **state, cs_err *err)
         (st = cs_curv_zalloc(&s->hcol, (size_t)x->P, err, "a Hessian column")) ||
         (st = cs_curv_zalloc(&s->probe, (size_t)o->probes * (size_t)x->P, err, "the Hutchinson probes")))
         return st;
-    /* drawn before the pass, so the labels fisher_mc samples come after them */
-    for (int64_t i = 0; i < (int64_t)o->probes * x->P; i++)
+    /* drawn before the pass, so the labels fisher_mc samples come after
+     * them; a memory plan only sizes the probes (curv/alloc.h) */
+    for (int64_t i = 0; !cs_curv_alloc_tallying() && i < (int64_t)o->probes * x->P; i++)
         s->probe[i] = cs_rng_sign(x->rng);
     return CS_OK;
 }

@@ -1,4 +1,6 @@
 #include "curv/spectrum.h"
+
+#include "curv/mem_plan.h"
 #include "base/clock.h"
 
 #include <math.h>
@@ -250,4 +252,41 @@ void cs_spectrum_free(cs_net_spectrum *s, int n)
         free(s[i].density);
     }
     free(s);
+}
+
+cs_status cs_spectrum_plan(const cs_graph *g, const cs_dataset *ds, const cs_spectrum_opts *o, cs_mem_plan *plan,
+                           cs_err *err)
+{
+    if (!o->curvatures)
+        return CS_OK;
+    cs_objective obj;
+    cs_status st = cs_objective_init(&obj, g, ds, o->norm, o->loss, o->batch, CS_AD_HVP, err);
+    if (st)
+        return st;
+    st = cs_mem_plan_add(plan, CS_MEM_INTERP, "", cs_objective_bytes(&obj), err,
+                         "the spectra's plans and derivative buffers for batches of %lld", (long long)obj.batch);
+    cs_objective_free(&obj);
+    /* the whole network's operator is the largest; a layer's block also
+     * keeps two full-length vectors to embed its products */
+    int64_t P = g->n_param_scalars, m = o->steps < P ? o->steps : P;
+    int64_t vec = o->eigenvectors < m ? o->eigenvectors : m;
+    int64_t lanczos = (int64_t)sizeof(double) * ((m + vec + 2) * P + m * m + 6 * m);
+    if (!st)
+        st = cs_mem_plan_add(plan, CS_MEM_LANCZOS, "", lanczos, err,
+                             "the Lanczos basis of the whole network: %lld vectors of %lld", (long long)(m + vec),
+                             (long long)P);
+    int64_t per_target = (int64_t)o->repeats * o->steps + (int64_t)o->probes * o->steps + o->probes +
+                         (o->power ? o->power_iters : 0);
+    for (int c = 0; c < CS_CURV_COUNT && !st; c++) {
+        if (!(o->curvatures >> c & 1))
+            continue;
+        int targets = 1;
+        for (int l = 0; o->layer_min_dim > 0 && l < g->n_layers; l++)
+            targets += g->layers[l].numel >= o->layer_min_dim;
+        st = cs_mem_plan_add_passes(plan, per_target * targets, err,
+                                    "%s spectra: %lld products of %d operator%s (Lanczos, SLQ, Hutchinson%s)",
+                                    cs_curv_name((cs_curv_kind)c), (long long)per_target, targets,
+                                    targets == 1 ? "" : "s", o->power ? ", power" : "");
+    }
+    return st;
 }

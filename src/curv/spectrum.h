@@ -68,4 +68,13 @@ cs_status cs_spectrum_compute(const cs_graph *g, const cs_dataset *ds, const cs_
                               cs_net_spectrum **out, int *n_out, cs_err *err) CS_MUST_CHECK;
 void cs_spectrum_free(cs_net_spectrum *s, int n);
 
+/* What cs_spectrum_compute(g, ds, o) will hold and how many passes over
+ * the data it makes, appended to plan (curv/mem_plan.h): the objective's
+ * plans (prepared for real), the largest Lanczos basis (steps vectors of
+ * the operator's dimension, full reorthogonalisation) with its Ritz
+ * vectors; one pass per product. */
+struct cs_mem_plan;
+cs_status cs_spectrum_plan(const cs_graph *g, const cs_dataset *ds, const cs_spectrum_opts *o,
+                           struct cs_mem_plan *plan, cs_err *err) CS_MUST_CHECK;
+
 #endif

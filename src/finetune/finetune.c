@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "base/rng.h"
+#include "curv/mem_plan.h"
 #include "objective/evaluate.h"
 #include "objective/objective.h"
 #include "precond/precond.h"
@@ -442,5 +443,73 @@ cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_op
     cs_tensor_free(&sh.y);
     free(theta), free(grad), free(dir), free(perm), free(os.m), free(os.v);
     free(frozen), free(fallback), free(told), free(why);
+    return st;
+}
+
+cs_status cs_finetune_plan(const cs_graph *g, const cs_dataset *train, const cs_finetune_opts *o, cs_mem_plan *plan,
+                           cs_err *err)
+{
+    const cs_precond_def *def = cs_precond_find(o->precond);
+    if (!def)
+        return cs_fail(err, CS_ERR_USAGE, "unknown preconditioner '%s' for finetune (%s)", o->precond,
+                       cs_precond_names());
+    if (o->epochs < 1 || o->batch < 1 || o->update_interval < 1)
+        return cs_fail(err, CS_ERR_USAGE, "finetune needs epochs >= 1, batch >= 1 and --update-interval >= 1");
+    int64_t P = g->n_param_scalars, N = train->n, B = o->batch < N ? o->batch : N;
+    const rank_part rp = rank_part_of(N, B);
+    int64_t vectors = 4 + (def->adam ? 1 : 0); /* theta, grad, dir, momentum (m), adam's v */
+    int saved = plan->phase;
+    plan->phase = 0;
+    cs_status st = cs_mem_plan_add(plan, CS_MEM_DATA, "", cs_mem_dataset_bytes(train) / (N ? N : 1) * rp.n_local,
+                                   err, "the shuffled copy of the training data");
+    if (!st)
+        st = cs_mem_plan_add(plan, CS_MEM_RESULTS, "", (int64_t)sizeof(double) * vectors * P, err,
+                             "the optimiser's %lld vectors of %lld parameters", (long long)vectors, (long long)P);
+    cs_objective obj;
+    if (!st && !(st = cs_objective_init(&obj, g, train, o->norm, o->loss, rp.full_part,
+                                        CS_AD_GRAD | (o->bn_train ? CS_OBJ_WHOLE_BATCH : 0), err))) {
+        st = cs_mem_plan_add(plan, CS_MEM_INTERP, "", cs_objective_bytes(&obj), err,
+                             "the steps' plans and derivative buffers for batches of %lld", (long long)rp.full_part);
+        cs_objective_free(&obj);
+    }
+    cs_precond_opts po = {.damping = o->damping, .ema = o->ema, .max_full = o->max_full,
+                          .mc_samples = o->mc_samples, .batch = o->batch, .cholesky = o->cholesky,
+                          .pi_damping = o->pi_damping, .graft = o->graft, .loss = o->loss, .norm = o->norm};
+    cs_curv_kind curv = o->curvature >= 0 ? (cs_curv_kind)o->curvature : def->default_curv;
+    cs_precond_ctx ctx = {.g = g, .o = &po, .curv = curv};
+    if (!st)
+        st = cs_precond_plan(def, &ctx, B, plan, err);
+    int64_t steps = (N + B - 1) / B * o->epochs;
+    int64_t refreshes = !def->ops->refresh ? 0 : def->every_step ? steps : (steps + o->update_interval - 1) / o->update_interval;
+    plan->phase = 1;
+    if (!st && def->reads_curvature && refreshes) {
+        /* a refresh runs the engine as pc_curvature does, on one batch */
+        cs_dataset view = batch_view(train, 0, B);
+        cs_curv_opts co;
+        cs_curv_opts_init(&co);
+        co.curvatures = 1u << curv;
+        co.reprs = def->reprs;
+        co.max_full = o->max_full;
+        co.mc_samples = o->mc_samples;
+        co.batch = B;
+        co.loss = o->loss;
+        co.norm = o->norm;
+        co.keep_matrices = co.stats_only = true;
+        /* its passes are over one batch, counted as the refreshes below */
+        int n_passes = plan->n_passes;
+        int64_t total = plan->total_passes;
+        st = cs_curvature_plan(g, &view, &co, plan, err);
+        plan->n_passes = n_passes;
+        plan->total_passes = total;
+    }
+    plan->phase = saved;
+    if (!st)
+        st = cs_mem_plan_add_passes(plan, o->epochs, err, "training: %lld steps of %lld samples", (long long)steps,
+                                    (long long)B);
+    if (!st && refreshes)
+        st = cs_mem_plan_add_passes(plan, (refreshes * B + N - 1) / N, err,
+                                    "%s refreshes: %lld, each on one batch", def->name, (long long)refreshes);
+    if (!st && o->val)
+        st = cs_mem_plan_add_passes(plan, o->epochs, err, "validation: one evaluation per epoch");
     return st;
 }

@@ -98,6 +98,16 @@ typedef struct cs_finetune_result {
     int n_frozen;                        /* layers kept fixed */
 } cs_finetune_result;
 
+/* What cs_finetune(g, train, o) will hold and the passes it makes,
+ * appended to plan (curv/mem_plan.h): the shuffled copy of the data, the
+ * optimiser's vectors, the step's plans (prepared for real), the
+ * preconditioner's state (cs_precond_plan) as phase 0, held throughout;
+ * a refresh's curvature engine on one batch (cs_curvature_plan) as phase
+ * 1; one pass per epoch, and the refreshes. */
+struct cs_mem_plan;
+cs_status cs_finetune_plan(const cs_graph *g, const cs_dataset *train, const cs_finetune_opts *o,
+                           struct cs_mem_plan *plan, cs_err *err) CS_MUST_CHECK;
+
 /* Trains g's parameters in place. */
 cs_status cs_finetune(cs_graph *g, const cs_dataset *train, const cs_finetune_opts *o,
                       cs_finetune_result *res, cs_err *err) CS_MUST_CHECK;

@@ -177,6 +177,20 @@ void cs_objective_free(cs_objective *o)
     memset(o, 0, sizeof *o);
 }
 
+int64_t cs_objective_bytes(const cs_objective *o)
+{
+    size_t bytes = 0;
+    for (int l = 0; o->lanes && l < o->n_lanes; l++) {
+        const cs_obj_lane *ln = &o->lanes[l];
+        for (int i = 0; i < 3; i++)
+            bytes += ln->plan[i].arena.used_bytes + ln->ad[i].arena.used_bytes;
+        bytes += sizeof(double) * (size_t)(2 * o->classes + 2);
+    }
+    if (o->slots)
+        bytes += (size_t)o->max_slots * ((size_t)o->g->n_param_scalars + 2) * sizeof(double);
+    return (int64_t)bytes;
+}
+
 /* What one pass computes per micro-batch. */
 typedef enum {
     OBJ_LOSS,   /* loss and hits only */

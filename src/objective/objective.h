@@ -73,6 +73,11 @@ cs_status cs_objective_init(cs_objective *o, const cs_graph *g, const cs_dataset
                             unsigned mode, cs_err *err) CS_MUST_CHECK;
 void cs_objective_free(cs_objective *o);
 
+/* The bytes o holds: every lane's plans and derivative buffers (their
+ * arenas' bytes handed out, all of them zeroed, so resident) and the
+ * gradient slots. */
+int64_t cs_objective_bytes(const cs_objective *o);
+
 /* The micro-batch size for batches of `batch` samples of graph g (batch
  * itself where g cannot run smaller batches). */
 int64_t cs_objective_micro_batch(const cs_graph *g, int64_t batch);

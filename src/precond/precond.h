@@ -155,6 +155,14 @@ const char *cs_precond_name(cs_precond_kind k);
  * fisher_mc, else the default. */
 cs_curv_kind cs_precond_analysis_curv(const cs_precond_def *def);
 
+/* What def holds between steps under c (its sizes per layer, at most
+ * batch samples a refresh), appended to plan as CS_MEM_PRECOND items
+ * (state_bytes.c).  sgd and adamw hold nothing here (adamw's moments are
+ * the optimiser's). */
+struct cs_mem_plan;
+cs_status cs_precond_plan(const cs_precond_def *def, const cs_precond_ctx *c, int64_t batch,
+                          struct cs_mem_plan *plan, cs_err *err) CS_MUST_CHECK;
+
 /* ---- helpers shared by the preconditioners (precond.c, kron.c) ---- */
 
 /* The statistics of the batch for c->curv as *rep: c->given (borrowed)

@@ -34,6 +34,17 @@ cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *e
     return CS_OK;
 }
 
+int64_t cs_sym_eig_work_bytes(int64_t n, int vectors)
+{
+    if (n <= 0)
+        return 0;
+    int64_t lwork = vectors ? 1 + 6 * n + 2 * n * n : 2 * n + 1, liwork = vectors ? 3 + 5 * n : 1;
+    int64_t query = 2 * n + 32 * n;
+    if (query > lwork)
+        lwork = query;
+    return (int64_t)sizeof(double) * (n * n + lwork) + (int64_t)sizeof(lapack_int) * liwork;
+}
+
 int cs_sym_eigvecs(const double *M, int64_t n, double *Q, double *w, double *wmax)
 {
     memcpy(Q, M, sizeof(double) * (size_t)(n * n));

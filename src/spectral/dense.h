@@ -12,6 +12,15 @@
  * eigenvalue (unit norm) is written there. */
 cs_status cs_sym_eig(double *A, int64_t n, double *w, double *top_vec, cs_err *err) CS_MUST_CHECK;
 
+/* The memory cs_sym_eig (and cs_sym_eigvecs) take beyond A and w for an
+ * n x n block: LAPACKE's row-major wrapper transposes A into a copy of its
+ * own (n^2 doubles), and dsyevd's workspace is lwork = 1 + 6n + 2n^2
+ * doubles and liwork = 3 + 5n integers with eigenvectors, 2n + 1 and 1
+ * without (LAPACK's dsyevd documentation; the query asks at least
+ * 2n + n nb for the tridiagonal reduction, nb its block size, taken as 32).
+ * For the memory plan (curv/mem_plan.h). */
+int64_t cs_sym_eig_work_bytes(int64_t n, int vectors);
+
 /* M = Q diag(w) Q^T for the symmetric n x n M (row-major, kept), by
  * LAPACKE dsyevd: Q (n x n) gets the eigenvectors in its columns, w the
  * eigenvalues in ascending order, and *wmax (unless wmax is NULL) max |w_i|,
