@@ -133,13 +133,11 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
                  g->layers[l].name, g->layers[l].op_type);
     }
     x->net_full = x->net_full && all_rows;
-    int64_t maxW = 1;
     for (int l = 0; l < g->n_layers; l++) {
         const cs_layer_layout *s = &e->lay[l];
         const cs_layer *L = &g->layers[l];
         if ((st = cs_layer_layout_make(g, l, &e->lay[l], err)))
             return st;
-        maxW = s->W > maxW ? s->W : maxW;
         if ((o->reprs >> CS_REPR_KFAC & 1) && s->kfac == CS_KFAC_NONE && (o->curvatures & ~(1u << CS_CURV_HESSIAN)))
             note(x->rep, "layer %s (%s): no K-FAC representation", L->name, L->op_type);
         if ((o->reprs >> CS_REPR_EKFAC & 1) && s->kfac == CS_KFAC_NONE && (o->curvatures & ~(1u << CS_CURV_HESSIAN)))
@@ -150,8 +148,7 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
             note(x->rep, "layer %s: %lld parameters, above --max-full %lld: no full block", L->name,
                  (long long)s->W, (long long)o->max_full);
     }
-    if ((st = cs_curv_zalloc(&e->rows, (size_t)(x->B * maxW), err, "the per-sample gradients")) ||
-        (st = cs_curv_zalloc(&e->seedwork, (size_t)(e->obj.classes * e->obj.classes + 2 * e->obj.classes), err,
+    if ((st = cs_curv_zalloc(&e->seedwork, (size_t)(e->obj.classes * e->obj.classes + 2 * e->obj.classes), err,
                              "the loss seeds' rows")))
         return st;
     x->seedwork = e->seedwork;
@@ -166,6 +163,22 @@ static cs_status plan_accumulators(engine *e, cs_err *err)
     for (int i = 0; i < CS_REPR_TABLE_N; i++)
         if ((st = cs_repr_table[i]->plan(x, &e->state[i], err)))
             return st;
+    /* The rows buffer is [B, W] of the widest layer whose rows some seed
+     * forms (seed_pass's rule), not of the widest layer: with direct
+     * diagonals and K-FAC no rows are formed, and a [B, W] buffer of a
+     * 100M-parameter MLP's widest layer would be gigabytes never touched. */
+    int64_t rowsW = 0;
+    for (int l = 0; l < g->n_layers; l++) {
+        bool form = o->on_rows || (e->noise && e->rows_ok[l]);
+        for (int f = 0; f < CS_FAM_COUNT && !form; f++)
+            for (int i = 0; i < CS_REPR_TABLE_N && !form; i++)
+                form = x->fam[f] && e->state[i] && cs_repr_table[i]->rows &&
+                       cs_repr_table[i]->rows(x, e->state[i], l, f) == CS_ROWS_NEEDED;
+        if (form && e->lay[l].W > rowsW)
+            rowsW = e->lay[l].W;
+    }
+    if (rowsW > 0 && (st = cs_curv_zalloc(&e->rows, (size_t)(x->B * rowsW), err, "the per-sample gradients")))
+        return st;
     return CS_OK;
 }
 
@@ -517,6 +530,18 @@ cs_status cs_curvature_plan(const cs_graph *g, const cs_dataset *ds, const cs_cu
     if (!st && plan->failed)
         st = cs_fail(err, CS_ERR_NOMEM, "out of memory for the memory plan");
     const cs_repr_ctx *x = &e.x;
+    /* The layouts are made by the layer kinds (interp/), outside the
+     * tallied allocations, and held for the whole computation: 24 bytes a
+     * parameter for the (group, unit, feature) index, 8 more for the
+     * unit-wise slots (3.2 GB of a 100M-parameter MLP, more than its
+     * diagonal). */
+    for (int l = 0; !st && l < g->n_layers; l++) {
+        const cs_layer_layout *s = &e.lay[l];
+        int64_t b = (int64_t)sizeof(int64_t) * ((s->kron ? 3 * s->W : 0) + (s->unit_idx ? s->n_units * s->unit_d : 0));
+        if (b)
+            st = cs_mem_plan_add(plan, CS_MEM_LAYOUT, NULL, b, err, "the parameter index of layer '%s' (K-FAC and "
+                                 "unit-wise layout)", g->layers[l].name);
+    }
     /* The results run layer by layer: the largest dense eigen-solve (a
      * copy of the block, LAPACK's memory, the top eigenvector) with, when
      * approximations are scored, the dense approximation beside it. */

@@ -132,9 +132,9 @@ static const char *const source_names[CS_MEM_SOURCE_COUNT] = {
     [CS_MEM_INTERP] = "interpreter", [CS_MEM_ROWS] = "rows",    [CS_MEM_BLOCK] = "block",
     [CS_MEM_FACTORED] = "factored", [CS_MEM_DIAG] = "diag",     [CS_MEM_PROBES] = "probes",
     [CS_MEM_EIGEN] = "eigen-solve", [CS_MEM_RESULTS] = "results", [CS_MEM_LANCZOS] = "lanczos",
-    [CS_MEM_PRECOND] = "precond",
+    [CS_MEM_PRECOND] = "precond", [CS_MEM_LAYOUT] = "layout",
 };
-_Static_assert(CS_MEM_SOURCE_COUNT == 13, "a name for every memory source");
+_Static_assert(CS_MEM_SOURCE_COUNT == 14, "a name for every memory source");
 
 const char *cs_mem_source_name(cs_mem_source s)
 {

@@ -35,6 +35,7 @@ typedef enum cs_mem_source {
     CS_MEM_RESULTS,     /* results kept until they are stored */
     CS_MEM_LANCZOS,     /* Lanczos vectors of the matrix-free spectra */
     CS_MEM_PRECOND,     /* a preconditioner's state (finetune) */
+    CS_MEM_LAYOUT,      /* the layers' parameter indices (interp/layer_kind.h cs_layer_layout) */
     CS_MEM_SOURCE_COUNT
 } cs_mem_source;
 
