@@ -420,3 +420,76 @@ if __name__ == "__main__":
     tiny_gru64()
     tiny_rnn64()
     tiny_seq64()
+
+
+# ---- initializers that reach their layers through view nodes (an export
+# without constant folding); interp/param_views.h folds them at bind ----
+
+def tiny_views64():
+    """in_proj.weight [6, 4] Split (rows 2 + 4) and each part Transposed into
+    a MatMul over [N, T, 4], in_proj.bias [6] Sliced into the two Adds (as
+    nn.MultiheadAttention's cross-attention exports), and a flat proj.w [8]
+    Reshaped to [4, 2] into a third MatMul; Tanh, the mean over T and a
+    Gemm head.  The parts are the layers' parameters."""
+    rng = np.random.default_rng(22)
+    T, D = 3, 4
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", T, D])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])
+    inits = [numpy_helper.from_array(f64(rng, 6, D, scale=1.0), "in_proj.weight"),
+             numpy_helper.from_array(f64(rng, 6), "in_proj.bias"),
+             numpy_helper.from_array(f64(rng, 8, scale=1.0), "proj.w"),
+             numpy_helper.from_array(np.array([2, 4], dtype=np.int64), "split_rows"),
+             numpy_helper.from_array(np.array([D, 2], dtype=np.int64), "proj_shape"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "s0"),
+             numpy_helper.from_array(np.array([2], dtype=np.int64), "s2"),
+             numpy_helper.from_array(np.array([6], dtype=np.int64), "s6"),
+             numpy_helper.from_array(f64(rng, 3, 8, scale=1.0), "head.weight"),
+             numpy_helper.from_array(f64(rng, 3), "head.bias")]
+    nodes = [helper.make_node("Split", ["in_proj.weight", "split_rows"], ["w_q", "w_kv"], name="split", axis=0),
+             helper.make_node("Transpose", ["w_q"], ["w_qt"], name="t_q", perm=[1, 0]),
+             helper.make_node("Transpose", ["w_kv"], ["w_kvt"], name="t_kv", perm=[1, 0]),
+             helper.make_node("Slice", ["in_proj.bias", "s0", "s2"], ["b_q"], name="slice_bq"),
+             helper.make_node("Slice", ["in_proj.bias", "s2", "s6"], ["b_kv"], name="slice_bkv"),
+             helper.make_node("Reshape", ["proj.w", "proj_shape"], ["w_p"], name="reshape_p"),
+             helper.make_node("MatMul", ["x", "w_qt"], ["q0"], name="q"),
+             helper.make_node("Add", ["q0", "b_q"], ["q"], name="q_bias"),
+             helper.make_node("MatMul", ["x", "w_kvt"], ["kv0"], name="kv"),
+             helper.make_node("Add", ["kv0", "b_kv"], ["kv"], name="kv_bias"),
+             helper.make_node("MatMul", ["x", "w_p"], ["p"], name="p"),
+             helper.make_node("Concat", ["q", "kv", "p"], ["c"], name="concat", axis=-1),   # [N, T, 8]
+             helper.make_node("Tanh", ["c"], ["a"], name="tanh"),
+             helper.make_node("ReduceMean", ["a"], ["m"], name="pool", axes=[1], keepdims=0),
+             helper.make_node("Gemm", ["m", "head.weight", "head.bias"], ["y"], name="head", transB=1)]
+    save(nodes, "tiny_views64", [x], [y], inits, 13)
+
+
+def views_not_folded():
+    """Views that must stay as they are: w [6, 4] Sliced into rows 0:4 and
+    2:6 (overlapping parts: one element in two layers), and v [4, 2] read
+    both directly and Transposed."""
+    rng = np.random.default_rng(23)
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])
+    inits = [numpy_helper.from_array(f64(rng, 6, 4, scale=1.0), "w"),
+             numpy_helper.from_array(f64(rng, 4, 4, scale=1.0), "v"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "s0"),
+             numpy_helper.from_array(np.array([2], dtype=np.int64), "s2"),
+             numpy_helper.from_array(np.array([4], dtype=np.int64), "s4"),
+             numpy_helper.from_array(np.array([6], dtype=np.int64), "s6"),
+             numpy_helper.from_array(f64(rng, 2, 16, scale=1.0), "head.weight")]
+    nodes = [helper.make_node("Slice", ["w", "s0", "s4"], ["w_a"], name="slice_a"),
+             helper.make_node("Slice", ["w", "s2", "s6"], ["w_b"], name="slice_b"),
+             helper.make_node("MatMul", ["x", "w_a"], ["a"], name="a"),                # [N, 4]
+             helper.make_node("MatMul", ["x", "w_b"], ["b"], name="b"),
+             helper.make_node("Transpose", ["v"], ["vt"], name="t_v", perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "v"], ["c"], name="c"),
+             helper.make_node("MatMul", ["x", "vt"], ["d"], name="d"),
+             helper.make_node("Concat", ["a", "b", "c", "d"], ["e"], name="concat", axis=1),
+             helper.make_node("Tanh", ["e"], ["t"], name="tanh"),
+             helper.make_node("Gemm", ["t", "head.weight"], ["y"], name="head", transB=1)]
+    save(nodes, "views_not_folded", [x], [y], inits, 13)
+
+
+if __name__ == "__main__":
+    tiny_views64()
+    views_not_folded()

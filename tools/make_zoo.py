@@ -6,7 +6,8 @@ Every model is built from the library classes themselves (torchvision.models
 constructors with reduced widths and depths, torch.nn.TransformerEncoder,
 nn.LSTM, nn.GRU, nn.Embedding), trained briefly (Adam, a few hundred steps) and
 exported twice with torch.onnx.export's defaults for inference (training=EVAL,
-do_constant_folding=True), a dynamic batch axis, at opsets 13 and 17.
+do_constant_folding=True; one family with it off), a dynamic batch axis, at
+opsets 13 and 17.
 
   family      built from                                     data
   resnet      torchvision ResNet + BasicBlock, widths 8-32   Fashion-MNIST
@@ -18,6 +19,8 @@ do_constant_folding=True), a dynamic batch axis, at opsets 13 and 17.
   lm          nn.Embedding + causal nn.TransformerEncoder    tokens (next token)
   lstm        nn.Embedding + bidirectional nn.LSTM, h0/c0    tokens (majority)
   gru         nn.Embedding + nn.GRU, no initial state        tokens (majority)
+  xattn       nn.Embedding + cross nn.MultiheadAttention,    tokens (majority)
+              exported with do_constant_folding=False
   encdec      Conv/ConvTranspose2d/Upsample encoder-decoder  Fashion-MNIST
               with InstanceNorm2d(affine), PReLU, ELU, SELU,
               Softplus and amax pooling
@@ -253,6 +256,31 @@ class RNNClassifier(nn.Module):
         return self.head(torch.cat(list(hn), dim=1))           # [N, classes]
 
 
+class CrossAttention(nn.Module):
+    """nn.Embedding, nn.MultiheadAttention whose queries are the first half of
+    the sequence and whose keys and values are the second half, and a linear
+    head on the mean of the attended queries.  Exported without constant
+    folding (as torch.onnx.export(..., do_constant_folding=False) writes it),
+    in_proj_weight and in_proj_bias reach their MatMuls and Adds through a
+    Split into the query and key-value parts and a Transpose of each."""
+
+    VOCAB, T, D = RNNClassifier.VOCAB, RNNClassifier.T, 16
+    FOLD = False
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(self.VOCAB, self.D)
+        self.attn = nn.MultiheadAttention(self.D, 2, batch_first=True)
+        self.head = nn.Linear(self.D, RNNClassifier.CLASSES)
+
+    def forward(self, tokens):                                 # [N, T] int64
+        e = self.embed(tokens)
+        h = self.T // 2
+        kv = e[:, h:]
+        a, _ = self.attn(e[:, :h], kv, kv, need_weights=False)
+        return self.head(a.mean(dim=1))
+
+
 def lm_tokens(n, rng):
     """Arithmetic progressions modulo V: T + 1 tokens, the last is the target."""
     v, t = CausalLM.VOCAB, CausalLM.T
@@ -288,6 +316,7 @@ FAMILIES = [
     ("lm", CausalLM, "lm", 300, 3e-3, 64),
     ("lstm", lambda: RNNClassifier("lstm", 20, True, True), "majority", 300, 1e-2, 64),
     ("gru", lambda: RNNClassifier("gru", 24, False, False), "majority", 300, 1e-2, 64),
+    ("xattn", CrossAttention, "majority", 300, 1e-2, 64),
 ]
 
 
@@ -342,14 +371,17 @@ def recalibrate_batchnorm(model, x, n=4000, batch=250):
 def export(model, example, path, opset):
     """torch.onnx.export as a user exports for inference: the model in eval mode,
     the default training=EVAL (which folds a BatchNormalization that follows a
-    Conv into the Conv's weight and bias), constant folding on."""
+    Conv into the Conv's weight and bias), constant folding on, except for a
+    model whose class sets FOLD = False (the export of a user who turned it
+    off: weights reach their layers through Transpose / Split nodes)."""
     model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), path, input_names=["input"],
                           output_names=["output"],
                           dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
-                          opset_version=opset, do_constant_folding=True)
+                          opset_version=opset,
+                          do_constant_folding=getattr(model, "FOLD", True))
 
 
 def map_initializers(model, graph, exact=True):

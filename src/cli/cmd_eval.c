@@ -35,6 +35,34 @@ static double norm2(const double *x, int64_t n)
 }
 
 /* Gradient of the mean loss over the whole dataset (a second pass). */
+/* The gradient's norm per initializer of the file: parameter q's, or, for
+ * the parts of one initializer folded at bind (interp/param_views.h), that
+ * initializer's over all its parts, on its first part.  false: q is a later
+ * part, already counted. */
+static bool initializer_grad_norm(const cs_graph *g, const double *grad, int q, const char **name,
+                                  double *norm)
+{
+    const cs_value *v = &g->values[g->params[q].value];
+    *name = v->name;
+    if (v->view_source < 0) {
+        *norm = norm2(grad + g->params[q].offset, cs_tensor_numel(&v->init));
+        return true;
+    }
+    double ss = 0;
+    for (int r = 0; r < g->n_params; r++) {
+        const cs_value *w = &g->values[g->params[r].value];
+        if (w->view_source != v->view_source)
+            continue;
+        if (r < q)
+            return false;
+        double n = norm2(grad + g->params[r].offset, cs_tensor_numel(&w->init));
+        ss += n * n;
+    }
+    *name = g->values[v->view_source].name;
+    *norm = sqrt(ss);
+    return true;
+}
+
 static cs_status eval_gradient(const cs_graph *g, const cs_dataset *ds, const cli_data_opts *o,
                                double **out, cs_err *err)
 {
@@ -114,11 +142,15 @@ int cmd_eval(int argc, char **argv)
         json_string(stdout, g->values[r.head.logits_value].name);
         if (grad) {
             printf(", \"grad_norm\": %.17g, \"grad_norms\": {", norm2(grad, g->n_param_scalars));
-            for (int q = 0; q < g->n_params; q++) {
-                const cs_value *v = &g->values[g->params[q].value];
-                printf("%s", q ? ", " : "");
-                json_string(stdout, v->name);
-                printf(": %.17g", norm2(grad + g->params[q].offset, cs_tensor_numel(&v->init)));
+            for (int q = 0, first = 1; q < g->n_params; q++) {
+                const char *name;
+                double nq;
+                if (!initializer_grad_norm(g, grad, q, &name, &nq))
+                    continue;
+                printf("%s", first ? "" : ", ");
+                json_string(stdout, name);
+                printf(": %.17g", nq);
+                first = 0;
             }
             printf("}");
         }
@@ -136,9 +168,10 @@ int cmd_eval(int argc, char **argv)
             printf("gradient   L2 norm %.6g over %lld parameters\n", norm2(grad, g->n_param_scalars),
                    (long long)g->n_param_scalars);
             for (int q = 0; q < g->n_params; q++) {
-                const cs_value *v = &g->values[g->params[q].value];
-                printf("  %-40s %12.6g\n", v->name,
-                       norm2(grad + g->params[q].offset, cs_tensor_numel(&v->init)));
+                const char *name;
+                double nq;
+                if (initializer_grad_norm(g, grad, q, &name, &nq))
+                    printf("  %-40s %12.6g\n", name, nq);
             }
             if (grad_out)
                 printf("gradient written to %s (float64, %lld values, parameter order)\n", grad_out,

@@ -104,6 +104,8 @@ static void print_text(const cs_graph *g, const char *path, const cs_loss_head *
             const cs_value *v = &g->values[g->params[L->first_param + p].value];
             printf("%s%s ", p ? ", " : "", v->name);
             print_shape(stdout, &v->init);
+            if (v->view_source >= 0) /* folded at bind: interp/param_views.h */
+                printf(" (part of %s)", g->values[v->view_source].name);
         }
         printf("\n");
     }
@@ -152,7 +154,12 @@ static void print_json(const cs_graph *g, const char *path, const cs_loss_head *
             json_string(stdout, v->name);
             printf(", \"shape\": ");
             json_shape(stdout, &v->init);
-            printf(", \"numel\": %lld}", (long long)cs_tensor_numel(&v->init));
+            printf(", \"numel\": %lld", (long long)cs_tensor_numel(&v->init));
+            if (v->view_source >= 0) {
+                printf(", \"part_of\": ");
+                json_string(stdout, g->values[v->view_source].name);
+            }
+            printf("}");
         }
         printf("]}");
     }

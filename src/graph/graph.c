@@ -117,6 +117,25 @@ cs_status cs_graph_finalize(cs_graph *g, cs_err *err)
     return CS_OK;
 }
 
+cs_status cs_graph_assemble_initializer(const cs_graph *g, int v, cs_tensor *out, cs_err *err)
+{
+    const cs_value *src = &g->values[v];
+    cs_status st = cs_tensor_copy(out, &src->init, err);
+    if (st || !src->has_views)
+        return st;
+    size_t es = cs_dtype_size(src->init.dtype);
+    for (int u = 0; u < g->n_values; u++) {
+        const cs_value *w = &g->values[u];
+        if (w->view_source != v || w->init.dtype != src->init.dtype)
+            continue;
+        const int64_t *idx = w->view_index.data;
+        int64_t n = cs_tensor_numel(&w->init);
+        for (int64_t i = 0; i < n; i++)
+            memcpy((char *)out->data + (size_t)idx[i] * es, (const char *)w->init.data + (size_t)i * es, es);
+    }
+    return CS_OK;
+}
+
 int cs_graph_unsupported(const cs_graph *g, char *buf, size_t size)
 {
     int count = 0;
@@ -142,8 +161,10 @@ void cs_graph_free(cs_graph *g)
 {
     if (!g)
         return;
-    for (int v = 0; v < g->n_values; v++)
+    for (int v = 0; v < g->n_values; v++) {
         cs_tensor_free(&g->values[v].init);
+        cs_tensor_free(&g->values[v].view_index);
+    }
     for (int k = 0; k < g->n_nodes; k++)
         for (int a = 0; a < g->nodes[k].n_attrs; a++)
             cs_tensor_free(&g->nodes[k].attrs[a].t);

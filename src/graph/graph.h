@@ -41,6 +41,14 @@ typedef struct cs_value {
      * -1 freeze, 0 the rule of interp/param_rule.h decides. */
     signed char train_choice;
     bool is_output;       /* a graph output */
+    /* A view of another initializer, folded at bind (interp/param_views.h):
+     * view_source is that initializer (-1: none) and view_index (int64,
+     * this value's shape) the flat index in it of each element, so that a
+     * written-back model gets the source's elements from the views.
+     * has_views: this initializer is such a source. */
+    int view_source;
+    cs_tensor view_index;
+    bool has_views;
 } cs_value;
 
 typedef enum cs_attr_type {
@@ -135,6 +143,11 @@ const char *cs_node_attr_string(const cs_node *n, const char *name, const char *
 /* Returns the list (and its length in *count) or NULL with *count = 0. */
 const int64_t *cs_node_attr_ints(const cs_node *n, const char *name, int *count);
 const float *cs_node_attr_floats(const cs_node *n, const char *name, int *count);
+
+/* Initializer v's data with the elements of its views (cs_value.view_source)
+ * scattered back, into out (a new tensor the caller frees); a plain copy when
+ * v has no views. */
+cs_status cs_graph_assemble_initializer(const cs_graph *g, int v, cs_tensor *out, cs_err *err) CS_MUST_CHECK;
 
 /* Index of the value named name, or -1. */
 int cs_graph_find_value(const cs_graph *g, const char *name);

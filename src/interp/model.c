@@ -4,6 +4,7 @@
 
 #include "interp/layer_kind.h"
 #include "interp/op.h"
+#include "interp/param_views.h"
 #include "onnx/loader.h"
 
 cs_status cs_interp_bind(cs_graph *g, cs_err *err)
@@ -13,7 +14,8 @@ cs_status cs_interp_bind(cs_graph *g, cs_err *err)
         const cs_op_def *op = cs_op_find(n->op_type, n->domain);
         n->op = op && n->opset >= op->min_opset ? op : NULL;
     }
-    return cs_layers_find(g, err);
+    cs_status st = cs_param_views_fold(g, NULL, err);
+    return st ? st : cs_layers_find(g, err);
 }
 
 static cs_status bind_loaded(cs_status st, cs_graph **out, cs_err *err)

@@ -14,7 +14,8 @@
 
 #include "graph/graph.h"
 
-/* Resolve operators and find layers (once per graph; again after a change
+/* Resolve operators, fold the view chains of initializers
+ * (interp/param_views.h) and find layers (once per graph; again after a change
  * of initializers re-finds the same layers). */
 cs_status cs_interp_bind(cs_graph *g, cs_err *err) CS_MUST_CHECK;
 

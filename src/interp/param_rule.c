@@ -122,6 +122,11 @@ static cs_status mark_names(cs_graph *g, const char *list, signed char mark, con
             return cs_fail(err, CS_ERR_USAGE, "initializer '%s' is both in --freeze-params and --train-params",
                            name);
         g->values[v].train_choice = mark;
+        /* an initializer folded into parts at bind (interp/param_views.h):
+         * the parts are what layers read */
+        for (int u = 0; g->values[v].has_views && u < g->n_values; u++)
+            if (g->values[u].view_source == v)
+                g->values[u].train_choice = mark;
         p = end ? end + 1 : p + len;
     }
     return CS_OK;
@@ -141,7 +146,7 @@ cs_status cs_params_choose(cs_graph *g, const char *freeze, const char *train, c
     if (!st)
         st = cs_layers_find(g, err);
     for (int v = 0; !st && v < g->n_values; v++)
-        if (g->values[v].train_choice > 0 && g->values[v].param_index < 0)
+        if (g->values[v].train_choice > 0 && g->values[v].param_index < 0 && !g->values[v].has_views)
             st = cs_fail(err, CS_ERR_USAGE,
                          "--train-params: initializer '%s' is read by no node that a layer kind can train "
                          "(Gemm, Conv, MatMul, a normalisation, Add, Sub, Mul, Expand, ...)",

@@ -105,6 +105,7 @@ static int add_value(builder *b, const char *name, cs_value_kind kind)
     val->kind = kind;
     val->producer = -1;
     val->param_index = -1;
+    val->view_source = -1;
     val->decl.ndim = -1;
     if (!val->name || map_put(&b->map, val->name, v, (size_t)v) != 0)
         return -1;

@@ -67,7 +67,16 @@ cs_status cs_onnx_write_updated(const char *src_path, const cs_graph *g, const c
         if (v < 0 || g->values[v].kind != CS_VALUE_INITIALIZER)
             continue;
         saved[i] = *tp;
-        st = replace_tensor(tp, &g->values[v].init, &raws[i], err);
+        if (g->values[v].has_views) {
+            /* a source of views folded at bind: its elements live in them */
+            cs_tensor whole = {0};
+            st = cs_graph_assemble_initializer(g, v, &whole, err);
+            if (!st)
+                st = replace_tensor(tp, &whole, &raws[i], err);
+            cs_tensor_free(&whole);
+        } else {
+            st = replace_tensor(tp, &g->values[v].init, &raws[i], err);
+        }
     }
     uint8_t *out = NULL;
     size_t size = 0;

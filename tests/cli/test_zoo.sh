@@ -2,7 +2,8 @@
 # The zoo: small trained exports of real architectures (tools/make_zoo.py:
 # torchvision ResNet, MobileNetV3, ShuffleNetV2, DenseNet, VisionTransformer,
 # a causal nn.TransformerEncoder LM, nn.LSTM and nn.GRU classifiers, an
-# encoder-decoder CNN; opsets 13 and 17) checked against PyTorch's float64
+# encoder-decoder CNN, a cross-attention nn.MultiheadAttention exported
+# without constant folding; opsets 13 and 17) checked against PyTorch's float64
 # references in tests/zoo/<model>.txt.  For every model:
 #   1. `info` lists no unsupported operator;
 #   2. `eval` gives the reference's mean cross-entropy within 1e-4 relative;
@@ -12,7 +13,9 @@
 #   4. `analyze --curvature ggn --repr kfac,diag` completes and stores K-FAC and
 #      diagonal rows;
 #   5. `finetune --precond kfac`, four steps of 8 samples, writes a model whose
-#      eval loss is at most 5% above the original's.
+#      eval loss is at most 5% above the original's;
+#   6. that model, reloaded, evaluates to the loss finetune reported for its
+#      final weights (the write-back).
 # Speaks TAP.
 
 . "${top_srcdir:-.}/tests/cli/preamble.sh"
@@ -108,6 +111,13 @@ for txt in "$ZOO"/*_op*.txt; do
     steps=$(sed -n 's/^\([0-9]*\) steps in .*/\1/p' "$tmp/ft")
     ok "$model: finetune --precond kfac, $steps steps: eval loss $tuned within 5% of $got" \
         '[ $rc -eq 0 ] && [ "$steps" = 4 ] && [ -n "$tuned" ] && awk -v a="$tuned" -v b="$got" "BEGIN { exit !(a <= 1.05 * b) }"'
+    # 6. the written model is the tuned one: reloaded, it evaluates to the
+    # loss finetune measured on its weights after the last step (both
+    # printed to 6 decimals), and it differs from the original's (the
+    # write-back of initializers folded into parts at load, xattn, included)
+    final=$(sed -n 's/.*final train loss \([^ ]*\) .*/\1/p' "$tmp/ft")
+    ok "$model: the written model evaluates to finetune's final loss ($tuned vs $final, original $got)" \
+        '[ -n "$final" ] && close "$tuned" "$final" 1e-5 2e-6 && ! close "$tuned" "$got" 0 1e-6'
 done
 
 echo "1..$n"

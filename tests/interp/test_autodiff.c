@@ -416,7 +416,7 @@ int main(void)
     static const char *const models[] = {"tiny_mlp64",   "tiny_cnn64",   "tiny_attn64",  "tiny_embed64",
                                          "tiny_norm64",  "tiny_gn21_64", "tiny_convt64", "tiny_seqfirst64",
                                          "tiny_lstm64",  "tiny_gru64",   "tiny_rnn64",
-                                         "tiny_eparams64"};
+                                         "tiny_eparams64", "tiny_views64"};
     for (int m = 0; m < (int)(sizeof models / sizeof models[0]); m++) {
         check_model(models[m], CS_LOSS_CE);
         check_model(models[m], CS_LOSS_MSE);
