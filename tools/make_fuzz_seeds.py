@@ -188,9 +188,13 @@ def main():
         write("onnx", name + ".onnx", data)
         write("forward", name + ".onnx", data)
     for m in ["tiny_mlp64", "tiny_cnn64", "tiny_attn64", "tiny_embed64", "tiny_norm64",
-              "tiny_gn21_64", "tiny_convt64", "tiny_linear64", "shape_chain"]:
+              "tiny_gn21_64", "tiny_convt64", "tiny_linear64", "shape_chain", "tiny_views64",
+              "views_not_folded"]:
         copy("onnx", os.path.join("tests", "models", m + ".onnx"))
-    for m in ["tiny_mlp64", "tiny_cnn64", "tiny_convt64", "shape_chain"]:
+    # a real export whose weights reach their layers through view nodes
+    # computed from static shapes (interp/param_views.h folds them at load)
+    copy("onnx", os.path.join("tests", "zoo", "xattn_op13.onnx"))
+    for m in ["tiny_mlp64", "tiny_cnn64", "tiny_convt64", "shape_chain", "tiny_views64"]:
         copy("forward", os.path.join("tests", "models", m + ".onnx"))
 
     write("npy", "f4_2x3.npy", npy("<f4", [2, 3], struct.pack("<6f", *range(6))))
