@@ -8,6 +8,7 @@
  *   - parts changed in place are scattered back into the source
  *     (cs_graph_assemble_initializer) and written to a model file that,
  *     reloaded, holds the changed parts;
+ *   - --freeze-params / --train-params name the source and act on its parts;
  *   - overlapping parts, and a source also read directly, are not folded. */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "../tap.h"
 #include "../test_model.h"
 #include "interp/op.h"
+#include "interp/param_rule.h"
 #include "interp/plan.h"
 #include "onnx/writer.h"
 
@@ -158,6 +160,19 @@ static void check_folded(void)
     ok(bad == 0, "the written model, reloaded and folded again, holds the changed parts (%s)", err.msg);
     cs_graph_free(back);
     unlink(dst);
+
+    /* --freeze-params / --train-params take the source's name */
+    cs_err e2 = {0};
+    int rc = cs_params_choose(g, "in_proj.weight", NULL, &e2);
+    int pq = g->values[vq].param_index, pkv = g->values[vkv].param_index,
+        pb = g->values[cs_graph_find_value(g, "b_q")].param_index;
+    ok(rc == CS_OK && pq < 0 && pkv < 0 && pb >= 0 && g->n_param_scalars == 65 - 24,
+       "--freeze-params in_proj.weight freezes both its parts, not in_proj.bias's (%s)", e2.msg);
+    for (int u = 0; u < g->n_values; u++)
+        g->values[u].train_choice = 0;
+    rc = cs_params_choose(g, NULL, "in_proj.weight", &e2);
+    ok(rc == CS_OK && g->values[vq].param_index >= 0 && g->n_param_scalars == 65,
+       "--train-params in_proj.weight is accepted: its parts are the parameters (%s)", e2.msg);
     cs_graph_free(g);
     cs_graph_free(raw);
 }
