@@ -784,3 +784,21 @@ CREATE TABLE influence_lds (
     actual      REAL,
     PRIMARY KEY (run_id, method, subset, query_index)
 );
+
+-- @version 4
+-- The parameters that are parts of one initializer of the file: an export
+-- without constant folding feeds a weight to its layers through view nodes
+-- (Transpose, Slice, Split, Reshape, ...), which curvscope folds at load
+-- into parts, each a parameter of its layer (doc/design.md §2.3).  One row
+-- per such parameter of params: source is the initializer of the file it
+-- is part of (the name --freeze-params takes and finetune --out writes),
+-- source_shape that initializer's shape.  Parameters stored as they are in
+-- the file have no row here.
+CREATE TABLE param_parts (
+    run_id       INTEGER NOT NULL,
+    param_id     INTEGER NOT NULL,
+    source       TEXT    NOT NULL,
+    source_shape TEXT    NOT NULL,
+    PRIMARY KEY (run_id, param_id),
+    FOREIGN KEY (run_id, param_id) REFERENCES params (run_id, param_id) ON DELETE CASCADE
+);

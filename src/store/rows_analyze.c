@@ -94,6 +94,11 @@ cs_status cs_store_write_graph(cs_store *db, int64_t run, const cs_graph *g, cs_
         char shape[128];
         cs_shape_str(&v->init, shape, sizeof shape);
         st = cs_store_param(db, run, q, g->params[q].layer, v->name, shape, cs_tensor_numel(&v->init), err);
+        if (!st && v->view_source >= 0) { /* a part of one initializer of the file */
+            const cs_value *src = &g->values[v->view_source];
+            cs_shape_str(&src->init, shape, sizeof shape);
+            st = cs_store_param_part(db, run, q, src->name, shape, err);
+        }
     }
     return st;
 }

@@ -141,6 +141,8 @@ static const struct {
         "query_index, predicted, actual) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
     [ST_INFLUENCE_LDS] = {"influence_lds", "INSERT INTO influence_lds (run_id, method, subset, query_index, "
         "predicted, actual) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+    [ST_PARAM_PART] = {"param_parts", "INSERT INTO param_parts (run_id, param_id, source, source_shape) "
+        "VALUES (?1, ?2, ?3, ?4)"},
     [ST_SAVEPOINT] = {NULL, "SAVEPOINT cs_rows"},
     [ST_RELEASE] = {NULL, "RELEASE cs_rows"},
     [ST_ROLLBACK_TO] = {NULL, "ROLLBACK TO cs_rows"},

@@ -23,7 +23,7 @@
 #include "base/status.h"
 
 /* PRAGMA user_version of the schema this build writes. */
-#define CS_STORE_SCHEMA_VERSION 3
+#define CS_STORE_SCHEMA_VERSION 4
 /* PRAGMA application_id marking a curvscope database ("Curv" in ASCII). */
 #define CS_STORE_APPLICATION_ID 0x43757276
 
@@ -100,6 +100,10 @@ cs_status cs_store_layer(cs_store *s, int64_t run_id, int64_t layer_id, const ch
 cs_status cs_store_param(cs_store *s, int64_t run_id, int64_t param_id, int64_t layer_id,
                          const char *name, const char *shape, int64_t numel,
                          cs_err *err) CS_MUST_CHECK;
+/* Parameter param_id (stored first) is a part of the file's initializer
+ * source, of shape source_shape (table param_parts). */
+cs_status cs_store_param_part(cs_store *s, int64_t run_id, int64_t param_id, const char *source,
+                              const char *source_shape, cs_err *err) CS_MUST_CHECK;
 
 typedef struct cs_curv_row {
     int64_t layer_id;          /* -1 for the whole network (stored as NULL) */

@@ -83,6 +83,14 @@ cs_status cs_store_param(cs_store *s, int64_t run_id, int64_t param_id, int64_t 
                             (long long)param_id);
 }
 
+cs_status cs_store_param_part(cs_store *s, int64_t run_id, int64_t param_id, const char *source,
+                              const char *source_shape, cs_err *err)
+{
+    const store_col c[] = {SC_INT(run_id), SC_INT(param_id), SC_TEXT(source), SC_TEXT(source_shape)};
+    return store_insert_row(s, ST_PARAM_PART, c, 4, err, "insert parameter %lld into param_parts",
+                            (long long)param_id);
+}
+
 cs_status cs_store_curvature(cs_store *s, int64_t run_id, const cs_curv_row *row, cs_err *err)
 {
     cs_status r = check_layer(s, row->layer_id, "curvature", err);

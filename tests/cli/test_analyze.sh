@@ -32,7 +32,7 @@ rc=$?
 ok "analyze tiny_cnn64 exits 0" '[ $rc -eq 0 ]'
 ok "hessian x kfac from lists is skipped with a note" 'grep -q "note: hessian kfac skipped" "$tmp/out"'
 ok "the summary names the database" 'grep -q "results in $DB" "$tmp/out"'
-ok "schema version 3" '[ "$(q "$DB" "PRAGMA user_version")" = 3 ]'
+ok "schema version 4" '[ "$(q "$DB" "PRAGMA user_version")" = 4 ]'
 ok "one run, status done, 12 samples" '[ "$(q "$DB" "SELECT count(*), status, n_samples FROM runs")" = "1|done|12" ]'
 ok "the run has the model sha256" '[ "$(q "$DB" "SELECT model_sha256 FROM runs")" = "$(sha256sum "$MODELS/tiny_cnn64.onnx" | cut -c1-64)" ]'
 ok "3 layers and 6 parameter tensors" '[ "$(q "$DB" "SELECT (SELECT count(*) FROM layers), (SELECT count(*) FROM params)")" = "3|6" ]'

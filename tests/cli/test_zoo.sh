@@ -96,6 +96,12 @@ for txt in "$ZOO"/*_op*.txt; do
     rc=$?
     ok "$model: analyze --curvature ggn --repr kfac,diag completes with rows" \
         '[ $rc -eq 0 ] && [ "$(q "$tmp/$model.db" "SELECT count(DISTINCT repr) FROM curvature WHERE curvature = '\''ggn'\'' AND repr IN ('\''kfac'\'', '\''diag'\'')")" = 2 ]'
+    # parts of one initializer folded at load (xattn: in_proj_weight and
+    # in_proj_bias, two parts each) are stored with their source
+    parts=$(grep -o '(part of ' "$tmp/info" | wc -l | tr -d ' ')
+    stored=$(q "$tmp/$model.db" "SELECT count(*) FROM param_parts JOIN params USING (run_id, param_id)")
+    ok "$model: the $parts parts that info lists are the param_parts rows ($stored)" \
+        '[ $rc -eq 0 ] && [ "$parts" = "$stored" ]'
 
     # 5. four small K-FAC steps do not spoil the model
     # (lr 3e-4: at 1e-3, K-FAC under its default damping 1e-3 takes the

@@ -350,7 +350,7 @@ static void test_new_database(const char *path)
     static const char *const tables[] = {
         "runs", "layers", "params", "curvature", "eigenvalues", "density", "importance",
         "step_diagnostics", "finetune_steps", "finetune_evals", "conventions", "repr_comparison",
-        "kfac_factors",
+        "kfac_factors", "param_parts",
     };
     int all = 1;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
