@@ -247,6 +247,17 @@ static void test_split(void)
     ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "Split with parts 2 + 2 of 5 is refused (%s)", err.msg);
     op_test_free(&t);
 
+    /* parts whose sum overflows int64 (a fuzzer's find): refused, no
+     * overflow (this test runs under UBSan in CI) */
+    int64_t huge[2] = {INT64_MAX / 2 + 2, INT64_MAX / 2 + 2};
+    cs_tensor sph = ints(2, huge, &np);
+    op_test_init(&t, "Split", 13);
+    op_test_input(&t, &x5);
+    op_test_input(&t, &sph);
+    op_test_outputs(&t, 2);
+    ok(op_test_run(&t, &err) == CS_ERR_SHAPE, "Split with parts of 2^62 each is refused (%s)", err.msg);
+    op_test_free(&t);
+
     op_test_init(&t, "Split", 13);
     op_test_input(&t, &x5);
     op_test_input_unknown(&t, &spb);

@@ -332,6 +332,9 @@ static cs_status split_infer(cs_op_call *c, cs_err *err)
         int64_t part = split_part(c, k, n);
         if (part < 0)
             return cs_op_fail(c, err, CS_ERR_SHAPE, "part %d has negative size %lld", k, (long long)part);
+        if (part > n - total) /* compared before the sum, which could overflow */
+            return cs_op_fail(c, err, CS_ERR_SHAPE, "parts 0..%d add up to more than the %lld of axis %d", k,
+                              (long long)n, axis);
         total += part;
         if (c->out[k]) {
             int64_t dims[CS_MAX_DIMS];
