@@ -14,7 +14,7 @@ cs_status cs_interp_bind(cs_graph *g, cs_err *err)
         const cs_op_def *op = cs_op_find(n->op_type, n->domain);
         n->op = op && n->opset >= op->min_opset ? op : NULL;
     }
-    cs_status st = cs_param_views_fold(g, NULL, err);
+    cs_status st = cs_param_views_fold(g, err);
     return st ? st : cs_layers_find(g, err);
 }
 

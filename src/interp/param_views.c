@@ -297,10 +297,8 @@ static bool is_candidate(const cs_graph *g, const consumers *c, int s)
     return true;
 }
 
-cs_status cs_param_views_fold(cs_graph *g, int *n_folded, cs_err *err)
+cs_status cs_param_views_fold(cs_graph *g, cs_err *err)
 {
-    if (n_folded)
-        *n_folded = 0;
     consumers c = {0};
     chain ch = {0};
     bool *dead = calloc((size_t)g->n_nodes + 1, sizeof *dead);
@@ -342,8 +340,6 @@ cs_status cs_param_views_fold(cs_graph *g, int *n_folded, cs_err *err)
         cs_plan_free(&kv.p2), cs_plan_free(&kv.p3);
     if (!st && folded)
         remove_dead(g, dead);
-    if (n_folded)
-        *n_folded = folded;
     free(dead);
     free(ch.in_chain), free(ch.nodes), free(ch.terminals), free(ch.stack);
     if (ch.idx)

@@ -27,7 +27,7 @@
 #include "graph/graph.h"
 
 /* Fold every eligible chain of g (idempotent: a folded source has no
- * consumers left).  *n_folded (may be NULL) gets the number of sources. */
-cs_status cs_param_views_fold(cs_graph *g, int *n_folded, cs_err *err) CS_MUST_CHECK;
+ * consumers left). */
+cs_status cs_param_views_fold(cs_graph *g, cs_err *err) CS_MUST_CHECK;
 
 #endif
